@@ -1,0 +1,76 @@
+import json
+import math
+
+import pytest
+
+from trainguard.core import Action, Finding, LayerStats, Severity, StepStats, TensorSummary
+from trainguard.io.runlog import RunLogError, RunLogWriter, read_runlog
+
+
+def _stats(step, loss):
+    return StepStats(step=step, loss=loss, epoch=0, batch_size=32, lrs=(0.01,), grad_norm=1.5,
+                     loss_finite=math.isfinite(loss),
+                     layers=(LayerStats("fc1.weight", grad_norm=1.0, weight_norm=2.0, update_ratio=1e-3),),
+                     inputs=TensorSummary(0.0, 1.0, 3.0), eval_mode_modules=("bn1",))
+
+
+def test_round_trip_keeps_every_record(tmp_path):
+    path = tmp_path / "run.jsonl"
+    w = RunLogWriter(path, framework="torch", config={"policy": "observe"}, parameters=["fc1.weight"])
+    w.step(_stats(0, 1.0))
+    w.step(_stats(1, float("nan")))
+    f = Finding("non_finite", Severity.ERROR, 1, "fc1.weight", {"loss": float("nan")}, "nan")
+    w.finding(f)
+    w.action(Action("skip_step", 1, "non_finite", {}, {"loss_before": 1.0}))
+    w.close()
+    log = read_runlog(path)
+    assert [s.step for s in log.steps] == [0, 1]
+    assert log.steps[0] == _stats(0, 1.0)
+    assert math.isnan(log.steps[1].loss) and not log.steps[1].loss_finite
+    assert log.findings[0].code == "non_finite" and log.findings[0].severity is Severity.ERROR
+    assert log.actions[0].kind == "skip_step"
+    assert log.end == {"status": "ok", "steps": 2}
+    assert log.problems == []
+    # every line is valid strict JSON (no bare NaN)
+    for line in path.read_text().splitlines():
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in run log"))
+
+
+def test_crash_loses_at_most_the_line_being_written(tmp_path):
+    path = tmp_path / "run.jsonl"
+    w = RunLogWriter(path)
+    for i in range(5):
+        w.step(_stats(i, 1.0 / (i + 1)))
+    # Simulate a crash mid-write: the file is readable without close(), and a torn last line is skipped.
+    with open(path, "a") as f:
+        f.write('{"type":"step","step":5,"lo')
+    log = read_runlog(path)
+    assert [s.step for s in log.steps] == [0, 1, 2, 3, 4]
+    assert log.end is None
+    assert len(log.problems) == 1 and "truncated" in log.problems[0]
+
+
+def test_second_run_appended_to_same_file_is_read_and_first_kept(tmp_path):
+    path = tmp_path / "run.jsonl"
+    for n in (3, 2):
+        w = RunLogWriter(path)
+        for i in range(n):
+            w.step(_stats(i, 1.0))
+        w.close()
+    log = read_runlog(path)
+    assert len(log.steps) == 2
+    assert "more than one run" in log.problems[0]
+    assert path.read_text().count('"type":"header"') == 2
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty file"),
+    (b"step,loss\n1,2\n", "header"),
+    (b"\xff\xfe\x00garbage", "UTF-8"),
+])
+def test_bad_files_raise_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(RunLogError, match=message) as info:
+        read_runlog(path)
+    assert "\n" not in str(info.value)

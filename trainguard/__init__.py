@@ -1,0 +1,21 @@
+"""trainguard: watch, diagnose and repair neural-network training.
+
+``trainguard.Guard`` is the PyTorch guard; it is imported on first use so ``import trainguard`` stays light and
+the core needs no framework.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from trainguard.core.findings import Finding, Severity
+
+__version__ = "0.1.0"
+__all__ = ["Guard", "Finding", "Severity", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Guard":
+        from trainguard.adapters.torch import Guard
+
+        return Guard
+    raise AttributeError(f"module 'trainguard' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Adapters: the only modules that import a framework. They turn tensors into statistics and carry out actions."""

@@ -1,0 +1,46 @@
+"""``trainguard`` command line. Each subcommand is one module in ``trainguard.commands`` with
+``add_arguments(parser)`` and ``run(args) -> int``; this file only dispatches and contains errors."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from trainguard import __version__
+
+# name -> (module, one-line help). Modules are imported only when their command runs.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "report": ("trainguard.commands.report", "print a readable summary of a trainguard run log"),
+    "demo": ("trainguard.commands.demo", "run the seed scenarios unguarded and guarded, and compare"),
+}
+
+
+class UserError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trainguard", description="Keep neural-network training healthy.")
+    parser.add_argument("--version", action="version", version=f"trainguard {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return int(module.run(args) or 0)
+    except UserError as e:
+        print(f"trainguard {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"trainguard {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

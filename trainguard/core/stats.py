@@ -1,0 +1,127 @@
+"""Per-step statistics: the one input of the core.
+
+Adapters (torch, keras) turn tensors into these plain records; detectors, the diagnosis engine, the run log
+and the doctor read them. Every field but ``step`` is optional, because a finished run's log may carry only a
+loss, and per-layer fields are filled only on the steps the preset samples.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+__all__ = ["LayerStats", "TensorSummary", "StepStats"]
+
+
+@dataclass(frozen=True, slots=True)
+class LayerStats:
+    """Statistics of one parameter tensor, named as the framework names it (``"fc1.weight"``)."""
+
+    name: str
+    grad_norm: float | None = None
+    weight_norm: float | None = None
+    # ||W_t - W_{t-1}|| / ||W_{t-1}|| of the update applied at the previous step.
+    update_ratio: float | None = None
+    grad_abs_mean: float | None = None
+    zero_grad_fraction: float | None = None
+    # Adam family only: RMS of g / max(sqrt(v), eps) (Wortsman et al. 2023) and sqrt(v)'s spread.
+    adam_update_rms: float | None = None
+    adam_sqrt_v_min: float | None = None
+    adam_sqrt_v_median: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSummary:
+    """Scale of a data tensor (inputs or targets of one of the first batches)."""
+
+    mean: float
+    std: float
+    abs_max: float
+
+
+@dataclass(frozen=True, slots=True)
+class StepStats:
+    """Everything measured at one optimizer step. ``layers`` is in forward (registration) order."""
+
+    step: int
+    loss: float | None = None
+    epoch: int | None = None
+    batch_size: int | None = None
+    lrs: tuple[float, ...] = ()
+    grad_norm: float | None = None
+    loss_finite: bool = True
+    grads_finite: bool = True
+    weights_finite: bool = True
+    first_nonfinite_grad: str | None = None
+    # Module that first produced a non-finite output (found by forward hooks after the first NaN).
+    first_nonfinite_module: str | None = None
+    layers: tuple[LayerStats, ...] = ()
+    # Modules (BatchNorm, Dropout) found in eval mode while gradients flow; None when not sampled.
+    eval_mode_modules: tuple[str, ...] | None = None
+    inputs: TensorSummary | None = None
+    targets: TensorSummary | None = None
+    # Whether the update of this step was applied (False when a repair skipped it).
+    applied: bool = True
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def lr(self) -> float | None:
+        return self.lrs[0] if self.lrs else None
+
+    @property
+    def finite(self) -> bool:
+        return self.loss_finite and self.grads_finite and self.weights_finite
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict; None and empty fields are left out (the run-log writer encodes NaN/Inf)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None or value == () or value == {}:
+                continue
+            if f.name == "layers":
+                value = [_compact(asdict(layer)) for layer in value]
+            elif f.name in ("inputs", "targets"):
+                value = _compact(asdict(value))
+            elif f.name in ("lrs", "eval_mode_modules"):
+                value = list(value)
+            out[f.name] = value
+        if out.get("applied") is True:
+            del out["applied"]
+        for flag in ("loss_finite", "grads_finite", "weights_finite"):
+            if out.get(flag) is True:
+                del out[flag]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StepStats:
+        """Inverse of :meth:`to_dict`. Unknown keys are ignored so newer logs stay readable."""
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        if "loss" in kwargs:
+            kwargs["loss"] = _float_or_none(kwargs["loss"])
+        if "grad_norm" in kwargs:
+            kwargs["grad_norm"] = _float_or_none(kwargs["grad_norm"])
+        kwargs["lrs"] = tuple(_float_or_none(v) for v in kwargs.get("lrs", ()))
+        if "eval_mode_modules" in kwargs:
+            kwargs["eval_mode_modules"] = tuple(kwargs["eval_mode_modules"])
+        if "layers" in kwargs:
+            kwargs["layers"] = tuple(
+                LayerStats(**{k: (v if k == "name" else _float_or_none(v)) for k, v in layer.items()})
+                for layer in kwargs["layers"]
+            )
+        for key in ("inputs", "targets"):
+            if key in kwargs:
+                kwargs[key] = TensorSummary(**{k: _float_or_none(v) for k, v in kwargs[key].items()})
+        if "extra" in kwargs:
+            kwargs["extra"] = {k: _float_or_none(v) for k, v in kwargs["extra"].items()}
+        return cls(**kwargs)
+
+
+def _compact(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def _float_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    return float(value)  # float("nan") / float("inf") read the strings back

@@ -1,0 +1,1 @@
+"""Reading and writing trainguard's run log."""
