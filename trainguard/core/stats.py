@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["LayerStats", "TensorSummary", "StepStats"]
+__all__ = ["LayerStats", "ActivationStats", "TensorSummary", "StepStats"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,23 @@ class LayerStats:
     adam_update_rms: float | None = None
     adam_sqrt_v_min: float | None = None
     adam_sqrt_v_median: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationStats:
+    """Output health of one module, sampled through forward hooks every few steps.
+
+    ``kind`` is the activation that follows or is the module (``"relu"``, ``"sigmoid"``, ``"tanh"``, ``"linear"``).
+    ``dead_fraction``: units whose output was <= 0 for every sample in the batch (ReLU).
+    ``saturated_fraction``: inputs of a sigmoid/tanh beyond SageMaker Debugger's bounds (|x| > 5 for sigmoid,
+    |x| > 2.5 for tanh; the adapter documents its bounds). ``output_std``: std of the output over the batch.
+    """
+
+    name: str
+    kind: str
+    dead_fraction: float | None = None
+    saturated_fraction: float | None = None
+    output_std: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +72,15 @@ class StepStats:
     # Module that first produced a non-finite output (found by forward hooks after the first NaN).
     first_nonfinite_module: str | None = None
     layers: tuple[LayerStats, ...] = ()
+    activations: tuple[ActivationStats, ...] = ()
     # Modules (BatchNorm, Dropout) found in eval mode while gradients flow; None when not sampled.
     eval_mode_modules: tuple[str, ...] | None = None
     inputs: TensorSummary | None = None
     targets: TensorSummary | None = None
     # Whether the update of this step was applied (False when a repair skipped it).
     applied: bool = True
+    # Forensic recording: a hash of a strided sample of the batch's inputs and targets.
+    batch_fingerprint: str | None = None
     extra: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -80,6 +100,8 @@ class StepStats:
                 continue
             if f.name == "layers":
                 value = [_compact(asdict(layer)) for layer in value]
+            elif f.name == "activations":
+                value = [_compact(asdict(a)) for a in value]
             elif f.name in ("inputs", "targets"):
                 value = _compact(asdict(value))
             elif f.name in ("lrs", "eval_mode_modules"):
@@ -108,6 +130,11 @@ class StepStats:
             kwargs["layers"] = tuple(
                 LayerStats(**{k: (v if k == "name" else _float_or_none(v)) for k, v in layer.items()})
                 for layer in kwargs["layers"]
+            )
+        if "activations" in kwargs:
+            kwargs["activations"] = tuple(
+                ActivationStats(**{k: (v if k in ("name", "kind") else _float_or_none(v)) for k, v in a.items()})
+                for a in kwargs["activations"]
             )
         for key in ("inputs", "targets"):
             if key in kwargs:
