@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["LayerStats", "ActivationStats", "TensorSummary", "StepStats"]
+__all__ = ["LayerStats", "ActivationStats", "BufferStats", "TensorSummary", "StepStats"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,20 @@ class ActivationStats:
 
 
 @dataclass(frozen=True, slots=True)
+class BufferStats:
+    """Summary of one running-statistics buffer (BatchNorm ``running_mean``/``running_var``/
+    ``num_batches_tracked``, Keras ``moving_mean``/``moving_variance``), named as the framework names it.
+
+    Forensic recording: these buffers change in the forward pass only in training mode, so comparing them
+    between two runs shows a layer that ran in inference mode (``trainguard diff``).
+    """
+
+    name: str
+    mean: float | None = None
+    norm: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TensorSummary:
     """Scale of a data tensor (inputs or targets of one of the first batches)."""
 
@@ -81,6 +95,8 @@ class StepStats:
     applied: bool = True
     # Forensic recording: a hash of a strided sample of the batch's inputs and targets.
     batch_fingerprint: str | None = None
+    # Forensic recording: running statistics of normalisation layers (BatchNorm), after this step's forward.
+    buffers: tuple[BufferStats, ...] = ()
     extra: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -102,6 +118,8 @@ class StepStats:
                 value = [_compact(asdict(layer)) for layer in value]
             elif f.name == "activations":
                 value = [_compact(asdict(a)) for a in value]
+            elif f.name == "buffers":
+                value = [_compact(asdict(b)) for b in value]
             elif f.name in ("inputs", "targets"):
                 value = _compact(asdict(value))
             elif f.name in ("lrs", "eval_mode_modules"):
@@ -135,6 +153,11 @@ class StepStats:
             kwargs["activations"] = tuple(
                 ActivationStats(**{k: (v if k in ("name", "kind") else _float_or_none(v)) for k, v in a.items()})
                 for a in kwargs["activations"]
+            )
+        if "buffers" in kwargs:
+            kwargs["buffers"] = tuple(
+                BufferStats(**{k: (v if k == "name" else _float_or_none(v)) for k, v in b.items()})
+                for b in kwargs["buffers"]
             )
         for key in ("inputs", "targets"):
             if key in kwargs:
