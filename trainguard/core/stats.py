@@ -112,8 +112,8 @@ class StepStats:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None or value == () or value == {}:
-                continue
+            if value is None or (value in ((), {}) and f.name != "eval_mode_modules"):
+                continue  # an empty eval_mode_modules is kept: "sampled, none in eval mode" differs from None
             if f.name == "layers":
                 value = [_compact(asdict(layer)) for layer in value]
             elif f.name == "activations":
