@@ -1,0 +1,102 @@
+"""Tensors -> statistics: the arithmetic of the torch guard, apart from its bookkeeping.
+
+Every function here returns tensors on the device of its inputs and never reads a value back to the host, so
+a guard can queue the results and fetch them all at once (one sync every ``fetch_every`` steps on GPU).
+Norms are float32 whatever the tensors' dtype, so fp16 gradients cannot overflow their own norm.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+__all__ = [
+    "tensor_norms",
+    "step_vector",
+    "snapshot",
+    "update_norms",
+    "grad_sparsity",
+    "adam_moments",
+    "data_summary",
+    "MEDIAN_SAMPLE",
+]
+
+# sqrt(v)'s median is taken over a strided sample of at most this many entries: an exact median sorts the
+# tensor (4 ms for 400k floats on one CPU core), which would break the guard's overhead budget.
+MEDIAN_SAMPLE = 4096
+
+
+def _norm_list(tensors: Sequence[torch.Tensor], ord: float, device: torch.device) -> list[torch.Tensor]:
+    """Per-tensor norms in one fused pass (as ``torch.nn.utils.get_total_norm`` does), float32, on ``device``."""
+    if all(t.dtype == torch.float32 for t in tensors):
+        norms = torch._foreach_norm(tensors, ord)  # the dtype argument would cost ~25% here for nothing
+    else:
+        try:
+            norms = torch._foreach_norm(tensors, ord, dtype=torch.float32)
+        except (TypeError, RuntimeError):  # torch < 2.4 has no dtype argument
+            norms = [torch.linalg.vector_norm(t, ord, dtype=torch.float32) for t in tensors]
+    if any(t.device != device for t in tensors):
+        norms = [n.to(device) for n in norms]
+    return list(norms)
+
+
+def tensor_norms(tensors: Sequence[torch.Tensor], ord: float = 2.0) -> torch.Tensor:
+    """Per-tensor ``ord``-norms as one float32 vector on the first tensor's device."""
+    return torch.stack(_norm_list(tensors, ord, tensors[0].device))
+
+
+def step_vector(loss: torch.Tensor, grads: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``[loss, ||g_1||, ..., ||g_n||]`` as one float32 vector on the loss's device.
+
+    The global norm and the finiteness flags follow from it on the host (sqrt of the sum of squares; a tensor
+    with a NaN or Inf has a non-finite norm), so the every-step cost is one fused norm and one stack.
+    """
+    loss = loss.detach().reshape(())
+    if not grads:
+        return loss.float().reshape(1)
+    return torch.stack([loss, *_norm_list(grads, 2.0, loss.device)]).float()  # float() is free for float32
+
+
+def snapshot(weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """A copy of the weights before the update (taken on sampled steps only)."""
+    return torch._foreach_mul(list(weights), 1.0)
+
+
+def update_norms(weights: Sequence[torch.Tensor], before: list[torch.Tensor]) -> torch.Tensor:
+    """``||W_after - W_before||`` per tensor; overwrites ``before`` with the difference to save memory."""
+    torch._foreach_sub_(before, list(weights))
+    return tensor_norms(before)
+
+
+def grad_sparsity(grads: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``[sum |g| per tensor..., count of non-zero entries per tensor...]`` (2n float32 values); the host
+    divides by the tensors' sizes."""
+    return torch.cat([tensor_norms(grads, 1.0), tensor_norms(grads, 0.0)])  # the 0-"norm" counts non-zeros
+
+
+def adam_moments(grad: torch.Tensor, exp_avg_sq: torch.Tensor, step: torch.Tensor | float, beta2: float | None,
+                 eps: float) -> torch.Tensor:
+    """``[update RMS, min sqrt(v_hat), median sqrt(v_hat)]`` for one Adam-family tensor.
+
+    update RMS = sqrt(mean(g^2 / max(v_hat, eps^2))), v_hat = v / (1 - beta2^t) bias-corrected: the quantity
+    StableAdamW clips (Wortsman et al. 2023, "Stable and low-precision training for large-scale vision-language
+    models"); far above 1, the second-moment estimate lags behind the gradients and a loss spike follows.
+    Read after ``optimizer.step()``, so v includes this step's gradient, as in the paper.
+    """
+    v = exp_avg_sq.detach().float()
+    if beta2 is not None:
+        step_t = step if isinstance(step, torch.Tensor) else torch.tensor(float(step), device=v.device)
+        correction = 1.0 - beta2 ** step_t.to(device=v.device, dtype=torch.float32)
+        v = v / correction.clamp_min(1e-30)
+    g = grad.detach().float()
+    rms = (g.square() / v.clamp_min(eps * eps)).mean().sqrt()
+    sqrt_v = v.sqrt().reshape(-1)
+    stride = max(1, sqrt_v.numel() // MEDIAN_SAMPLE)
+    return torch.stack([rms, sqrt_v.min(), sqrt_v[::stride].median()])
+
+
+def data_summary(x: torch.Tensor) -> torch.Tensor:
+    """``[mean, std, abs max]`` of a data tensor (population std), float32."""
+    x = x.detach().float()
+    std, mean = torch.std_mean(x, correction=0)
+    return torch.stack([mean, std, x.abs().max()])

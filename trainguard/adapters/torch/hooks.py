@@ -1,0 +1,161 @@
+"""Forward hooks: activation health on sampled forwards, and the search for the first non-finite module.
+
+Neither costs anything while it is not needed: the activation probe's hooks exist only for the one forward
+the guard samples, and the non-finite search runs its own forward, once, after a NaN/Inf has been seen.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+__all__ = ["SIGMOID_SATURATION", "TANH_SATURATION", "OUTPUT", "INPUTS", "activation_kind", "ActivationProbe",
+           "locate_non_finite"]
+
+# Inputs beyond these bounds count as saturated (the bounds SageMaker Debugger's saturated-activation check
+# uses, as trainguard's StepStats documents them): sigmoid'(5) = 0.0066, tanh'(2.5) = 0.027.
+SIGMOID_SATURATION = 5.0
+TANH_SATURATION = 2.5
+# Names of the two places that are no module: the model's output and its inputs.
+OUTPUT = "(output)"
+INPUTS = "(inputs)"
+
+_KINDS: tuple[tuple[type[nn.Module], str], ...] = (
+    (nn.ReLU, "relu"), (nn.ReLU6, "relu"), (nn.Sigmoid, "sigmoid"), (nn.Tanh, "tanh"),
+)
+
+
+def activation_kind(module: nn.Module) -> str | None:
+    """``"relu"``, ``"sigmoid"``, ``"tanh"`` for the activation modules the probe watches, else None.
+    (Activations called as functions inside a module's forward cannot be hooked, so they are not seen.)"""
+    for cls, kind in _KINDS:
+        if isinstance(module, cls):
+            return kind
+    return None
+
+
+def _health(kind: str, inputs: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
+    """``[dead or saturated fraction, output std]`` on the device.
+
+    relu: fraction of units (every entry but the batch dimension) that are <= 0 for every sample of the batch.
+    sigmoid / tanh: fraction of input entries beyond the saturation bound. output: no health value (NaN).
+    """
+    out = output.detach().float()
+    std = out.std(correction=0) if out.numel() > 0 else out.new_tensor(float("nan"))
+    if kind == "relu":
+        units = out.reshape(out.shape[0], -1) if out.dim() > 1 else out.reshape(1, -1)
+        health = 1.0 - (units > 0).any(dim=0).float().mean()
+    elif kind in ("sigmoid", "tanh") and inputs and isinstance(inputs[0], torch.Tensor):
+        bound = SIGMOID_SATURATION if kind == "sigmoid" else TANH_SATURATION
+        health = (inputs[0].detach().abs() > bound).float().mean()
+    else:
+        health = out.new_tensor(float("nan"))
+    return torch.stack([health, std])
+
+
+class ActivationProbe:
+    """Records activation health during ONE training forward (the first grad-enabled call of each module).
+
+    ``install()`` before the forward, ``collect()`` after it (which removes the hooks). The model's own output
+    is recorded too, as ``OUTPUT`` with kind ``"output"`` (its std shows a collapse of the predictions).
+    A hook never raises into the user's forward: a failure is kept in ``error`` for the guard to report.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.targets = [(name, kind, m) for name, m in model.named_modules() if (kind := activation_kind(m))]
+        self.records: dict[str, tuple[str, torch.Tensor]] = {}
+        self.handles: list[torch.utils.hooks.RemovableHandle] = []
+        self.error: BaseException | None = None
+
+    @property
+    def installed(self) -> bool:
+        return bool(self.handles)
+
+    def install(self) -> None:
+        self.remove()
+        self.records = {}
+        for name, kind, module in self.targets:
+            self.handles.append(module.register_forward_hook(functools.partial(self._record, name, kind)))
+        self.handles.append(self.model.register_forward_hook(functools.partial(self._record, OUTPUT, "output")))
+
+    def _record(self, name: str, kind: str, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        if name in self.records or not torch.is_grad_enabled() or not isinstance(output, torch.Tensor):
+            return  # an evaluation pass, a second micro-batch, or an output we cannot summarise
+        try:
+            with torch.no_grad():
+                self.records[name] = (kind, _health(kind, inputs, output))
+        except Exception as e:  # noqa: BLE001 - contained, reported by the guard
+            self.error = e
+            self.remove()
+
+    def collect(self) -> tuple[list[tuple[str, str]], torch.Tensor | None]:
+        """Removes the hooks; returns ``[(name, kind)]`` in forward order and their values (2 per module)."""
+        self.remove()
+        records, self.records = self.records, {}
+        if not records:
+            return [], None
+        meta = [(name, kind) for name, (kind, _) in records.items()]
+        return meta, torch.cat([values for _, values in records.values()])
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.is_floating_point() and not bool(torch.isfinite(value).all())
+    if isinstance(value, (tuple, list)):
+        return any(_non_finite(v) for v in value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    return False
+
+
+def _call(model: nn.Module, inputs: Any) -> Any:
+    if isinstance(inputs, dict):
+        return model(**inputs)
+    if isinstance(inputs, (tuple, list)):
+        return model(*inputs)
+    return model(inputs)
+
+
+def locate_non_finite(model: nn.Module, inputs: Any) -> str | None:
+    """The first module, in forward order, whose output is non-finite when ``model(inputs)`` runs now.
+
+    ``inputs`` is a tensor (``model(x)``), a tuple/list (``model(*x)``) or a dict (``model(**x)``).
+    Returns ``INPUTS`` when the inputs themselves hold NaN/Inf, the module's name (``"0"``, ``"fc1"``), the
+    model's class name when only its own code (not a submodule) produced the non-finite value, or None when
+    the whole forward is finite (then the loss function, or the update, is where it happened).
+
+    Forward hooks fire when a module finishes, so the first hook that sees a non-finite output names the
+    innermost module that produced it first. The forward runs under ``torch.no_grad()`` and leaves nothing
+    behind: the RNG state (dropout) is forked and restored, and so are the buffers (BatchNorm statistics).
+    """
+    if _non_finite(inputs):
+        return INPUTS
+    found: list[str] = []
+
+    def hook(name: str) -> Callable[..., None]:
+        def check(module: nn.Module, args: Any, output: Any) -> None:
+            if not found and _non_finite(output):
+                found.append(name or type(model).__name__)
+        return check
+
+    handles = [m.register_forward_hook(hook(name)) for name, m in model.named_modules()]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    cuda = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=cuda):
+            _call(model, inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+        with torch.no_grad():
+            for buffer, saved in buffers:
+                buffer.copy_(saved)
+    return found[0] if found else None
