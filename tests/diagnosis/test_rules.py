@@ -1,0 +1,221 @@
+"""Each cause rule on synthetic streams: it fires on its fault, ranks as documented, and stays quiet otherwise."""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+
+from _diag_streams import explode, healthy, update_ratios, with_data
+from trainguard.core.diagnosis import diagnose
+from trainguard.core.findings import Finding, Severity
+from trainguard.core.stats import ActivationStats, LayerStats, StepStats, TensorSummary
+
+UNSCALED_INPUTS = TensorSummary(mean=2.0, std=1.16, abs_max=4.1)  # seed 001 experiment 2: x in [0, 4]
+UNSCALED_TARGETS = TensorSummary(mean=-3.0, std=180.0, abs_max=560.0)  # seed 003: make_regression targets
+
+
+def finding(code: str, step: int, severity: Severity = Severity.WARNING, where: str | None = None, **evidence):
+    return Finding(code, severity, step, where, evidence, code)
+
+
+def codes(causes):
+    return [c.code for c in causes]
+
+
+def by_code(causes):
+    return {c.code: c for c in causes}
+
+
+def exploding_run(**data):
+    stats = explode(with_data(healthy(60), **data), start=30, nan_at=36)
+    found = [finding("exploding_gradient", 32, Severity.ERROR, "fc1.weight"),
+             finding("non_finite", 36, Severity.ERROR, "fc1.weight")]
+    return stats, found
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_healthy_run_has_no_cause(seed):
+    assert diagnose(healthy(seed=seed), []) == []
+
+
+def test_unscaled_inputs_are_the_root_of_an_early_explosion():
+    stats, found = exploding_run(inputs=UNSCALED_INPUTS, targets=UNSCALED_INPUTS)
+    causes = diagnose(stats, found)
+    assert codes(causes)[0] == "unscaled_data"
+    explained = by_code(causes)["exploding_gradient"]
+    assert explained.evidence["explained_by"] == "unscaled_data"
+    assert explained.confidence < causes[0].confidence
+    assert causes[0].evidence["off_scale"] == ["inputs", "targets"]
+
+
+def test_unscaled_targets_alone_leave_the_exploding_gradient_on_top_and_contribute():
+    stats, found = exploding_run(targets=UNSCALED_TARGETS)
+    causes = diagnose(stats, found)
+    assert codes(causes)[0] == "exploding_gradient"
+    top = causes[0]
+    assert top.evidence["non_finite_step"] == 36 and top.evidence["layers"] == ["fc1.weight"]
+    contributing = by_code(causes)["unscaled_data"]
+    assert contributing.evidence["off_scale"] == ["targets"]
+    assert "explained_by" not in contributing.evidence
+
+
+def test_an_explosion_with_scaled_data_is_an_exploding_gradient_and_large_updates_point_at_the_lr():
+    stats, found = exploding_run()
+    causes = diagnose(update_ratios(stats, 0.05), found)
+    assert codes(causes)[0] == "exploding_gradient"
+    assert "unscaled_data" not in codes(causes)
+    assert by_code(causes)["lr_too_high"].evidence["max_update_ratio"] == pytest.approx(0.05)
+
+
+def test_data_scale_without_trouble():
+    assert diagnose(with_data(healthy(), inputs=UNSCALED_INPUTS), []) == []  # 2.3x off, training fine
+    fitted = [replace(s, activations=tuple(replace(a, output_std=a.output_std * 180.0) if a.kind == "output" else a
+                                           for a in s.activations)) for s in healthy()]
+    quiet = diagnose(with_data(fitted, targets=UNSCALED_TARGETS), [])
+    assert codes(quiet) == ["unscaled_data"] and 0.3 <= quiet[0].confidence <= 0.5
+
+
+def test_eval_mode_batchnorm_is_the_root_of_the_explosion_it_causes():
+    stats, found = exploding_run()
+    stats = [replace(s, eval_mode_modules=("features.1", "features.5")) if s.eval_mode_modules is not None else s
+             for s in stats]
+    causes = diagnose(stats, found)
+    assert codes(causes)[0] == "bn_inference_mode"
+    assert causes[0].confidence == 0.9 and causes[0].evidence["modules"] == ["features.1", "features.5"]
+    assert by_code(causes)["exploding_gradient"].evidence["explained_by"] == "bn_inference_mode"
+
+
+def test_eval_mode_alone_is_a_moderate_cause():
+    stats = [replace(s, eval_mode_modules=("bn",)) if s.eval_mode_modules is not None else s for s in healthy()]
+    causes = diagnose(stats, [])
+    assert codes(causes) == ["bn_inference_mode"] and causes[0].confidence == 0.6
+
+
+def _adam_calm_then_spike(n: int = 400, spike: int = 300):
+    stats = []
+    for s in healthy(n):
+        rms = 14.0 if spike <= s.step < spike + 30 else 0.9
+        layers = tuple(replace(l, adam_update_rms=rms, adam_sqrt_v_median=1e-7) for l in s.layers)
+        loss = s.loss * (30.0 if spike + 3 <= s.step < spike + 10 else 1.0)
+        stats.append(replace(s, layers=layers, loss=loss))
+    return stats
+
+
+def test_a_lagging_adam_second_moment_explains_the_spike_after_a_calm_phase():
+    stats = _adam_calm_then_spike()
+    found = [finding("loss_spike", 303), finding("exploding_gradient", 304)]
+    causes = diagnose(stats, found)
+    assert codes(causes)[0] == "adam_epsilon"
+    assert causes[0].confidence == 0.9 and causes[0].evidence["followed_by"] == ["exploding_gradient", "loss_spike"]
+    assert by_code(causes)["exploding_gradient"].evidence["explained_by"] == "adam_epsilon"
+
+
+def test_partial_batch_spikes_are_a_batch_size_dependent_loss_not_bad_batches():
+    stats = healthy(400, steps_per_epoch=37, last_batch=4)
+    stats = [replace(s, loss=s.loss * 8.0) if s.batch_size == 4 else s for s in stats]
+    spikes = [finding("loss_spike", s.step) for s in stats if s.batch_size == 4]
+    causes = diagnose(stats, spikes)
+    assert codes(causes) == ["batch_size_dependent_loss"]
+    assert causes[0].evidence["period"] == 37 and causes[0].confidence == 0.95
+
+
+def _vanishing(n: int = 300, collapse: bool = True, first_layer_scale: float = 1e-4):
+    stats = []
+    for s in healthy(n):
+        loss = 0.09 * math.exp(0.02 * math.sin(s.step))  # stalled
+        layers = tuple(replace(l, grad_norm=l.grad_norm * (first_layer_scale if l.name.startswith("fc1") else 1.0),
+                               update_ratio=1e-6 if l.name.startswith("fc1") else 1e-3) for l in s.layers)
+        acts = tuple(replace(a, output_std=1e-4) if a.kind == "output" and collapse else a for a in s.activations)
+        stats.append(replace(s, loss=loss, layers=layers, activations=acts,
+                             targets=TensorSummary(0.5, 0.29, 1.0) if s.targets else None))
+    return stats
+
+
+def test_vanishing_gradient_from_a_collapsed_output_and_a_tiny_first_layer_gradient():
+    causes = diagnose(_vanishing(), [])
+    assert codes(causes)[0] == "vanishing_gradient"
+    ev = causes[0].evidence
+    assert ev["output_layer"] == "(output)" and ev["first_last_grad_ratio"]["first"] == "fc1.weight"
+    assert ev["first_last_grad_ratio"]["ratio"] < 1e-3
+    assert "lr_too_low" not in codes(causes)  # the last layer moves at 1e-3: the learning rate is fine
+
+
+def test_no_vanishing_gradient_when_the_loss_still_falls_and_the_output_varies():
+    stats = healthy()
+    stats = [replace(s, layers=tuple(replace(l, grad_norm=l.grad_norm * (1e-3 if l.name.startswith("fc1") else 1))
+                                     for l in s.layers)) for s in stats]
+    assert diagnose(stats, []) == []
+
+
+def test_lr_too_low_when_every_tensor_barely_moves_and_the_loss_stalls():
+    stats = update_ratios([replace(s, loss=1.0 + 0.01 * math.sin(s.step)) for s in healthy()], 1e-7)
+    causes = diagnose(stats, [])
+    assert codes(causes) == ["lr_too_low"]
+    assert causes[0].evidence["max_update_ratio"] == pytest.approx(1e-7)
+    assert diagnose(update_ratios(stats, 1e-3), []) == []
+
+
+def test_lr_too_high_needs_large_updates_before_the_divergence():
+    stats = healthy()
+    diverging = [finding("divergence", 200)]
+    assert codes(diagnose(update_ratios(stats, 0.2), diverging)) == ["lr_too_high"]
+    assert diagnose(stats, diverging) == []  # ratios ~1e-3: no evidence against the learning rate
+    no_layers = [replace(s, layers=()) for s in stats]
+    weak = diagnose(no_layers, diverging)
+    assert codes(weak) == ["lr_too_high"] and weak[0].confidence == 0.35
+
+
+def test_one_spike_that_recovers_is_a_bad_batch():
+    stats = healthy()
+    stats = [replace(s, loss=s.loss * 50, batch_fingerprint="ab12") if s.step == 150 else s for s in stats]
+    causes = diagnose(stats, [finding("loss_spike", 150)])
+    assert codes(causes) == ["bad_batch"]
+    assert causes[0].evidence["batch_fingerprints"] == {150: "ab12"}
+
+
+def test_repeated_spikes_are_not_bad_batches():
+    spikes = [finding("loss_spike", step) for step in (40, 90, 140, 190)]
+    assert "bad_batch" not in codes(diagnose(healthy(), spikes))
+
+
+def test_a_spike_the_run_never_recovers_from_is_not_a_bad_batch():
+    stats = [replace(s, loss=s.loss * 50) if s.step >= 150 else s for s in healthy()]
+    assert "bad_batch" not in codes(diagnose(stats, [finding("loss_spike", 150)]))
+
+
+def _dead(stats, fraction):
+    return [replace(s, activations=tuple(replace(a, dead_fraction=fraction) if a.kind == "relu" else a
+                                         for a in s.activations)) for s in stats]
+
+
+def test_dead_relu_is_stronger_when_the_loss_stalled():
+    causes = diagnose(_dead(healthy(), 0.8), [])
+    assert codes(causes) == ["dead_relu"] and causes[0].confidence == 0.5
+    assert set(causes[0].evidence["layers"]) == {"act1", "act2"}
+    stalled = [replace(s, loss=1.0) for s in _dead(healthy(), 0.8)]
+    assert by_code(diagnose(stalled, []))["dead_relu"].confidence == 0.7
+
+
+def test_saturated_activation():
+    stats = [replace(s, activations=s.activations + (ActivationStats("sig", "sigmoid", saturated_fraction=0.9),))
+             if s.activations else s for s in healthy()]
+    causes = diagnose(stats, [])
+    assert codes(causes) == ["saturated_activation"] and causes[0].evidence["layers"] == {"sig": 0.9}
+
+
+def _with_val(stats, val):
+    return [replace(s, extra={"val_loss": val(s.step)}) if s.step % 20 == 19 else s for s in stats]
+
+
+def test_overfitting_when_validation_rises_while_training_falls():
+    causes = diagnose(_with_val(healthy(), lambda step: 0.5 + 0.002 * abs(step - 100)), [])
+    assert codes(causes) == ["overfitting"]
+    assert causes[0].evidence["best_step"] == 99
+    assert diagnose(_with_val(healthy(), lambda step: 1.0 / (step + 1)), []) == []
+
+
+def test_no_layer_statistics_at_all_is_not_an_error():
+    stats = [StepStats(step=i, loss=1.0 / (i + 1)) for i in range(100)]
+    assert diagnose(stats, []) == []
+    assert diagnose([], []) == []

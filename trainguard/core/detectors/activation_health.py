@@ -1,0 +1,108 @@
+"""``activation_health``: dead ReLU units, saturated sigmoid/tanh units, and a collapsed output.
+
+Rules, each on the activation records the adapter samples through forward hooks (``StepStats.activations``):
+
+- ``dead_relu``: at least ``dead_layer_fraction`` (50%) of a ReLU layer's units gave no positive output over the
+  whole batch. SageMaker Debugger's ``DeadRelu`` rule: a unit active less than 1% of the time is dead, and a layer
+  with more than 50% dead units is flagged (``threshold_inactivity`` 1.0, ``threshold_layer`` 50.0).
+- ``saturated_activation``: at least ``saturated_layer_fraction`` (50%) of a sigmoid/tanh layer's inputs lie
+  beyond the saturation bounds, where the derivative is ~0 (SageMaker Debugger's ``SaturatedActivation`` rule,
+  ``threshold_layer`` 50.0; the adapter documents the bounds it uses).
+- ``output_collapse``: the std of the model's output over the batch is below ``collapse_ratio`` (5%) of the
+  targets' std: the predictions are nearly constant, the model predicts the mean (seed case 001, experiment 3:
+  a deep sigmoid MLP answered 0.573, 0.574, 0.574 for inputs 1, 2, 3). The output is the record of kind
+  ``"output"`` (the torch adapter's ``"(output)"``), else the last record; the targets' std comes from the first
+  batches' summary, so this needs ``targets=`` passed to the guard.
+
+A condition must hold on ``patience`` (2) consecutive sampled steps before it is reported, as WARNING, once per
+layer and episode; it re-arms when it clears. A collapse needs ``collapse_patience`` (3) samples on which the
+output's std also did not grow past twice its value at the start of the streak: a freshly initialized model's
+output is nearly constant too, but one that learns spreads it out (a growing output restarts the streak).
+Non-finite records are ignored: after a NaN, activations say nothing about health.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+from trainguard.core.detector import Detector
+from trainguard.core.findings import Finding, Severity
+from trainguard.core.stats import ActivationStats, StepStats
+
+__all__ = ["activation_health", "ActivationHealthState"]
+
+_SATURATING = ("sigmoid", "tanh")
+
+
+class ActivationHealthState(NamedTuple):
+    target_std: float | None  # std of the first targets summary seen
+    # (code, layer) -> (consecutive sampled steps the condition held, the value when the streak started)
+    streaks: dict[tuple[str, str], tuple[int, float]]
+    reported: frozenset[tuple[str, str]]  # (code, layer) episodes already reported
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def activation_health(dead_layer_fraction: float = 0.5, saturated_layer_fraction: float = 0.5,
+                      collapse_ratio: float = 0.05, patience: int = 2, collapse_patience: int = 3) -> Detector:
+    def init() -> ActivationHealthState:
+        return ActivationHealthState(None, {}, frozenset())
+
+    def conditions(acts: tuple[ActivationStats, ...], target_std: float | None):
+        """(code, layer, value, threshold, patience) for every condition that holds at this step."""
+        held = []
+        for a in acts:
+            if a.kind == "relu" and _finite(a.dead_fraction) and a.dead_fraction >= dead_layer_fraction:
+                held.append(("dead_relu", a.name, a.dead_fraction, dead_layer_fraction, patience))
+            if (a.kind in _SATURATING and _finite(a.saturated_fraction)
+                    and a.saturated_fraction >= saturated_layer_fraction):
+                held.append(("saturated_activation", a.name, a.saturated_fraction, saturated_layer_fraction,
+                             patience))
+        output = next((a for a in acts if a.kind == "output"), None) or acts[-1]
+        if output is not None and _finite(output.output_std) and target_std:
+            ratio = output.output_std / target_std
+            if ratio < collapse_ratio:
+                held.append(("output_collapse", output.name, ratio, collapse_ratio, collapse_patience))
+        return held
+
+    def update(stats: StepStats, state: ActivationHealthState):
+        target_std = state.target_std
+        if target_std is None and stats.targets is not None and _finite(stats.targets.std) and stats.targets.std > 0:
+            target_std = stats.targets.std
+        if not stats.activations or not stats.finite:
+            return (), state._replace(target_std=target_std)
+        held = conditions(stats.activations, target_std)
+        streaks = {}
+        found = []
+        reported = {key for key in state.reported if any((c, n) == key for c, n, *_ in held)}
+        for code, name, value, threshold, needed in held:
+            key = (code, name)
+            count, start = state.streaks.get(key, (0, value))
+            if code == "output_collapse" and value > 2.0 * start:
+                count, start = 0, value  # the output is spreading out: the model is learning, not collapsed
+            streaks[key] = (count + 1, start)
+            if count + 1 >= needed and key not in reported:
+                reported.add(key)
+                found.append(_finding(code, name, value, threshold, count + 1, stats.step, target_std))
+        return tuple(found), ActivationHealthState(target_std, streaks, frozenset(reported))
+
+    return Detector("activation_health", init, update)
+
+
+def _finding(code: str, name: str, value: float, threshold: float, samples: int, step: int,
+             target_std: float | None) -> Finding:
+    evidence = {"value": value, "threshold": threshold, "samples": samples}
+    if code == "dead_relu":
+        message = f"{value:.0%} of the ReLU units in {name} are dead (no positive output over the batch)"
+        evidence["dead_fraction"] = value
+    elif code == "saturated_activation":
+        message = f"{value:.0%} of the inputs of {name} are in the flat, saturated part of the activation"
+        evidence["saturated_fraction"] = value
+    else:
+        message = (f"the output of {name} is nearly constant: its std over the batch is {value:.2g} of the "
+                   f"targets' std ({target_std:.3g})")
+        evidence["output_to_target_std"] = value
+        evidence["target_std"] = target_std
+    return Finding(code, Severity.WARNING, step, name, evidence, message)

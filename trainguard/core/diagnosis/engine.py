@@ -1,0 +1,116 @@
+"""The diagnosis engine: statistics and findings in, ranked causes out.
+
+1. The signal detectors the rules need (data scale, module modes, Adam update RMS, activation health, loss vs
+   batch size) are replayed over the statistics, so a diagnosis works on any stream: a live guard's, a Keras
+   callback's, or a run log read back from disk. Their findings are merged with the given ones (duplicates
+   dropped). When ``findings`` is None the default detectors are replayed too.
+2. Every rule (``rules.RULES``, one per cause code) looks at the run and proposes its cause with a confidence.
+3. Causes that explain others cap them (``EXPLAINS``): a symptom's confidence becomes at most 0.9x its root's,
+   and its evidence names the root under ``explained_by``. BatchNorm in eval mode, a lagging Adam second moment,
+   a batch-size-dependent loss and unscaled *inputs* all make gradients explode; an exploding gradient is not
+   then the root cause, only the way it showed.
+4. Causes below ``min_confidence`` (0.3) are dropped; the rest are ranked by confidence.
+
+A healthy run gives an empty list; ``top_code([])`` is ``"none"`` (the code the JSON outputs use for it).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Sequence
+
+from trainguard.core.causes import CAUSES
+from trainguard.core.detector import Detector, chain
+from trainguard.core.detectors.activation_health import activation_health
+from trainguard.core.detectors.adam_update import adam_update
+from trainguard.core.detectors.batch_size_loss import batch_size_loss
+from trainguard.core.detectors.data_scale import data_scale
+from trainguard.core.detectors.module_mode import module_mode
+from trainguard.core.diagnosis.cause import FRAMEWORKS, Cause
+from trainguard.core.diagnosis.rules import RULES
+from trainguard.core.diagnosis.run_view import RunView
+from trainguard.core.findings import Finding
+from trainguard.core.stats import StepStats
+
+__all__ = ["diagnose", "signal_detectors", "replay", "EXPLAINS", "MIN_CONFIDENCE"]
+
+MIN_CONFIDENCE = 0.3
+SYMPTOM_CAP = 0.9
+
+
+def signal_detectors() -> Detector:
+    """The detectors whose findings the rules read beyond the foundation's, with their default thresholds."""
+    return chain(data_scale(), module_mode(), adam_update(), activation_health(), batch_size_loss())
+
+
+def replay(detector: Detector, stats: Sequence[StepStats]) -> list[Finding]:
+    """Runs a detector over a finished stream of statistics, in step order; returns all its findings."""
+    state = detector.init()
+    found: list[Finding] = []
+    for s in sorted(stats, key=lambda s: s.step):
+        new, state = detector.update(s, state)
+        found.extend(new)
+    return found
+
+
+class Explains(NamedTuple):
+    root: str
+    symptoms: frozenset[str]
+    when: Callable[[Cause], bool]
+
+
+def _always(cause: Cause) -> bool:
+    return True
+
+
+_INSTABILITY_CAUSES = frozenset({"exploding_gradient", "lr_too_high", "bad_batch"})
+
+EXPLAINS: tuple[Explains, ...] = (
+    Explains("bn_inference_mode", _INSTABILITY_CAUSES | {"dead_relu"},
+             lambda c: bool(c.evidence.get("unstable_or_stalled"))),
+    Explains("adam_epsilon", _INSTABILITY_CAUSES, _always),
+    Explains("batch_size_dependent_loss", _INSTABILITY_CAUSES, _always),
+    Explains("unscaled_data", _INSTABILITY_CAUSES, lambda c: "inputs" in c.evidence.get("off_scale", ())),
+    Explains("vanishing_gradient", frozenset({"lr_too_low"}), _always),
+    Explains("exploding_gradient", frozenset({"bad_batch"}), _always),
+)
+
+
+def diagnose(stats: Sequence[StepStats], findings: Sequence[Finding] | None = None, framework: str = "torch",
+             *, min_confidence: float = MIN_CONFIDENCE) -> list[Cause]:
+    """Ranked root causes of what went wrong in a run; ``[]`` for a healthy run.
+
+    ``framework`` ("torch" or "keras") picks the snippet ``str(cause.fix)`` shows.
+    """
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}")
+    if findings is None:
+        from trainguard.core.detectors import default_detectors
+
+        findings = replay(default_detectors(), stats)
+    merged = _dedupe([*findings, *replay(signal_detectors(), stats)])
+    view = RunView.build(stats, merged, framework)
+    causes = {code: cause for code, rule in RULES.items() if (cause := rule(view)) is not None}
+    for relation in EXPLAINS:
+        root = causes.get(relation.root)
+        if root is None or not relation.when(root):
+            continue
+        for code in relation.symptoms & causes.keys():
+            causes[code] = _explained(causes[code], root)
+    ranked = sorted(causes.values(), key=lambda c: (-c.confidence, CAUSES.index(c.code)))
+    return [c for c in ranked if c.confidence >= min_confidence]
+
+
+def _explained(symptom: Cause, root: Cause) -> Cause:
+    evidence: dict[str, Any] = {**symptom.evidence, "explained_by": root.code}
+    confidence = min(symptom.confidence, round(SYMPTOM_CAP * root.confidence, 3))
+    return symptom._replace(confidence=confidence, evidence=evidence)
+
+
+def _dedupe(findings: list[Finding]) -> list[Finding]:
+    seen: set[tuple[str, int, str | None]] = set()
+    out = []
+    for f in findings:
+        key = (f.code, f.step, f.where)
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out

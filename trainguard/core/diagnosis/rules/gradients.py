@@ -1,0 +1,89 @@
+"""``exploding_gradient`` and ``vanishing_gradient``.
+
+Exploding: the ``exploding_gradient`` findings (robust z-score of the gradient norm, sustained growth, and
+AUTOTRAINER's ||G_first||/||G_last|| >= 70; Zhang et al., ICSE 2021), the global gradient norm's growth over its
+first values (>= 100x counts as explosive), and non-finite values following that growth (Pascanu, Mikolov &
+Bengio 2013 describe the blow-up; clipping by global norm is their fix).
+
+Vanishing: the ``vanishing_gradient`` findings (AUTOTRAINER: ratio <= 1e-3 with ||G_first|| <= 1e-4; SageMaker
+Debugger: mean |g| < 1e-7), the ``output_collapse`` finding (the output's std over the batch below 5% of the
+targets': the model predicts a constant, seed 001 experiment 3), AUTOTRAINER's ||G_first||/||G_last|| on the
+sampled steps (<= 1e-2 supports it) and a stalled loss.
+"""
+from __future__ import annotations
+
+from trainguard.core.diagnosis.cause import Cause
+from trainguard.core.diagnosis.rules._make import make_cause, strength
+from trainguard.core.diagnosis.run_view import RunView
+from trainguard.core.diagnosis.signals import first_last_gradient_ratio, gradient_growth
+from trainguard.core.findings import Severity
+
+__all__ = ["exploding_gradient", "vanishing_gradient"]
+
+EXPLOSIVE_GROWTH = 100.0
+VANISHING_RATIO = 1e-2
+
+
+def exploding_gradient(view: RunView) -> Cause | None:
+    found = view.of("exploding_gradient", Severity.WARNING)
+    growth = gradient_growth(view)
+    grew = growth is not None and growth["growth"] >= EXPLOSIVE_GROWTH
+    if not found and not grew:
+        return None
+    confidence = 0.7 if found else 0.55
+    evidence: dict = {}
+    if found:
+        evidence.update(steps=[f.step for f in found][:8], layers=sorted({f.where for f in found if f.where}))
+    if growth is not None:
+        evidence.update(growth)
+        if grew:
+            confidence += 0.1 * strength(growth["growth"], EXPLOSIVE_GROWTH / 10, EXPLOSIVE_GROWTH * 10)
+    nonfinite_after = [s for s in view.nonfinite_steps if not found or s >= found[0].step]
+    if nonfinite_after:
+        evidence["non_finite_step"] = nonfinite_after[0]
+        layer = next((f.where for f in view.of("non_finite") if f.where), None)
+        if layer:
+            evidence["first_non_finite"] = layer
+        confidence += 0.1
+    onset = found[0].step if found else growth["peak_step"]
+    message = f"gradient norm exploded from step {onset}"
+    if growth is not None:
+        message += f" ({growth['initial_grad_norm']:.3g} -> {growth['peak_grad_norm']:.3g})"
+    if nonfinite_after:
+        message += f", then non-finite at step {nonfinite_after[0]}"
+    return make_cause(view, "exploding_gradient", confidence, evidence, message)
+
+
+def vanishing_gradient(view: RunView) -> Cause | None:
+    found = view.of("vanishing_gradient", Severity.WARNING)
+    collapse = view.of("output_collapse", Severity.WARNING)
+    layer_ratio = first_last_gradient_ratio(view)
+    small_ratio = layer_ratio is not None and layer_ratio["ratio"] <= VANISHING_RATIO
+    stalled = view.stalled
+    if not found and not collapse and not (small_ratio and stalled):
+        return None
+    evidence: dict = {"stalled": stalled}
+    confidence = 0.0
+    if found:
+        confidence = 0.7
+        evidence.update(steps=[f.step for f in found][:8], layers=sorted({f.where for f in found if f.where}))
+    if collapse:
+        confidence = max(confidence, 0.65) + (0.15 if found else 0.0)
+        evidence.update(output_collapse={k: collapse[0].evidence.get(k) for k in ("output_to_target_std",
+                                                                                  "target_std")},
+                        output_layer=collapse[0].where, collapse_step=collapse[0].step)
+    if layer_ratio is not None:
+        evidence["first_last_grad_ratio"] = layer_ratio
+    if small_ratio:
+        confidence = max(confidence, 0.45) + 0.1 * strength(VANISHING_RATIO / layer_ratio["ratio"], 1, 100)
+    if stalled:
+        confidence += 0.05
+    parts = []
+    if layer_ratio is not None:
+        parts.append(f"gradient of {layer_ratio['first']} is {layer_ratio['ratio']:.2g}x that of {layer_ratio['last']}")
+    if collapse:
+        parts.append(collapse[0].message)
+    if found and not parts:
+        parts.append(found[0].message)
+    message = "gradients vanish toward the input: " + "; ".join(parts)
+    return make_cause(view, "vanishing_gradient", confidence, evidence, message)

@@ -1,0 +1,86 @@
+"""Numbers the rules share, computed from the statistics (each a small pure function of a RunView)."""
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+from trainguard.core.detectors.data_scale import scale_factor
+from trainguard.core.diagnosis.run_view import RunView
+
+__all__ = ["data_scale_factors", "median_update_ratio", "max_layer_update_ratio", "gradient_growth",
+           "first_last_gradient_ratio"]
+
+
+def data_scale_factors(view: RunView) -> dict[str, dict]:
+    """For "inputs" and "targets": the largest scale factor over the recorded first batches, with its summary."""
+    out: dict[str, dict] = {}
+    for s in view.stats:
+        for which, summary in (("inputs", s.inputs), ("targets", s.targets)):
+            if summary is None:
+                continue
+            factor = scale_factor(summary)
+            if factor is not None and factor > out.get(which, {}).get("scale_factor", 0.0):
+                out[which] = {"scale_factor": round(factor, 4), "mean": summary.mean, "std": summary.std,
+                              "abs_max": summary.abs_max, "step": s.step}
+    return out
+
+
+def _update_ratios_by_step(view: RunView, before: int | None) -> list[list[float]]:
+    rows = []
+    for s in view.sampled:
+        if before is not None and s.step >= before:
+            break
+        ratios = [l.update_ratio for l in s.layers if l.update_ratio is not None and math.isfinite(l.update_ratio)]
+        if ratios:
+            rows.append(ratios)
+    return rows
+
+
+def median_update_ratio(view: RunView, before: int | None = None) -> float | None:
+    """Median over the sampled steps (before ``before``) of the median per-tensor update-to-weight ratio."""
+    rows = _update_ratios_by_step(view, before)
+    return float(np.median([np.median(r) for r in rows])) if rows else None
+
+
+def max_layer_update_ratio(view: RunView, before: int | None = None) -> float | None:
+    """Median over the sampled steps of the largest per-tensor update-to-weight ratio."""
+    rows = _update_ratios_by_step(view, before)
+    return float(np.median([max(r) for r in rows])) if rows else None
+
+
+def gradient_growth(view: RunView) -> dict | None:
+    """How far the global gradient norm grew: its largest finite value over the median of its first 10 values."""
+    norms = view.grad_norms
+    finite = np.isfinite(norms)
+    if finite.sum() < 3:
+        return None
+    first = norms[finite][:10]
+    base = float(np.median(first))
+    if base <= 0:
+        return None
+    peak_index = int(np.nanargmax(np.where(finite, norms, -np.inf)))
+    return {"growth": float(norms[peak_index] / base), "initial_grad_norm": base,
+            "peak_grad_norm": float(norms[peak_index]), "peak_step": int(view.steps[peak_index])}
+
+
+def first_last_gradient_ratio(view: RunView) -> dict | None:
+    """AUTOTRAINER's ||G_first|| / ||G_last||: gradient norm of the first weight tensor over the last one's
+    (forward order), median over the sampled steps. Tiny when gradients vanish toward the input."""
+    ratios, first_name, last_name = [], None, None
+    for s in view.sampled:
+        layers = [l for l in s.layers if l.grad_norm is not None and math.isfinite(l.grad_norm)]
+        weights = [l for l in layers if not _is_bias(l.name)] or layers
+        if len(weights) < 2 or weights[-1].grad_norm == 0:
+            continue
+        ratios.append(weights[0].grad_norm / weights[-1].grad_norm)
+        first_name, last_name = weights[0].name, weights[-1].name
+    if not ratios:
+        return None
+    return {"ratio": float(np.median(ratios)), "first": first_name, "last": last_name, "samples": len(ratios)}
+
+
+def _is_bias(name: str) -> bool:
+    """``fc.bias`` (PyTorch), ``dense/bias:0`` (Keras): AUTOTRAINER compares kernel gradients only."""
+    return re.split(r"[./]", name)[-1].split(":")[0].lower().endswith("bias")
