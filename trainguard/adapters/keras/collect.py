@@ -1,0 +1,116 @@
+"""Keras tensors -> plain numbers: the arithmetic of the Keras guard, apart from its bookkeeping.
+
+Everything here runs on the host (numpy) and only on the steps the preset samples, except
+:func:`step_numbers`, which reads the few scalars every step needs from a :class:`StepRecord`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+
+from trainguard.core.stats import LayerStats, TensorSummary
+
+__all__ = ["to_numpy", "step_numbers", "weight_arrays", "layer_stats", "adam_second_moments", "data_summary",
+           "first_leaf"]
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+def step_numbers(loss: Any, grad_norms: Any) -> tuple[float | None, np.ndarray, float]:
+    """``(loss, per-variable raw gradient norms, global norm)`` of one update."""
+    norms = to_numpy(grad_norms).astype(np.float64).reshape(-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = float(np.sqrt(np.sum(np.square(norms)))) if norms.size else 0.0
+    value = None if loss is None else float(to_numpy(loss).reshape(-1)[0])
+    return value, norms, total
+
+
+def weight_arrays(variables: Sequence[Any]) -> list[np.ndarray]:
+    """Host copies of the variables' values (a snapshot for the update ratio)."""
+    return [to_numpy(v).astype(np.float32, copy=True) for v in variables]
+
+
+def _norm(a: np.ndarray) -> float:
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(np.sqrt(np.sum(np.square(a, dtype=np.float64))))
+
+
+def layer_stats(names: Sequence[str], grad_norms: np.ndarray, weights: Sequence[np.ndarray],
+                before: Sequence[np.ndarray] | None, grads: Sequence[Any] | None,
+                second_moments: dict[int, tuple[np.ndarray, float]] | None) -> tuple[LayerStats, ...]:
+    """Per-variable statistics of one sampled step, in the optimizer's (forward) order.
+
+    ``before``: the weights before this step's update (update ratio ||W_t - W_{t-1}|| / ||W_{t-1}||).
+    ``grads``: this step's raw gradients (mean |g|, fraction of exact zeros, Adam update RMS), when kept.
+    ``second_moments``: index -> (Adam's bias-corrected v, epsilon).
+    """
+    out = []
+    for i, name in enumerate(names):
+        w = weights[i]
+        g = None if grads is None or grads[i] is None else to_numpy(grads[i]).astype(np.float32)
+        ratio = None
+        if before is not None:
+            base = _norm(before[i])
+            if base > 0:
+                ratio = _norm(w - before[i]) / base
+        grad_abs_mean = zero_fraction = None
+        if g is not None and g.size:
+            grad_abs_mean = float(np.mean(np.abs(g)))
+            zero_fraction = float(np.mean(g == 0))
+        adam_rms = sqrt_v_min = sqrt_v_median = None
+        if second_moments is not None and i in second_moments:
+            v_hat, eps = second_moments[i]
+            sqrt_v = np.sqrt(np.maximum(v_hat, 0.0))
+            sqrt_v_min, sqrt_v_median = float(np.min(sqrt_v)), float(np.median(sqrt_v))
+            if g is not None:
+                # Wortsman et al. 2023 (StableAdamW): RMS of g / max(sqrt(v), eps).
+                adam_rms = float(np.sqrt(np.mean(np.square(g / np.maximum(sqrt_v, eps)))))
+        out.append(LayerStats(
+            name=name,
+            grad_norm=float(grad_norms[i]) if i < len(grad_norms) else None,
+            weight_norm=_norm(w),
+            update_ratio=ratio,
+            grad_abs_mean=grad_abs_mean,
+            zero_grad_fraction=zero_fraction,
+            adam_update_rms=adam_rms,
+            adam_sqrt_v_min=sqrt_v_min,
+            adam_sqrt_v_median=sqrt_v_median,
+        ))
+    return tuple(out)
+
+
+def adam_second_moments(optimizer: Any) -> dict[int, tuple[np.ndarray, float]] | None:
+    """Adam-family second moments, bias-corrected, per trainable-variable index; None for other optimizers."""
+    velocities = getattr(optimizer, "_velocities", None)
+    beta_2 = getattr(optimizer, "beta_2", None)
+    if not velocities or beta_2 is None:
+        return None
+    steps = float(to_numpy(optimizer.iterations))
+    correction = 1.0 - float(beta_2) ** max(steps, 1.0)
+    eps = float(getattr(optimizer, "epsilon", 1e-7) or 1e-7)
+    return {i: (to_numpy(v).astype(np.float64) / correction, eps) for i, v in enumerate(velocities)
+            if v is not None}
+
+
+def first_leaf(structure: Any) -> Any:
+    """The first array of a nested structure (a model's inputs may be a dict or a list)."""
+    leaves = keras.tree.flatten(structure) if structure is not None else []
+    return leaves[0] if leaves else None
+
+
+def data_summary(x: Any) -> TensorSummary | None:
+    if x is None:
+        return None
+    a = to_numpy(x)
+    if a.size == 0 or not np.issubdtype(a.dtype, np.number):
+        return None
+    a = a.astype(np.float64)
+    finite = a[np.isfinite(a)]
+    if finite.size == 0:
+        return TensorSummary(math.nan, math.nan, math.nan)
+    return TensorSummary(float(finite.mean()), float(finite.std()), float(np.abs(finite).max()))

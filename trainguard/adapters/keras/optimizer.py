@@ -1,0 +1,408 @@
+"""``GuardedOptimizer``: a Keras optimizer that wraps the user's optimizer to see and steer every update.
+
+A Keras callback never sees gradients, so the guard wraps ``model.optimizer`` the way
+``keras.optimizers.LossScaleOptimizer`` does: it overrides ``apply`` (torch and TensorFlow backends, also the
+user's custom loops) and ``stateless_apply`` (JAX, inside ``jit``), measures the raw gradients, carries out the
+standing repair orders in the graph, and hands the gradients to the inner optimizer.
+
+What happens at each update, on every backend:
+
+1. The norm of each gradient tensor is taken; their root sum of squares is the global norm. Both are the
+   **raw** values, before any clipping: the user's own ``clipnorm``/``clipvalue``/``global_clipnorm`` still
+   applies inside the inner optimizer, after ours.
+2. The update is skipped (the inner optimizer and its state untouched, as ``LossScaleOptimizer`` does) when a
+   standing order says so: a non-finite gradient or loss under ``skip_non_finite``, a norm above ``skip_above``,
+   or a batch inside a rollback's skip window.
+3. Otherwise the gradients are rescaled to at most ``clip_norm`` and the inner optimizer steps, with its learning
+   rate multiplied by ``lr_scale`` for this step only.
+
+The orders live in optimizer variables (``tg_*``) so a compiled step reads them as state; the host side
+(:mod:`trainguard.adapters.keras.session`) changes them between steps. The measurements are written back into
+variables too and, when the step runs eagerly (the torch backend, custom loops), also queued as tensors so no
+step is missed under ``steps_per_execution`` and nothing is read back to the host until the guard asks.
+
+Saving: the wrapper saves exactly the inner optimizer's variables, under the inner optimizer's layout, so a model
+saved while wrapped (``ModelCheckpoint`` mid-fit) loads into a plain model; ``get_config`` serializes the inner
+optimizer, and the class is registered so a model compiled with a ``GuardedOptimizer`` also loads.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import keras
+from keras import ops
+
+__all__ = ["GuardedOptimizer", "Orders", "StepRecord"]
+
+
+class Orders(NamedTuple):
+    """The standing orders the wrapper executes, a host-side mirror of its ``tg_*`` variables."""
+
+    skip_non_finite: bool = False
+    skip_above: float = math.inf
+    clip_norm: float = math.inf
+    clip_value: float = math.inf
+    lr_scale: float = 1.0
+    skip_next: int = 0  # skip this many upcoming updates (rollback-and-skip)
+
+
+class StepRecord(NamedTuple):
+    """What one update measured, as backend tensors (read on the host only when the guard asks)."""
+
+    loss: Any  # scalar tensor or float or None
+    grad_norms: Any  # float32 vector, one raw norm per trainable variable (0 where the gradient is None)
+    skipped: Any  # bool scalar
+    clipped: Any  # bool scalar
+    grads: list | None  # the raw gradients, kept on the steps the guard samples per layer
+
+
+@dataclass
+class HostSide:
+    """Plain Python state of the wrapper, kept apart so Keras' attribute tracking leaves it alone."""
+
+    pending: list[StepRecord] = field(default_factory=list)
+    keep_grads: bool = False  # set by the guard on the steps it samples per layer
+    loss: Any = None  # the loss seen by scale_loss in this step (fit), or passed to apply (custom loops)
+    session: Any = None  # the host side that reads the records (KerasSession)
+    session_args: dict | None = None  # how to create it on the first update, for custom loops
+
+
+@keras.saving.register_keras_serializable(package="trainguard")
+class GuardedOptimizer(keras.optimizers.Optimizer):
+    """Wraps ``inner_optimizer``; every attribute a training loop reads (learning rate, iterations, variables)
+    is the inner optimizer's.
+
+    In a custom training loop, use it in place of the optimizer and pass the loss::
+
+        opt = trainguard.keras.GuardedOptimizer(keras.optimizers.Adam(1e-3), policy="safe", log="runs/x.jsonl",
+                                                model=model)
+        opt.apply(grads, model.trainable_variables, loss=loss)   # or opt.apply_gradients(zip(grads, vars), loss=loss)
+        opt.findings, opt.diagnose(), opt.close()
+
+    ``model`` is optional; with it the guard also checks the BatchNormalization / Dropout modes and the weights.
+    """
+
+    def __init__(self, inner_optimizer: keras.optimizers.Optimizer, policy: Any = "safe", log: str | None = None,
+                 preset: str = "standard", model: keras.Model | None = None, name: str | None = None,
+                 **kwargs: Any):
+        if not isinstance(inner_optimizer, keras.optimizers.Optimizer):
+            raise TypeError(f"GuardedOptimizer wraps a keras.optimizers.Optimizer, got {type(inner_optimizer).__name__}")
+        if isinstance(inner_optimizer, GuardedOptimizer):
+            raise TypeError("this optimizer is already guarded")
+        if kwargs:
+            raise ValueError(f"GuardedOptimizer does not take {', '.join(kwargs)}; set them on the inner optimizer")
+        super().__init__(learning_rate=0.0, name=name or f"guarded_{inner_optimizer.name}")
+        self.inner_optimizer = inner_optimizer
+        self.orders = Orders()
+        # Custom loops: the optimizer creates its own session on the first update. Under fit the callback
+        # makes the wrapper with session_args None and drives the session itself.
+        self.host = HostSide(session_args=dict(policy=policy, log=log, preset=preset, model=model))
+        self._policy_config = policy if isinstance(policy, str) else None
+        self._preset_config = preset
+        if model is not None and getattr(model, "built", False):
+            # Start watching now, so the first training step's forward pass is seen too (layer modes).
+            self.build(model.trainable_variables)
+            self._run_session(None, drain=False)
+
+    # ----------------------------------------------------------------- variables
+    def build(self, var_list):
+        if self.built:
+            return
+        n = len(var_list)
+        add = self.add_variable
+        orders = self.orders
+
+        def knob(name, value):
+            return add((), initializer=keras.initializers.Constant(float(value)), dtype="float32",
+                       aggregation="none", name=name)
+
+        self.tg_skip_non_finite = knob("tg_skip_non_finite", orders.skip_non_finite)
+        self.tg_skip_above = knob("tg_skip_above", orders.skip_above)
+        self.tg_clip_norm = knob("tg_clip_norm", orders.clip_norm)
+        self.tg_lr_scale = knob("tg_lr_scale", orders.lr_scale)
+        self.tg_skip_next = knob("tg_skip_next", orders.skip_next)
+        self.tg_grad_norms = add((max(n, 1),), initializer="zeros", dtype="float32", aggregation="none",
+                                 name="tg_grad_norms")
+        self.tg_loss = add((), initializer="zeros", dtype="float32", aggregation="none", name="tg_loss")
+        self.tg_skipped = add((), initializer="zeros", dtype="float32", aggregation="none", name="tg_skipped")
+        self.tg_clipped = add((), initializer="zeros", dtype="float32", aggregation="none", name="tg_clipped")
+        self.tg_updates = add((), initializer="zeros", dtype="float32", aggregation="none", name="tg_updates")
+        if not self.inner_optimizer.built:
+            self.inner_optimizer.build(var_list)
+        super().build(var_list)
+
+    @property
+    def variables(self):
+        return self._variables + self.inner_optimizer.variables
+
+    def own_index(self, variable) -> int:
+        """Position of one of the wrapper's own variables in ``self.variables`` (by identity: Keras
+        variables compare element-wise)."""
+        return next(i for i, v in enumerate(self._variables) if v is variable)
+
+    def save_own_variables(self, store):
+        # The inner optimizer's layout: a model saved while guarded loads into a plain model.
+        self.inner_optimizer.save_own_variables(store)
+
+    def load_own_variables(self, store):
+        self.inner_optimizer.load_own_variables(store)
+
+    def __dir__(self):
+        # Keras' saver walks attributes: the inner optimizer is saved through save_own_variables, not twice.
+        return [a for a in super().__dir__() if a not in ("inner_optimizer", "host")]
+
+    # ----------------------------------------------------------------- what training loops read
+    @property
+    def learning_rate(self):
+        return self.inner_optimizer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self.inner_optimizer.learning_rate = value
+
+    @property
+    def iterations(self):
+        return self.inner_optimizer.iterations
+
+    def finalize_variable_values(self, var_list):
+        self.inner_optimizer.finalize_variable_values(var_list)
+
+    def scale_loss(self, loss):
+        # Keras' train_step passes the batch loss through here before the backward pass: keep it.
+        if _is_eager(loss):
+            self.host.loss = ops.stop_gradient(loss)
+        return self.inner_optimizer.scale_loss(loss)
+
+    # ----------------------------------------------------------------- orders
+    def set_orders(self, orders: Orders) -> None:
+        """Writes the standing orders into the variables (the host side calls this between steps)."""
+        if not self.built:
+            self.orders = orders
+            return
+        old = self.orders
+        for field, var in (("skip_non_finite", self.tg_skip_non_finite), ("skip_above", self.tg_skip_above),
+                           ("clip_norm", self.tg_clip_norm), ("lr_scale", self.tg_lr_scale),
+                           ("skip_next", self.tg_skip_next)):
+            value = getattr(orders, field)
+            if value != getattr(old, field):
+                var.assign(float(value))
+        self.orders = orders
+
+    # ----------------------------------------------------------------- the update
+    def apply_gradients(self, grads_and_vars, loss=None, batch_size: int | None = None):
+        grads, variables = zip(*grads_and_vars)
+        self.apply(list(grads), list(variables), loss=loss, batch_size=batch_size)
+        return self.iterations
+
+    def apply(self, grads, trainable_variables=None, *, loss=None, batch_size: int | None = None):
+        if not self.built:
+            with keras.name_scope(self.name, caller=self):
+                self.build(trainable_variables if trainable_variables is not None else [])
+            self.built = True
+        grads = list(grads)
+        variables = list(trainable_variables) if trainable_variables is not None else self._trainable_variables
+        host = self.host
+        if loss is not None:
+            host.loss = ops.stop_gradient(ops.convert_to_tensor(loss))
+        eager = _is_eager(*[g for g in grads if g is not None])
+        norms, total = self._measure(grads)
+        skip = self._skip_condition(total)
+        clipped, new_grads = self._clip(grads, total, eager)
+
+        def step():
+            self._inner_apply(new_grads, trainable_variables)
+
+        ops.cond(skip, lambda: None, step)
+        self.tg_grad_norms.assign(self._scatter(norms, variables))
+        self.tg_skipped.assign(ops.cast(skip, "float32"))
+        self.tg_clipped.assign(ops.cast(clipped, "float32"))
+        self.tg_skip_next.assign(ops.maximum(self.tg_skip_next - 1.0, 0.0))
+        self.tg_updates.assign_add(1.0)
+        if host.loss is not None:
+            self.tg_loss.assign(ops.cast(ops.reshape(host.loss, ()), "float32"))
+        if eager:
+            host.pending.append(StepRecord(host.loss, self._scatter(norms, variables), skip, clipped,
+                                           grads if host.keep_grads else None))
+            host.loss = None
+            if self.orders.skip_next > 0:
+                self.orders = self.orders._replace(skip_next=self.orders.skip_next - 1)
+            self._run_session(batch_size)
+
+    def _measure(self, grads):
+        sq = [ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads if g is not None]
+        if not sq:
+            zero = ops.zeros((), "float32")
+            return ops.zeros((0,), "float32"), zero
+        sq = ops.stack(sq)
+        return ops.sqrt(sq), ops.sqrt(ops.sum(sq))
+
+    def _scatter(self, norms, variables):
+        """Per-variable norms in the order the optimizer was built with (0 where a gradient was None)."""
+        n = int(self.tg_grad_norms.shape[0])
+        if len(variables) == n and norms.shape[0] == n:
+            return norms
+        index = [self._get_variable_index(v) for v in variables]
+        values = [ops.zeros((), "float32")] * n
+        k = 0
+        for i in index:
+            if k < norms.shape[0]:
+                values[i] = norms[k]
+                k += 1
+        return ops.stack(values)
+
+    def _skip_condition(self, total):
+        loss_bad = ops.zeros((), "bool")
+        if self.host.loss is not None:
+            loss_bad = ops.logical_not(ops.all(ops.isfinite(self.host.loss)))
+        non_finite = ops.logical_or(ops.logical_not(ops.isfinite(total)), loss_bad)
+        return ops.any(ops.stack([
+            ops.logical_and(self.tg_skip_non_finite > 0.5, non_finite),
+            total > self.tg_skip_above,
+            self.tg_skip_next > 0.5,
+        ]))
+
+    def _clip(self, grads, total, eager: bool):
+        """Global-norm clipping to ``clip_norm`` (Pascanu et al. 2013) and clamping to ``clip_value``."""
+        if eager and not math.isfinite(self.orders.clip_norm) and not math.isfinite(self.orders.clip_value):
+            return ops.zeros((), "bool"), grads
+        clipped = total > self.tg_clip_norm
+        scale = ops.where(clipped, self.tg_clip_norm / ops.maximum(total, 1e-12), 1.0)
+        out = [None if g is None else g * ops.cast(scale, g.dtype) for g in grads]
+        if math.isfinite(self.orders.clip_value):
+            v = self.orders.clip_value
+            out = [None if g is None else ops.clip(g, -v, v) for g in out]
+            clipped = ops.logical_or(clipped, ops.any(ops.stack(
+                [ops.max(ops.abs(g)) > v for g in grads if g is not None])))
+        return clipped, out
+
+    def _inner_apply(self, grads, trainable_variables):
+        inner = self.inner_optimizer
+        if self.orders.lr_scale == 1.0 and _is_eager(*[g for g in grads if g is not None]):
+            inner.apply(grads, trainable_variables)
+            return
+        # Scale the learning rate of this update only: the inner optimizer reads it through a callable.
+        base = inner._learning_rate
+        scale = self.tg_lr_scale
+
+        def scaled():
+            return inner_lr(base, inner) * scale
+
+        object.__setattr__(inner, "_learning_rate", scaled)
+        try:
+            inner.apply(grads, trainable_variables)
+        finally:
+            object.__setattr__(inner, "_learning_rate", base)
+
+    # ----------------------------------------------------------------- JAX
+    def stateless_apply(self, optimizer_variables, grads, trainable_variables):
+        """The functional update of the JAX trainer: the same rules, written with ``ops.cond``."""
+        own = len(self._variables)
+        mapping = list(zip(self.variables, optimizer_variables))
+        with keras.StatelessScope(state_mapping=mapping):
+            self.host.loss = None
+            norms, total = self._measure(grads)
+            skip = self._skip_condition(total)
+            clipped, new_grads = self._clip(grads, total, eager=False)
+            norms_full = self._scatter(norms, self._trainable_variables)
+            skip_next = ops.maximum(self.tg_skip_next - 1.0, 0.0)
+            updates = self.tg_updates + 1.0
+        inner_vars = list(optimizer_variables[own:])
+
+        def apply_inner():
+            base = self.inner_optimizer._learning_rate
+            lr_scale = optimizer_variables[self.own_index(self.tg_lr_scale)]
+            object.__setattr__(self.inner_optimizer, "_learning_rate",
+                               lambda: inner_lr(base, self.inner_optimizer) * lr_scale)
+            try:
+                new_tv, new_inner = self.inner_optimizer.stateless_apply(inner_vars, new_grads,
+                                                                         trainable_variables)
+            finally:
+                object.__setattr__(self.inner_optimizer, "_learning_rate", base)
+            return list(new_tv), list(new_inner)
+
+        def keep():
+            return list(trainable_variables), inner_vars
+
+        new_tv, new_inner = ops.cond(skip, keep, apply_inner)
+        own_values = list(optimizer_variables[:own])
+        for var, value in ((self.tg_grad_norms, norms_full), (self.tg_skipped, ops.cast(skip, "float32")),
+                           (self.tg_clipped, ops.cast(clipped, "float32")), (self.tg_skip_next, skip_next),
+                           (self.tg_updates, updates)):
+            own_values[self.own_index(var)] = value
+        return new_tv, own_values + new_inner
+
+    # ----------------------------------------------------------------- custom loops: the host side
+    def _run_session(self, batch_size: int | None, drain: bool = True) -> None:
+        host = self.host
+        if host.session is None and host.session_args is not None:
+            from trainguard.adapters.keras.session import KerasSession
+
+            host.session = KerasSession(self, **host.session_args)
+            host.session_args = None
+        if drain and host.session is not None and host.session.owned_by_optimizer:
+            host.session.drain(batch_size=batch_size)
+
+    @property
+    def findings(self):
+        return [] if self.host.session is None else self.host.session.findings
+
+    @property
+    def actions(self):
+        return [] if self.host.session is None else self.host.session.actions
+
+    def diagnose(self):
+        return [] if self.host.session is None else self.host.session.diagnose()
+
+    def close(self, status: str = "ok") -> None:
+        if self.host.session is not None:
+            self.host.session.close(status)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close("ok" if exc_type is None else "error")
+
+    # ----------------------------------------------------------------- serialization
+    def get_config(self):
+        return {
+            "name": self.name,
+            "inner_optimizer": keras.saving.serialize_keras_object(self.inner_optimizer),
+            "policy": self._policy_config,
+            "preset": self._preset_config,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        inner = keras.saving.deserialize_keras_object(config.pop("inner_optimizer"), custom_objects=custom_objects)
+        return cls(inner, **config)
+
+
+def inner_lr(base, optimizer):
+    """The current learning rate held in ``base`` (a float, a variable, a schedule or a callable)."""
+    if isinstance(base, keras.optimizers.schedules.LearningRateSchedule):
+        return base(optimizer.iterations)
+    if callable(base) and not isinstance(base, keras.Variable):
+        return base()
+    return base
+
+
+def _is_eager(*tensors) -> bool:
+    """Whether the update runs eagerly (values can be kept as tensors), not inside a traced/compiled function."""
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        return not torch.compiler.is_compiling()
+    if backend == "jax":
+        import jax
+
+        return not any(isinstance(t, jax.core.Tracer) for t in tensors)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.executing_eagerly()
+    return False

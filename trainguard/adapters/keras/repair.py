@@ -1,0 +1,166 @@
+"""Carrying out the core policies' orders on a Keras run.
+
+The decisions are the core's (``trainguard.core.policies``: ``"safe"``, ``"auto"`` or the user's own chain);
+this module only executes the :class:`~trainguard.core.policies.Plan` they return after each step:
+
+- standing orders (skip non-finite steps, skip gradient-norm outliers, clip to ``clip_norm``/``clip_value``, the
+  LR scale) become the wrapper's :class:`~trainguard.adapters.keras.optimizer.Orders`, which the next updates
+  execute in the graph (``step_decision`` of the core, written with ``ops``);
+- one-shot orders run on the host between steps: in-memory snapshots and rollback-and-skip (model weights and
+  optimizer state), resetting the optimizer's moments, raising Adam's epsilon, stopping.
+
+Not carried out on Keras, said once in the run log: unit-wise clipping (AGC) and the StableAdamW update cap need
+a per-tensor learning rate, which Keras optimizers do not expose; putting layers back in training mode cannot be
+done from outside, because Keras takes the mode per call (the finding names the fix: ``model(x, training=True)``).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from trainguard.adapters.keras import collect
+from trainguard.adapters.keras.optimizer import Orders
+from trainguard.core.actions import Action
+from trainguard.core.findings import Finding
+from trainguard.core.policies import Plan, get_policy
+from trainguard.core.stats import StepStats
+
+if TYPE_CHECKING:
+    from trainguard.adapters.keras.session import KerasSession
+
+__all__ = ["KerasRepairer", "standing_orders"]
+
+
+def standing_orders(plan: Plan, skip_next: float = 0.0) -> Orders:
+    return Orders(skip_non_finite=plan.skip_non_finite, skip_above=plan.skip_above, clip_norm=plan.clip_norm,
+                  clip_value=plan.clip_value, lr_scale=plan.lr_scale, skip_next=skip_next)
+
+
+class KerasRepairer:
+    def __init__(self, policy: Any, session: KerasSession):
+        self.policy = get_policy(policy)
+        if self.policy is None:
+            raise ValueError("the 'observe' policy repairs nothing")
+        self.session = session
+        self.state = self.policy.init()
+        self.snapshots: dict[int, list[np.ndarray]] = {}
+        self._unsupported: set[str] = set()
+        # Policies are pure: the orders they would give before any step are those of a probe update,
+        # whose state is thrown away. A NaN on the very first step is then skipped like any other.
+        probe, _ = self.policy.update(StepStats(step=-1), (), Plan(), self.policy.init())
+        session.optimizer.set_orders(standing_orders(probe))
+        if "snapshots" in self.policy.needs:
+            self._take_snapshot(0, keep=None)
+
+    # ----------------------------------------------------------------- per step
+    def after_update(self, stats: StepStats, findings: tuple[Finding, ...]) -> list[Action]:
+        optimizer = self.session.optimizer
+        executed = optimizer.orders
+        done = self._executed_actions(stats, executed)
+        plan, self.state = self.policy.update(stats, findings, Plan(), self.state)
+        skip_next = float(optimizer.orders.skip_next)
+        effects: dict[int, dict[str, Any]] = {}
+        if plan.rollback is not None:
+            effects["rollback"] = self._rollback(plan.rollback.label)
+            skip_next = float(plan.rollback.skip_batches)
+        if plan.snapshot:
+            self._take_snapshot(stats.step + 1, keep=plan.snapshot)
+        if plan.reset_moments:
+            effects["reset_moments"] = self._reset_moments()
+        if plan.adam_eps is not None:
+            effects["adam_eps"] = self._raise_epsilon(plan.adam_eps)
+        for order, active in (("agc", plan.agc_clipping is not None), ("adam_update_cap", plan.adam_update_cap is not None),
+                              ("restore_modules", bool(plan.restore_modules))):
+            if active:
+                effects[order] = self._unsupported_once(order, stats.step)
+        optimizer.set_orders(standing_orders(plan, skip_next))
+        if plan.stop is not None:
+            self.session.request_stop(plan.stop)
+        for action in plan.actions:
+            effect = dict(action.effect)
+            effect.update(effects.get(action.kind, {}))
+            if action.kind in ("lr_backoff", "backoff"):
+                effect.setdefault("lr_scale", plan.lr_scale)
+            done.append(action._replace(effect=effect))
+        return done
+
+    def _executed_actions(self, stats: StepStats, orders: Orders) -> list[Action]:
+        """What the wrapper did to this step under the orders it held: a skipped or a clipped update."""
+        norm = stats.grad_norm
+        if not stats.applied:
+            if orders.skip_next > 0:
+                reason = "rollback_skip"
+            elif orders.skip_non_finite and not (stats.loss_finite and stats.grads_finite):
+                reason = "non_finite"
+            else:
+                reason = "grad_outlier"
+            params = {"skip_above": orders.skip_above} if reason == "grad_outlier" else {}
+            return [Action("skip_step", stats.step, reason, params, {"grad_norm": norm, "loss": stats.loss})]
+        if stats.extra.get("clipped"):
+            after = min(norm, orders.clip_norm) if norm is not None else None
+            return [Action("clip", stats.step, "grad_outlier", {"clip_norm": orders.clip_norm,
+                                                                "clip_value": orders.clip_value},
+                           {"grad_norm_before": norm, "grad_norm_after": after})]
+        return []
+
+    # ----------------------------------------------------------------- one-shot orders
+    def _state_variables(self) -> list[Any]:
+        session = self.session
+        model_vars = list(session.model.variables) if session.model is not None else list(session.variables)
+        seen = {id(v) for v in model_vars}
+        inner = session.optimizer.inner_optimizer
+        return model_vars + [v for v in inner.variables if id(v) not in seen]
+
+    def _take_snapshot(self, label: int, keep: int | None) -> None:
+        self.session.before_host_write()
+        self.snapshots[label] = collect.weight_arrays(self._state_variables())
+        if keep is not None:
+            for old in sorted(self.snapshots)[:-keep]:
+                del self.snapshots[old]
+
+    def _rollback(self, label: int) -> dict[str, Any]:
+        saved = self.snapshots.get(label)
+        if saved is None:
+            return {"restored": False, "why": f"no snapshot labelled {label} is held"}
+        self.session.before_host_write()
+        variables = self._state_variables()
+        for var, value in zip(variables, saved):
+            var.assign(value.astype(var.dtype) if hasattr(value, "astype") else value)
+        for newer in [k for k in self.snapshots if k > label]:
+            del self.snapshots[newer]
+        return {"restored": True, "to_step": label}
+
+    def _reset_moments(self) -> dict[str, Any]:
+        self.session.before_host_write()
+        inner = self.session.optimizer.inner_optimizer
+        shapes = {tuple(v.shape) for v in self.session.variables}
+        keep = {id(inner.iterations), id(getattr(inner, "_learning_rate", None))}
+        reset = 0
+        for var in inner.variables:
+            if id(var) in keep or tuple(var.shape) not in shapes or not tuple(var.shape):
+                continue
+            var.assign(np.zeros(tuple(var.shape), dtype=str(var.dtype)))
+            reset += 1
+        return {"reset_variables": reset}
+
+    def _raise_epsilon(self, eps: float) -> dict[str, Any]:
+        inner = self.session.optimizer.inner_optimizer
+        old = getattr(inner, "epsilon", None)
+        if old is None:
+            return {"applied": False, "why": "the optimizer has no epsilon"}
+        if old < eps:
+            inner.epsilon = float(eps)
+        return {"epsilon_before": old, "epsilon": max(old, eps)}
+
+    def _unsupported_once(self, order: str, step: int) -> dict[str, Any]:
+        why = {
+            "agc": "unit-wise clipping is not carried out on Keras; global-norm clipping is",
+            "adam_update_cap": "Keras optimizers have no per-tensor learning rate to cap the Adam update with",
+            "restore_modules": "Keras takes the mode per call: call the model with training=True in the train step",
+        }[order]
+        if order not in self._unsupported:
+            self._unsupported.add(order)
+            self.session.note_unsupported(order, step, why)
+        return {"applied": False, "why": why}
+

@@ -1,0 +1,309 @@
+"""The host side of the Keras guard: records -> StepStats -> core Monitor, policy, run log; orders -> wrapper.
+
+One :class:`KerasSession` per guarded run. The :class:`~trainguard.adapters.keras.callback.Guard` callback
+drives it at each ``on_train_batch_end``; a :class:`GuardedOptimizer` in a custom loop drives it after each
+``apply``. It only translates: the detectors (``Monitor``), the repair decisions (``trainguard.core.policies``),
+the diagnosis and the run log are the core's, shared with the PyTorch guard.
+
+Containment (as the torch guard): an exception in the guard's own work switches that part off, is reported
+once (``RuntimeWarning``, a ``guard_internal_error`` finding, an ``internal_error`` run-log event), and training
+goes on as if unguarded.
+"""
+from __future__ import annotations
+
+import collections
+import math
+import traceback
+import warnings
+from typing import Any, Callable
+
+import keras
+import numpy as np
+
+from trainguard.adapters.keras import collect
+from trainguard.adapters.keras.modes import ModeRecorder
+from trainguard.adapters.keras.optimizer import GuardedOptimizer, Orders, StepRecord
+from trainguard.adapters.keras.repair import KerasRepairer
+from trainguard.core.actions import Action
+from trainguard.core.detector import Detector
+from trainguard.core.findings import Finding, Severity
+from trainguard.core.monitor import Monitor
+from trainguard.core.presets import Preset, get_preset
+from trainguard.core.stats import StepStats
+from trainguard.io.runlog import RunLogWriter
+
+__all__ = ["KerasSession", "INTERNAL_ERROR", "HISTORY"]
+
+INTERNAL_ERROR = "guard_internal_error"
+HISTORY = 10_000  # recent statistics kept in memory for diagnosis (the run log keeps them all)
+
+
+def live_detectors() -> Detector:
+    """The core's default detectors, plus those of the diagnosis' signal detectors (BatchNorm/Dropout modes,
+    data scale, Adam update RMS...) that the default set does not run, so their findings are raised live too."""
+    from trainguard.core.detector import chain
+    from trainguard.core.detectors import default_detectors
+    from trainguard.core.detectors.adam_update import adam_update
+    from trainguard.core.detectors.data_scale import data_scale
+    from trainguard.core.detectors.module_mode import module_mode
+
+    default = default_detectors()
+    extra = [d for d in (module_mode(), data_scale(), adam_update()) if d.name not in default.name]
+    return chain(default, *extra) if extra else default
+
+
+class KerasSession:
+    def __init__(self, optimizer: GuardedOptimizer, policy: Any = "safe", log: Any = None,
+                 preset: str | Preset = "standard", model: Any = None, *, owned_by_optimizer: bool = True,
+                 detectors: Detector | None = None, stop: Callable[[str], None] | None = None):
+        if not optimizer.built:
+            raise RuntimeError("the guarded optimizer must be built before its session starts")
+        self.optimizer = optimizer
+        self.model = model
+        self.preset = get_preset(preset)
+        self.owned_by_optimizer = owned_by_optimizer
+        self.variables = list(optimizer._trainable_variables)
+        self.names = [v.path for v in self.variables]
+        self.monitor = Monitor(detectors if detectors is not None else live_detectors())
+        self.history: collections.deque[StepStats] = collections.deque(maxlen=HISTORY)
+        self.actions: list[Action] = []
+        self._findings: list[Finding] = []
+        self._disabled: set[str] = set()
+        self.step = 0
+        self.epoch: int | None = None
+        self.stop_reason: str | None = None
+        self._stop = stop
+        self._before: list[np.ndarray] | None = None  # weights before the next sampled step's update
+        self._batch: dict[str, Any] = {}
+        self._closed = False
+        # Called before the host reads or writes model/optimizer variables (the JAX trainer holds them apart).
+        self.before_host_write: Callable[[], None] = lambda: None
+        self.modes = ModeRecorder(model) if model is not None else None
+        if self.modes is not None:
+            self.modes.install()
+        self.log: RunLogWriter | None = None
+        if log is not None:
+            try:
+                self.log = RunLogWriter(log, framework=f"keras {keras.__version__} ({keras.backend.backend()})",
+                                        parameters=self.names,
+                                        config={"policy": policy if isinstance(policy, str) else getattr(
+                                            policy, "name", type(policy).__name__), "preset": self.preset.name})
+            except OSError as e:
+                raise ValueError(f"cannot open run log {log}: {e.strerror or e}") from None
+        self.repairer = KerasRepairer(policy, self) if policy not in (None, "observe") else None
+        self._prepare_next_step()
+
+    # ----------------------------------------------------------------- public
+    @property
+    def findings(self) -> list[Finding]:
+        return self._findings
+
+    def diagnose(self):
+        from trainguard.core.diagnosis import diagnose
+
+        return diagnose(list(self.history), self._findings, framework="keras")
+
+    def see_batch(self, inputs: Any = None, targets: Any = None, batch_size: int | None = None) -> None:
+        """The data of the step about to run (the callback sees it through ``train_step``; custom loops pass it)."""
+        if batch_size is None and inputs is not None:
+            leaf = collect.first_leaf(inputs)
+            shape = getattr(leaf, "shape", None)
+            batch_size = int(shape[0]) if shape else None
+        self._batch = {"batch_size": batch_size}
+        if self.step < self.preset.data_batches and "data summary" not in self._disabled:
+            summaries = self._try("data summary", lambda: (collect.data_summary(collect.first_leaf(inputs)),
+                                                           collect.data_summary(collect.first_leaf(targets))))
+            if summaries is not None:
+                self._batch["inputs"], self._batch["targets"] = summaries
+
+    def drain(self, *, batch_size: int | None = None, logs_loss: float | None = None,
+              read_graph: Callable[[], StepRecord | None] | None = None) -> tuple[Finding, ...]:
+        """Reads the updates made since the last call and feeds them through the core; returns new findings."""
+        if self._closed:
+            return ()
+        records = self.optimizer.host.pending
+        self.optimizer.host.pending = []
+        if not records and read_graph is not None:
+            record = self._try("statistics", read_graph)
+            records = [record] if record is not None else []
+        found: list[Finding] = []
+        for i, record in enumerate(records):
+            last = i == len(records) - 1
+            # Under steps_per_execution several updates arrive at once: the weights copied before them span
+            # them all, so no update ratio then.
+            before = self._before if len(records) == 1 else None
+            stats = self._try("statistics", self._build, record, batch_size, logs_loss if last else None, last,
+                              before)
+            if stats is None:
+                self.step += 1
+                continue
+            found.extend(self._observe(stats))
+        self._prepare_next_step()
+        return tuple(found)
+
+    def close(self, status: str = "ok") -> None:
+        if self._closed:
+            return
+        if self.modes is not None:
+            self.modes.remove()
+        if self.log is not None and "run log" not in self._disabled:
+            try:
+                self.log.close(status)
+            except Exception as e:  # noqa: BLE001 - containment
+                self._contain("run log", e)
+        self._closed = True
+
+    # ----------------------------------------------------------------- measuring
+    def _sampled(self, step: int) -> bool:
+        return step % self.preset.layer_every == 0 or step < self.preset.forensic_steps
+
+    def _prepare_next_step(self) -> None:
+        """Sets up what the next update keeps: its raw gradients and a copy of the weights on sampled steps."""
+        sampled = self._sampled(self.step)
+        self.optimizer.host.keep_grads = sampled and "layer statistics" not in self._disabled
+        self._before = None
+        if sampled and "layer statistics" not in self._disabled:
+            self._before = self._try("layer statistics", collect.weight_arrays, self.variables)
+        if self.modes is not None:
+            self.modes.clear()
+
+    def _build(self, record: StepRecord, batch_size: int | None, logs_loss: float | None, last: bool,
+               before: list[np.ndarray] | None) -> StepStats:
+        step = self.step
+        self.step += 1
+        loss, norms, total = collect.step_numbers(record.loss, record.grad_norms)
+        if loss is None:
+            loss = logs_loss
+        skipped = bool(collect.to_numpy(record.skipped))
+        clipped = bool(collect.to_numpy(record.clipped))
+        grads_finite = bool(np.all(np.isfinite(norms)))
+        first_bad = None
+        if not grads_finite:
+            first_bad = self.names[int(np.argmin(np.isfinite(norms)))]
+        loss_finite = loss is None or math.isfinite(loss)
+        sampled = self._sampled(step) and "layer statistics" not in self._disabled
+        layers = ()
+        weights_finite = True
+        if sampled or (not skipped and not (grads_finite and loss_finite)):
+            weights = self._try("layer statistics", collect.weight_arrays, self.variables)
+            if weights is not None:
+                weights_finite = all(bool(np.all(np.isfinite(w))) for w in weights)
+                if sampled:
+                    layers = self._try("layer statistics", collect.layer_stats, self.names, norms, weights,
+                                       before, record.grads,
+                                       collect.adam_second_moments(self.optimizer.inner_optimizer)) or ()
+        eval_modes = None
+        if self.modes is not None and last and step % self.preset.mode_every == 0:
+            eval_modes = self.modes.inference_mode_layers()
+        batch = self._batch if last else {}
+        extra = {}
+        if self.optimizer.orders.lr_scale != 1.0:
+            extra["lr_scale"] = self.optimizer.orders.lr_scale
+        if clipped:
+            extra["clipped"] = 1.0
+        return StepStats(
+            step=step,
+            loss=loss,
+            epoch=self.epoch,
+            batch_size=batch_size if batch_size is not None else batch.get("batch_size"),
+            lrs=self._learning_rates(),
+            grad_norm=total,
+            loss_finite=loss_finite,
+            grads_finite=grads_finite,
+            weights_finite=weights_finite,
+            first_nonfinite_grad=first_bad,
+            layers=layers,
+            eval_mode_modules=eval_modes,
+            inputs=batch.get("inputs"),
+            targets=batch.get("targets"),
+            applied=not skipped,
+            extra=extra,
+        )
+
+    def _learning_rates(self) -> tuple[float, ...]:
+        try:
+            return (float(collect.to_numpy(self.optimizer.inner_optimizer.learning_rate)),)
+        except Exception:  # noqa: BLE001 - an exotic schedule: the LR is simply not recorded
+            return ()
+
+    # ----------------------------------------------------------------- observing
+    def _observe(self, stats: StepStats) -> tuple[Finding, ...]:
+        self.history.append(stats)
+        found: tuple[Finding, ...] = ()
+        if "detectors" not in self._disabled:
+            try:
+                found = self.monitor.observe(stats)
+            except Exception as e:  # noqa: BLE001 - containment
+                self._contain("detectors", e, stats.step)
+        self._findings.extend(found)
+        self._write(lambda log: (log.step(stats), [log.finding(f) for f in found]), stats.step)
+        if self.repairer is not None and "repairer" not in self._disabled:
+            try:
+                actions = self.repairer.after_update(stats, found)
+            except Exception as e:  # noqa: BLE001 - containment
+                self._contain("repairer", e, stats.step)
+                actions = []
+            self.actions.extend(actions)
+            self._write(lambda log: [log.action(a) for a in actions], stats.step)
+        return found
+
+    def request_stop(self, reason: str) -> None:
+        """A policy gave up: stop training cleanly (``model.stop_training`` under fit; a custom loop checks
+        ``should_stop``)."""
+        if self.stop_reason is not None:
+            return
+        self.stop_reason = reason
+        self._write(lambda log: log.event("stop", self.step, reason=reason), self.step)
+        if self._stop is not None:
+            self._stop(reason)
+        else:
+            warnings.warn(f"trainguard: training should stop: {reason}. Check `guard.should_stop` in your loop; "
+                          "further updates are skipped.", RuntimeWarning, stacklevel=4)
+            self.optimizer.set_orders(self.optimizer.orders._replace(skip_next=float(2 ** 31)))
+
+    def note_unsupported(self, order: str, step: int, why: str) -> None:
+        self._write(lambda log: log.event("unsupported_order", step, order=order, why=why), step)
+
+    def _write(self, fn: Callable[[RunLogWriter], Any], step: int) -> None:
+        if self.log is None or "run log" in self._disabled:
+            return
+        try:
+            fn(self.log)
+        except Exception as e:  # noqa: BLE001 - containment
+            self._contain("run log", e, step)
+
+    # ----------------------------------------------------------------- containment
+    def _try(self, part: str, fn: Callable, *args: Any) -> Any:
+        if part in self._disabled:
+            return None
+        try:
+            return fn(*args)
+        except Exception as e:  # noqa: BLE001 - containment
+            self._contain(part, e)
+            return None
+
+    def _contain(self, part: str, error: BaseException, step: int | None = None) -> None:
+        if part in self._disabled:
+            return
+        self._disabled.add(part)
+        step = self.step if step is None else step
+        message = (f"trainguard: internal error in its {part} at step {step} ({type(error).__name__}: {error}); "
+                   f"{part} switched off, training continues unchanged")
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        if part == "repairer":
+            # Back to an unguarded update: no standing order may outlive the policy that gave it.
+            try:
+                self.optimizer.set_orders(Orders())
+            except Exception:  # noqa: BLE001
+                pass
+        finding = Finding(INTERNAL_ERROR, Severity.WARNING, step, part,
+                          {"part": part, "error": type(error).__name__, "detail": str(error)}, message)
+        self._findings.append(finding)
+        if self.log is not None and "run log" not in self._disabled:
+            try:
+                self.log.event("internal_error", step, part=part, error=type(error).__name__, message=str(error),
+                               traceback="".join(traceback.format_exception(error)))
+                self.log.finding(finding)
+            except Exception:  # noqa: BLE001 - the log itself is broken: stop writing to it
+                self._disabled.add("run log")
+
