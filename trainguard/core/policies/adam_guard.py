@@ -1,0 +1,57 @@
+"""``adam_guard``: Adam-family updates whose RMS is far above 1.
+
+Adam's update ``m / (sqrt(v) + eps)`` has an RMS near or below 1 while the second-moment estimate ``v`` keeps
+up with the gradients. When gradients grow faster than ``v`` (beta2 close to 1), the update RMS
+``sqrt(mean(g^2 / max(v, eps^2)))`` shoots far above 1 and a loss spike follows (Wortsman et al. 2023, "Stable and
+low-precision training for large-scale vision-language models"). Their StableAdamW divides each tensor's LR by
+``max(1, RMS)``; this policy orders that cap, per tensor, once a sampled step shows an RMS over ``threshold``,
+and keeps it for ``duration`` steps after the last such step. Options: raise Adam's epsilon to ``raise_eps``,
+and reset the moments of the optimizer on the trigger (SPAM, Huang et al. ICLR 2025, resets moments to
+let spiky gradients leave them).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from trainguard.core.actions import Action
+from trainguard.core.policies.plan import Findings, Plan, Policy
+from trainguard.core.stats import StepStats
+
+__all__ = ["adam_guard", "AdamGuardState", "max_update_rms"]
+
+
+class AdamGuardState(NamedTuple):
+    engaged_until: int  # last step the cap holds (-1: never engaged)
+
+
+def max_update_rms(stats: StepStats) -> tuple[float, str] | None:
+    """The largest per-tensor Adam update RMS of a sampled step, with the tensor's name."""
+    rms = [(layer.adam_update_rms, layer.name) for layer in stats.layers if layer.adam_update_rms is not None]
+    return max(rms) if rms else None
+
+
+def adam_guard(threshold: float = 5.0, cap: float = 1.0, duration: int = 1000, raise_eps: float | None = None,
+               reset_moments: bool = False) -> Policy:
+    if not threshold > cap > 0:
+        raise ValueError("adam_guard needs threshold > cap > 0")
+
+    def init() -> AdamGuardState:
+        return AdamGuardState(-1)
+
+    def update(stats: StepStats, findings: Findings, plan: Plan, state: AdamGuardState):
+        worst = max_update_rms(stats)
+        if worst is not None and worst[0] > threshold:
+            if stats.step > state.engaged_until:
+                params = {"update_rms": worst[0], "tensor": worst[1], "cap": cap, "threshold": threshold,
+                          "raise_eps": raise_eps, "reset_moments": reset_moments}
+                plan = plan.log(Action("adam_guard", stats.step, "adam_update_rms", params, {}))
+                if reset_moments:
+                    plan = plan._replace(reset_moments=True)
+            state = AdamGuardState(stats.step + duration)
+        if stats.step <= state.engaged_until:
+            plan = plan._replace(adam_update_cap=cap if plan.adam_update_cap is None else min(cap, plan.adam_update_cap))
+            if raise_eps is not None:
+                plan = plan._replace(adam_eps=max(raise_eps, plan.adam_eps or 0.0))
+        return plan, state
+
+    return Policy("adam_guard", init, update)

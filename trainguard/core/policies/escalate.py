@@ -1,0 +1,163 @@
+"""The escalating repair chain of ``policy="auto"``: skip -> clip -> LR back-off -> rollback -> stop.
+
+An *episode* begins at the first troubled step: a non-finite loss or gradient, or a loss that diverged, i.e.
+rose above ``divergence_factor`` times the median of the recent healthy losses and above the run's starting
+loss (so a run that is merely noisy near zero loss is never called diverging). Each level is given ``patience``
+steps; when the trouble is still there after them the next level is tried (optax ``apply_if_finite``'s
+wrap-count-escalate shape):
+
+1. ``skip``: updates of non-finite steps and of steps whose gradient norm is over ``explode_factor`` times the
+   recent healthy median are skipped; the optimizer state stays untouched.
+2. ``clip``: updates are applied again, clipped to the healthy median gradient norm from before the episode.
+3. ``lr_backoff``: the LR multiplier is halved, up to ``max_backoffs`` times, ``patience`` steps apart.
+4. ``rollback``: restore the newest in-memory snapshot from before the episode, halve the LR once more and skip
+   the updates of the next batches (PaLM, Chowdhery et al. 2022); up to ``max_rollbacks`` times per episode,
+   each time to an older snapshot.
+5. ``stop``: repair failed; the adapter stops training cleanly with the diagnosis (Keras ``TerminateOnNaN``).
+
+After ``hold`` healthy steps in a row the episode is over: the per-step orders lapse and the LR recovers
+gradually, never again up to a scale that led to trouble (:mod:`.lr_backoff`): after an episode resolved by
+LR back-off, at most half the scale it began at; after one that needed a rollback, at most the scale that held. A healthy run never starts an
+episode, so it is not touched at all.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from trainguard.core.actions import Action
+from trainguard.core.policies import lr_backoff as lrb
+from trainguard.core.policies import rollback as rb
+from trainguard.core.policies.plan import Findings, Plan, Policy, RollbackOrder
+from trainguard.core.stats import StepStats
+from trainguard.core.window import Window, push, values, window
+
+__all__ = ["escalate", "EscalationState", "LEVELS"]
+
+LEVELS = ("watch", "skip", "clip", "lr_backoff", "rollback", "stop")
+WATCH, SKIP, CLIP, BACKOFF, ROLLBACK, STOP = range(len(LEVELS))
+# Finding codes that name a troubled step better than our own signal does.
+_REASONS = ("non_finite", "divergence", "exploding_gradient", "loss_spike")
+
+
+class EscalationState(NamedTuple):
+    level: int  # index into LEVELS
+    onset: int | None  # first step of the current episode
+    level_since: int  # step the current level was entered
+    healthy_streak: int  # healthy steps in a row
+    lr: lrb.LrScale
+    onset_scale: float  # LR multiplier when the episode began
+    backoffs: int  # LR halvings in this episode
+    rollbacks: int  # rollbacks in this episode
+    restored: int | None  # label of the snapshot last restored in this episode
+    reason: str | None  # what the episode is about (a finding code)
+    start_losses: tuple[float, ...]  # the run's first finite losses
+    losses: Window  # recent healthy losses
+    norms: Window  # recent healthy gradient norms
+    book: rb.SnapshotBook
+    skip_until: int  # after a rollback: last step whose update the adapter skips
+
+
+def escalate(patience: int = 3, hold: int = 10, divergence_factor: float = 20.0, explode_factor: float = 10.0,
+             max_backoffs: int = 3, backoff_factor: float = 0.5, max_rollbacks: int = 3, recover_steps: int = 200,
+             snapshot_every: int = 100, keep: int = 3, max_skip: int = 500, history: int = 32) -> Policy:
+    if patience < 1 or hold < 1 or history < 3:
+        raise ValueError("patience and hold must be >= 1, history >= 3")
+    if not 0 < backoff_factor < 1:
+        raise ValueError(f"backoff_factor must be in (0, 1), got {backoff_factor!r}")
+
+    def init() -> EscalationState:
+        return EscalationState(WATCH, None, 0, 0, lrb.lr_scale(), 1.0, 0, 0, None, None, (),
+                               window(history), window(history), rb.snapshot_book(snapshot_every, keep), -1)
+
+    def trouble(stats: StepStats, findings: Findings, st: EscalationState) -> str | None:
+        if not stats.finite:
+            code = "non_finite"
+        else:
+            loss = stats.loss
+            if loss is None or len(st.start_losses) < 3 or st.losses.count < 3:
+                return None
+            if not (loss > divergence_factor * float(np.median(values(st.losses)))
+                    and loss > float(np.median(st.start_losses))):
+                return None
+            code = "divergence"
+        named = [f.code for f in findings if f.code in _REASONS]
+        return named[0] if named else code
+
+    def standing(plan: Plan, st: EscalationState) -> Plan:
+        plan = plan._replace(skip_non_finite=True, lr_scale=plan.lr_scale * st.lr.scale)
+        if st.level == WATCH or st.norms.count == 0:
+            return plan
+        baseline = float(np.median(values(st.norms)))
+        if st.level == SKIP:
+            return plan._replace(skip_above=min(plan.skip_above, explode_factor * baseline))
+        return plan._replace(clip_norm=min(plan.clip_norm, baseline))
+
+    def escalate_once(step: int, plan: Plan, st: EscalationState) -> tuple[Plan, EscalationState]:
+        reason = st.reason
+        if st.level == SKIP:
+            baseline = float(np.median(values(st.norms))) if st.norms.count else math.inf
+            action = Action("clip", step, reason, {"max_norm": baseline, "engaged": True}, {})
+            return plan.log(action), st._replace(level=CLIP, level_since=step)
+        if st.level == CLIP or (st.level == BACKOFF and st.backoffs < max_backoffs):
+            lr = lrb.backoff(st.lr, backoff_factor)
+            action = Action("lr_backoff", step, reason, {"factor": backoff_factor, "lr_scale": lr.scale}, {})
+            return plan.log(action), st._replace(level=BACKOFF, level_since=step, lr=lr, backoffs=st.backoffs + 1)
+        before = (st.onset - 1) if st.restored is None else st.restored - 1
+        label = rb.choose(st.book, before)
+        if st.rollbacks >= max_rollbacks or label is None:
+            why = ("no snapshot from before the trouble is held" if label is None
+                   else f"{st.rollbacks} rollbacks did not hold")
+            diagnosis = (f"training stopped at step {step}: {reason} since step {st.onset}; skip, clip, LR back-off "
+                         f"to x{st.lr.scale:g} and rollback were tried and {why}")
+            action = Action("stop", step, reason, {"level": LEVELS[st.level]}, {"diagnosis": diagnosis})
+            return plan._replace(stop=diagnosis).log(action), st._replace(level=STOP, level_since=step)
+        skip = rb.skip_count(st.onset, step, max_skip=max_skip)
+        lr = lrb.backoff(st.lr, backoff_factor)
+        action = Action("rollback", step, reason, {"to_step": label, "steps_back": step + 1 - label,
+                                                   "skip_batches": skip, "lr_scale": lr.scale}, {})
+        plan = plan._replace(rollback=RollbackOrder(label, skip)).log(action)
+        return plan, st._replace(level=ROLLBACK, level_since=step + skip, lr=lr, rollbacks=st.rollbacks + 1,
+                                 restored=label, book=rb.forget_after(st.book, label), skip_until=step + skip,
+                                 healthy_streak=0)
+
+    def update(stats: StepStats, findings: Findings, plan: Plan, st: EscalationState):
+        step = stats.step
+        if st.level == STOP:
+            return standing(plan, st), st
+        if step <= st.skip_until:  # a batch skipped after a rollback tells nothing about the restored model
+            return standing(plan, st), st
+        if stats.finite and stats.loss is not None and len(st.start_losses) < 3:
+            st = st._replace(start_losses=st.start_losses + (float(stats.loss),))
+        code = trouble(stats, findings, st)
+        if code is not None:
+            st = st._replace(healthy_streak=0)
+            if st.level == WATCH:
+                st = st._replace(level=SKIP, onset=step, level_since=step, onset_scale=st.lr.scale, backoffs=0,
+                                 rollbacks=0, restored=None, reason=code)
+            elif step - st.level_since >= patience:
+                plan, st = escalate_once(step, plan, st)
+            return standing(plan, st), st
+        st = st._replace(healthy_streak=st.healthy_streak + 1)
+        if stats.applied:
+            if stats.loss is not None:
+                st = st._replace(losses=push(st.losses, float(stats.loss)))
+            if stats.grad_norm is not None and math.isfinite(stats.grad_norm):
+                st = st._replace(norms=push(st.norms, float(stats.grad_norm)))
+        if st.level != WATCH and st.healthy_streak >= hold:
+            lr = st.lr
+            if st.rollbacks:  # the LR was far too high: never go above the scale that held
+                lr = lrb.LrScale(lr.scale, min(lr.ceiling, lr.scale))
+            elif st.backoffs:
+                lr = lrb.lower_ceiling(lr, st.onset_scale)
+            st = st._replace(level=WATCH, onset=None, lr=lr, reason=None)
+        if st.level == WATCH:
+            st = st._replace(lr=lrb.recover(st.lr, recover_steps))
+            if rb.due(st.book, step + 1):
+                plan = plan._replace(snapshot=keep)
+                st = st._replace(book=rb.record_snapshot(st.book, step + 1))
+        return standing(plan, st), st
+
+    return Policy("escalate", init, update, frozenset({"snapshots"}))

@@ -1,0 +1,138 @@
+"""The repair-policy protocol: a pure ``init``/``update`` pair with explicit state, after optax's transforms.
+
+A policy reads one step's :class:`StepStats` and the findings the detectors raised on it, and returns a
+:class:`Plan`: the orders the framework adapter carries out. Standing orders (skip non-finite steps, the
+clipping thresholds, the LR scale) hold for the next steps; one-shot orders (roll back, take a snapshot, reset
+Adam moments, put modules back in train mode, stop) are carried out once, right after the step that raised them.
+
+Each step the runner starts from ``Plan()`` (do nothing) and threads it through the policies of a
+:func:`chain`, as optax threads updates: each policy may only tighten what the ones before it ordered.
+A policy never mutates its state; it returns a new one.
+
+>>> from trainguard.core.policies import skip_if_non_finite
+>>> from trainguard.core.stats import StepStats
+>>> policy = skip_if_non_finite(max_consecutive=2)
+>>> plan, state = policy.update(StepStats(step=0, loss=1.0), (), Plan(), policy.init())
+>>> plan.skip_non_finite
+True
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple
+
+from trainguard.core.actions import Action
+from trainguard.core.findings import Finding
+from trainguard.core.stats import StepStats
+
+__all__ = ["Plan", "RollbackOrder", "Policy", "chain", "step_decision", "StepDecision", "TrainingStopped"]
+
+INF = math.inf
+
+
+class TrainingStopped(RuntimeError):
+    """Raised by ``guard.step`` when a repair policy gives up (Keras ``TerminateOnNaN``, with the reason).
+
+    ``diagnosis`` says what went wrong and what was tried; the run log holds the actions and ends with status
+    ``"stopped"``. Catch it to end a training loop cleanly::
+
+        try:
+            for x, y in loader:
+                ...
+                guard.step(loss)
+        except trainguard.TrainingStopped as stop:
+            print(stop.diagnosis)
+    """
+
+    def __init__(self, diagnosis: str, step: int | None = None):
+        super().__init__(diagnosis)
+        self.diagnosis = diagnosis
+        self.step = step
+
+
+class RollbackOrder(NamedTuple):
+    """Restore the snapshot labelled ``label`` (taken just before step ``label``'s update), then skip the
+    updates of the next ``skip_batches`` batches (PaLM's rollback-and-skip)."""
+
+    label: int
+    skip_batches: int
+
+
+class Plan(NamedTuple):
+    """What the adapter does from the next step on. The default does nothing at all."""
+
+    # Standing orders.
+    skip_non_finite: bool = False
+    skip_above: float = INF  # skip the update when the global gradient norm exceeds this
+    clip_norm: float = INF  # rescale gradients to at most this global L2 norm
+    clip_value: float = INF  # clamp each gradient entry to [-clip_value, clip_value]
+    agc_clipping: float | None = None  # unit-wise adaptive clipping factor (Brock et al. 2021)
+    lr_scale: float = 1.0  # multiplier on every param group's LR, applied around the optimizer step only
+    adam_update_cap: float | None = None  # cap each tensor's Adam update RMS (StableAdamW)
+    adam_eps: float | None = None  # raise Adam's epsilon to at least this
+    # One-shot orders.
+    snapshot: int = 0  # take a snapshot now, labelled with the next step, keeping this many in all (0: none)
+    rollback: RollbackOrder | None = None
+    reset_moments: bool = False
+    restore_modules: tuple[str, ...] = ()
+    stop: str | None = None
+    # Decisions taken on this step, for the run log; the adapter fills their ``effect``.
+    actions: tuple[Action, ...] = ()
+
+    def log(self, action: Action) -> Plan:
+        return self._replace(actions=self.actions + (action,))
+
+    @property
+    def acts_per_step(self) -> bool:
+        """Whether the adapter has any work before the optimizer step."""
+        return (self.skip_non_finite or self.skip_above < INF or self.clip_norm < INF or self.clip_value < INF
+                or self.agc_clipping is not None or self.lr_scale != 1.0 or self.adam_update_cap is not None)
+
+
+Findings = tuple[Finding, ...]
+
+
+class Policy(NamedTuple):
+    name: str
+    init: Callable[[], Any]
+    update: Callable[[StepStats, Findings, Plan, Any], tuple[Plan, Any]]
+    # What the adapter must prepare: "snapshots" (an initial snapshot, labelled 0, before the first update).
+    needs: frozenset[str] = frozenset()
+
+
+def chain(*policies: Policy) -> Policy:
+    """Runs several policies on each step, in order, each seeing the plan of the ones before it.
+    The state is the tuple of their states (optax ``chain``)."""
+
+    def init() -> tuple[Any, ...]:
+        return tuple(p.init() for p in policies)
+
+    def update(stats: StepStats, findings: Findings, plan: Plan, state: tuple[Any, ...]):
+        new_states = []
+        for policy, sub_state in zip(policies, state):
+            plan, sub_state = policy.update(stats, findings, plan, sub_state)
+            new_states.append(sub_state)
+        return plan, tuple(new_states)
+
+    needs = frozenset().union(*(p.needs for p in policies))
+    return Policy("chain(" + ",".join(p.name for p in policies) + ")", init, update, needs)
+
+
+class StepDecision(NamedTuple):
+    apply: bool
+    clip_coef: float  # factor the gradients are multiplied by (1.0: untouched)
+    reason: str | None  # "non_finite", "grad_outlier" when skipped, "clip" when clipped
+
+
+def step_decision(plan: Plan, finite: bool, grad_norm: float, eps: float = 1e-6) -> StepDecision:
+    """What the standing orders do to one step, given its finiteness and global gradient norm.
+
+    This is the reference the adapters implement (on GPU without a host sync, as tensors).
+    """
+    if plan.skip_non_finite and not finite:
+        return StepDecision(False, 1.0, "non_finite")
+    if grad_norm > plan.skip_above:
+        return StepDecision(False, 1.0, "grad_outlier")
+    if finite and grad_norm > plan.clip_norm:
+        return StepDecision(True, plan.clip_norm / (grad_norm + eps), "clip")
+    return StepDecision(True, 1.0, None)
