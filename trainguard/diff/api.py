@@ -43,7 +43,8 @@ def diff(a: RunSource, b: RunSource, *, rtol: float = DEFAULT_RTOL) -> DiffResul
         cause = agreement()
     else:
         cause, first = name_cause(CauseContext(diverging.step, compared[0], diverging.differences, steps_a,
-                                               steps_b, compared, fingerprints))
+                                               steps_b, compared, fingerprints,
+                                               {c.step: c.max_rel for c in comparisons}))
     rows = order.sorted([*parameters, *(buf.name for s in compared for buf in steps_a[s].buffers)])
     return DiffResult(
         verdict="agree" if diverging is None else "part",
@@ -55,6 +56,7 @@ def diff(a: RunSource, b: RunSource, *, rtol: float = DEFAULT_RTOL) -> DiffResul
         first_divergence=first,
         differences=diverging.differences if diverging else (),
         first_step_by_category=_first_by_category(comparisons),
+        first_inexact_step=next((c.step for c in comparisons if c.max_rel > 0.0 or c.differences), None),
         cause=cause,
         layers=tuple((row, _first_step(comparisons, row)) for row in rows),
         heatmap=tuple(tuple(c.row_max.get(row, math.nan) for c in comparisons) for row in rows),

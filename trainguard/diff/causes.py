@@ -33,6 +33,8 @@ DIFF_CAUSES: dict[str, str] = {
                                  "Keras' default 'sum_over_batch_size')",
     "loss_scale": "scale the loss the same way in both runs (a constant factor, a loss scale that is not "
                   "undone, gradient accumulation)",
+    "numerical_drift": "nothing to fix if the runs are meant to differ by rounding only (summation order, "
+                       "kernels, hardware); compare fewer steps, or raise --rtol",
     "computation": "compare the model code and the training step at the named layer: dtype, dropout "
                    "randomness, regularisation terms, custom layers, gradient clipping",
     "optimizer": "compare the optimizers' settings: momentum, nesterov, weight decay, Adam betas and epsilon, "
@@ -42,6 +44,11 @@ DIFF_CAUSES: dict[str, str] = {
 # A loss ratio within this of the batch size (or of a gradient-norm ratio) is taken as that factor. float32
 # sums and means of the same terms agree to ~1e-6; a coincidence within 1e-3 is unlikely.
 _RATIO_TOLERANCE = 1e-3
+# Rounding drift: the runs first differ by at most this (float32 rounding, ~64 ulps) and the difference grows
+# by less than _DRIFT_JUMP per step until it crosses the tolerance. A real change jumps: from bit-identical, or
+# by orders of magnitude in one step.
+_ROUNDING = 1e-5
+_DRIFT_JUMP = 100.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class CauseContext:
     steps_b: dict[int, StepStats]
     compared: Sequence[int]
     fingerprints: bool  # both runs recorded batch fingerprints
+    max_rel: dict[int, float]  # per compared step, the largest relative difference of any numeric quantity
 
 
 def agreement() -> Cause:
@@ -94,6 +102,9 @@ def name_cause(ctx: CauseContext) -> tuple[Cause, Difference]:
         return _cause("initialization", f"the weights differ before the first compared update (step {step}), "
                       f"first in {first.where}: different initialisation, seed or loaded checkpoint",
                       {"where": first.where}), first
+    drift = _numerical_drift(ctx)
+    if drift is not None:
+        return drift
     scale = _loss_scale(ctx)
     if scale is not None:
         return scale
@@ -166,6 +177,24 @@ def _data_order(ctx: CauseContext, first: Difference) -> tuple[Cause, Difference
 def _batch_size(ctx: CauseContext, first: Difference) -> tuple[Cause, Difference]:
     return _cause("batch_size", f"the batch sizes differ from step {ctx.step}: A {first.a}, B {first.b}",
                   {"a": first.a, "b": first.b}), first
+
+
+def _numerical_drift(ctx: CauseContext) -> tuple[Cause, Difference] | None:
+    """Differences that started at rounding level before this step and grew without a jump."""
+    before = [s for s in ctx.compared if s < ctx.step]
+    inexact = [s for s in before if ctx.max_rel[s] > 0.0]
+    if not inexact or ctx.max_rel[inexact[0]] > _ROUNDING:
+        return None
+    previous = ctx.max_rel[before[-1]]
+    if previous == 0.0 or ctx.max_rel[ctx.step] > _DRIFT_JUMP * previous:
+        return None
+    first = ctx.differences[0]
+    message = (f"the runs differ by rounding only from step {inexact[0]} (largest relative difference "
+               f"{ctx.max_rel[inexact[0]]:.2g}), and that difference grew step by step to "
+               f"{ctx.max_rel[ctx.step]:.2g} at step {ctx.step}: float32 drift, not a change in the computation")
+    return _cause("numerical_drift", message, {"first_inexact_step": inexact[0],
+                                               "first_inexact_rel_diff": ctx.max_rel[inexact[0]],
+                                               "rel_diff": ctx.max_rel[ctx.step]}), first
 
 
 def _loss_scale(ctx: CauseContext) -> tuple[Cause, Difference] | None:

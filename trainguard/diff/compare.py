@@ -23,7 +23,9 @@ __all__ = ["DEFAULT_RTOL", "relative_difference", "ForwardOrder", "StepCompariso
 
 DEFAULT_RTOL = 1e-4
 
-_GRADIENT_FIELDS = ("grad_norm", "grad_abs_mean", "zero_grad_fraction")
+# zero_grad_fraction is left out: it counts exact zeros, which rounding alone flips in a near-zero gradient
+# (a bias followed by BatchNorm), so it jumps where nothing differs.
+_GRADIENT_FIELDS = ("grad_norm", "grad_abs_mean")
 _WEIGHT_FIELDS = ("weight_norm", "update_ratio")
 
 
@@ -73,22 +75,26 @@ class ForwardOrder:
 
 @dataclass(frozen=True)
 class StepComparison:
-    """One compared step: the differences beyond tolerance, ranked, and per parameter/buffer the largest
-    relative difference of any of its quantities (within tolerance too, for the heat map)."""
+    """One compared step: the differences beyond tolerance, ranked; per parameter/buffer the largest relative
+    difference of any of its quantities (within tolerance too, for the heat map); ``max_rel`` the largest
+    relative difference of any numeric quantity (0.0: the step is bit-identical in both runs)."""
 
     step: int
     differences: tuple[Difference, ...]
     row_max: dict[str, float]
+    max_rel: float
 
 
 def compare_step(a: StepStats, b: StepStats, order: ForwardOrder, rtol: float) -> StepComparison:
     found: list[Difference] = []
     row_max: dict[str, float] = {}
+    max_rel = [0.0]
 
     def check(category: str, quantity: str, where: str | None, va: Any, vb: Any, scale: float = 0.0) -> None:
         rel = relative_difference(va, vb, scale)
         if rel is None:
             return
+        max_rel[0] = max(max_rel[0], rel)
         if where is not None and category in ("bn_stats", "gradient", "weight"):
             row_max[where] = max(row_max.get(where, 0.0), rel)
         if rel > rtol:
@@ -113,7 +119,7 @@ def compare_step(a: StepStats, b: StepStats, order: ForwardOrder, rtol: float) -
     check("gradient", "grad_norm", None, a.grad_norm, b.grad_norm)
     _compare_layers(a, b, check)
     found.sort(key=lambda d: (CATEGORIES.index(d.category), order.rank(d.where), d.quantity))
-    return StepComparison(a.step, tuple(found), row_max)
+    return StepComparison(a.step, tuple(found), row_max, max_rel[0])
 
 
 def _compare_modes(a: StepStats, b: StepStats, found: list[Difference]) -> None:

@@ -89,6 +89,7 @@ class DiffResult:
     first_divergence: Difference | None
     differences: tuple[Difference, ...]
     first_step_by_category: dict[str, int | None]
+    first_inexact_step: int | None  # the first step where anything differs at all, within tolerance or not
     cause: Cause
     layers: tuple[tuple[str, int | None], ...]
     heatmap: tuple[tuple[float, ...], ...]
@@ -117,6 +118,7 @@ class DiffResult:
             "first_divergence": self.first_divergence.to_dict() if self.first_divergence else None,
             "differences": [d.to_dict() for d in self.differences],
             "first_step_by_category": dict(self.first_step_by_category),
+            "first_inexact_step": self.first_inexact_step,
             "cause": self.cause.to_dict(),
             "layers": [{"name": name, "first_step": step} for name, step in self.layers],
             "notes": list(self.notes),
