@@ -1,0 +1,82 @@
+"""``divergence``: the loss climbs back from its best level and stays up (or ends in NaN/Inf).
+
+Rule: on the coarse trend (about 20 block medians) the run's final level is at least 1.5x its best level (on a
+log scale; on a linear scale, the best level again in absolute terms) and has given back at least a quarter of the
+progress from the first level to the best. Comparing levels rather than points keeps spikes and minibatch noise
+out; requiring the loss to stay up keeps warm restarts (SGDR) out, since they come back down. The onset is the
+last point near the best level before the climb. Causes: an LR that rose into the climb (lr_too_high), a long
+calm phase with shrinking gradient norms before an abrupt blow-up (adam_epsilon, the "Adam goes haywire after
+200k batches" pattern), a gradient-norm run-up (exploding_gradient); otherwise the LR is the usual suspect.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from trainguard.core.findings import Severity
+from trainguard.doctor.analysis.causes import calm_shrinking_phase, evidence_round, grad_run_up, lr_change
+from trainguard.doctor.analysis.signals import Signals
+from trainguard.doctor.findings import DoctorFinding, json_step
+
+__all__ = ["analyse_divergence"]
+
+_MIN_POINTS = 10
+_RISE = np.log(1.5)
+_GIVEN_BACK = 0.25
+
+
+def analyse_divergence(sig: Signals) -> list[DoctorFinding]:
+    if sig.n < _MIN_POINTS:
+        return []
+    level = sig.level
+    tail = max(2, sig.n // 10)
+    start = float(np.median(sig.y[: max(2, sig.n // 20)]))
+    best_i = int(np.argmin(level[:-tail])) if sig.n - tail > 0 else 0
+    best = float(level[best_i])
+    final = float(np.median(sig.y[-tail:]))
+    rise = final - best
+    if sig.log_scale:
+        climbed = rise >= _RISE
+    else:
+        climbed = rise >= max(abs(best), 1e-12) and rise >= 5 * float(np.median(sig.scale))
+    progress = start - best
+    if not climbed or (progress > 0 and rise < _GIVEN_BACK * progress):
+        return []
+    # Onset: last point at the best level + 10% of the climb, before the climb stays up.
+    near_best = np.flatnonzero(level[best_i:] <= best + 0.1 * rise)
+    onset = best_i + int(near_best[-1]) if len(near_best) else best_i
+    onset = min(onset, sig.n - 1)
+    evidence: dict = {
+        "start_loss": evidence_round(_unscale(sig, start)), "best_loss": evidence_round(_unscale(sig, best)),
+        "best_step": json_step(sig.steps[best_i]), "final_loss": evidence_round(_unscale(sig, final)),
+        "onset_step": json_step(sig.steps[onset]),
+        "climb_steps": json_step(sig.steps[-1] - sig.steps[onset]),
+    }
+    if sig.log_scale:
+        evidence["final_over_best"] = evidence_round(float(np.exp(rise)))
+    climb_points = max(5, sig.n - onset)
+    lr = lr_change(sig, onset + climb_points // 2, climb_points // 2 + max(5, sig.n // 10))
+    calm = calm_shrinking_phase(sig, onset)
+    run_up = grad_run_up(sig, min(sig.n - 1, onset + max(2, climb_points // 4)), max(5, climb_points // 4))
+    for clue in (lr, calm, run_up):
+        if clue:
+            evidence.update(clue)
+    # Abrupt: half of the climb done within a tenth of the run.
+    half_up = onset + int(np.argmax(level[onset:] >= best + 0.5 * rise))
+    abrupt = (sig.steps[half_up] - sig.steps[onset]) <= 0.1 * max(1.0, sig.steps[-1] - sig.steps[0])
+    if lr and lr["lr_rising"]:
+        cause = "lr_too_high"
+    elif calm and calm["calm"] and abrupt and calm.get("shrinking", not (run_up and run_up["run_up"])):
+        cause = "adam_epsilon"
+    elif run_up and run_up["run_up"]:
+        cause = "exploding_gradient"
+    else:
+        cause = "lr_too_high"
+    if sig.n < len(sig.series.loss):
+        evidence["ends_non_finite"] = bool(not np.isfinite(sig.series.loss[-1]))
+    message = (f"loss diverges from step {evidence['onset_step']}: best {evidence['best_loss']:g} at step "
+               f"{evidence['best_step']}, {evidence['final_loss']:g} at the end")
+    return [DoctorFinding("divergence", Severity.ERROR, float(sig.steps[onset]), cause, evidence, message)]
+
+
+def _unscale(sig: Signals, v: float) -> float:
+    return float(np.exp(v)) if sig.log_scale else v

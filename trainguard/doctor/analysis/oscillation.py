@@ -1,0 +1,71 @@
+"""``oscillation``: the loss swings up and down around its trend with a dominant short period.
+
+Rule: in windows of 256 points the detrended log-loss has one frequency (period 2..64 points) holding at least
+30% of the residual power, swings both ways by at least 3% (10th/90th percentiles, which one-sided spikes do not
+reach). Minibatch noise is white, so no single frequency holds much
+of its power (about ln(128)/128 for a 256-point window). The finding needs the pattern in at least two windows.
+A step size past the stability edge of the loss surface makes gradient descent overshoot back and forth
+(Cohen et al. 2021, "Gradient descent on neural networks typically occurs at the edge of stability"), hence
+lr_too_high, all the more when the LR was rising.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from trainguard.core.findings import Severity
+from trainguard.doctor.analysis.causes import evidence_round, lr_change
+from trainguard.doctor.analysis.signals import Signals, block_trend
+from trainguard.doctor.findings import DoctorFinding, json_step
+
+__all__ = ["analyse_oscillation"]
+
+_WINDOW = 256
+_MAX_WINDOWS = 64
+_MAX_PERIOD = 64
+_POWER_SHARE = 0.3
+_SWING = 0.03
+
+
+def analyse_oscillation(sig: Signals) -> list[DoctorFinding]:
+    if sig.n < 128:
+        return []
+    window = min(_WINDOW, sig.n)
+    # Back-to-back windows plus one flush with the end, so the last stretch of the run is always seen.
+    starts = np.unique(np.append(np.arange(0, sig.n - window + 1, window), sig.n - window))
+    if len(starts) > _MAX_WINDOWS:
+        starts = starts[np.linspace(0, len(starts) - 1, _MAX_WINDOWS).astype(int)]
+    # A trend slower than the longest period we look for, so the swing stays in the residual.
+    trend = block_trend(sig.y, min(2 * _MAX_PERIOD, max(8, sig.n // 8)))
+    residual = sig.y - trend
+    swing = _SWING if sig.log_scale else _SWING * max(float(np.median(np.abs(sig.y))), 1e-12)
+    hits = []
+    for start in starts:
+        r = residual[start:start + window] - residual[start:start + window].mean()
+        power = np.abs(np.fft.rfft(r)) ** 2
+        freqs = np.fft.rfftfreq(window)
+        # At least four cycles in the window, so a slow drift of the trend is not taken for a swing.
+        band = freqs >= max(1.0 / _MAX_PERIOD, 4.0 / window)
+        total = power[1:].sum()
+        if total <= 0 or not band.any():
+            continue
+        k = int(np.flatnonzero(band)[np.argmax(power[band])])
+        share = float(power[max(1, k - 1):k + 2].sum() / total)
+        lo, hi = np.percentile(r, [10, 90])
+        if share >= _POWER_SHARE and -lo >= swing and hi >= swing:
+            hits.append((int(start), 1.0 / freqs[k], share, float(hi - lo)))
+    if len(hits) < 2 and not (len(hits) == 1 and len(starts) == 1):
+        return []
+    onset, period, share, width = hits[0]
+    evidence: dict = {
+        "onset_step": json_step(sig.steps[onset]), "period_points": evidence_round(period),
+        "period_steps": evidence_round(period * float(np.median(np.diff(sig.steps)))),
+        "power_share": evidence_round(share), "windows": f"{len(hits)} of {len(starts)}",
+    }
+    if sig.log_scale:
+        evidence["swing_ratio"] = evidence_round(float(np.exp(width)))
+    lr = lr_change(sig, onset + window // 2, window)
+    if lr:
+        evidence.update(lr)
+    message = (f"loss oscillates with a period of about {evidence['period_steps']:g} steps from step "
+               f"{evidence['onset_step']} ({len(hits)} of {len(starts)} windows)")
+    return [DoctorFinding("oscillation", Severity.WARNING, float(sig.steps[onset]), "lr_too_high", evidence, message)]

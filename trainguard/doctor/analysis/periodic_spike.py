@@ -1,0 +1,122 @@
+"""``periodic_spike``: loss spikes that recur with a fixed period, related to the steps per epoch.
+
+Rule: fold the spike steps by a candidate period (the steps per epoch from an epoch column, else the median
+spacing of the spikes) and keep the spikes whose phase is within 3% of their circular mean phase; the pattern
+holds when at least 3 spikes (4 without an epoch column), covering at least half the cycles of the run, share that phase. Spikes at epoch
+ends point at the last, smaller batch weighing more (a summed loss, or a per-batch mean over few samples); at a
+fixed place inside the epoch they point at one bad batch met every epoch (data not shuffled). This is the
+pattern behind "Why does my training loss have regular spikes?" (Stack Overflow 2018, spikes every 1390 steps =
+one epoch).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from trainguard.core.findings import Severity
+from trainguard.doctor.analysis.causes import batch_size_drop, evidence_round
+from trainguard.doctor.analysis.signals import Signals
+from trainguard.doctor.findings import DoctorFinding, json_step
+
+__all__ = ["analyse_periodic_spike", "find_period", "Period"]
+
+_PHASE_TOLERANCE = 0.03
+
+
+@dataclass(frozen=True)
+class Period:
+    steps: float
+    source: str  # "epoch column" or "spike spacing"
+    peaks: np.ndarray  # finite indices of the spikes on the pattern
+    phase: float  # mean phase of those spikes within the period, 0..1
+
+
+def find_period(sig: Signals) -> Period | None:
+    if "period" in sig.memo:
+        return sig.memo["period"]  # type: ignore[return-value]
+    sig.memo["period"] = result = _find_period(sig)
+    return result
+
+
+def _find_period(sig: Signals) -> Period | None:
+    spikes = sig.spikes(strong=False)
+    if len(spikes) < 3:
+        return None
+    peaks = np.array([e.peak for e in spikes])
+    peak_steps = sig.steps[peaks]
+    sampling = float(np.median(np.diff(sig.steps))) if sig.n > 1 else 1.0
+    candidates = []
+    if sig.steps_per_epoch:
+        candidates.append(sig.steps_per_epoch)
+    candidates.append((float(np.median(np.diff(peak_steps))), "spike spacing"))
+    span = float(sig.steps[-1] - sig.steps[0])
+    for period, source in candidates:
+        if period < 3 * sampling:
+            continue
+        angles = 2 * np.pi * np.mod(peak_steps, period) / period
+        mean_phase = float(np.angle(np.exp(1j * angles).mean())) / (2 * np.pi) % 1.0
+        distance = np.abs((np.mod(peak_steps, period) / period - mean_phase + 0.5) % 1.0 - 0.5)
+        tolerance = max(_PHASE_TOLERANCE, 1.5 * sampling / period)
+        on = distance <= tolerance
+        cycles = span / period
+        # Three spikes can line up by chance on their own median spacing; a period given by the epochs cannot.
+        needed = 3 if source == "epoch column" else 4
+        if on.sum() >= needed and on.sum() >= 0.5 * np.floor(cycles):
+            return Period(period, source, peaks[on], mean_phase)
+    return None
+
+
+def analyse_periodic_spike(sig: Signals) -> list[DoctorFinding]:
+    period = find_period(sig)
+    if period is None:
+        return []
+    heights = sig.residual[period.peaks]
+    evidence: dict = {
+        "period_steps": evidence_round(period.steps), "period_from": period.source, "spikes": int(len(period.peaks)),
+        "spike_steps": [json_step(s) for s in sig.steps[period.peaks][:10]],
+        "median_spike_ratio" if sig.log_scale else "median_spike_height":
+            evidence_round(float(np.exp(np.median(heights)) if sig.log_scale else np.median(heights))),
+    }
+    at_epoch_end = _at_epoch_boundaries(sig, period)
+    spe = sig.steps_per_epoch
+    if spe:
+        evidence["steps_per_epoch"] = evidence_round(spe[0])
+        evidence["epochs_per_period"] = evidence_round(period.steps / spe[0])
+        evidence["at_epoch_boundary_share"] = evidence_round(at_epoch_end)
+    else:
+        evidence["steps_per_epoch"] = "unknown: no epoch column; an epoch of period_steps steps would explain it"
+    batch = batch_size_drop(sig, period.peaks)
+    if batch:
+        evidence.update(batch)
+    if batch and batch["smaller"]:
+        cause, where = "batch_size_dependent_loss", "on steps with a smaller batch"
+    elif spe and at_epoch_end < 0.5 and abs(period.steps / spe[0] - round(period.steps / spe[0])) < 0.05:
+        cause, where = "bad_batch", "at the same place in every epoch (the same batch each epoch?)"
+    elif spe and at_epoch_end < 0.5:
+        cause, where = "bad_batch", "with a period that is not a whole number of epochs"
+    else:
+        cause, where = "batch_size_dependent_loss", ("at epoch ends" if spe else
+                                                     "with a fixed period (likely the epoch end)")
+    message = (f"{len(period.peaks)} loss spikes every {evidence['period_steps']:g} steps, {where}")
+    return [DoctorFinding("periodic_spike", Severity.WARNING, float(sig.steps[period.peaks[0]]), cause, evidence,
+                          message)]
+
+
+def _at_epoch_boundaries(sig: Signals, period: Period) -> float:
+    """Share of the pattern's spikes within a few steps of the start or end of an epoch."""
+    epoch = sig.series.optional("epoch")
+    if epoch is None or not sig.steps_per_epoch:
+        return 0.0
+    ok = np.isfinite(epoch)
+    whole = np.floor(epoch[ok] + 1e-9)
+    boundaries = sig.series.step[ok][np.flatnonzero(np.diff(whole) > 0) + 1]
+    if len(boundaries) == 0:
+        return 0.0
+    spike_steps = sig.steps[period.peaks]
+    right = np.clip(np.searchsorted(boundaries, spike_steps), 0, len(boundaries) - 1)
+    left = np.clip(right - 1, 0, len(boundaries) - 1)
+    nearest = np.minimum(np.abs(boundaries[right] - spike_steps), np.abs(boundaries[left] - spike_steps))
+    sampling = float(np.median(np.diff(sig.steps))) if sig.n > 1 else 1.0
+    tolerance = max(0.03 * sig.steps_per_epoch[0], 2 * sampling)
+    return float(np.mean(nearest <= tolerance))

@@ -1,0 +1,122 @@
+"""CSV logs: Keras ``CSVLogger`` (one row per epoch), Lightning ``CSVLogger`` ``metrics.csv`` (train and
+validation rows interleaved, with empty cells), and any CSV with a step and a loss column.
+
+A clean numeric file takes numpy's C parser (``np.loadtxt``: a million rows in well under a second); anything
+else (empty cells, text, a truncated last line) falls back to a tolerant row-by-row read that says what it
+skipped.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from trainguard.doctor.readers._text import read_text
+from trainguard.doctor.series import MetricTable, ReadError
+
+__all__ = ["read_csv_table"]
+
+
+def read_csv_table(path: Path) -> MetricTable:
+    problems: list[str] = []
+    text = read_text(path, problems)
+    header_end = text.find("\n")
+    header_line = (text if header_end < 0 else text[:header_end]).strip("\r")
+    delimiter = _delimiter(header_line)
+    names = [n.strip().strip('"').strip() for n in next(csv.reader([header_line], delimiter=delimiter))]
+    if not any(names) or all(_is_number(n) for n in names if n):
+        raise ReadError(f"{path}: no header line with column names")
+    names = _unique(names)
+    body = "" if header_end < 0 else text[header_end + 1:]
+    if not body.strip():
+        raise ReadError(f"{path}: header only, no data rows")
+    table = _fast(body, names, delimiter)
+    if table is None:
+        table = _tolerant(body, names, delimiter, problems)
+        if table.rows == 0:
+            raise ReadError(f"{path}: no readable data rows")
+    table.problems = problems + table.problems
+    return table
+
+
+def _delimiter(header: str) -> str:
+    counts = {d: header.count(d) for d in (",", "\t", ";")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for i, name in enumerate(names):
+        name = name or f"column{i + 1}"
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}.{seen[name]}"
+        else:
+            seen[name] = 0
+        out.append(name)
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _fast(body: str, names: list[str], delimiter: str) -> MetricTable | None:
+    try:
+        data = np.loadtxt(io.StringIO(body), delimiter=delimiter, dtype=np.float64, ndmin=2, comments=None)
+    except ValueError:
+        return None
+    if data.shape[1] != len(names):
+        return None
+    ones = np.ones(data.shape[0], dtype=bool)
+    return MetricTable({n: data[:, i] for i, n in enumerate(names)}, {n: ones for n in names})
+
+
+def _tolerant(body: str, names: list[str], delimiter: str, problems: list[str]) -> MetricTable:
+    lines = body.splitlines()
+    width = len(names)
+    cells: list[list[str]] = []
+    short = 0
+    for number, row in enumerate(csv.reader(lines, delimiter=delimiter), start=2):
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        if len(row) != width:
+            if len(row) < width and number == len(lines) + 1:
+                problems.append(f"line {number}: truncated last line; skipped")
+            else:
+                short += 1
+            continue
+        cells.append(row)
+    if short:
+        problems.append(f"{short} row(s) with a wrong number of fields; skipped")
+    n = len(cells)
+    values: dict[str, np.ndarray] = {}
+    present: dict[str, np.ndarray] = {}
+    for j, name in enumerate(names):
+        column = np.full(n, np.nan)
+        has = np.zeros(n, dtype=bool)
+        bad_first, bad = None, 0
+        for i, row in enumerate(cells):
+            cell = row[j].strip()
+            if not cell:
+                continue
+            try:
+                column[i] = float(cell)
+                has[i] = True
+            except ValueError:
+                bad += 1
+                bad_first = bad_first or (i, cell)
+        # A column of text (a timestamp, a run name) is no problem; numbers mixed with text are.
+        if bad and has.any():
+            problems.append(f"column {name!r}: {bad} cell(s) are not numbers (first {bad_first[1][:20]!r}); "
+                            f"read as missing")
+        values[name], present[name] = column, has
+    return MetricTable(values, present)
