@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("trainguard.commands.report", "print a readable summary of a trainguard run log"),
     "demo": ("trainguard.commands.demo", "run the seed scenarios unguarded and guarded, and compare"),
     "diff": ("trainguard.commands.diff", "find where two runs part ways (first differing step, layer, cause)"),
+    "doctor": ("trainguard.commands.doctor", "diagnose finished runs from their logs (CSV, JSONL, TensorBoard, HF)"),
 }
 
 
