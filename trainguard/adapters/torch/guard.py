@@ -40,6 +40,7 @@ from trainguard.adapters.torch.modes import eval_mode_modules, mode_sensitive_mo
 from trainguard.adapters.torch.record import PendingStep, fetch
 from trainguard.core.actions import Action
 from trainguard.core.detector import Detector
+from trainguard.core.diagnosis import Cause, diagnose
 from trainguard.core.findings import Finding, Severity
 from trainguard.core.monitor import Monitor
 from trainguard.core.presets import Preset, get_preset
@@ -276,6 +277,17 @@ class Guard:
         """Runs ``model(inputs)`` once more (no grad, nothing changed) and names the first module whose output
         is non-finite, or ``"(inputs)"``; None when everything is finite."""
         return hooks.locate_non_finite(self.model, inputs)
+
+    def diagnose(self) -> list[Cause]:
+        """The ranked root causes of what went wrong so far: ``.code``, ``.confidence``, ``.evidence`` and
+        ``.fix`` (a PyTorch snippet ending with its docs/causes.md link); ``[]`` for a healthy run.
+
+        Reads the pending statistics first, then diagnoses the kept ``history`` with every finding. An error
+        in the diagnosis is the guard's own: it is contained like any other and gives ``[]``."""
+        if not self._closed:
+            self.flush()
+        causes = self._try("diagnosis", diagnose, list(self.history), self._findings, "torch")
+        return causes if causes is not None else []
 
     def close(self, status: str = "ok") -> None:
         """Reads the pending statistics, removes the hooks, closes the repairer and the run log."""

@@ -2,10 +2,10 @@
 
 Rules, each on the activation records the adapter samples through forward hooks (``StepStats.activations``):
 
-- ``dead_relu``: at least ``dead_layer_fraction`` (50%) of a ReLU layer's units gave no positive output over the
+- ``dead_relu``: more than ``dead_layer_fraction`` (50%) of a ReLU layer's units gave no positive output over the
   whole batch. SageMaker Debugger's ``DeadRelu`` rule: a unit active less than 1% of the time is dead, and a layer
   with more than 50% dead units is flagged (``threshold_inactivity`` 1.0, ``threshold_layer`` 50.0).
-- ``saturated_activation``: at least ``saturated_layer_fraction`` (50%) of a sigmoid/tanh layer's inputs lie
+- ``saturated_activation``: more than ``saturated_layer_fraction`` (50%) of a sigmoid/tanh layer's inputs lie
   beyond the saturation bounds, where the derivative is ~0 (SageMaker Debugger's ``SaturatedActivation`` rule,
   ``threshold_layer`` 50.0; the adapter documents the bounds it uses).
 - ``output_collapse``: the std of the model's output over the batch is below ``collapse_ratio`` (5%) of the
@@ -54,10 +54,10 @@ def activation_health(dead_layer_fraction: float = 0.5, saturated_layer_fraction
         """(code, layer, value, threshold, patience) for every condition that holds at this step."""
         held = []
         for a in acts:
-            if a.kind == "relu" and _finite(a.dead_fraction) and a.dead_fraction >= dead_layer_fraction:
+            if a.kind == "relu" and _finite(a.dead_fraction) and a.dead_fraction > dead_layer_fraction:
                 held.append(("dead_relu", a.name, a.dead_fraction, dead_layer_fraction, patience))
             if (a.kind in _SATURATING and _finite(a.saturated_fraction)
-                    and a.saturated_fraction >= saturated_layer_fraction):
+                    and a.saturated_fraction > saturated_layer_fraction):
                 held.append(("saturated_activation", a.name, a.saturated_fraction, saturated_layer_fraction,
                              patience))
         output = next((a for a in acts if a.kind == "output"), None) or acts[-1]

@@ -32,7 +32,10 @@ def _update_ratios_by_step(view: RunView, before: int | None) -> list[list[float
     for s in view.sampled:
         if before is not None and s.step >= before:
             break
-        ratios = [l.update_ratio for l in s.layers if l.update_ratio is not None and math.isfinite(l.update_ratio)]
+        # Weights only: a bias starts at ~0, so its ratio says nothing about the step size (Karpathy's
+        # heuristic is for weights).
+        ratios = [l.update_ratio for l in s.layers
+                  if l.update_ratio is not None and math.isfinite(l.update_ratio) and not _is_bias(l.name)]
         if ratios:
             rows.append(ratios)
     return rows

@@ -1,9 +1,10 @@
 """``exploding_gradient`` and ``vanishing_gradient``.
 
 Exploding: the ``exploding_gradient`` findings (robust z-score of the gradient norm, sustained growth, and
-AUTOTRAINER's ||G_first||/||G_last|| >= 70; Zhang et al., ICSE 2021), the global gradient norm's growth over its
-first values (>= 100x counts as explosive), and non-finite values following that growth (Pascanu, Mikolov &
-Bengio 2013 describe the blow-up; clipping by global norm is their fix).
+AUTOTRAINER's ||G_first||/||G_last|| >= 70; Zhang et al., ICSE 2021), weighed by the global gradient norm's growth
+over its first values (a finding with < 10x growth is an outlier more than a blow-up; >= 100x is explosive even
+without a finding), and non-finite values following that growth (Pascanu, Mikolov & Bengio 2013 describe the
+blow-up; clipping by global norm is their fix).
 
 Vanishing: the ``vanishing_gradient`` findings (AUTOTRAINER: ratio <= 1e-3 with ||G_first|| <= 1e-4; SageMaker
 Debugger: mean |g| < 1e-7), the ``output_collapse`` finding (the output's std over the batch below 5% of the
@@ -30,10 +31,14 @@ def exploding_gradient(view: RunView) -> Cause | None:
     grew = growth is not None and growth["growth"] >= EXPLOSIVE_GROWTH
     if not found and not grew:
         return None
-    confidence = 0.7 if found else 0.55
+    # A finding backed by real growth (>= 10x) is strong; one whose norm barely doubled is an outlier, not a blow-up.
+    confidence = (0.7 if growth is not None and growth["growth"] >= 10 else 0.6) if found else 0.55
     evidence: dict = {}
     if found:
-        evidence.update(steps=[f.step for f in found][:8], layers=sorted({f.where for f in found if f.where}))
+        evidence["steps"] = [f.step for f in found][:8]
+        layers = sorted({f.where for f in found if f.where})
+        if layers:
+            evidence["layers"] = layers
     if growth is not None:
         evidence.update(growth)
         if grew:

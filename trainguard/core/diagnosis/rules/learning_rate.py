@@ -4,8 +4,10 @@ Karpathy's heuristic (CS231n, "Neural Networks Part 3", 2016): the ratio should 
 above it the learning rate is too high, far below it too low. Here:
 
 - too high: training is unstable (divergence, non-finite values, loss spikes, an exploding gradient) and, before
-  the trouble starts, the largest per-tensor update ratio is >= 1e-2 (10x the heuristic). Without per-layer
-  statistics, a divergence finding alone makes it a weak (0.35) suspect.
+  the trouble starts, the typical weight tensor's update ratio (median over tensors, then over the sampled
+  steps) is >= 1e-2 (10x the heuristic). The median, not the largest: when gradients vanish, the last layer
+  alone moves fast while the learning rate is fine for the rest. Without per-layer statistics, a divergence
+  finding alone makes it a weak (0.35) suspect.
 - too low: the loss stalled while every tensor's update ratio stayed <= 1e-5 (100x below the heuristic).
 """
 from __future__ import annotations
@@ -26,19 +28,19 @@ def lr_too_high(view: RunView) -> Cause | None:
     if not view.unstable:
         return None
     onset = view.first_unstable_step
-    largest = max_layer_update_ratio(view, before=onset)
+    typical = median_update_ratio(view, before=onset)
     lrs = sorted({s.lr for s in view.stats if s.lr is not None})
-    evidence = {"unstable_from_step": onset, "max_update_ratio": largest,
-                "median_update_ratio": median_update_ratio(view, before=onset), "lrs": lrs[:4]}
-    if largest is None:
+    evidence = {"unstable_from_step": onset, "median_update_ratio": typical,
+                "max_update_ratio": max_layer_update_ratio(view, before=onset), "lrs": lrs[:4]}
+    if typical is None:
         if not view.has("divergence", Severity.WARNING):
             return None
         return make_cause(view, "lr_too_high", 0.35, evidence,
                           f"the loss diverged from step {onset}; no per-layer update ratios were recorded")
-    if largest < HIGH_RATIO:
+    if typical < HIGH_RATIO:
         return None
-    confidence = 0.45 + 0.3 * strength(largest, HIGH_RATIO, 1.0)
-    message = (f"updates are {largest:.2g} of the weights per step before step {onset} "
+    confidence = 0.45 + 0.3 * strength(typical, HIGH_RATIO, 1.0)
+    message = (f"updates are {typical:.2g} of the weights per step before step {onset} "
                f"(about 1e-3 is healthy): the learning rate is too high")
     return make_cause(view, "lr_too_high", confidence, evidence, message)
 
