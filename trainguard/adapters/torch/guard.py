@@ -13,6 +13,12 @@ it stays on the device and is read back every ``fetch_every`` steps with one tra
 where a read is free; ``preset.fetch_every`` on an accelerator). Findings and the run log therefore lag by at
 most ``fetch_every - 1`` steps on GPU; ``flush()`` or ``close()`` reads the rest.
 
+Non-finite localisation: at the first non-finite step of an episode, the guard re-runs ``model(inputs)`` under
+``torch.no_grad()`` with temporary forward hooks and records the first module whose output is non-finite
+(``StepStats.first_nonfinite_module``). On CPU it does so before the update, with the step's own inputs and
+weights. With a deferred fetch it knows only later, and searches only while the weights are unchanged since
+(see ``_finish``). Nothing is hooked before that.
+
 Repair hooks: a policy other than ``"observe"`` is built by ``trainguard.adapters.torch.repair.make_repairer``
 and called around each update, through :class:`StepContext` and :class:`Repairer` below.
 
@@ -35,7 +41,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from trainguard.adapters.torch import collect, hooks
+from trainguard.adapters.torch import collect, forensic, hooks
 from trainguard.adapters.torch.modes import eval_mode_modules, mode_sensitive_modules
 from trainguard.adapters.torch.record import PendingStep, fetch
 from trainguard.core.actions import Action
@@ -165,6 +171,7 @@ class Guard:
         self._inputs: Any = None
         self._previous_finite = True  # the last fetched step was finite (a non-finite episode starts after it)
         self._mode_modules = mode_sensitive_modules(model)
+        self._running_buffers: list[tuple[str, torch.Tensor]] | None = None  # found on the first forensic step
         self._probe = hooks.ActivationProbe(model)
         self._closed = False
         self.log: RunLogWriter | None = None
@@ -220,6 +227,8 @@ class Guard:
             self._probe.remove()
         if entry is not None and step < self.preset.data_batches:
             self._try("data summary", self._summarise_data, entry, inputs, targets)
+        if entry is not None and step < self.preset.forensic_steps:
+            self._try("forensic recording", self._record_forensics, entry, inputs, targets)
         if entry is not None and step % self.preset.mode_every == 0:
             entry.eval_mode_modules = eval_mode_modules(self._mode_modules)
         if entry is not None and inputs is not None and self.fetch_every == 1:
@@ -263,10 +272,16 @@ class Guard:
         except Exception as e:  # noqa: BLE001 - containment
             self._contain("statistics", e)
             return ()
+        # The weights are still those of step i's forward when no update was applied from step i on.
+        unchanged, applied_since = [], False
+        for entry in reversed(entries):
+            applied_since = applied_since or entry.was_applied
+            unchanged.append(not applied_since)
+        unchanged.reverse()
         found: list[Finding] = []
-        for entry in entries:
+        for entry, weights_unchanged in zip(entries, unchanged):
             try:
-                stats = self._finish(entry)
+                stats = self._finish(entry, weights_unchanged)
             except Exception as e:  # noqa: BLE001 - containment
                 self._contain("statistics", e)
                 return tuple(found)
@@ -376,6 +391,15 @@ class Guard:
             if isinstance(data, torch.Tensor) and data.is_floating_point() and data.numel() > 0:
                 entry.add(key, collect.data_summary(data), self.device)
 
+    def _record_forensics(self, entry: PendingStep, inputs: Any, targets: Any) -> None:
+        """The "forensic" preset's first steps: batch fingerprint and running statistics, for ``trainguard diff``
+        (each reads back at once: a sync the preset accepts for those steps only)."""
+        if inputs is not None or targets is not None:
+            entry.batch_fingerprint = forensic.batch_fingerprint(inputs, targets)
+        if self._running_buffers is None:
+            self._running_buffers = forensic.running_stat_buffers(self.model)
+        entry.buffers = forensic.buffer_stats(self._running_buffers)
+
     def _locate_now(self, entry: PendingStep, inputs: Any) -> None:
         if self._previous_finite and not entry.step_finite():
             entry.located = True
@@ -393,19 +417,21 @@ class Guard:
     def _apply_update(self, apply: bool | torch.Tensor) -> bool | torch.Tensor:
         """Steps the optimizer, or not.
 
-        A Python bool decides directly. A 0-dim bool tensor on an accelerator, with an optimizer that supports
-        AMP's skip protocol (``_step_supports_amp_scaling``: the fused SGD/Adam/AdamW/Adagrad), is handed to the
-        optimizer as ``found_inf`` the way ``torch.amp.GradScaler`` does: the kernel skips the update (and
-        Adam's step count) on the device, with no sync. Any other tensor is read with one ``.item()``, a host
-        sync on GPU (free on CPU). Returns what was applied: a bool, or the device flag.
+        A Python bool decides directly. A 0-dim bool tensor goes, with torch's fused optimizers (SGD, Adam,
+        AdamW, Adagrad with ``fused=True``: ``_step_supports_amp_scaling``), to the optimizer as ``found_inf``,
+        the way ``torch.amp.GradScaler`` skips a step: the kernel leaves the weights and the optimizer state
+        (momentum, moments, Adam's step count) untouched on the device, with no sync. Any other optimizer
+        reads the tensor with one ``.item()``: a host sync on GPU, free on CPU. Returns what was applied: a
+        bool, or the device flag.
         """
         if isinstance(apply, torch.Tensor):
-            if apply.device.type != "cpu" and getattr(self.optimizer, "_step_supports_amp_scaling", False):
-                self.optimizer.found_inf = (~apply.bool()).float()  # type: ignore[attr-defined]
+            optimizer = self.optimizer
+            if getattr(optimizer, "_step_supports_amp_scaling", False) and optimizer.defaults.get("fused"):
+                optimizer.found_inf = (~apply.bool()).float()  # type: ignore[attr-defined]
                 try:
-                    self.optimizer.step()
+                    optimizer.step()
                 finally:
-                    del self.optimizer.found_inf  # type: ignore[attr-defined]
+                    del optimizer.found_inf  # type: ignore[attr-defined]
                 return apply
             apply = bool(apply.item())
         if apply:
@@ -413,11 +439,17 @@ class Guard:
         return bool(apply)
 
     # --------------------------------------------------------------- observing
-    def _finish(self, entry: PendingStep) -> StepStats:
-        """Turns fetched values into StepStats; locates the first non-finite module at an episode's onset when
-        that could not be done before the update (deferred fetch: with this call's inputs and weights)."""
+    def _finish(self, entry: PendingStep, weights_unchanged: bool) -> StepStats:
+        """Turns fetched values into StepStats.
+
+        At the onset of a non-finite episode that could not be located before its update (deferred fetch), the
+        search runs now only if it can still be faithful: no update has been applied since that step (a repair
+        skipped them), so the weights are those of its forward; it runs on the inputs of the step now being
+        taken. Otherwise ``first_nonfinite_module`` stays None (``first_nonfinite_grad`` still names a layer,
+        and ``guard.locate_non_finite(inputs)`` can be asked by hand)."""
         finite = all(math.isfinite(v) for v in entry.values.get("step", ()))
-        if not finite and self._previous_finite and not entry.located and self._inputs is not None:
+        if (not finite and self._previous_finite and not entry.located and weights_unchanged
+                and self._inputs is not None):
             entry.located = True
             entry.first_nonfinite_module = self._try("non-finite localisation", hooks.locate_non_finite,
                                                      self.model, self._inputs)
@@ -453,7 +485,16 @@ class Guard:
                         self.log.action(action)
                 except Exception as e:  # noqa: BLE001 - containment
                     self._contain("run log", e, stats.step)
+            if getattr(self._repairer, "stop_reason", None):
+                self._stop_training(self._repairer.stop_reason, stats.step)
         return found
+
+    def _stop_training(self, diagnosis: str, step: int) -> None:
+        """The repair policy gave up: close the run (status "stopped") and raise ``trainguard.TrainingStopped``."""
+        from trainguard.core.policies import TrainingStopped
+
+        self.close("stopped")
+        raise TrainingStopped(diagnosis, step)
 
     # ------------------------------------------------------------- containment
     def _try(self, part: str, fn: Any, *args: Any) -> Any:

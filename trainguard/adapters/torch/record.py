@@ -20,7 +20,7 @@ from typing import Sequence
 
 import torch
 
-from trainguard.core.stats import ActivationStats, LayerStats, StepStats, TensorSummary
+from trainguard.core.stats import ActivationStats, BufferStats, LayerStats, StepStats, TensorSummary
 
 __all__ = ["PendingStep", "fetch"]
 
@@ -29,7 +29,7 @@ class PendingStep:
     """What one step measured, before and after its single fetch."""
 
     __slots__ = ("step", "epoch", "batch_size", "lrs", "names", "numels", "adam_names", "activation_meta",
-                 "eval_mode_modules", "first_nonfinite_module", "located", "applied", "pieces", "values")
+                 "eval_mode_modules", "first_nonfinite_module", "located", "applied", "batch_fingerprint", "buffers", "pieces", "values")
 
     def __init__(self, step: int, epoch: int | None, batch_size: int | None, lrs: tuple[float, ...],
                  names: Sequence[str]):
@@ -44,6 +44,8 @@ class PendingStep:
         self.eval_mode_modules: tuple[str, ...] | None = None
         self.first_nonfinite_module: str | None = None
         self.located = False  # the non-finite search ran for this step
+        self.batch_fingerprint: str | None = None  # forensic recording (see forensic.py)
+        self.buffers: tuple[BufferStats, ...] = ()
         self.applied: bool | None = True  # None: the flag is a device piece
         self.pieces: dict[str, torch.Tensor] = {}
         self.values: dict[str, list[float]] = {}
@@ -64,6 +66,11 @@ class PendingStep:
     def step_finite(self) -> bool:
         return all(math.isfinite(v) for v in self.prefetch("step"))
 
+    @property
+    def was_applied(self) -> bool:
+        """Whether this step's update was applied (after the fetch when the flag lived on the device)."""
+        return self.applied if self.applied is not None else self.values["applied"][0] != 0.0
+
     def build(self) -> StepStats:
         values = self.values
         loss = grad_norm = None
@@ -83,7 +90,6 @@ class PendingStep:
         if "weight_norm" in values:
             layers = self._layers(norms)
             weights_finite = all(math.isfinite(w) for w in values["weight_norm"])
-        applied = self.applied if self.applied is not None else values["applied"][0] != 0.0
         return StepStats(
             step=self.step,
             loss=loss,
@@ -101,7 +107,9 @@ class PendingStep:
             eval_mode_modules=self.eval_mode_modules,
             inputs=TensorSummary(*values["inputs"]) if "inputs" in values else None,
             targets=TensorSummary(*values["targets"]) if "targets" in values else None,
-            applied=applied,
+            applied=self.was_applied,
+            batch_fingerprint=self.batch_fingerprint,
+            buffers=self.buffers,
         )
 
     def _layers(self, grad_norms: list[float]) -> tuple[LayerStats, ...]:
