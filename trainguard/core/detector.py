@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
-from trainguard.core.findings import Finding
+from trainguard.core.findings import Finding, Severity
 from trainguard.core.stats import StepStats
 
-__all__ = ["Detector", "chain"]
+__all__ = ["Detector", "chain", "Episode", "ARMED", "episode_update"]
 
 Findings = tuple[Finding, ...]
 
@@ -46,3 +46,35 @@ def chain(*detectors: Detector) -> Detector:
         return tuple(found), tuple(new_states)
 
     return Detector("chain(" + ",".join(d.name for d in detectors) + ")", init, update)
+
+
+class Episode(NamedTuple):
+    """Where a detector stands in its once-per-episode reporting.
+
+    ``reported`` is the highest severity reported in the current episode (0: armed, no episode);
+    ``clear_steps`` counts the consecutive observed steps on which the condition has been clear.
+    """
+
+    reported: int
+    clear_steps: int
+
+
+ARMED = Episode(0, 0)
+
+
+def episode_update(episode: Episode, firing: Severity | None, rearm_after: int) -> tuple[bool, Episode]:
+    """Advances an episode by one observed step; returns ``(report, new_episode)``.
+
+    ``firing`` is the severity the rule holds at on this step, or None when its condition is clear. A finding is
+    due on onset and, once, on each escalation to a higher severity (a warning that becomes an error). The episode
+    ends, re-arming the detector, after ``rearm_after`` consecutive clear steps. Steps a detector cannot judge
+    (a non-finite value, a step without the sampled statistics) should not be passed here at all.
+    """
+    if firing is not None:
+        if firing > episode.reported:
+            return True, Episode(int(firing), 0)
+        return False, Episode(episode.reported, 0)
+    if episode.reported == 0:
+        return False, episode
+    clear = episode.clear_steps + 1
+    return False, ARMED if clear >= rearm_after else Episode(episode.reported, clear)

@@ -10,7 +10,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Window", "window", "push", "values", "robust_z", "median_mad"]
+__all__ = ["Window", "window", "push", "values", "robust_z", "median_mad", "RobustTrack", "robust_track", "track_size",
+           "track_push", "track_z", "track_exact"]
 
 MAD_TO_SIGMA = 1.4826
 
@@ -56,3 +57,78 @@ def robust_z(x: float, xs: np.ndarray, rel_floor: float = 1e-3) -> float:
     med, mad = median_mad(xs)
     scale = max(MAD_TO_SIGMA * mad, rel_floor * abs(med), 1e-12)
     return (x - med) / scale
+
+
+class RobustTrack(NamedTuple):
+    """A rolling window with its median and robust scale cached, for detectors that test every step.
+
+    Merging a value and recomputing the median and MAD of 128 values costs ~7 µs, so new values wait in
+    ``pending`` and are merged, and the median and scale refreshed, only every few pushes: every push while the
+    window holds < 16 values, then every ``size // 8`` pushes (16 for a full window of 128, ~0.5 µs a push).
+    ``track_z`` is the cheap z-score against that (possibly stale) median; a detector confirms a candidate with
+    ``track_exact``.
+    """
+
+    buffer: np.ndarray  # merged values, round-robin; never written after the track is made
+    count: int  # values merged so far (may exceed the capacity)
+    pending: tuple[float, ...]  # values pushed since the last merge
+    median: float  # NaN until the first merge
+    scale: float  # max(1.4826 * MAD, rel_floor * |median|, 1e-12), as in ``robust_z``
+
+
+def robust_track(capacity: int) -> RobustTrack:
+    if capacity < 1:
+        raise ValueError("window capacity must be >= 1")
+    return RobustTrack(np.zeros(capacity, dtype=np.float64), 0, (), float("nan"), float("nan"))
+
+
+def track_size(t: RobustTrack) -> int:
+    """How many values the window holds."""
+    return min(t.count + len(t.pending), len(t.buffer))
+
+
+def track_push(t: RobustTrack, x: float, rel_floor: float = 1e-3) -> RobustTrack:
+    """A new track with ``x`` appended; merged and refreshed when due."""
+    pending = t.pending + (x,)
+    if len(pending) < max(1, min(t.count + len(pending), len(t.buffer)) // 8):
+        return RobustTrack(t.buffer, t.count, pending, t.median, t.scale)
+    buffer, count = _merge(t.buffer, t.count, pending)
+    return RobustTrack(buffer, count, (), *_median_scale(buffer[:count], rel_floor))
+
+
+def track_z(t: RobustTrack, x: float) -> float:
+    """Robust z-score of ``x`` against the cached median and scale (NaN before the first merge)."""
+    return (x - t.median) / t.scale
+
+
+def track_exact(t: RobustTrack, rel_floor: float = 1e-3) -> tuple[float, float]:
+    """The window's median and scale computed now, pending values included (what ``robust_z`` would use)."""
+    if not t.pending:
+        return t.median, t.scale
+    buffer, count = _merge(t.buffer, t.count, t.pending)
+    return _median_scale(buffer[:count], rel_floor)
+
+
+def _merge(buffer: np.ndarray, count: int, pending: tuple[float, ...]) -> tuple[np.ndarray, int]:
+    merged = buffer.copy()
+    capacity = len(merged)
+    for x in pending:
+        merged[count % capacity] = x
+        count += 1
+    return merged, count
+
+
+def _median_scale(xs: np.ndarray, rel_floor: float) -> tuple[float, float]:
+    # Order does not matter for a median, so the ring buffer is used as it lies; np.partition is O(n).
+    med = _partition_median(xs)
+    mad = _partition_median(np.abs(xs - med))
+    return med, max(MAD_TO_SIGMA * mad, rel_floor * abs(med), 1e-12)
+
+
+def _partition_median(xs: np.ndarray) -> float:
+    n = len(xs)
+    k = n // 2
+    if n % 2:
+        return float(np.partition(xs, k)[k])
+    p = np.partition(xs, (k - 1, k))
+    return 0.5 * float(p[k - 1] + p[k])

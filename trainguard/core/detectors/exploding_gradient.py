@@ -1,0 +1,180 @@
+"""``exploding_gradient``: the gradient norm far above its recent level, growing fast, or far larger in the first
+layer than in the last.
+
+Three rules, each cited with its default:
+
+* **Robust outlier** (WARNING) — the global gradient norm's robust z-score against the last ``window`` (128)
+  finite norms is >= ``z`` (6) and the norm is >= ``min_ratio`` (5) times their median, after ``min_history`` (20)
+  norms. Median/MAD as in OLMo's spike rule and ZClip (Kumar et al. 2025). The ratio floor is ours: minibatch noise
+  is heavy-tailed, and seed 003's healthy twin reaches z = 8 at 3.1x its median without anything going wrong.
+* **Sustained growth** (ERROR) — the norm rose on each of at most ``growth_steps`` (4) consecutive steps and grew
+  >= ``growth`` (10) times over them while the loss did not fall. This catches an explosion before a window of
+  history exists (seed 003 blows up at step 3 and goes NaN at step 7). Without a loss, it is a WARNING.
+* **AUTOTRAINER ratio** (WARNING) — ||G_first|| / ||G_last|| >= ``ratio`` (70) on ``ratio_patience`` (2)
+  consecutive sampled steps, from the first and last weight tensors of ``stats.layers`` (Zhang et al.,
+  "AUTOTRAINER", ICSE'21, which decides on one check; two keep one odd batch from firing). ``where`` is the first
+  layer.
+
+For the first two rules, when the step carries per-layer statistics, ``where`` names the weight tensor whose
+gradient norm grew most since the last sampled step before the rise (``evidence["layer_growth"]``).
+
+One finding per episode, and one more if a warning escalates to an error; the detector re-arms after
+``rearm_after`` (25) steps on which no rule holds. Steps with a non-finite gradient norm are skipped (that is
+``non_finite``'s finding) and never enter the window.
+
+Per-step cost: a push into a 128-slot buffer and a z-score against a cached median/scale; the exact median/MAD
+(``np.partition``, ~4 µs) is computed every 8 steps, and on the steps whose cached z is above half the threshold.
+
+>>> from trainguard.core.stats import StepStats
+>>> det = exploding_gradient()
+>>> state = det.init()
+>>> for step, (loss, norm) in enumerate([(27133, 637), (17524, 1228), (17790, 2086), (50819, 10624)]):
+...     found, state = det.update(StepStats(step=step, loss=loss, grad_norm=norm), state)
+>>> found[0].step, found[0].severity.name, found[0].evidence["rule"]
+(3, 'ERROR', 'sustained_growth')
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+from trainguard.core.detector import ARMED, Detector, Episode, episode_update
+from trainguard.core.detectors._layers import finite, kernels
+from trainguard.core.findings import Finding, Severity
+from trainguard.core.stats import StepStats
+from trainguard.core.window import RobustTrack, robust_track, track_exact, track_push, track_size, track_z
+
+__all__ = ["exploding_gradient", "ExplodingGradientState"]
+
+
+class ExplodingGradientState(NamedTuple):
+    norms: RobustTrack  # the last `window` finite global gradient norms
+    recent: tuple[tuple[float, float], ...]  # (grad norm, loss) of the last growth_steps + 1 steps; loss NaN if unknown
+    rises: int  # consecutive steps on which the gradient norm rose
+    ratio_hits: int  # consecutive sampled steps with ||G_first|| / ||G_last|| >= ratio
+    baseline: tuple[tuple[str, float], ...]  # weight-tensor gradient norms at the last sampled step before a rise
+    episode: Episode
+
+
+def exploding_gradient(z: float = 6.0, min_ratio: float = 5.0, window: int = 128, min_history: int = 20,
+                       growth: float = 10.0, growth_steps: int = 4, ratio: float = 70.0, ratio_patience: int = 2,
+                       rearm_after: int = 25) -> Detector:
+    def init() -> ExplodingGradientState:
+        return ExplodingGradientState(robust_track(window), (), 0, 0, (), ARMED)
+
+    def update(stats: StepStats, state: ExplodingGradientState):
+        norm = stats.grad_norm
+        if not finite(norm) or not stats.grads_finite:
+            return (), state
+        loss = stats.loss if finite(stats.loss) and stats.loss_finite else math.nan
+        outlier = _outlier(state.norms, norm, z, min_ratio, min_history)
+        rising = bool(state.recent) and norm > state.recent[-1][0]
+        rises = state.rises + 1 if rising else 0
+        recent = (state.recent + ((norm, loss),))[-(growth_steps + 1):]
+        grown = _growth(recent, min(rises, growth_steps), growth)
+        ratio_hits, first_last = _ratio(stats, state.ratio_hits, ratio) if stats.layers else (state.ratio_hits, None)
+        severity = None
+        if grown is not None:
+            severity = Severity.WARNING if math.isnan(loss) or math.isnan(grown[3]) else Severity.ERROR
+        elif outlier is not None or ratio_hits >= ratio_patience:
+            severity = Severity.WARNING
+        report, episode = episode_update(state.episode, severity, rearm_after)
+        baseline = state.baseline
+        sampled = _kernel_norms(stats) if stats.layers else ()
+        if sampled and severity is None and episode.reported == 0 and (not rising or not baseline):
+            baseline = sampled
+        new_state = ExplodingGradientState(track_push(state.norms, norm), recent, rises, ratio_hits, baseline, episode)
+        if not report:
+            return (), new_state
+
+        evidence: dict[str, Any] = {"grad_norm": norm}
+        rules = []
+        if grown is not None:
+            factor, steps, start_norm, start_loss = grown
+            rules.append("sustained_growth")
+            evidence.update(growth=factor, rising_steps=steps, start_grad_norm=start_norm)
+            if severity == Severity.ERROR:
+                evidence.update(loss=loss, start_loss=start_loss)
+        if outlier is not None:
+            rules.append("robust_z")
+            evidence.update(z=outlier[0], median=outlier[1], ratio_to_median=norm / outlier[1])
+        if ratio_hits >= ratio_patience:
+            rules.append("autotrainer_ratio")
+            first, last = first_last
+            evidence.update(first_last_ratio=first.grad_norm / last.grad_norm, ratio_threshold=ratio,
+                            first_layer=first.name, last_layer=last.name, first_grad_norm=first.grad_norm,
+                            last_grad_norm=last.grad_norm)
+        evidence.update(rule=rules[0], rules=rules)
+        where = None
+        if rules[0] == "autotrainer_ratio":
+            where = evidence["first_layer"]
+        elif sampled and state.baseline:
+            layer_growth = _layer_growth(state.baseline, sampled)
+            if layer_growth:
+                evidence["layer_growth"] = layer_growth
+                where = max(layer_growth, key=layer_growth.get)
+        return (Finding("exploding_gradient", severity, stats.step, where, evidence,
+                        _message(stats.step, evidence, where)),), new_state
+
+    return Detector("exploding_gradient", init, update)
+
+
+def _outlier(norms: RobustTrack, norm: float, z: float, min_ratio: float,
+             min_history: int) -> tuple[float, float] | None:
+    """(z, median) when ``norm`` is a robust outlier of the window, else None."""
+    if track_size(norms) < min_history or track_z(norms, norm) < z / 2:  # cheap, possibly stale bound
+        return None
+    median, scale = track_exact(norms)
+    score = (norm - median) / scale
+    if score >= z and norm >= min_ratio * median:
+        return score, median
+    return None
+
+
+def _growth(recent: tuple[tuple[float, float], ...], rises: int,
+            growth: float) -> tuple[float, int, float, float] | None:
+    """(factor, steps, start norm, start loss) of the longest rising stretch, ending now, that grew >= ``growth``
+    times while the loss did not fall (an unknown loss does not veto)."""
+    norm, loss = recent[-1]
+    for steps in range(rises, 0, -1):
+        start_norm, start_loss = recent[-1 - steps]
+        if start_norm > 0 and norm >= growth * start_norm and not loss < start_loss:
+            return norm / start_norm, steps, start_norm, start_loss
+    return None
+
+
+def _ratio(stats: StepStats, hits: int, threshold: float):
+    """The AUTOTRAINER hit count after this sampled step, and the (first, last) weight tensors it was judged on."""
+    weights = [layer for layer in kernels(stats.layers) if finite(layer.grad_norm)]
+    if len(weights) < 2 or weights[-1].grad_norm <= 0:
+        return hits, None
+    first, last = weights[0], weights[-1]
+    return (hits + 1 if first.grad_norm / last.grad_norm >= threshold else 0), (first, last)
+
+
+def _kernel_norms(stats: StepStats) -> tuple[tuple[str, float], ...]:
+    return tuple((layer.name, layer.grad_norm) for layer in kernels(stats.layers) if finite(layer.grad_norm))
+
+
+def _layer_growth(baseline: tuple[tuple[str, float], ...],
+                  now: tuple[tuple[str, float], ...]) -> dict[str, float]:
+    before = dict(baseline)
+    return {name: norm / before[name] for name, norm in now if before.get(name, 0.0) > 0}
+
+
+def _message(step: int, ev: dict[str, Any], where: str | None) -> str:
+    rule = ev["rule"]
+    if rule == "sustained_growth":
+        text = (f"gradient norm {ev['grad_norm']:.3g} grew {ev['growth']:.3g}x over {ev['rising_steps']} rising "
+                f"steps")
+        if "loss" in ev:
+            text += f" while the loss did not fall ({ev['start_loss']:.3g} -> {ev['loss']:.3g})"
+    elif rule == "robust_z":
+        text = (f"gradient norm {ev['grad_norm']:.3g} is {ev['ratio_to_median']:.3g}x its rolling median "
+                f"{ev['median']:.3g} (robust z {ev['z']:.3g})")
+    else:
+        text = (f"gradient norm of the first layer {ev['first_layer']} is {ev['first_last_ratio']:.3g}x that of the "
+                f"last layer {ev['last_layer']} (AUTOTRAINER: >= {ev['ratio_threshold']:g})")
+    if where and rule != "autotrainer_ratio":
+        text += f"; largest growth in {where} ({ev['layer_growth'][where]:.3g}x)"
+    return f"exploding gradient at step {step}: {text}"

@@ -1,0 +1,129 @@
+"""``plateau``: the loss has stopped improving while it is still far from where a finished run ends.
+
+Rule (Keras ``ReduceLROnPlateau`` / ``EarlyStopping``: no improvement larger than ``min_delta`` for ``patience``
+epochs; AUTOTRAINER's "slow convergence"): the smoothed loss has not improved by more than ``min_improvement``
+(1%, relative) over the last ``window`` (200) steps. The smoothed loss is a bias-corrected EMA (as Adam's moments)
+with a ``halflife`` of 50 steps, and it is compared with its own value ``window`` steps earlier, not with its best:
+the minimum of a noisy series is a lucky low that a healthy but noisy run may take long to beat.
+
+What a plateau means depends on how far the run got, measured against the starting loss (the mean of the first
+``start_steps`` (20) finite losses; the window starts after them):
+
+* smoothed loss >= ``1 - stuck_progress`` (90%) of the start: stuck from the start — WARNING (a learning
+  rate far too low, vanishing gradients, a loss that cannot see the targets);
+* below that but above ``converged`` (5%) of the start: a plateau after progress — INFO (a schedule's cue);
+* at or below 5% of the start: a run that has finished learning — nothing. A flat tail after a big drop is
+  convergence, not a pathology.
+
+One finding per plateau; it ends when the smoothed loss falls ``rearm_improvement`` (5%) below the level where the
+plateau was reported. The relative tests use |loss|, and a loss whose start is not positive gets INFO only.
+Non-finite losses are skipped.
+
+>>> from trainguard.core.stats import StepStats
+>>> det = plateau()
+>>> state = det.init()
+>>> for step in range(300):
+...     found, state = det.update(StepStats(step=step, loss=2.3 + 0.01 * (step % 2)), state)
+...     if found:
+...         break
+>>> found[0].step, found[0].severity.name
+(219, 'WARNING')
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+from trainguard.core.detector import ARMED, Detector, Episode, episode_update
+from trainguard.core.detectors._layers import finite
+from trainguard.core.findings import Finding, Severity
+from trainguard.core.stats import StepStats
+
+__all__ = ["plateau", "PlateauState"]
+
+CHECKPOINTS = 10  # the smoothed loss is recorded every window // 10 steps
+
+
+class PlateauState(NamedTuple):
+    start_sum: float  # sum of the first `start_steps` finite losses
+    start_count: int  # how many of them were seen
+    ema: float  # EMA of the finite losses, started at 0 ...
+    ema_weight: float  # ... and 1 - decay**n: ema / ema_weight is the bias-corrected average
+    history: tuple[tuple[int, float], ...]  # (step, smoothed loss) checkpoints covering the last `window` steps
+    level: float  # smoothed loss when the current plateau was reported (NaN: none)
+    episode: Episode
+
+
+def plateau(window: int = 200, min_improvement: float = 0.01, halflife: float = 50.0, converged: float = 0.05,
+            stuck_progress: float = 0.1, rearm_improvement: float = 0.05, start_steps: int = 20) -> Detector:
+    alpha = 1.0 - 0.5 ** (1.0 / halflife)
+    every = max(1, window // CHECKPOINTS)
+
+    def init() -> PlateauState:
+        return PlateauState(0.0, 0, 0.0, 0.0, (), math.nan, ARMED)
+
+    def update(stats: StepStats, state: PlateauState):
+        loss, step = stats.loss, stats.step
+        if not finite(loss) or not stats.loss_finite:
+            return (), state
+        start_sum, start_count = state.start_sum, state.start_count
+        if start_count < start_steps:
+            start_sum, start_count = start_sum + loss, start_count + 1
+        ema = state.ema + alpha * (loss - state.ema)
+        ema_weight = state.ema_weight + alpha * (1.0 - state.ema_weight)
+        smooth = ema / ema_weight
+        history = state.history
+        if start_count >= start_steps and (not history or step - history[-1][0] >= every):
+            history = (history + ((step, smooth),))[-(CHECKPOINTS + 2):]
+        reference = _reference(history, step - window)
+        start = start_sum / start_count
+        level = state.level
+        severity = None
+        if not math.isnan(level):  # in a reported plateau until the loss falls clearly below it
+            if smooth > level - rearm_improvement * abs(level):
+                severity = Severity(state.episode.reported)
+            else:
+                level = math.nan
+        elif reference is not None and smooth > reference[1] - min_improvement * abs(reference[1]):
+            severity = _severity(smooth, start, converged, stuck_progress)
+        report, episode = episode_update(state.episode, severity, 1)
+        if report:
+            level = smooth
+        new_state = PlateauState(start_sum, start_count, ema, ema_weight, history, level, episode)
+        if not report:
+            return (), new_state
+        ref_step, ref_loss = reference
+        evidence = {"smoothed_loss": smooth, "smoothed_loss_before": ref_loss, "steps": step - ref_step,
+                    "improvement": (ref_loss - smooth) / abs(ref_loss) if ref_loss else 0.0,
+                    "min_improvement": min_improvement, "start_loss": start,
+                    "fraction_of_start": smooth / start if start > 0 else None}
+        if severity == Severity.WARNING:
+            text = f"no progress since the start ({start:.4g})"
+        elif start > 0:
+            text = f"at {smooth / start:.0%} of the starting loss {start:.4g}"
+        else:
+            text = f"starting loss {start:.4g}"
+        message = (f"loss plateau at step {step}: the smoothed loss {smooth:.4g} has not improved by more than "
+                   f"{min_improvement:.0%} in {step - ref_step} steps, {text}")
+        return (Finding("plateau", severity, step, None, evidence, message),), new_state
+
+    return Detector("plateau", init, update)
+
+
+def _reference(history: tuple[tuple[int, float], ...], at_or_before: int) -> tuple[int, float] | None:
+    """The latest checkpoint at least a window old."""
+    found = None
+    for checkpoint in history:
+        if checkpoint[0] > at_or_before:
+            break
+        found = checkpoint
+    return found
+
+
+def _severity(smooth: float, start: float, converged: float, stuck_progress: float) -> Severity | None:
+    if start <= 0:
+        return Severity.INFO
+    fraction = smooth / start
+    if fraction <= converged:
+        return None
+    return Severity.WARNING if fraction >= 1.0 - stuck_progress else Severity.INFO
