@@ -55,6 +55,7 @@ class Guard(keras.callbacks.Callback):
         self._original_optimizer = None
         self._patched_train_step = False
         self._epoch_loss: tuple[int, float] | None = None
+        self._jax_loss_captured = False
 
     # ----------------------------------------------------------------- results
     @property
@@ -98,12 +99,21 @@ class Guard(keras.callbacks.Callback):
         wrapper.host.session = self.session
         if keras.backend.backend() == "jax":
             self.session.before_host_write = self._jax_sync
+            self.session.read = self._jax_reader()
         self._patch_train_step()
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.session is not None:
             self.session.epoch = epoch
         self._epoch_loss = None
+
+    def on_test_begin(self, logs=None):
+        if self.session is not None:
+            self.session.pause_probes()
+
+    def on_test_end(self, logs=None):
+        if self.session is not None:
+            self.session.resume_probes()
 
     def on_train_batch_end(self, batch, logs=None):
         if self.session is None:
@@ -112,6 +122,8 @@ class Guard(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._unpatch_train_step()
+        if keras.backend.backend() == "jax":
+            self.model.train_function = None  # traced with the wrapper: the next fit traces its own
         if self._original_optimizer is not None and self.model.optimizer is self._wrapper:
             self.model.optimizer = self._original_optimizer
         if self.session is not None:
@@ -132,10 +144,19 @@ class Guard(keras.callbacks.Callback):
         k, prev_mean = previous
         if batch != k + 1:
             return None
-        return (batch + 1) * mean - (k + 1) * prev_mean
+        loss = (batch + 1) * mean - (k + 1) * prev_mean
+        # The float32 mean carries ~1e-7 relative error, multiplied by the batch count: after a huge loss
+        # earlier in the epoch the difference is noise, so it is not reported.
+        if abs(loss) < 1e-5 * (batch + 1) * abs(mean):
+            return None
+        return loss
 
     def _patch_train_step(self) -> None:
         model, session = self.model, self.session
+        if keras.backend.backend() == "jax":
+            # The JAX step is traced once: a Python wrapper would see tracers, not batches.
+            self._patch_jax_loss()
+            return
         original = model.train_step
 
         def train_step(data, *args, **kwargs):
@@ -146,13 +167,38 @@ class Guard(keras.callbacks.Callback):
         object.__setattr__(model, "train_step", train_step)
         self._patched_train_step = True
 
+    def _patch_jax_loss(self) -> None:
+        """JAX: the compiled step never hands the batch loss to the optimizer. Keras' JAX trainer passes it to
+        ``_update_metrics_variables`` after ``stateless_apply`` in the same trace; there it is written into the
+        wrapper's ``tg_loss`` slot of the optimizer state the step returns. Without that method (another Keras
+        version) the loss is recovered from the running epoch mean instead."""
+        model, wrapper = self.model, self._wrapper
+        original = getattr(model, "_update_metrics_variables", None)
+        if original is None:
+            return
+        slot = wrapper.own_index(wrapper.tg_loss)
+
+        def update_metrics_variables(metrics_variables, unscaled_loss, *args, **kwargs):
+            state = wrapper.host.traced_state
+            if state is not None:
+                state[slot] = keras.ops.cast(keras.ops.reshape(unscaled_loss, ()), "float32")
+                wrapper.host.traced_state = None
+                self._jax_loss_captured = True
+            return original(metrics_variables, unscaled_loss, *args, **kwargs)
+
+        object.__setattr__(model, "_update_metrics_variables", update_metrics_variables)
+        self._jax_loss_captured = False
+        # The train function binds train_step when it is made (before on_train_begin): make it again so the
+        # traced step goes through the patched methods and the wrapper.
+        model.make_train_function(force=True)
+
     def _unpatch_train_step(self) -> None:
-        if self._patched_train_step:
+        for name in ("train_step", "_update_metrics_variables"):
             try:
-                object.__delattr__(self.model, "train_step")
+                object.__delattr__(self.model, name)
             except AttributeError:
                 pass
-            self._patched_train_step = False
+        self._patched_train_step = False
 
     def _read_graph(self) -> StepRecord | None:
         """The last update's measurements from the wrapper's variables (compiled steps only)."""
@@ -164,8 +210,29 @@ class Guard(keras.callbacks.Callback):
                 return np.asarray(values[wrapper.own_index(var)])
             return np.asarray(keras.ops.convert_to_numpy(var))
 
-        return StepRecord(loss=None, grad_norms=value(wrapper.tg_grad_norms), skipped=value(wrapper.tg_skipped) > 0.5,
-                          clipped=value(wrapper.tg_clipped) > 0.5, grads=None)
+        loss = value(wrapper.tg_loss) if getattr(self, "_jax_loss_captured", False) else None
+        return StepRecord(loss=loss, grad_norms=value(wrapper.tg_grad_norms), skipped=value(wrapper.tg_skipped) > 0.5,
+                          clipped=value(wrapper.tg_clipped) > 0.5, grads=None,
+                          index=int(value(wrapper.tg_updates)) - 1)
+
+    def _jax_reader(self):
+        """Reads a variable's value from the JAX trainer's state while fit holds it (the variables themselves
+        are emptied during an epoch to save memory); from the variable once the state is synced back."""
+        model = self.model
+        groups = {"trainable_variables": model.trainable_variables,
+                  "non_trainable_variables": model.non_trainable_variables,
+                  "optimizer_variables": model.optimizer.variables}
+        where = {id(v): (group, i) for group, variables in groups.items() for i, v in enumerate(variables)}
+
+        def read(variable):
+            state = getattr(model, "_jax_state", None)
+            if state and not getattr(model, "_jax_state_synced", True) and id(variable) in where:
+                group, i = where[id(variable)]
+                if state.get(group) is not None:
+                    return np.asarray(state[group][i])
+            return np.asarray(keras.ops.convert_to_numpy(variable))
+
+        return read
 
     def _jax_values(self):
         state = getattr(self.model, "_jax_state", None)

@@ -6,7 +6,7 @@ Everything here runs on the host (numpy) and only on the steps the preset sample
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
@@ -14,7 +14,7 @@ import numpy as np
 from trainguard.core.stats import LayerStats, TensorSummary
 
 __all__ = ["to_numpy", "step_numbers", "weight_arrays", "layer_stats", "adam_second_moments", "data_summary",
-           "first_leaf"]
+           "first_leaf", "learning_rate"]
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -30,9 +30,9 @@ def step_numbers(loss: Any, grad_norms: Any) -> tuple[float | None, np.ndarray, 
     return value, norms, total
 
 
-def weight_arrays(variables: Sequence[Any]) -> list[np.ndarray]:
-    """Host copies of the variables' values (a snapshot for the update ratio)."""
-    return [to_numpy(v).astype(np.float32, copy=True) for v in variables]
+def weight_arrays(variables: Sequence[Any], read: Callable[[Any], np.ndarray] = to_numpy) -> list[np.ndarray]:
+    """Host copies of the variables' values (a snapshot for the update ratio, or for a rollback)."""
+    return [np.array(read(v), copy=True) for v in variables]
 
 
 def _norm(a: np.ndarray) -> float:
@@ -84,17 +84,28 @@ def layer_stats(names: Sequence[str], grad_norms: np.ndarray, weights: Sequence[
     return tuple(out)
 
 
-def adam_second_moments(optimizer: Any) -> dict[int, tuple[np.ndarray, float]] | None:
+def adam_second_moments(optimizer: Any, read: Callable[[Any], np.ndarray] = to_numpy
+                        ) -> dict[int, tuple[np.ndarray, float]] | None:
     """Adam-family second moments, bias-corrected, per trainable-variable index; None for other optimizers."""
     velocities = getattr(optimizer, "_velocities", None)
     beta_2 = getattr(optimizer, "beta_2", None)
     if not velocities or beta_2 is None:
         return None
-    steps = float(to_numpy(optimizer.iterations))
+    steps = float(read(optimizer._iterations))
     correction = 1.0 - float(beta_2) ** max(steps, 1.0)
     eps = float(getattr(optimizer, "epsilon", 1e-7) or 1e-7)
-    return {i: (to_numpy(v).astype(np.float64) / correction, eps) for i, v in enumerate(velocities)
+    return {i: (read(v).astype(np.float64) / correction, eps) for i, v in enumerate(velocities)
             if v is not None}
+
+
+def learning_rate(optimizer: Any, read: Callable[[Any], np.ndarray] = to_numpy) -> float:
+    """The optimizer's current learning rate (a float, a variable or a schedule of its iterations)."""
+    lr = optimizer._learning_rate
+    if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
+        return float(to_numpy(lr(read(optimizer._iterations))))
+    if isinstance(lr, keras.Variable):
+        return float(read(lr))
+    return float(to_numpy(lr() if callable(lr) else lr))
 
 
 def first_leaf(structure: Any) -> Any:

@@ -16,33 +16,51 @@ step and after each retrace; the records are None (not sampled) otherwise.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import keras
 
-__all__ = ["ModeRecorder", "mode_sensitive_layers"]
+__all__ = ["ModeRecorder", "mode_sensitive_layers", "all_layers", "wrap_call"]
 
 _DROPOUT_TYPES = tuple(getattr(keras.layers, name) for name in (
     "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "GaussianNoise",
     "AlphaDropout") if hasattr(keras.layers, name))
 
 
-def _all_layers(model: Any) -> list:
+def all_layers(model: Any) -> list:
+    """Every layer inside ``model``, nested ones included."""
     flatten = getattr(model, "_flatten_layers", None)
     if callable(flatten):
         return list(flatten(include_self=False, recursive=True))
     found = []
     for layer in getattr(model, "layers", []):
         found.append(layer)
-        found.extend(_all_layers(layer))
+        found.extend(all_layers(layer))
     return found
+
+
+def wrap_call(layer: Any, make: Callable[[Callable], Callable]) -> Callable[[], None]:
+    """Replaces ``layer.call`` on this instance by ``make(original)``; returns the function that undoes it.
+    Keras read the call's signature when the layer was built, so the arguments it passes stay the same."""
+    had_own = "call" in layer.__dict__
+    original = layer.call
+    wrapper = functools.update_wrapper(make(original), original)
+    object.__setattr__(layer, "call", wrapper)
+
+    def restore() -> None:
+        if had_own:
+            object.__setattr__(layer, "call", original)
+        else:
+            layer.__dict__.pop("call", None)
+
+    return restore
 
 
 def mode_sensitive_layers(model: Any) -> list:
     """The layers whose behaviour depends on ``training``: BatchNormalization that trains its statistics, and
     Dropout-like layers with a non-zero rate."""
     out = []
-    for layer in _all_layers(model):
+    for layer in all_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable:
             out.append(layer)
         elif isinstance(layer, _DROPOUT_TYPES) and (getattr(layer, "rate", None) or getattr(layer, "stddev", 0)):
@@ -56,30 +74,30 @@ class ModeRecorder:
     def __init__(self, model: Any):
         self.layers = mode_sensitive_layers(model)
         self.seen: dict[str, bool] = {}
-        self._originals: list[tuple[Any, Any]] = []
+        self._restore: list[Callable[[], None]] = []
 
     def install(self) -> None:
-        if self._originals:
+        if self._restore:
             return
         for layer in self.layers:
-            original = layer.call
-            seen, name = self.seen, layer.name
+            self._restore.append(wrap_call(layer, self._recorder(layer.name)))
 
-            def call(*args, _original=original, _name=name, **kwargs):
-                seen[_name] = bool(kwargs.get("training"))
-                return _original(*args, **kwargs)
+    def _recorder(self, name: str) -> Callable[[Callable], Callable]:
+        seen = self.seen
 
-            functools.update_wrapper(call, original)
-            object.__setattr__(layer, "call", call)
-            self._originals.append((layer, original))
+        def make(original: Callable) -> Callable:
+            def call(*args, **kwargs):
+                seen[name] = bool(kwargs.get("training"))
+                return original(*args, **kwargs)
+
+            return call
+
+        return make
 
     def remove(self) -> None:
-        for layer, _ in self._originals:
-            try:
-                object.__delattr__(layer, "call")
-            except AttributeError:
-                pass
-        self._originals = []
+        for restore in reversed(self._restore):
+            restore()
+        self._restore = []
 
     def clear(self) -> None:
         self.seen.clear()

@@ -56,6 +56,7 @@ class StepRecord(NamedTuple):
     skipped: Any  # bool scalar
     clipped: Any  # bool scalar
     grads: list | None  # the raw gradients, kept on the steps the guard samples per layer
+    index: int | None = None  # the update's number when known (compiled steps, where some are not seen)
 
 
 @dataclass
@@ -67,6 +68,7 @@ class HostSide:
     loss: Any = None  # the loss seen by scale_loss in this step (fit), or passed to apply (custom loops)
     session: Any = None  # the host side that reads the records (KerasSession)
     session_args: dict | None = None  # how to create it on the first update, for custom loops
+    traced_state: list | None = None  # JAX: the optimizer-state list of the step being traced (see callback)
 
 
 @keras.saving.register_keras_serializable(package="trainguard")
@@ -331,7 +333,9 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
                            (self.tg_clipped, ops.cast(clipped, "float32")), (self.tg_skip_next, skip_next),
                            (self.tg_updates, updates)):
             own_values[self.own_index(var)] = value
-        return new_tv, own_values + new_inner
+        state = own_values + new_inner
+        self.host.traced_state = state
+        return new_tv, state
 
     # ----------------------------------------------------------------- custom loops: the host side
     def _run_session(self, batch_size: int | None, drain: bool = True) -> None:

@@ -74,7 +74,10 @@ class KerasRepairer:
                               ("restore_modules", bool(plan.restore_modules))):
             if active:
                 effects[order] = self._unsupported_once(order, stats.step)
-        optimizer.set_orders(standing_orders(plan, skip_next))
+        orders = standing_orders(plan, skip_next)
+        if orders != optimizer.orders:
+            self.session.before_host_write()
+            optimizer.set_orders(orders)
         if plan.stop is not None:
             self.session.request_stop(plan.stop)
         for action in plan.actions:
@@ -113,8 +116,7 @@ class KerasRepairer:
         return model_vars + [v for v in inner.variables if id(v) not in seen]
 
     def _take_snapshot(self, label: int, keep: int | None) -> None:
-        self.session.before_host_write()
-        self.snapshots[label] = collect.weight_arrays(self._state_variables())
+        self.snapshots[label] = collect.weight_arrays(self._state_variables(), self.session.read)
         if keep is not None:
             for old in sorted(self.snapshots)[:-keep]:
                 del self.snapshots[old]

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from trainguard.adapters.keras import collect
+from trainguard.adapters.keras.activations import ActivationProbe
 from trainguard.adapters.keras.modes import ModeRecorder
 from trainguard.adapters.keras.optimizer import GuardedOptimizer, Orders, StepRecord
 from trainguard.adapters.keras.repair import KerasRepairer
@@ -43,12 +44,15 @@ def live_detectors() -> Detector:
     data scale, Adam update RMS...) that the default set does not run, so their findings are raised live too."""
     from trainguard.core.detector import chain
     from trainguard.core.detectors import default_detectors
+    from trainguard.core.detectors.activation_health import activation_health
     from trainguard.core.detectors.adam_update import adam_update
+    from trainguard.core.detectors.batch_size_loss import batch_size_loss
     from trainguard.core.detectors.data_scale import data_scale
     from trainguard.core.detectors.module_mode import module_mode
 
     default = default_detectors()
-    extra = [d for d in (module_mode(), data_scale(), adam_update()) if d.name not in default.name]
+    extra = [d for d in (module_mode(), data_scale(), adam_update(), activation_health(), batch_size_loss())
+             if d.name not in default.name]
     return chain(default, *extra) if extra else default
 
 
@@ -76,11 +80,16 @@ class KerasSession:
         self._before: list[np.ndarray] | None = None  # weights before the next sampled step's update
         self._batch: dict[str, Any] = {}
         self._closed = False
-        # Called before the host reads or writes model/optimizer variables (the JAX trainer holds them apart).
+        # How the host reads a variable, and what it calls before writing one: the JAX trainer holds the
+        # values apart from the variables during fit (the callback sets both then).
+        self.read: Callable[[Any], np.ndarray] = collect.to_numpy
         self.before_host_write: Callable[[], None] = lambda: None
         self.modes = ModeRecorder(model) if model is not None else None
-        if self.modes is not None:
-            self.modes.install()
+        self.probe = ActivationProbe(model) if model is not None else None
+        for part, hook in (("mode check", self.modes), ("activation probe", self.probe)):
+            if hook is not None:
+                self._try(part, hook.install)
+        self._paused_arm = False
         self.log: RunLogWriter | None = None
         if log is not None:
             try:
@@ -141,11 +150,23 @@ class KerasSession:
         self._prepare_next_step()
         return tuple(found)
 
+    def pause_probes(self) -> None:
+        """An evaluation pass runs inside training (fit's validation): it must not count as a training step."""
+        if self.probe is not None:
+            self._paused_arm, self.probe.armed = self.probe.armed, False
+
+    def resume_probes(self) -> None:
+        if self.probe is not None:
+            self.probe.armed = self._paused_arm
+        if self.modes is not None:
+            self.modes.clear()
+
     def close(self, status: str = "ok") -> None:
         if self._closed:
             return
-        if self.modes is not None:
-            self.modes.remove()
+        for hook in (self.probe, self.modes):
+            if hook is not None:
+                hook.remove()
         if self.log is not None and "run log" not in self._disabled:
             try:
                 self.log.close(status)
@@ -163,12 +184,16 @@ class KerasSession:
         self.optimizer.host.keep_grads = sampled and "layer statistics" not in self._disabled
         self._before = None
         if sampled and "layer statistics" not in self._disabled:
-            self._before = self._try("layer statistics", collect.weight_arrays, self.variables)
+            self._before = self._try("layer statistics", collect.weight_arrays, self.variables, self.read)
         if self.modes is not None:
             self.modes.clear()
+        if self.probe is not None and sampled and "activation probe" not in self._disabled:
+            self.probe.arm()
 
     def _build(self, record: StepRecord, batch_size: int | None, logs_loss: float | None, last: bool,
                before: list[np.ndarray] | None) -> StepStats:
+        if record.index is not None:
+            self.step = max(self.step, record.index)
         step = self.step
         self.step += 1
         loss, norms, total = collect.step_numbers(record.loss, record.grad_norms)
@@ -185,13 +210,20 @@ class KerasSession:
         layers = ()
         weights_finite = True
         if sampled or (not skipped and not (grads_finite and loss_finite)):
-            weights = self._try("layer statistics", collect.weight_arrays, self.variables)
+            weights = self._try("layer statistics", collect.weight_arrays, self.variables, self.read)
             if weights is not None:
                 weights_finite = all(bool(np.all(np.isfinite(w))) for w in weights)
                 if sampled:
                     layers = self._try("layer statistics", collect.layer_stats, self.names, norms, weights,
                                        before, record.grads,
-                                       collect.adam_second_moments(self.optimizer.inner_optimizer)) or ()
+                                       collect.adam_second_moments(self.optimizer.inner_optimizer, self.read)) or ()
+        activations = ()
+        if self.probe is not None and last and self.probe.armed:
+            activations = self.probe.collect()
+            if self.probe.error is not None:
+                error, self.probe.error = self.probe.error, None
+                self.probe.remove()
+                self._contain("activation probe", error, step)
         eval_modes = None
         if self.modes is not None and last and step % self.preset.mode_every == 0:
             eval_modes = self.modes.inference_mode_layers()
@@ -213,6 +245,7 @@ class KerasSession:
             weights_finite=weights_finite,
             first_nonfinite_grad=first_bad,
             layers=layers,
+            activations=activations,
             eval_mode_modules=eval_modes,
             inputs=batch.get("inputs"),
             targets=batch.get("targets"),
@@ -222,7 +255,7 @@ class KerasSession:
 
     def _learning_rates(self) -> tuple[float, ...]:
         try:
-            return (float(collect.to_numpy(self.optimizer.inner_optimizer.learning_rate)),)
+            return (collect.learning_rate(self.optimizer.inner_optimizer, self.read),)
         except Exception:  # noqa: BLE001 - an exotic schedule: the LR is simply not recorded
             return ()
 
