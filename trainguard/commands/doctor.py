@@ -72,10 +72,12 @@ def run(args: argparse.Namespace) -> int:
         if args.html:
             print(f"HTML report: {args.html}")
     readable = [r for r in results if r.error is None]
-    if not readable or any(r.error is not None and r.path in named for r in results):
-        for r in results:
-            if r.error is not None and args.json:
-                print(f"trainguard doctor: error: {r.error}", file=sys.stderr)
+    fatal = not readable or any(r.error is not None and r.path in named for r in results)
+    for r in results:
+        if r.error is not None:
+            kind = "error" if fatal or r.path in named else "skipped"
+            print(f"trainguard doctor: {kind}: {r.error}", file=sys.stderr)
+    if fatal:
         return 2
     worst = max((r.worst for r in readable if r.worst is not None), default=None)
     return 1 if worst is not None and worst >= args.fail_on else 0

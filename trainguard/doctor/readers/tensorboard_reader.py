@@ -37,7 +37,8 @@ def read_tensorboard_table(path: Path) -> MetricTable:
         problems.append(f"event file damaged after {sum(map(len, scalars.values()))} scalars "
                         f"({type(e).__name__}); read what came before")
     if not scalars:
-        raise ReadError(f"{path}: no scalar summaries in this event file")
+        raise ReadError(f"{path}: no scalar summaries in this TensorBoard event file "
+                        f"(damaged, or only images/histograms)")
     steps = np.unique(np.fromiter((s for tag in scalars.values() for s in tag), dtype=np.int64))
     values: dict[str, np.ndarray] = {"step": steps.astype(np.float64)}
     present: dict[str, np.ndarray] = {"step": np.ones(len(steps), dtype=bool)}

@@ -1,0 +1,101 @@
+"""The whole-series analyses on generated runs: healthy runs of many shapes get no warning, each sick run gets
+its finding with the right cause."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from doctor_synth import SICK, healthy, sick, write_csv
+from trainguard.core.causes import CAUSES, cause_doc_link
+from trainguard.core.findings import Severity
+from trainguard.doctor import diagnose_file
+from trainguard.doctor.analysis import analyse_series
+from trainguard.doctor.series import RunSeries
+
+
+def as_series(run: dict) -> RunSeries:
+    n = len(run["step"])
+    return RunSeries(path=__import__("pathlib").Path("synthetic"), format="synthetic", step=run["step"],
+                     loss=run["loss"], lr=run["lr"], grad_norm=run["grad_norm"], batch_size=run["batch_size"],
+                     epoch=run["epoch"], eval_step=run["eval_step"], eval_loss=run["eval_loss"],
+                     columns={"step": "step", "epoch": "epoch"},
+                     present={k: np.ones(n, dtype=bool) for k in ("lr", "grad_norm", "batch_size", "epoch")})
+
+
+def warnings(findings):
+    return [(f.code, f.cause, f.message) for f in findings if f.severity >= Severity.WARNING]
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_healthy_runs_get_no_warning(seed):
+    rng = np.random.default_rng(seed + 7)
+    steps = int(rng.choice([200, 1000, 3000, 12000]))
+    run = healthy(seed, steps, log_every=int(rng.choice([1, 5, 10])))
+    assert warnings(analyse_series(as_series(run))) == []
+
+
+# Causes the log supports equally well for a kind (an LR schedule may be rising when a NaN appears).
+ALSO_RIGHT = {"non_finite": {"lr_too_high"}}
+
+
+@pytest.mark.parametrize("kind", SICK)
+def test_sick_runs_get_their_finding_and_cause(kind):
+    misses = []
+    for seed in range(6):
+        run = sick(kind, seed, steps=3000)
+        code, cause = run["expect"]
+        got = [(f.code, f.cause) for f in analyse_series(as_series(run)) if f.severity >= Severity.WARNING]
+        if not any(c == code and (k == cause or k in ALSO_RIGHT.get(kind, ())) for c, k in got):
+            misses.append((seed, got))
+    assert misses == []
+
+
+def test_findings_carry_cause_evidence_and_a_fix_ending_with_the_doc_link(tmp_path):
+    result = diagnose_file(write_csv(sick("periodic_spike", 3), tmp_path / "run.csv"))
+    assert result.error is None and result.findings
+    for f in result.findings:
+        assert f.cause in CAUSES
+        assert f.fix.endswith(cause_doc_link(f.cause))
+        assert isinstance(f.evidence, dict) and f.evidence
+    periodic = next(f for f in result.findings if f.code == "periodic_spike")
+    run = sick("periodic_spike", 3)
+    assert periodic.evidence["period_steps"] == pytest.approx(run["steps_per_epoch"], rel=0.02)
+    assert periodic.evidence["at_epoch_boundary_share"] >= 0.8
+
+
+def test_periodic_spikes_without_epoch_column_infer_the_period():
+    run = sick("periodic_spike", 4)
+    series = as_series(run)
+    series.epoch = None
+    found = [f for f in analyse_series(series) if f.code == "periodic_spike"]
+    assert found and found[0].evidence["period_from"] == "spike spacing"
+    assert found[0].evidence["period_steps"] == pytest.approx(run["steps_per_epoch"], rel=0.02)
+
+
+def test_an_isolated_spike_after_a_grad_norm_run_up_is_not_a_bad_batch():
+    run = sick("loss_spike", 5)
+    at = int(np.argmax(run["loss"] / np.median(run["loss"])))
+    run["grad_norm"][at - 10:at] *= 20
+    spikes = [f for f in analyse_series(as_series(run)) if f.code == "loss_spike" and f.step == at]
+    assert spikes and spikes[0].cause in ("exploding_gradient", "lr_too_high")
+
+
+def test_plateau_with_healthy_gradients_and_small_lr_is_lr_too_low():
+    run = sick("plateau", 2)
+    run["grad_norm"] = np.full(len(run["step"]), 0.5)
+    run["lr"] = np.full(len(run["step"]), 1e-8)
+    found = [f for f in analyse_series(as_series(run)) if f.code == "plateau"]
+    assert found and found[0].cause == "lr_too_low"
+
+
+def test_flat_eval_loss_is_not_overfitting():
+    run = healthy(11, 3000)
+    run["eval_loss"] = run["eval_loss"][-1] * np.exp(np.random.default_rng(0).normal(0, 0.02, len(run["eval_loss"])))
+    assert not [f for f in analyse_series(as_series(run)) if f.code == "overfitting"]
+
+
+def test_non_finite_grad_norm_alone_is_information(tmp_path):
+    run = healthy(5, 2000)
+    run["grad_norm"][::97] = np.inf  # fp16 loss scaling skipping a few overflowing steps
+    found = [f for f in analyse_series(as_series(run)) if f.code == "non_finite"]
+    assert found and found[0].severity == Severity.INFO
