@@ -229,7 +229,7 @@ class Guard:
             self._try("data summary", self._summarise_data, entry, inputs, targets)
         if entry is not None and step < self.preset.forensic_steps:
             self._try("forensic recording", self._record_forensics, entry, inputs, targets)
-        if entry is not None and step % self.preset.mode_every == 0:
+        if entry is not None and (step % self.preset.mode_every == 0 or step < self.preset.forensic_steps):
             entry.eval_mode_modules = eval_mode_modules(self._mode_modules)
         if entry is not None and inputs is not None and self.fetch_every == 1:
             # CPU: reading the step's values is free, so a NaN is located now, with the weights that made it.
