@@ -46,7 +46,7 @@ def test_unscaled_inputs_are_the_root_of_an_early_explosion():
     explained = by_code(causes)["exploding_gradient"]
     assert explained.evidence["explained_by"] == "unscaled_data"
     assert explained.confidence < causes[0].confidence
-    assert causes[0].evidence["off_scale"] == ["inputs", "targets"]
+    assert causes[0].evidence["off_scale"] == ["inputs"]  # targets 2.3x off: too little to matter
 
 
 def test_unscaled_targets_alone_leave_the_exploding_gradient_on_top_and_contribute():

@@ -8,8 +8,11 @@ epoch; momentum carries the bad step into the following ones. A correctly averag
 batch size: a partial batch is noisier, not systematically higher.
 
 At each batch smaller than the usual (largest) batch size, the detector compares the loss with the median of the
-last ``reference`` (4) full-batch losses. It fires (WARNING, once per run) when at least ``min_events`` (3)
-small batches were seen and at least two thirds of them moved the loss by ``min_ratio`` (1.5x) or more, all in
+last ``reference`` (4) full-batch losses. The same comparison on full batches measures the loss's own noise and
+trend. A small batch *moved* the loss when its log ratio, less the full batches' median log ratio (the trend),
+is at least log(``min_ratio``) (1.5x) and ``noise_z`` (3) robust standard deviations of the full batches' log
+ratios (median/MAD, judged once ``min_noise`` (8) of them exist). The detector fires (WARNING, once per run)
+when at least ``min_events`` (3) small batches were seen and at least two thirds of them moved the loss, all in
 the same direction. The evidence gives the ratios, the period between small batches and the ratio a loss
 proportional to 1/batch_size would give (usual / small).
 """
@@ -23,7 +26,7 @@ import numpy as np
 from trainguard.core.detector import Detector
 from trainguard.core.findings import Finding, Severity
 from trainguard.core.stats import StepStats
-from trainguard.core.window import Window, push, values, window
+from trainguard.core.window import MAD_TO_SIGMA, Window, median_mad, push, values, window
 
 __all__ = ["batch_size_loss", "BatchSizeLossState"]
 
@@ -33,30 +36,37 @@ _KEPT_EVENTS = 32  # small-batch events kept in the state (the most recent)
 class BatchSizeLossState(NamedTuple):
     usual_batch_size: int
     full_losses: Window  # recent losses of full-size batches
-    events: tuple[tuple[int, float, int], ...]  # (step, loss ratio to the recent full-batch median, batch size)
+    noise: Window  # log(loss / recent full-batch median) of full-size batches: the loss's own noise
+    # (step, loss ratio to the recent full-batch median, batch size, moved: +1 up, -1 down, 0 within the noise)
+    events: tuple[tuple[int, float, int, int], ...]
     reported: bool
 
 
-def batch_size_loss(min_ratio: float = 1.5, min_events: int = 3, reference: int = 4) -> Detector:
+def batch_size_loss(min_ratio: float = 1.5, min_events: int = 3, reference: int = 4, noise_z: float = 3.0,
+                    min_noise: int = 8, noise_window: int = 64) -> Detector:
     def init() -> BatchSizeLossState:
-        return BatchSizeLossState(0, window(reference), (), False)
+        return BatchSizeLossState(0, window(reference), window(noise_window), (), False)
 
     def update(stats: StepStats, state: BatchSizeLossState):
         size, loss = stats.batch_size, stats.loss
-        if state.reported or not size or loss is None or not math.isfinite(loss):
+        if state.reported or not size or loss is None or not math.isfinite(loss) or loss <= 0.0:
             return (), state
         if size > state.usual_batch_size:  # the first batches, or a larger batch size from now on
-            return (), BatchSizeLossState(size, push(window(reference), loss), (), False)
+            return (), BatchSizeLossState(size, push(window(reference), loss), window(noise_window), (), False)
+        ready = state.full_losses.count >= reference
+        baseline = float(np.median(values(state.full_losses))) if ready else 0.0
         if size == state.usual_batch_size:
-            return (), state._replace(full_losses=push(state.full_losses, loss))
-        if state.full_losses.count < reference:
+            noise = push(state.noise, math.log(loss / baseline)) if baseline > 0.0 else state.noise
+            return (), state._replace(full_losses=push(state.full_losses, loss), noise=noise)
+        if baseline <= 0.0 or state.noise.count < min_noise:
             return (), state
-        baseline = float(np.median(values(state.full_losses)))
-        if baseline <= 0.0:
-            return (), state
-        events = (state.events + ((stats.step, loss / baseline, size),))[-_KEPT_EVENTS:]
+        drift, mad = median_mad(values(state.noise))
+        threshold = max(math.log(min_ratio), noise_z * MAD_TO_SIGMA * mad)
+        excess = math.log(loss / baseline) - drift  # the full batches' own trend taken out
+        moved = 1 if excess >= threshold else (-1 if excess <= -threshold else 0)
+        events = (state.events + ((stats.step, loss / baseline, size, moved),))[-_KEPT_EVENTS:]
         new_state = state._replace(events=events)
-        finding = _pattern(events, state.usual_batch_size, min_ratio, min_events, stats.step)
+        finding = _pattern(events, state.usual_batch_size, min_events, stats.step)
         if finding is None:
             return (), new_state
         return (finding,), new_state._replace(reported=True)
@@ -64,23 +74,23 @@ def batch_size_loss(min_ratio: float = 1.5, min_events: int = 3, reference: int 
     return Detector("batch_size_loss", init, update)
 
 
-def _pattern(events, usual: int, min_ratio: float, min_events: int, step: int) -> Finding | None:
+def _pattern(events, usual: int, min_events: int, step: int) -> Finding | None:
     if len(events) < min_events:
         return None
-    ratios = np.array([r for _, r, _ in events])
-    up, down = ratios >= min_ratio, ratios <= 1.0 / min_ratio
-    moved = up if up.sum() >= down.sum() else down
-    if moved.sum() < 2 or moved.sum() * 3 < 2 * len(events) or (up.any() and down.any()):
+    signs = np.array([m for *_, m in events])
+    up, down = int((signs > 0).sum()), int((signs < 0).sum())
+    if (up and down) or max(up, down) * 3 < 2 * len(events):
         return None
-    steps = [s for s, _, _ in events]
-    small = int(np.median([b for _, _, b in events]))
+    ratios = np.array([r for _, r, _, _ in events])
+    steps = [s for s, *_ in events]
+    small = int(np.median([b for _, _, b, _ in events]))
     period = int(np.median(np.diff(steps))) if len(steps) > 1 else None
     evidence = {
         "steps": steps[-8:], "loss_ratios": [round(r, 4) for r in ratios[-8:].tolist()],
         "median_ratio": float(np.median(ratios)), "usual_batch_size": usual, "small_batch_size": small,
         "ratio_if_loss_scales_as_1_over_batch": usual / small, "period": period,
     }
-    direction = "higher" if up.any() else "lower"
+    direction = "higher" if up else "lower"
     message = (f"the loss is {np.median(ratios):.3g}x {direction} at each batch of {small} samples than at the "
                f"usual {usual} (every {period} steps): the loss magnitude depends on the batch size")
     return Finding("batch_size_loss", Severity.WARNING, step, None, evidence, message)

@@ -29,9 +29,10 @@ def batch_size_dependent_loss(view: RunView) -> Cause | None:
     if not found:
         return None
     evidence = dict(found[0].evidence)
-    small_steps = set(evidence.get("steps", []))
+    usual = evidence.get("usual_batch_size") or max((s.batch_size or 0) for s in view.stats)
+    small_steps = {s.step for s in view.stats if s.batch_size and s.batch_size < usual}
     spikes = [f.step for f in view.of("loss_spike", Severity.WARNING)]
-    on_small = [s for s in spikes if any(abs(s - t) <= 1 for t in small_steps)]
+    on_small = [s for s in spikes if any(abs(s - t) <= 1 for t in small_steps)]  # momentum carries it one step
     evidence["spikes_on_small_batches"] = on_small[:8]
     confidence = 0.95 if on_small else 0.85
     return make_cause(view, "batch_size_dependent_loss", confidence, evidence, found[0].message)

@@ -2,7 +2,8 @@
 
 Evidence: the scale factor of the first batches' inputs and targets (``detectors.data_scale``: LeCun et al. 1998,
 "Efficient BackProp": standardize to mean 0, variance 1). With instability (non-finite values, an exploding
-gradient, divergence, loss spikes) a factor >= 2 counts; without it, only a factor >= 10 is worth a note.
+gradient, divergence, loss spikes), inputs count from a factor of 2 (the curvature grows with its square) and
+targets from 10 (the gradient grows with it); without instability, only a factor >= 10 is worth a note.
 
 Inputs and targets weigh differently:
 - Unscaled *inputs* change the curvature the optimizer sees (E[x x^T] for the first layer), so a learning rate
@@ -21,14 +22,14 @@ from trainguard.core.diagnosis.signals import data_scale_factors
 
 __all__ = ["unscaled_data"]
 
-UNSTABLE_FACTOR = 2.0
-QUIET_FACTOR = 10.0
+UNSTABLE_INPUTS_FACTOR = 2.0
+QUIET_FACTOR = 10.0  # also the targets' threshold
 
 
 def unscaled_data(view: RunView, early_steps: int = 500) -> Cause | None:
     factors = data_scale_factors(view)
-    threshold = UNSTABLE_FACTOR if view.unstable else QUIET_FACTOR
-    off = {which: info for which, info in factors.items() if info["scale_factor"] >= threshold}
+    thresholds = {"inputs": UNSTABLE_INPUTS_FACTOR if view.unstable else QUIET_FACTOR, "targets": QUIET_FACTOR}
+    off = {which: info for which, info in factors.items() if info["scale_factor"] >= thresholds[which]}
     if not off:
         return None
     worst = max(info["scale_factor"] for info in off.values())
@@ -41,7 +42,7 @@ def unscaled_data(view: RunView, early_steps: int = 500) -> Cause | None:
         if "inputs" in off:
             confidence = 0.65 + 0.3 * strength(off["inputs"]["scale_factor"], 1.0, 100.0)
         else:
-            confidence = 0.4 + 0.25 * strength(off["targets"]["scale_factor"], 1.0, 100.0)
+            confidence = 0.5 + 0.15 * strength(off["targets"]["scale_factor"], QUIET_FACTOR, 100.0)
         first_step = view.stats[0].step if view.stats else 0
         if onset is not None and onset - first_step > early_steps:
             confidence *= 0.6  # trouble that starts late is not explained by the data's scale alone

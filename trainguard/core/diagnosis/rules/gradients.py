@@ -50,10 +50,11 @@ def exploding_gradient(view: RunView) -> Cause | None:
         if layer:
             evidence["first_non_finite"] = layer
         confidence += 0.1
-    onset = found[0].step if found else growth["peak_step"]
-    message = f"gradient norm exploded from step {onset}"
-    if growth is not None:
-        message += f" ({growth['initial_grad_norm']:.3g} -> {growth['peak_grad_norm']:.3g})"
+    if growth is not None and growth["growth"] >= 10:
+        message = (f"gradient norm grew {growth['growth']:.3g}x ({growth['initial_grad_norm']:.3g} -> "
+                   f"{growth['peak_grad_norm']:.3g} at step {growth['peak_step']})")
+    else:
+        message = f"gradient-norm outliers at step(s) {', '.join(str(f.step) for f in found[:4])}"
     if nonfinite_after:
         message += f", then non-finite at step {nonfinite_after[0]}"
     return make_cause(view, "exploding_gradient", confidence, evidence, message)
