@@ -47,16 +47,19 @@ def relative_difference(a: float | None, b: float | None, scale: float = 0.0) ->
 class ForwardOrder:
     """Ranks parameter, buffer and module names in forward order, from the header's parameter list.
 
-    A buffer or module sits with its module's first parameter; a module with no parameter (BatchNorm with
+    A buffer or module sits right after its module's last parameter; a module with no parameter (BatchNorm with
     ``affine=False``) goes after all of them, in the order it was first seen.
     """
 
     def __init__(self, parameters: Iterable[str]):
         self.parameters = tuple(parameters)
         self._rank: dict[str, int] = {}
+        modules: dict[str, int] = {}
         for index, name in enumerate(self.parameters):
             self._rank.setdefault(name, index)
-            self._rank.setdefault(module_of(name), index)
+            modules[module_of(name)] = index
+        for module, index in modules.items():
+            self._rank.setdefault(module, index)
         self._extra: dict[str, int] = {}
 
     def rank(self, name: str | None) -> tuple[int, int]:

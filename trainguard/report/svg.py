@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Series", "Marker", "line_plot", "PALETTE", "nice_ticks", "log_ticks"]
+__all__ = ["Series", "Marker", "line_plot", "heat_map", "HEAT_COLOURS", "PALETTE", "nice_ticks", "log_ticks"]
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf")
 _NON_FINITE_COLOUR = "#d62728"
@@ -210,3 +210,113 @@ def _segments(finite: np.ndarray) -> list[slice]:
         return []
     edges = np.diff(np.concatenate([[0], finite.astype(np.int8), [0]]))
     return [slice(int(a), int(b)) for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1))]
+
+
+# Sequential scale for heat maps, light to dark (colour-blind safe: yellow-orange-red-brown).
+HEAT_COLOURS = ("#fff7bc", "#fee391", "#fec44f", "#fe9929", "#ec7014", "#cc4c02", "#993404", "#662506")
+_BELOW_COLOUR = "#ffffff"  # at or below the scale's low end
+_MISSING_COLOUR = "#e8e8e8"  # not recorded
+
+
+def heat_map(rows: Sequence[str], x: Sequence[float], values: np.ndarray | Sequence[Sequence[float]], *,
+             lo: float, hi: float, log: bool = True, title: str = "", x_label: str = "", value_label: str = "",
+             marks: Sequence[tuple[float, str]] = (), width: int = 760, row_height: int = 14) -> str:
+    """A rows x columns grid of colour cells (``values[i][j]`` for row ``i`` at ``x[j]``), with a colour legend.
+
+    Values at or below ``lo`` are white, NaN cells grey ("not recorded"), values between ``lo`` and ``hi``
+    (log10-spaced when ``log``) take one of :data:`HEAT_COLOURS`, values above ``hi`` the darkest. ``marks``
+    put labelled ticks on the legend (a threshold). More columns than pixels are merged by their maximum; runs
+    of equal colour in a row are drawn as one rectangle with a tooltip, so the SVG stays small.
+    """
+    grid = np.asarray(values, dtype=np.float64).reshape(len(rows), len(x))
+    xs = np.asarray(x, dtype=np.float64)
+    label_width = min(220, 8 + 6 * max((len(r) for r in rows), default=0))
+    left, right, top = label_width, 16, 30
+    pw = max(50, width - left - right)
+    columns = len(xs)
+    if columns > pw:  # merge neighbouring columns, keeping the largest value of each group
+        edges = np.linspace(0, columns, pw + 1).astype(int)
+        grid = np.stack([_nanmax_columns(grid[:, a:b]) for a, b in zip(edges[:-1], edges[1:])], axis=1)
+        xs = np.asarray([xs[a] for a in edges[:-1]])
+        columns = len(xs)
+    row_height = max(3, min(row_height, 600 // max(1, len(rows))))
+    ph = row_height * len(rows)
+    height = top + ph + 78
+    scale_lo, scale_hi = (math.log10(lo), math.log10(hi)) if log else (lo, hi)
+
+    def bin_of(v: float) -> int:  # -2 missing, -1 below lo, else colour index
+        if not math.isfinite(v):
+            return -2 if math.isnan(v) else len(HEAT_COLOURS) - 1
+        if v <= lo:
+            return -1
+        s = math.log10(v) if log else v
+        return min(len(HEAT_COLOURS) - 1, int((s - scale_lo) / (scale_hi - scale_lo) * len(HEAT_COLOURS)))
+
+    def colour(b: int) -> str:
+        return _MISSING_COLOUR if b == -2 else _BELOW_COLOUR if b == -1 else HEAT_COLOURS[b]
+
+    cell = pw / max(1, columns)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+           f'height="{height}" role="img" aria-label="{escape(title or "heat map")}" class="plot heatmap">',
+           f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>']
+    if title:
+        out.append(f'<text x="{left}" y="16" font-size="13" font-weight="bold" fill="#222">{escape(title)}</text>')
+    for i, name in enumerate(rows):
+        y = top + i * row_height
+        if row_height >= 9:
+            out.append(f'<text x="{left - 4}" y="{y + row_height - 3}" font-size="10" text-anchor="end" '
+                       f'fill="#333">{escape(name[-36:])}</text>')
+        bins = [bin_of(float(v)) for v in grid[i]]
+        start = 0
+        for j in range(1, columns + 1):
+            if j < columns and bins[j] == bins[start]:
+                continue
+            peak = _nanmax_columns(grid[i:i + 1, start:j])[0]
+            span = f"{_fmt(xs[start])}" if j - start == 1 else f"{_fmt(xs[start])}-{_fmt(xs[j - 1])}"
+            tip = f"{name}, {x_label or 'x'} {span}: " + ("not recorded" if bins[start] == -2 else _fmt(peak))
+            out.append(f'<rect x="{left + start * cell:.2f}" y="{y}" width="{(j - start) * cell:.2f}" '
+                       f'height="{row_height}" fill="{colour(bins[start])}"><title>{escape(tip)}</title></rect>')
+            start = j
+    out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
+    out.append('<g font-size="10" fill="#555">')
+    if columns:
+        for t in nice_ticks(float(xs[0]), float(xs[-1]), 6):
+            j = int(np.searchsorted(xs, t))
+            xx = left + (j + 0.5) * cell
+            out.append(f'<text x="{xx:.1f}" y="{top + ph + 13}" text-anchor="middle">{_fmt(t)}</text>')
+    if x_label:
+        out.append(f'<text x="{left + pw / 2}" y="{top + ph + 27}" text-anchor="middle">{escape(x_label)}</text>')
+    legend_y, legend_w = top + ph + 40, min(320, pw)
+    step = legend_w / len(HEAT_COLOURS)
+    out.append(f'<rect x="{left}" y="{legend_y}" width="{step:.1f}" height="10" fill="{_MISSING_COLOUR}"/>'
+               f'<text x="{left + step + 4:.1f}" y="{legend_y + 9}">not recorded</text>')
+    bar = left + 2 * step + 70
+    out.append(f'<rect x="{bar:.1f}" y="{legend_y}" width="{step:.1f}" height="10" fill="{_BELOW_COLOUR}" '
+               f'stroke="#ccc"/>')
+    for k, c in enumerate(HEAT_COLOURS):
+        out.append(f'<rect x="{bar + (k + 1) * step:.1f}" y="{legend_y}" width="{step:.1f}" height="10" fill="{c}"/>')
+    end = bar + (len(HEAT_COLOURS) + 1) * step
+
+    def legend_x(v: float) -> float:
+        s = math.log10(v) if log else v
+        return bar + step + (s - scale_lo) / (scale_hi - scale_lo) * (end - bar - step)
+
+    out.append(f'<text x="{bar + step:.1f}" y="{legend_y + 22}" text-anchor="middle">{_fmt(lo)}</text>'
+               f'<text x="{end:.1f}" y="{legend_y + 22}" text-anchor="middle">{_fmt(hi)}</text>')
+    for v, label in marks:
+        if (v > 0 or not log) and lo < v < hi:
+            xx = legend_x(v)
+            out.append(f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{legend_y - 3}" y2="{legend_y + 13}" stroke="#000" '
+                       f'stroke-width="1.5"/><text x="{xx:.1f}" y="{legend_y + 22}" text-anchor="middle">'
+                       f'{escape(label)}</text>')
+    if value_label:
+        out.append(f'<text x="{end + 8:.1f}" y="{legend_y + 9}">{escape(value_label)}</text>')
+    out.append("</g></svg>")
+    return "".join(out)
+
+
+def _nanmax_columns(block: np.ndarray) -> np.ndarray:
+    """Per-row maximum ignoring NaN; NaN where a row is all NaN (without numpy's all-NaN warning)."""
+    filled = np.where(np.isnan(block), -np.inf, block)
+    peak = filled.max(axis=1) if block.shape[1] else np.full(block.shape[0], np.nan)
+    return np.where(np.isneginf(peak) & np.isnan(block).all(axis=1), np.nan, peak)
