@@ -10,7 +10,7 @@ from typing import Any
 from trainguard.core.findings import Finding, Severity
 
 __version__ = "0.1.0"
-__all__ = ["Guard", "diff", "Finding", "Severity", "__version__"]
+__all__ = ["Guard", "diff", "policies", "TrainingStopped", "Finding", "Severity", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -22,4 +22,12 @@ def __getattr__(name: str) -> Any:
         import trainguard.diff
 
         return trainguard.diff
+    if name == "TrainingStopped":  # raised by guard.step when a repair policy gives up
+        from trainguard.core.policies import TrainingStopped
+
+        return TrainingStopped
+    if name == "policies":
+        import trainguard.policies
+
+        return trainguard.policies
     raise AttributeError(f"module 'trainguard' has no attribute {name!r}")

@@ -7,12 +7,12 @@ from trainguard.core.policies.adam_guard import adam_guard
 from trainguard.core.policies.clip import agc, autoclip, clip_global_norm, clip_value, zclip
 from trainguard.core.policies.escalate import LEVELS, escalate
 from trainguard.core.policies.named import POLICY_NAMES, auto, get_policy, safe
-from trainguard.core.policies.plan import Plan, Policy, RollbackOrder, StepDecision, TrainingStopped, chain, step_decision
+from trainguard.core.policies.plan import NO_STEP, Plan, Policy, RollbackOrder, StepDecision, TrainingStopped, chain, step_decision
 from trainguard.core.policies.restore_mode import restore_mode
 from trainguard.core.policies.skip import skip_if_non_finite, skip_outliers
 
 __all__ = [
-    "Plan", "Policy", "RollbackOrder", "StepDecision", "TrainingStopped", "chain", "step_decision",
+    "NO_STEP", "Plan", "Policy", "RollbackOrder", "StepDecision", "TrainingStopped", "chain", "step_decision",
     "skip_if_non_finite", "skip_outliers", "clip_global_norm", "clip_value", "autoclip", "zclip", "agc",
     "escalate", "LEVELS", "adam_guard", "restore_mode", "safe", "auto", "get_policy", "POLICY_NAMES",
 ]

@@ -23,6 +23,7 @@ episode, so it is not touched at all.
 from __future__ import annotations
 
 import math
+import statistics
 from typing import NamedTuple
 
 import numpy as np
@@ -40,6 +41,10 @@ LEVELS = ("watch", "skip", "clip", "lr_backoff", "rollback", "stop")
 WATCH, SKIP, CLIP, BACKOFF, ROLLBACK, STOP = range(len(LEVELS))
 # Finding codes that name a troubled step better than our own signal does.
 _REASONS = ("non_finite", "divergence", "exploding_gradient", "loss_spike")
+
+
+def _median(xs) -> float:
+    return statistics.median(xs.tolist() if isinstance(xs, np.ndarray) else xs)  # 10x faster than np on ~32
 
 
 class EscalationState(NamedTuple):
@@ -79,8 +84,8 @@ def escalate(patience: int = 3, hold: int = 10, divergence_factor: float = 20.0,
             loss = stats.loss
             if loss is None or len(st.start_losses) < 3 or st.losses.count < 3:
                 return None
-            if not (loss > divergence_factor * float(np.median(values(st.losses)))
-                    and loss > float(np.median(st.start_losses))):
+            # the cheap test first: a healthy run's loss is soon below its start for good
+            if not (loss > _median(st.start_losses) and loss > divergence_factor * _median(values(st.losses))):
                 return None
             code = "divergence"
         named = [f.code for f in findings if f.code in _REASONS]
@@ -90,7 +95,7 @@ def escalate(patience: int = 3, hold: int = 10, divergence_factor: float = 20.0,
         plan = plan._replace(skip_non_finite=True, lr_scale=plan.lr_scale * st.lr.scale)
         if st.level == WATCH or st.norms.count == 0:
             return plan
-        baseline = float(np.median(values(st.norms)))
+        baseline = _median(values(st.norms))
         if st.level == SKIP:
             return plan._replace(skip_above=min(plan.skip_above, explode_factor * baseline))
         return plan._replace(clip_norm=min(plan.clip_norm, baseline))
@@ -98,7 +103,7 @@ def escalate(patience: int = 3, hold: int = 10, divergence_factor: float = 20.0,
     def escalate_once(step: int, plan: Plan, st: EscalationState) -> tuple[Plan, EscalationState]:
         reason = st.reason
         if st.level == SKIP:
-            baseline = float(np.median(values(st.norms))) if st.norms.count else math.inf
+            baseline = _median(values(st.norms)) if st.norms.count else math.inf
             action = Action("clip", step, reason, {"max_norm": baseline, "engaged": True}, {})
             return plan.log(action), st._replace(level=CLIP, level_since=step)
         if st.level == CLIP or (st.level == BACKOFF and st.backoffs < max_backoffs):

@@ -7,7 +7,8 @@ Adam moments, put modules back in train mode, stop) are carried out once, right 
 
 Each step the runner starts from ``Plan()`` (do nothing) and threads it through the policies of a
 :func:`chain`, as optax threads updates: each policy may only tighten what the ones before it ordered.
-A policy never mutates its state; it returns a new one.
+A policy never mutates its state; it returns a new one. Before the first step the runner primes the plan with
+:data:`NO_STEP` (a step -1 that measured nothing), so standing orders such as a fixed clip hold from step 0.
 
 >>> from trainguard.core.policies import skip_if_non_finite
 >>> from trainguard.core.stats import StepStats
@@ -25,9 +26,10 @@ from trainguard.core.actions import Action
 from trainguard.core.findings import Finding
 from trainguard.core.stats import StepStats
 
-__all__ = ["Plan", "RollbackOrder", "Policy", "chain", "step_decision", "StepDecision", "TrainingStopped"]
+__all__ = ["Plan", "RollbackOrder", "Policy", "chain", "step_decision", "StepDecision", "TrainingStopped", "NO_STEP"]
 
 INF = math.inf
+NO_STEP = StepStats(step=-1)  # what a policy sees once, before the first step, to give its first plan
 
 
 class TrainingStopped(RuntimeError):

@@ -1,0 +1,81 @@
+"""The two seed set-ups of the repair acceptance tests, trained for real (a second or two each on one core)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+import trainguard
+
+
+def make_regression(n: int = 1000, d: int = 20, informative: int = 10, noise: float = 0.1, seed: int = 1):
+    """Like sklearn's make_regression: targets on a scale of hundreds (std ~150)."""
+    rng = np.random.RandomState(seed)
+    x = rng.standard_normal((n, d))
+    coef = np.zeros(d)
+    coef[:informative] = 100 * rng.uniform(size=informative)
+    y = x @ coef + noise * rng.standard_normal(n)
+    return torch.tensor(x[:500], dtype=torch.float32), torch.tensor(y[:500], dtype=torch.float32).unsqueeze(1)
+
+
+def seed003(policy=None, epochs: int = 50, clip_by_hand: float | None = None, log=None, on_step=None):
+    """Seed 003: MLP 20 -> 25 (ReLU, he_uniform) -> 1, SGD lr 0.01 momentum 0.9, 500 samples, batch 32.
+    Returns (final training MSE, model, guard)."""
+    x, y = make_regression()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 25), nn.ReLU(), nn.Linear(25, 1))
+    nn.init.kaiming_uniform_(model[0].weight, nonlinearity="relu")
+    nn.init.zeros_(model[0].bias)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    guard = trainguard.Guard(model, opt, policy=policy, log=log) if policy else None
+    for _ in range(epochs):
+        perm = torch.randperm(500)
+        for i in range(0, 500, 32):
+            idx = perm[i:i + 32]
+            opt.zero_grad()
+            loss = nn.functional.mse_loss(model(x[idx]), y[idx])
+            loss.backward()
+            if clip_by_hand is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_by_hand)
+            if guard is not None:
+                guard.step(loss, batch_size=len(idx))
+                if on_step is not None:
+                    on_step(guard, model, opt)
+            else:
+                opt.step()
+    if guard is not None:
+        guard.close()
+    with torch.no_grad():
+        return nn.functional.mse_loss(model(x), y).item(), model, guard
+
+
+def seed001_experiment2(policy=None, epochs: int = 20, log=None):
+    """Seed 001, experiment 2: x = 100 points in [0, 4], y = x, inputs x + N(0, 0.1); Linear(1, 32) ->
+    Linear(32, 1), no activation; SGD lr 0.1; batch 20. Returns (final MSE, first non-finite step or None, guard)."""
+    rng = np.random.RandomState(0)
+    xs = np.linspace(0, 4, 100, dtype=np.float32)
+    inputs = torch.tensor(xs + rng.normal(0, 0.1, xs.shape).astype(np.float32)).unsqueeze(1)
+    targets = torch.tensor(xs).unsqueeze(1)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(1, 32), nn.Linear(32, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    guard = trainguard.Guard(model, opt, policy=policy, log=log) if policy else None
+    first_nan, step = None, 0
+    for _ in range(epochs):
+        perm = torch.randperm(100)
+        for i in range(0, 100, 20):
+            idx = perm[i:i + 20]
+            opt.zero_grad()
+            loss = nn.functional.mse_loss(model(inputs[idx]), targets[idx])
+            loss.backward()
+            if first_nan is None and not torch.isfinite(loss):
+                first_nan = step
+            if guard is not None:
+                guard.step(loss, batch_size=len(idx))
+            else:
+                opt.step()
+            step += 1
+    if guard is not None:
+        guard.close()
+    with torch.no_grad():
+        return nn.functional.mse_loss(model(inputs), targets).item(), first_nan, guard

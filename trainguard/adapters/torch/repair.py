@@ -1,0 +1,273 @@
+"""The torch executor of the repair policies: turns a :class:`~trainguard.core.policies.Plan` into changes to
+gradients, LRs, the optimizer, the model and its snapshots.
+
+``make_repairer(policy, guard)`` is called by the guard for any policy but ``"observe"``. Per step:
+
+- ``before_update``: skip (the optimizer is not stepped at all, so momentum and Adam moments stay untouched),
+  clip (``clip_grad_norm_``'s arithmetic, by value, unit-wise AGC), scale the LRs for this one optimizer step,
+  prepare the StableAdamW cap. On CPU the decision reads the step's norm (free there). On an accelerator it is
+  made on the device, with no host sync: the apply flag and the clip factor are tensors, and the guard hands
+  the flag to a fused optimizer as AMP's ``found_inf``.
+- after the optimizer step (a step post-hook): the LRs are put back exactly as they were, so a user's LR
+  scheduler, which reads and writes ``param_group['lr']``, never sees the back-off; the Adam update cap.
+- ``after_update``: the policy reads the step's statistics and findings; the one-shot orders are carried out
+  (snapshot, rollback, moment reset, modules back to train mode, stop); the actions are returned to the guard
+  for the run log once their effect has been measured (:class:`~trainguard.core.policies.effects.EffectTracker`).
+
+Stopping: when the policy gives up, ``stop_reason`` is set and the guard raises
+:class:`trainguard.TrainingStopped` with the diagnosis once the actions are logged.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import torch
+
+from trainguard.adapters.torch.snapshot import SnapshotStore, restore_snapshot, take_snapshot
+from trainguard.core.actions import Action
+from trainguard.core.findings import Finding
+from trainguard.core.policies import NO_STEP, Plan, Policy, get_policy, step_decision
+from trainguard.core.policies.effects import EffectTracker
+from trainguard.core.stats import StepStats
+
+__all__ = ["make_repairer", "TorchRepairer", "unitwise_clip_"]
+
+_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s
+
+
+def make_repairer(policy: str | Policy, guard: Any) -> TorchRepairer | None:
+    built = get_policy(policy)
+    return None if built is None else TorchRepairer(built, guard)
+
+
+def unitwise_clip_(params: list[torch.Tensor], grads: list[torch.Tensor], clipping: float,
+                   eps: float = 1e-3) -> None:
+    """AGC (Brock et al. 2021) in place: each unit's gradient norm to at most ``clipping * max(||W_unit||, eps)``."""
+    for p, g in zip(params, grads):
+        if p.ndim <= 1:
+            w_norm, g_norm = p.detach().abs(), g.abs()
+        else:
+            dims = tuple(range(1, p.ndim))
+            w_norm = torch.linalg.vector_norm(p.detach(), dim=dims, keepdim=True)
+            g_norm = torch.linalg.vector_norm(g, dim=dims, keepdim=True)
+        max_norm = clipping * w_norm.clamp_min(eps)
+        g.copy_(torch.where(g_norm > max_norm, g * (max_norm / g_norm.clamp_min(1e-6)), g))
+
+
+class TorchRepairer:
+    def __init__(self, policy: Policy, guard: Any, effect_window: int = 5):
+        self.policy = policy
+        self.state = policy.init()
+        self.guard = guard
+        self.plan = Plan()
+        self._error: Exception | None = None
+        try:  # the standing orders for step 0
+            plan, self.state = policy.update(NO_STEP, (), Plan(), self.state)
+            self.plan = plan._replace(actions=())
+        except Exception as e:  # noqa: BLE001 - raised at the first step, where the guard contains it
+            self._error = e
+        self.effects = EffectTracker(effect_window)
+        self.snapshots = SnapshotStore(keep=1) if "snapshots" in policy.needs else None
+        self.stop_reason: str | None = None
+        self._plans: dict[int, Plan] = {}  # plan in force at each step not yet observed
+        self._skip_left = 0  # batches still to skip after a rollback
+        self._skipped: list[int] = []  # steps skipped since the last rollback
+        self._rollback: Action | None = None
+        self._saved_lrs: list[Any] | None = None
+        self._adam_cap: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._hook = guard.optimizer.register_step_post_hook(self._after_optimizer_step)
+
+    # ------------------------------------------------------------ before the update
+    def before_update(self, ctx: Any) -> bool | torch.Tensor:
+        if self._error is not None:
+            raise self._error
+        self._restore_lrs()
+        self._adam_cap = []
+        if self.snapshots is not None and not self.snapshots.snapshots:
+            self.snapshots.add(take_snapshot(ctx.step, self.guard.model, self.guard.optimizer, self.guard.scheduler))
+        if self._skip_left > 0:
+            self._skip_left -= 1
+            self._skipped.append(ctx.step)
+            return False
+        plan = self.plan
+        self._plans[ctx.step] = plan
+        if not plan.acts_per_step:
+            return True
+        grads = [p.grad for p in ctx.params]
+        if ctx.grad_norm.device.type == "cpu":
+            decision = step_decision(plan, bool(ctx.finite), float(ctx.grad_norm), _EPS)
+            if not decision.apply:
+                return False
+            if decision.clip_coef < 1.0:
+                torch._foreach_mul_(grads, decision.clip_coef)
+            apply: bool | torch.Tensor = True
+        else:
+            apply = self._decide_on_device(plan, ctx, grads)
+        if plan.clip_value < math.inf:
+            torch.nn.utils.clip_grad_value_(ctx.params, plan.clip_value)
+        if plan.agc_clipping is not None:
+            unitwise_clip_(ctx.params, grads, plan.agc_clipping)
+        if plan.adam_update_cap is not None:
+            self._prepare_adam_cap(plan.adam_update_cap)
+        if plan.lr_scale != 1.0:
+            self._scale_lrs(plan.lr_scale)
+        return apply
+
+    @staticmethod
+    def _decide_on_device(plan: Plan, ctx: Any, grads: list[torch.Tensor]) -> torch.Tensor:
+        """The same decision as :func:`step_decision`, as tensors: no value leaves the device."""
+        norm, finite = ctx.grad_norm, ctx.finite
+        apply = finite.clone() if plan.skip_non_finite else torch.ones_like(finite)
+        if plan.skip_above < math.inf:
+            apply &= norm <= plan.skip_above
+        if plan.clip_norm < math.inf:
+            coef = torch.clamp(plan.clip_norm / (norm + _EPS), max=1.0)
+            torch._foreach_mul_(grads, torch.where(finite, coef, torch.ones_like(coef)))
+        return apply
+
+    def _scale_lrs(self, scale: float) -> None:
+        groups = self.guard.optimizer.param_groups
+        self._saved_lrs = [group["lr"] for group in groups]
+        for group in groups:
+            group["lr"] = group["lr"] * scale
+
+    def _restore_lrs(self) -> None:
+        if self._saved_lrs is not None:
+            for group, lr in zip(self.guard.optimizer.param_groups, self._saved_lrs):
+                group["lr"] = lr
+            self._saved_lrs = None
+
+    def _prepare_adam_cap(self, cap: float) -> None:
+        """StableAdamW (Wortsman et al. 2023): each tensor's update shrinks by ``min(1, cap / RMS)``, RMS of
+        ``g / sqrt(v_hat)`` with this step's second moment. The weights are copied so the cap can be applied
+        after the optimizer step."""
+        optimizer = self.guard.optimizer
+        for group in optimizer.param_groups:
+            betas, eps = group.get("betas"), float(group.get("eps", 1e-8))
+            if betas is None:
+                continue
+            beta2 = float(betas[1])
+            for p in group["params"]:
+                state = optimizer.state.get(p)
+                if p.grad is None or not state or "exp_avg_sq" not in state:
+                    continue
+                g = p.grad.detach().float()
+                t = float(state["step"]) + 1.0
+                v_hat = (beta2 * state["exp_avg_sq"].float() + (1 - beta2) * g * g) / (1 - beta2 ** t)
+                rms = torch.sqrt(torch.mean(g * g / torch.clamp(v_hat, min=eps * eps)))
+                factor = torch.clamp(cap / rms, max=1.0)
+                self._adam_cap.append((p, p.detach().clone(), factor))
+
+    def _after_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self._restore_lrs()
+        with torch.no_grad():
+            for p, before, factor in self._adam_cap:
+                capped = before + (p - before) * factor
+                p.copy_(torch.where(factor < 1.0, capped, p))
+        self._adam_cap = []
+
+    # ------------------------------------------------------------- after the update
+    def after_update(self, stats: StepStats, findings: tuple[Finding, ...]) -> list[Action]:
+        self._restore_lrs()
+        done: list[Action] = []
+        executed = self._executed(stats, findings)
+        plan, self.state = self.policy.update(stats, tuple(findings), Plan(), self.state)
+        done += self.effects.observe(stats)
+        for action in executed + list(plan.actions):
+            self.effects.add(action, stats)
+        self._carry_out(plan, stats)
+        if self._rollback is not None and self._skip_left == 0 and self._skipped and stats.step >= self._skipped[-1]:
+            self.effects.add(self._skipped_record(), None)
+        self.plan = plan._replace(snapshot=0, rollback=None, reset_moments=False, restore_modules=(), stop=None,
+                                  actions=())
+        if self.stop_reason is not None:
+            done += self.effects.flush()
+        return done
+
+    def _executed(self, stats: StepStats, findings: tuple[Finding, ...]) -> list[Action]:
+        """The skip or clip that the standing orders made of this step, as actions."""
+        plan = self._plans.pop(stats.step, None)
+        for old in [s for s in self._plans if s < stats.step]:
+            del self._plans[old]
+        if plan is None or not plan.acts_per_step:
+            return []
+        norm = stats.grad_norm if stats.grad_norm is not None else math.nan
+        decision = step_decision(plan, stats.loss_finite and stats.grads_finite, norm, _EPS)
+        reason = next((f.code for f in findings if f.code in ("non_finite", "exploding_gradient", "loss_spike")),
+                      decision.reason)
+        if not decision.apply:
+            return [Action("skip_step", stats.step, reason, {"grad_norm": norm, "skip_above": plan.skip_above,
+                                                             "why": decision.reason}, {})]
+        if decision.clip_coef < 1.0:
+            return [Action("clip", stats.step, "grad_outlier" if reason == "clip" else reason,
+                           {"max_norm": plan.clip_norm, "grad_norm": norm, "coef": decision.clip_coef}, {})]
+        return []
+
+    def _carry_out(self, plan: Plan, stats: StepStats) -> None:
+        guard = self.guard
+        if plan.snapshot and self.snapshots is not None:
+            self.snapshots.keep = plan.snapshot
+            self.snapshots.add(take_snapshot(guard.step_count, guard.model, guard.optimizer, guard.scheduler))
+        if plan.rollback is not None and self.snapshots is not None:
+            self._restore(plan, stats)
+        if plan.reset_moments:
+            for state in guard.optimizer.state.values():
+                for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+                    if isinstance(state.get(key), torch.Tensor):
+                        state[key].zero_()
+                if isinstance(state.get("step"), torch.Tensor):
+                    state["step"].zero_()
+                elif "step" in state:
+                    state["step"] = 0
+        if plan.adam_eps is not None:
+            for group in guard.optimizer.param_groups:
+                if "eps" in group and group["eps"] < plan.adam_eps:
+                    group["eps"] = plan.adam_eps
+        for name in plan.restore_modules:
+            guard.model.get_submodule(name).train(True)
+        for action in plan.actions:
+            if action.kind == "restore_mode":
+                modules = ", ".join(action.params["modules"])
+                what = "put back in train mode" if action.params["restored"] else "left as they are"
+                warnings.warn(f"trainguard: modules in eval mode while training at step {action.step}: {modules} "
+                              f"({what}); call model.train() before training", UserWarning, stacklevel=4)
+        if plan.stop is not None:
+            self.stop_reason = plan.stop
+
+    def _restore(self, plan: Plan, stats: StepStats) -> None:
+        order = plan.rollback
+        candidates = [s for s in self.snapshots.snapshots if s.label <= order.label]
+        if not candidates:
+            self.stop_reason = f"rollback ordered at step {stats.step} but no snapshot at or before {order.label}"
+            return
+        snap = candidates[-1]
+        restore_snapshot(snap, self.guard.model, self.guard.optimizer, self.guard.scheduler)
+        self.snapshots.forget_after(snap.label)
+        self._skip_left = order.skip_batches
+        self._skipped = []
+        self._rollback = next((a for a in plan.actions if a.kind == "rollback"), None)
+
+    def _skipped_record(self) -> Action:
+        rollback, steps = self._rollback, self._skipped
+        self._rollback, self._skipped = None, []
+        return Action("skip_batches", steps[0], "rollback",
+                      {"steps": steps, "count": len(steps), "after_rollback_at": rollback.step if rollback else None},
+                      {})
+
+    # ----------------------------------------------------------------------- close
+    def close(self) -> None:
+        self._restore_lrs()
+        self._hook.remove()
+        pending = self.effects.flush()
+        if self._skipped:
+            pending.append(self._skipped_record())
+        log = getattr(self.guard, "log", None)
+        self.guard.actions.extend(pending)
+        if log is not None and not log.closed:
+            for action in pending:
+                log.action(action)
+            if self.snapshots is not None:
+                log.event("snapshots", self.guard.step_count, held=len(self.snapshots.snapshots),
+                          bytes_held=self.snapshots.nbytes, bytes_peak=self.snapshots.peak_nbytes)
