@@ -44,7 +44,7 @@ DIFF_CAUSES: dict[str, str] = {
 # A loss ratio within this of the batch size (or of a gradient-norm ratio) is taken as that factor. float32
 # sums and means of the same terms agree to ~1e-6; a coincidence within 1e-3 is unlikely.
 _RATIO_TOLERANCE = 1e-3
-# Rounding drift: the runs first differ by at most this (float32 rounding, ~64 ulps) and the difference grows
+# Rounding drift: the runs first differ by at most this (float32 rounding, ~80 ulps) and the difference grows
 # by less than _DRIFT_JUMP per step until it crosses the tolerance. A real change jumps: from bit-identical, or
 # by orders of magnitude in one step.
 _ROUNDING = 1e-5
@@ -130,10 +130,10 @@ def _doc(code: str) -> str:
 
 
 def _inference_mode(run: str, names: list[str], step: int, how: str) -> Cause:
-    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    shown = ", ".join(f"'{name}'" for name in names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
     other = "A" if run == "B" else "B"
-    return _cause("bn_inference_mode", f"in run {run}, {shown} {how} from step {step} while run {other} "
-                  f"trained them: the model ran in inference mode during training",
+    return _cause("bn_inference_mode", f"in run {run}, {shown} {how} from step {step} while in run {other} they "
+                  f"trained: the model ran in inference mode during training",
                   {"run": run, "where": names})
 
 

@@ -31,7 +31,7 @@ def print_diff(result: DiffResult, console: Console | None = None) -> None:
         console.print(f"[bold green]AGREE[/bold green]: every recorded quantity is within tolerance on all "
                       f"{len(steps)} compared steps")
     else:
-        where = f" in [bold]{escape(first.where)}[/bold]" if first.where else ""
+        where = f" in [bold]'{escape(first.where)}'[/bold]" if first.where else ""
         console.print(f"[bold red]PART[/bold red] at step [bold]{first.step}[/bold]: "
                       f"{_CATEGORY_LABEL[first.category]} ({first.quantity}){where} differs first")
         cause = result.cause
