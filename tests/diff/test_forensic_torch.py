@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from trainguard.adapters.torch.forensic import batch_fingerprint, buffer_stats, running_stat_buffers  # noqa: E402
-from trainguard.diff.fingerprint import FINGERPRINT_SAMPLE, flat_sample  # noqa: E402
+from trainguard.diff.fingerprint import FINGERPRINT_SAMPLE, fingerprint_arrays, flat_sample  # noqa: E402
 from trainguard.diff.fingerprint import batch_fingerprint as hash_parts  # noqa: E402
 
 
@@ -39,8 +39,12 @@ def test_fingerprint_reads_nested_inputs_and_half_precision():
 def test_torch_and_numpy_sample_hash_alike():
     """Adapters share one hash: the same data sampled from a tensor or a numpy array fingerprints the same."""
     x = np.linspace(0, 1, 10_000, dtype=np.float32).reshape(100, 100)
-    from_numpy = hash_parts([(x.shape, flat_sample(x.reshape(-1)))])
-    assert from_numpy == batch_fingerprint(torch.from_numpy(x))
+    labels = np.arange(100) % 7
+    from_numpy = hash_parts([(x.shape, flat_sample(x.reshape(-1))), (labels.shape, labels)])
+    assert from_numpy == batch_fingerprint(torch.from_numpy(x), torch.from_numpy(labels))
+    # A pipeline that delivers float64 inputs and int32 labels feeds the same data.
+    assert from_numpy == fingerprint_arrays([x.astype(np.float64), labels.astype(np.int32)])
+    assert from_numpy != fingerprint_arrays([x * 2, labels])
 
 
 def test_buffer_stats_move_in_training_mode_only():

@@ -7,8 +7,10 @@ or preprocessing gives different ones, so ``trainguard diff`` can tell "same dat
 which costs one small gather and transfer per step, whatever the batch size.
 
 Adapters flatten each tensor, pick :func:`flat_sample` on their device, bring the sample to the host as a numpy
-array and call :func:`batch_fingerprint`; torch and Keras share this one definition, so equal data hashes
-equal in both.
+array and call :func:`batch_fingerprint` (or hand whole host arrays to :func:`fingerprint_arrays`); torch and
+Keras share this one definition, so equal data hashes equal in both. Values are hashed as float32 (floating
+types) or int64 (integers, booleans): the fingerprint says "same data", whatever dtype a pipeline delivered it
+in (``model.fit`` converts float64 targets to float32, a hand-written loop may not).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["FINGERPRINT_SAMPLE", "flat_sample", "batch_fingerprint"]
+__all__ = ["FINGERPRINT_SAMPLE", "flat_sample", "batch_fingerprint", "fingerprint_arrays"]
 
 FINGERPRINT_SAMPLE = 4096
 
@@ -34,8 +36,21 @@ def batch_fingerprint(parts: Iterable[tuple[Sequence[int], np.ndarray]]) -> str 
     digest = hashlib.blake2b(digest_size=8)
     count = 0
     for shape, sample in parts:
-        values = np.ascontiguousarray(sample)
-        digest.update(repr((tuple(int(d) for d in shape), values.dtype.str)).encode())
+        values = np.asarray(sample)
+        kind = "f" if values.dtype.kind in "fc" else "i"
+        if values.dtype.kind == "c":
+            values = np.stack([values.real, values.imag], axis=-1)
+        values = np.ascontiguousarray(values, dtype=np.float32 if kind == "f" else np.int64)
+        digest.update(repr((tuple(int(d) for d in shape), kind)).encode())
         digest.update(values.tobytes())
         count += 1
     return digest.hexdigest() if count else None
+
+
+def fingerprint_arrays(arrays: Iterable[Any]) -> str | None:
+    """:func:`batch_fingerprint` of whole host arrays (anything ``np.asarray`` reads), in the given order."""
+    parts = []
+    for array in arrays:
+        values = np.asarray(array)
+        parts.append((values.shape, flat_sample(values.reshape(-1))))
+    return batch_fingerprint(parts)
