@@ -21,6 +21,7 @@ from typing import Any, Callable
 import keras
 import numpy as np
 
+from trainguard.adapters.keras.collect import to_numpy
 from trainguard.adapters.keras.modes import all_layers, wrap_call
 from trainguard.core.stats import ActivationStats
 
@@ -42,7 +43,7 @@ def activation_kind(layer: Any) -> str | None:
 
 def _summary(kind: str, output: Any) -> tuple[float | None, float | None, float]:
     """``(dead fraction, saturated fraction, output std)``."""
-    out = np.asarray(keras.ops.convert_to_numpy(output), dtype=np.float64)
+    out = to_numpy(output).astype(np.float64)
     std = float(out.std()) if out.size else math.nan
     dead = saturated = None
     if kind == "relu" and out.size:

@@ -18,6 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from trainguard.adapters.keras import collect
 from trainguard.adapters.keras.optimizer import GuardedOptimizer, StepRecord
 from trainguard.adapters.keras.session import KerasSession
 from trainguard.core.detector import Detector
@@ -208,7 +209,7 @@ class Guard(keras.callbacks.Callback):
         def value(var):
             if values is not None:
                 return np.asarray(values[wrapper.own_index(var)])
-            return np.asarray(keras.ops.convert_to_numpy(var))
+            return collect.to_numpy(var)
 
         loss = value(wrapper.tg_loss) if getattr(self, "_jax_loss_captured", False) else None
         return StepRecord(loss=loss, grad_norms=value(wrapper.tg_grad_norms), skipped=value(wrapper.tg_skipped) > 0.5,
@@ -230,7 +231,7 @@ class Guard(keras.callbacks.Callback):
                 group, i = where[id(variable)]
                 if state.get(group) is not None:
                     return np.asarray(state[group][i])
-            return np.asarray(keras.ops.convert_to_numpy(variable))
+            return collect.to_numpy(variable)
 
         return read
 

@@ -203,6 +203,8 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             with keras.name_scope(self.name, caller=self):
                 self.build(trainable_variables if trainable_variables is not None else [])
             self.built = True
+        if self.host.session is None and self.host.session_args is not None:
+            self._run_session(None, drain=False)  # its standing orders hold from this first update on
         grads = list(grads)
         variables = list(trainable_variables) if trainable_variables is not None else self._trainable_variables
         host = self.host
