@@ -46,10 +46,34 @@ def diagnose_series(series: RunSeries) -> list[DoctorFinding]:
     """Every finding for one run, ordered by step then severity (worst first)."""
     found = analyse_series(series)
     own_codes = {f.code for f in found}
-    found.extend(adopt(replay(series), "streaming detectors"))
+    found.extend(corroborate(adopt(replay(series), "streaming detectors"), found, series))
     # What the live guard logged and the doctor did not find itself (it may have repaired it in time).
     found.extend(f for f in adopt_logged(series) if f.code not in own_codes)
     return sorted(found, key=lambda f: (f.step, -int(f.severity)))
+
+
+# A streaming finding is corroborated by a whole-series finding of one of these codes near its step.
+_CORROBORATED_BY = {"exploding_gradient": {"non_finite", "divergence", "loss_spike", "periodic_spike", "oscillation"},
+                    "vanishing_gradient": {"plateau"}}
+
+
+def corroborate(streamed: list[DoctorFinding], own: list[DoctorFinding], series: RunSeries) -> list[DoctorFinding]:
+    """With the whole run in view, a streaming warning that the loss never felt (an online detector's best
+    guess at that step) is demoted to information; one that a whole-series finding backs up keeps its
+    severity. A plateau backs up vanishing gradients wherever it starts."""
+    span = float(series.step[-1] - series.step[0]) if len(series) else 0.0
+    near = max(10.0, 0.02 * span)
+    serious = [f for f in own if f.severity >= Severity.WARNING]
+    out = []
+    for f in streamed:
+        codes = _CORROBORATED_BY.get(f.code, set())
+        backed = any(o.code in codes and (o.code == "plateau" or abs(o.step - f.step) <= near) for o in serious)
+        if f.severity >= Severity.WARNING and not backed:
+            f = f._replace(severity=Severity.INFO,
+                           evidence={**f.evidence, "hindsight": "the loss did not suffer: no whole-run finding "
+                                                                "near this step"})
+        out.append(f)
+    return out
 
 
 def adopt_logged(series: RunSeries) -> list[DoctorFinding]:
@@ -72,6 +96,9 @@ def diagnose_file(path: Path, overrides: dict[str, str | None] | None = None,
     except ReadError as e:
         message = str(e)
         return RunDiagnosis(path, error=message if message.startswith(str(path)) else f"{path}: {message}")
+    except Exception as e:  # as below: a reader bug costs this file only
+        return RunDiagnosis(path, error=f"{path}: trainguard could not analyse this log while reading it "
+                                        f"({type(e).__name__}: {e}); please report it")
     try:
         return RunDiagnosis(path, series, analyse(series))
     except Exception as e:  # a bug of ours must cost one file, not the whole report, and never a traceback

@@ -41,7 +41,8 @@ def _run(result: RunDiagnosis) -> str:
     out = [paragraph(f"{series.format}, {len(series)} steps; columns: "
                      + ", ".join(f"{k}={v}" for k, v in series.columns.items()), css_class="note")]
     if result.findings:
-        rows = [[badge(f.severity.name.lower(), SEVERITY_COLOURS[f.severity.name.lower()]), escape(str(json_step(f.step))),
+        rows = [[badge(f.severity.name.lower(), SEVERITY_COLOURS[f.severity.name.lower()]),
+                 escape(str(json_step(f.step))),
                  escape(f.code), escape(f.cause), escape(f.message), escape(f.fix),
                  details("evidence", f"<pre>{escape(json.dumps(f.evidence, indent=1, default=str))}</pre>")]
                 for f in result.findings]

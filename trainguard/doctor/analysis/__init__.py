@@ -2,6 +2,8 @@
 :class:`~trainguard.doctor.analysis.signals.Signals` returning doctor findings."""
 from __future__ import annotations
 
+import numpy as np
+
 from trainguard.doctor.analysis.divergence import analyse_divergence
 from trainguard.doctor.analysis.loss_spike import analyse_loss_spike
 from trainguard.doctor.analysis.non_finite import analyse_non_finite
@@ -21,9 +23,11 @@ ANALYSES = (analyse_parse, analyse_non_finite, analyse_divergence, analyse_perio
 
 
 def analyse_series(series: RunSeries) -> list[DoctorFinding]:
-    sig = Signals(series)
     found: list[DoctorFinding] = []
-    for analysis in ANALYSES:
-        if sig.n or analysis in (analyse_parse, analyse_non_finite):
-            found.extend(analysis(sig))
+    # Logs hold extreme values (1e38, inf); numpy's overflow warnings would only clutter the report.
+    with np.errstate(all="ignore"):
+        sig = Signals(series)
+        for analysis in ANALYSES:
+            if sig.n or analysis in (analyse_parse, analyse_non_finite):
+                found.extend(analysis(sig))
     return found

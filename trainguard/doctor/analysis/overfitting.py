@@ -1,9 +1,9 @@
 """``overfitting``: the evaluation loss rises for several evaluations while the training loss keeps falling.
 
 Rule (the validation-loss rule of early stopping, Prechelt 1998, "Early stopping - but when?"): at least 5
-evaluations; after the best one, at least 3 more; the last evaluations (median of the last 3) at least 10% above
-the best at the last evaluation (and 3% in the median of the last three) and rising in most evaluations since; the training loss lower at the last evaluation than at the best one.
-An evaluation loss that flattens or wobbles within 10% is healthy and not reported.
+evaluations; after the best one, at least 3 more; the last evaluation at least 10% above the best (and the median of
+the last three at least 3% above it); rising in most evaluations since the best; the training loss lower at the last
+evaluation than at the best one. An evaluation loss that flattens or wobbles within 10% is healthy and not reported.
 """
 from __future__ import annotations
 

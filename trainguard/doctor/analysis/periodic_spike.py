@@ -1,12 +1,12 @@
 """``periodic_spike``: loss spikes that recur with a fixed period, related to the steps per epoch.
 
-Rule: fold the spike steps by a candidate period (the steps per epoch from an epoch column, else the median
-spacing of the spikes) and keep the spikes whose phase is within 3% of their circular mean phase; the pattern
-holds when at least 3 spikes (4 without an epoch column), covering at least half the cycles of the run, share that phase. Spikes at epoch
-ends point at the last, smaller batch weighing more (a summed loss, or a per-batch mean over few samples); at a
-fixed place inside the epoch they point at one bad batch met every epoch (data not shuffled). This is the
-pattern behind "Why does my training loss have regular spikes?" (Stack Overflow 2018, spikes every 1390 steps =
-one epoch).
+Rule: fold the spike steps by a candidate period (the steps per epoch from an epoch column, else the median spacing
+of the spikes) and keep the spikes whose phase is within 3% of their circular mean phase; the pattern holds when at
+least 3 spikes (4 without an epoch column), covering at least half the cycles of the run (or, with an epoch column,
+a third of them when most spikes are on the pattern), share that phase. Spikes at epoch ends point at the last,
+smaller batch (a summed loss, a mean over few samples, BatchNorm statistics of a tiny batch); at a fixed place
+inside the epoch they point at one bad batch met every epoch (data not shuffled). This is the pattern behind "Why
+does my training loss have regular spikes?" (Stack Overflow 2018, spikes every 1390 steps = one epoch).
 """
 from __future__ import annotations
 
@@ -60,9 +60,16 @@ def _find_period(sig: Signals) -> Period | None:
         tolerance = max(_PHASE_TOLERANCE, 1.5 * sampling / period)
         on = distance <= tolerance
         cycles = span / period
-        # Three spikes can line up by chance on their own median spacing; a period given by the epochs cannot.
-        needed = 3 if source == "epoch column" else 4
-        if on.sum() >= needed and on.sum() >= 0.5 * np.floor(cycles):
+        # Three spikes can line up by chance on their own median spacing; a period given by the epochs cannot,
+        # so there three suffice, and when most spikes sit on that phase they may skip some epochs (a small
+        # last batch is as often far below the trend as far above it).
+        count = int(on.sum())
+        if source == "epoch column":
+            enough = count >= 3 and (count >= 0.5 * np.floor(cycles) or
+                                     (count >= 0.3 * np.floor(cycles) and count >= 0.6 * len(peaks)))
+        else:
+            enough = count >= 4 and count >= 0.5 * np.floor(cycles)
+        if enough:
             return Period(period, source, peaks[on], mean_phase)
     return None
 
