@@ -60,7 +60,13 @@ def divergence(factor: float = 10.0, patience: int = 3, rise_factor: float = 2.0
             return (), state
         start = loss if math.isnan(state.start) else state.start
         best = state.best
-        ema = state.ema + alpha * (loss - state.ema)
+        # A loss above twice the average enters the average as twice the average, so a lone spike barely moves it
+        # (a Huber-style robust EMA); a real rise still doubles it in about one half-life.
+        if state.ema_weight > 0 and loss > 2.0 * abs(state.ema / state.ema_weight):
+            loss_in = 2.0 * abs(state.ema / state.ema_weight)
+        else:
+            loss_in = loss
+        ema = state.ema + alpha * (loss_in - state.ema)
         ema_weight = state.ema_weight + alpha * (1.0 - state.ema_weight)
         smooth = ema / ema_weight
         far_steps = rising_steps = 0

@@ -7,7 +7,8 @@ with a ``halflife`` of 50 steps, and it is compared with its own value ``window`
 the minimum of a noisy series is a lucky low that a healthy but noisy run may take long to beat.
 
 What a plateau means depends on how far the run got, measured against the starting loss (the mean of the first
-``start_steps`` (20) finite losses; the window starts after them):
+``start_steps`` (20) finite losses). The first window starts after them and one half-life, so a run stuck from
+the start is reported after ~250 steps; a plateau reached later takes the window plus the EMA's settling time.
 
 * smoothed loss >= ``1 - stuck_progress`` (90%) of the start: stuck from the start — WARNING (a learning
   rate far too low, vanishing gradients, a loss that cannot see the targets);
@@ -27,7 +28,7 @@ Non-finite losses are skipped.
 ...     if found:
 ...         break
 >>> found[0].step, found[0].severity.name
-(219, 'WARNING')
+(250, 'WARNING')
 """
 from __future__ import annotations
 
@@ -69,11 +70,19 @@ def plateau(window: int = 200, min_improvement: float = 0.01, halflife: float = 
         start_sum, start_count = state.start_sum, state.start_count
         if start_count < start_steps:
             start_sum, start_count = start_sum + loss, start_count + 1
-        ema = state.ema + alpha * (loss - state.ema)
+        # A loss above twice the average enters the average as twice the average, so a lone spike barely moves it
+        # (a Huber-style robust EMA); a real rise still doubles it in about one half-life.
+        if state.ema_weight > 0 and loss > 2.0 * abs(state.ema / state.ema_weight):
+            loss_in = 2.0 * abs(state.ema / state.ema_weight)
+        else:
+            loss_in = loss
+        ema = state.ema + alpha * (loss_in - state.ema)
         ema_weight = state.ema_weight + alpha * (1.0 - state.ema_weight)
         smooth = ema / ema_weight
         history = state.history
-        if start_count >= start_steps and (not history or step - history[-1][0] >= every):
+        # Checkpoints start once the start is known and the EMA has a half-life of data, so that both ends of a
+        # comparison lag the loss alike.
+        if start_count >= start_steps and ema_weight >= 0.5 and (not history or step - history[-1][0] >= every):
             history = (history + ((step, smooth),))[-(CHECKPOINTS + 2):]
         reference = _reference(history, step - window)
         start = start_sum / start_count

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import numpy as np
+
+from _seed003 import seed003_stream
+from trainguard.core.detectors import divergence
+from trainguard.core.findings import Severity
+from trainguard.core.stats import StepStats
+
+
+def run(detector, losses):
+    state = detector.init()
+    found = []
+    for step, loss in enumerate(losses):
+        f, state = detector.update(StepStats(step=step, loss=float(loss)), state)
+        found.extend(f)
+    return found
+
+
+def decaying(n, start=2.0, end=0.2, noise=0.1, seed=0):
+    clean = start * (end / start) ** (np.arange(n) / (n - 1))
+    return clean * (1.0 + noise * np.random.default_rng(seed).uniform(-1.0, 1.0, n))
+
+
+def test_docstring_example():
+    module = importlib.import_module("trainguard.core.detectors.divergence")
+    assert doctest.testmod(module).failed == 0
+
+
+def test_a_blow_up_far_above_the_best_and_the_start_is_an_error_after_three_steps():
+    losses = np.concatenate([decaying(300), [0.5, 1.5, 5.0, 30.0, 100.0, 300.0]])
+    found = run(divergence(), losses)
+    assert len(found) == 1
+    finding = found[0]
+    # Steps 302 (5.0), 303 and 304 are above 10x the best (~0.23) and above the start (~2).
+    assert (finding.step, finding.severity, finding.evidence["rule"]) == (304, Severity.ERROR, "diverged")
+    assert finding.evidence["ratio_to_best"] > 10
+    assert finding.where is None
+
+
+def test_a_loss_creeping_back_up_is_a_warning_then_an_error():
+    rise = np.geomspace(0.2, 40.0, 200)  # gives back its progress over 200 steps, then keeps going
+    found = run(divergence(), np.concatenate([decaying(300), rise]))
+    assert [f.severity for f in found] == [Severity.WARNING, Severity.ERROR]
+    warning, error = found
+    assert warning.evidence["rule"] == "rising" and warning.evidence["progress_given_back"] >= 0.25
+    assert error.evidence["loss"] > 10 * error.evidence["best_smoothed_loss"]
+    assert error.evidence["loss"] > error.evidence["start_loss"]
+
+
+def test_a_converged_run_wobbling_near_zero_is_not_diverging():
+    # 2.3 -> 0.001, then the loss triples: 0.1% of the progress given back.
+    losses = np.concatenate([np.geomspace(2.3, 0.001, 500), decaying(300, 0.001, 0.004, noise=0.5)])
+    assert run(divergence(), losses) == []
+
+
+def test_single_step_blow_ups_are_not_divergence():
+    losses = decaying(300)
+    losses[[100, 200, 201]] = 50.0  # spikes: loss_spike's findings, not a divergence
+    assert run(divergence(), losses) == []
+
+
+def test_negative_losses_are_not_judged():
+    assert run(divergence(), np.concatenate([np.linspace(-1.0, -5.0, 100), np.linspace(-5.0, 50.0, 100)])) == []
+
+
+def test_non_finite_losses_are_skipped():
+    losses = decaying(300)
+    losses[100:103] = [np.nan, np.inf, -np.inf]
+    assert run(divergence(), losses) == []
+
+
+def test_seed003_diverges_at_step_6_before_the_nan():
+    detector, state = divergence(), divergence().init()
+    found = []
+    for stats in seed003_stream("exploding"):
+        f, state = detector.update(stats, state)
+        found.extend(f)
+    assert [(f.step, f.severity) for f in found] == [(6, Severity.ERROR)]
+
+
+def test_seed003_healthy_twin_does_not_diverge():
+    detector, state = divergence(), divergence().init()
+    for stats in seed003_stream("healthy"):
+        found, state = detector.update(stats, state)
+        assert found == ()
