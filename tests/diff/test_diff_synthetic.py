@@ -155,3 +155,41 @@ def test_diff_imports_no_framework():
             "bad = [m for m in ('torch', 'keras', 'jax', 'tensorflow') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+KERAS_A = ("sequential/dense/kernel", "sequential/dense/bias", "sequential/dense_1/kernel", "sequential/dense_1/bias")
+KERAS_B = ("sequential_1/dense_2/kernel", "sequential_1/dense_2/bias", "sequential_1/dense_3/kernel",
+           "sequential_1/dense_3/bias")
+
+
+def _named(names):
+    def edit(stats):
+        layers = tuple(replace(layer, name=name) for layer, name in zip(stats.layers, names))
+        return replace(stats, layers=layers, buffers=(), eval_mode_modules=None)
+    return edit
+
+
+def test_keras_numbering_of_a_model_built_twice_is_matched_by_position(tmp_path):
+    a = write_run(tmp_path / "a.jsonl", parameters=KERAS_A, edit=_named(KERAS_A))
+    b = write_run(tmp_path / "b.jsonl", parameters=KERAS_B, edit=_named(KERAS_B))
+    result = diff(a, b)
+    assert result.verdict == "agree" and any("automatic numbering" in note for note in result.notes)
+    late = write_run(tmp_path / "c.jsonl", parameters=KERAS_B,
+                     edit=lambda s: scaled_layers(_named(KERAS_B)(s), 2.0) if s.step >= 2 else _named(KERAS_B)(s))
+    parted = diff(a, late)
+    assert parted.first_divergence.where == "sequential/dense/kernel"  # reported under A's name
+
+
+@pytest.mark.parametrize("names_b", [
+    ("sequential_1/dense_2/kernel", "sequential_1/dense_2/bias", "sequential_1/dense_2/kernel",
+     "sequential_1/dense_3/bias"),  # one B layer would stand for two A layers
+    ("sequential_1/conv_2/kernel", "sequential_1/conv_2/bias", "sequential_1/dense_3/kernel",
+     "sequential_1/dense_3/bias"),  # another layer type
+])
+def test_names_that_are_not_a_renumbering_are_different_models(tmp_path, names_b):
+    from trainguard.diff import DiffInputError
+
+    a = write_run(tmp_path / "a.jsonl", parameters=KERAS_A, edit=_named(KERAS_A))
+    b = write_run(tmp_path / "b.jsonl", parameters=names_b, edit=_named(names_b))
+    with pytest.raises(DiffInputError, match="different models"):
+        diff(a, b)

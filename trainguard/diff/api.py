@@ -8,6 +8,7 @@ from trainguard.core.stats import StepStats
 from trainguard.diff.causes import CauseContext, agreement, name_cause
 from trainguard.diff.compare import DEFAULT_RTOL, ForwardOrder, StepComparison, compare_step
 from trainguard.diff.load import DiffInputError, check_pair, load_run
+from trainguard.diff.names import rename_step
 from trainguard.diff.result import CATEGORIES, DiffResult, Difference, RunInfo
 from trainguard.io.runlog import RunLog
 
@@ -30,8 +31,9 @@ def diff(a: RunSource, b: RunSource, *, rtol: float = DEFAULT_RTOL) -> DiffResul
     if not (isinstance(rtol, (int, float)) and math.isfinite(rtol) and rtol >= 0):
         raise DiffInputError(f"rtol must be a finite number >= 0, got {rtol!r}")
     log_a, log_b = load_run(a, "A"), load_run(b, "B")
-    parameters = check_pair(log_a, log_b)
-    steps_a, steps_b = _by_step(log_a.steps), _by_step(log_b.steps)
+    parameters, renamed = check_pair(log_a, log_b)
+    steps_a = _by_step(log_a.steps)
+    steps_b = _by_step([rename_step(s, renamed) for s in log_b.steps])
     compared = sorted(steps_a.keys() & steps_b.keys())
     order = ForwardOrder(parameters)
     comparisons = [compare_step(steps_a[s], steps_b[s], order, rtol) for s in compared]
@@ -61,7 +63,7 @@ def diff(a: RunSource, b: RunSource, *, rtol: float = DEFAULT_RTOL) -> DiffResul
         layers=tuple((row, _first_step(comparisons, row)) for row in rows),
         heatmap=tuple(tuple(c.row_max.get(row, math.nan) for c in comparisons) for row in rows),
         curves={"a": _curves(log_a), "b": _curves(log_b)},
-        notes=tuple(_notes(log_a, log_b, steps_a, steps_b, compared, fingerprints)),
+        notes=tuple(_notes(log_a, log_b, steps_a, steps_b, compared, fingerprints, renamed)),
     )
 
 
@@ -99,8 +101,12 @@ def _curves(log: RunLog) -> dict[str, tuple[float | None, ...]]:
 
 
 def _notes(log_a: RunLog, log_b: RunLog, steps_a: dict[int, StepStats], steps_b: dict[int, StepStats],
-           compared: list[int], fingerprints: bool) -> list[str]:
+           compared: list[int], fingerprints: bool, renamed: dict[str, str]) -> list[str]:
     notes = []
+    if renamed:
+        shown = ", ".join(f"{b} -> {a}" for b, a in list(renamed.items())[:3])
+        notes.append(f"B's names differ from A's by automatic numbering only ({shown}); B is reported under A's "
+                     f"names")
     only_a, only_b = len(steps_a.keys() - steps_b.keys()), len(steps_b.keys() - steps_a.keys())
     if only_a or only_b:
         notes.append(f"steps recorded in one run only are not compared: {only_a} in A, {only_b} in B")

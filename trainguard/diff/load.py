@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 
+from trainguard.diff.names import component_map
 from trainguard.io.runlog import RunLog, RunLogError, read_runlog
 
 __all__ = ["DiffInputError", "load_run", "check_pair", "parameter_names", "module_of"]
@@ -46,14 +47,15 @@ def parameter_names(log: RunLog) -> tuple[str, ...]:
     return ()
 
 
-def check_pair(a: RunLog, b: RunLog) -> tuple[str, ...]:
-    """The shared parameter list, after checking that both runs trained the same model and carry per-layer
-    statistics on at least one common step."""
+def check_pair(a: RunLog, b: RunLog) -> tuple[tuple[str, ...], dict[str, str]]:
+    """A's parameter list and the map from B's name components to A's (empty when the names are equal), after
+    checking that both runs trained the same model and carry per-layer statistics on a common step."""
     names_a, names_b = parameter_names(a), parameter_names(b)
     if not names_a or not names_b:
         label, log = ("A", a) if not names_a else ("B", b)
         raise DiffInputError(f"run {label}: {log.path}: no per-layer statistics; {_FORENSIC_HINT}")
-    if names_a != names_b:
+    mapping = component_map(names_a, names_b)
+    if mapping is None:
         raise DiffInputError(f"the runs trained different models: {_first_mismatch(names_a, names_b)}")
     steps_a = {s.step for s in a.steps}
     common = steps_a & {s.step for s in b.steps}
@@ -68,7 +70,7 @@ def check_pair(a: RunLog, b: RunLog) -> tuple[str, ...]:
     if not layered_a & layered_b & common:
         raise DiffInputError(f"the runs carry per-layer statistics on no common step "
                              f"(A: {_span(layered_a)}, B: {_span(layered_b)}); {_FORENSIC_HINT}")
-    return names_a
+    return names_a, mapping
 
 
 def module_of(name: str) -> str:
