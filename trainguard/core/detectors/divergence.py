@@ -12,8 +12,10 @@ Two rules on positive losses (a loss that can go negative has no scale to be "fa
   has tripled but given back 0.1% of its progress.
 
 The smoothed loss is a bias-corrected exponential moving average (as Adam's moments) with a ``halflife`` of 10
-steps; its lowest value is the "best". One finding per episode, one more on escalation from WARNING to ERROR;
-re-arms after ``rearm_after`` (50) steps on which neither rule holds. Non-finite losses are skipped (``non_finite`` reports them).
+steps, fed with the loss capped at twice the current average so that a lone spike barely moves it; its lowest
+value is the "best". One finding per episode, one more on escalation from WARNING to ERROR; re-arms after
+``rearm_after`` (50) steps on which neither rule holds. Non-finite losses are skipped (``non_finite`` reports
+them).
 
 >>> from trainguard.core.stats import StepStats
 >>> det = divergence()
@@ -30,7 +32,8 @@ import math
 from typing import NamedTuple
 
 from trainguard.core.detector import ARMED, Detector, Episode, episode_update
-from trainguard.core.detectors._layers import finite
+from trainguard.core.detectors._read import finite
+from trainguard.core.detectors._smooth import robust_ema
 from trainguard.core.findings import Finding, Severity
 from trainguard.core.stats import StepStats
 
@@ -60,14 +63,7 @@ def divergence(factor: float = 10.0, patience: int = 3, rise_factor: float = 2.0
             return (), state
         start = loss if math.isnan(state.start) else state.start
         best = state.best
-        # A loss above twice the average enters the average as twice the average, so a lone spike barely moves it
-        # (a Huber-style robust EMA); a real rise still doubles it in about one half-life.
-        if state.ema_weight > 0 and loss > 2.0 * abs(state.ema / state.ema_weight):
-            loss_in = 2.0 * abs(state.ema / state.ema_weight)
-        else:
-            loss_in = loss
-        ema = state.ema + alpha * (loss_in - state.ema)
-        ema_weight = state.ema_weight + alpha * (1.0 - state.ema_weight)
+        ema, ema_weight = robust_ema(state.ema, state.ema_weight, loss, alpha)
         smooth = ema / ema_weight
         far_steps = rising_steps = 0
         if 0 < best < math.inf:

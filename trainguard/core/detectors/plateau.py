@@ -3,7 +3,8 @@
 Rule (Keras ``ReduceLROnPlateau`` / ``EarlyStopping``: no improvement larger than ``min_delta`` for ``patience``
 epochs; AUTOTRAINER's "slow convergence"): the smoothed loss has not improved by more than ``min_improvement``
 (1%, relative) over the last ``window`` (200) steps. The smoothed loss is a bias-corrected EMA (as Adam's moments)
-with a ``halflife`` of 50 steps, and it is compared with its own value ``window`` steps earlier, not with its best:
+with a ``halflife`` of 50 steps, fed with the loss capped at twice the average (a lone spike barely moves it), and
+it is compared with its own value ``window`` steps earlier, not with its best:
 the minimum of a noisy series is a lucky low that a healthy but noisy run may take long to beat.
 
 What a plateau means depends on how far the run got, measured against the starting loss (the mean of the first
@@ -36,7 +37,8 @@ import math
 from typing import NamedTuple
 
 from trainguard.core.detector import ARMED, Detector, Episode, episode_update
-from trainguard.core.detectors._layers import finite
+from trainguard.core.detectors._read import finite
+from trainguard.core.detectors._smooth import robust_ema
 from trainguard.core.findings import Finding, Severity
 from trainguard.core.stats import StepStats
 
@@ -70,14 +72,7 @@ def plateau(window: int = 200, min_improvement: float = 0.01, halflife: float = 
         start_sum, start_count = state.start_sum, state.start_count
         if start_count < start_steps:
             start_sum, start_count = start_sum + loss, start_count + 1
-        # A loss above twice the average enters the average as twice the average, so a lone spike barely moves it
-        # (a Huber-style robust EMA); a real rise still doubles it in about one half-life.
-        if state.ema_weight > 0 and loss > 2.0 * abs(state.ema / state.ema_weight):
-            loss_in = 2.0 * abs(state.ema / state.ema_weight)
-        else:
-            loss_in = loss
-        ema = state.ema + alpha * (loss_in - state.ema)
-        ema_weight = state.ema_weight + alpha * (1.0 - state.ema_weight)
+        ema, ema_weight = robust_ema(state.ema, state.ema_weight, loss, alpha)
         smooth = ema / ema_weight
         history = state.history
         # Checkpoints start once the start is known and the EMA has a half-life of data, so that both ends of a

@@ -1,7 +1,7 @@
 """``vanishing_gradient``: gradients (or updates) too small for a layer to learn.
 
 Three rules on the sampled steps' per-tensor statistics (``stats.layers``), weight tensors only (see
-``_layers.kernels``), each with its source and default:
+``_read.kernels``), each with its source and default:
 
 * **AUTOTRAINER** (Zhang et al., ICSE'21): ||G_first|| / ||G_last|| <= ``ratio`` (1e-3) and ||G_first|| <=
   ``first_norm`` (1e-4), from the first and last weight tensors. ``where`` is the first layer.
@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from trainguard.core.detector import ARMED, Detector, Episode, episode_update
-from trainguard.core.detectors._layers import finite, kernels
+from trainguard.core.detectors._read import finite, kernels
 from trainguard.core.findings import Finding, Severity
 from trainguard.core.stats import LayerStats, StepStats
 

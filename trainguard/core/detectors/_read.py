@@ -1,4 +1,4 @@
-"""Helpers the gradient detectors share to read ``StepStats.layers``."""
+"""Helpers the detectors share to read StepStats: finite values, and the weight tensors of ``stats.layers``."""
 from __future__ import annotations
 
 import math
