@@ -219,3 +219,11 @@ def test_no_layer_statistics_at_all_is_not_an_error():
     stats = [StepStats(step=i, loss=1.0 / (i + 1)) for i in range(100)]
     assert diagnose(stats, []) == []
     assert diagnose([], []) == []
+
+
+def test_a_gradient_outlier_below_the_initial_level_is_not_an_explosion():
+    stats = [replace(s, grad_norm=s.grad_norm * (0.05 if s.step >= 100 else 1.0) * (8 if s.step == 250 else 1))
+             for s in healthy()]
+    assert diagnose(stats, [finding("exploding_gradient", 250, Severity.ERROR)]) == []
+    stats = [replace(s, grad_norm=s.grad_norm * 30) if s.step == 250 else s for s in healthy()]
+    assert codes(diagnose(stats, [finding("exploding_gradient", 250, Severity.ERROR)])) == ["exploding_gradient"]

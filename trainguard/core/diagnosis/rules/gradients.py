@@ -1,9 +1,10 @@
 """``exploding_gradient`` and ``vanishing_gradient``.
 
 Exploding: the ``exploding_gradient`` findings (robust z-score of the gradient norm, sustained growth, and
-AUTOTRAINER's ||G_first||/||G_last|| >= 70; Zhang et al., ICSE 2021), weighed by the global gradient norm's growth
-over its first values (a finding with < 10x growth is an outlier more than a blow-up; >= 100x is explosive even
-without a finding), and non-finite values following that growth (Pascanu, Mikolov & Bengio 2013 describe the
+AUTOTRAINER's ||G_first||/||G_last|| >= 70; Zhang et al., ICSE 2021), weighed by how far the norm rose over its
+first values: a finding whose norm stayed below the initial level is ignored (an outlier among a converged
+run's tiny gradients), one below 10x counts as an outlier more than a blow-up, and >= 100x is explosive even
+without a finding; and non-finite values following that growth (Pascanu, Mikolov & Bengio 2013 describe the
 blow-up; clipping by global norm is their fix).
 
 Vanishing: the ``vanishing_gradient`` findings (AUTOTRAINER: ratio <= 1e-3 with ||G_first|| <= 1e-4; SageMaker
@@ -12,6 +13,8 @@ targets': the model predicts a constant, seed 001 experiment 3), AUTOTRAINER's |
 sampled steps (<= 1e-2 supports it) and a stalled loss.
 """
 from __future__ import annotations
+
+import numpy as np
 
 from trainguard.core.diagnosis.cause import Cause
 from trainguard.core.diagnosis.rules._make import make_cause, strength
@@ -26,24 +29,32 @@ VANISHING_RATIO = 1e-2
 
 
 def exploding_gradient(view: RunView) -> Cause | None:
-    found = view.of("exploding_gradient", Severity.WARNING)
     growth = gradient_growth(view)
+    initial = growth["initial_grad_norm"] if growth is not None else None
+    # A finding counts when the norm it flagged rose above where training started: an outlier among the tiny
+    # gradients of a converged run is not an explosion, unless non-finite values follow it.
+    found = []
+    for f in view.of("exploding_gradient", Severity.WARNING):
+        rise = _rise_after(view, f.step, initial)
+        if (rise is not None and rise > 1.0) or any(f.step <= s <= f.step + 10 for s in view.nonfinite_steps):
+            found.append((f, rise))
     grew = growth is not None and growth["growth"] >= EXPLOSIVE_GROWTH
     if not found and not grew:
         return None
+    top_rise = max((r for _, r in found if r is not None), default=0.0)
     # A finding backed by real growth (>= 10x) is strong; one whose norm barely doubled is an outlier, not a blow-up.
-    confidence = (0.7 if growth is not None and growth["growth"] >= 10 else 0.6) if found else 0.55
+    confidence = (0.7 if top_rise >= 10 else 0.6) if found else 0.55
     evidence: dict = {}
     if found:
-        evidence["steps"] = [f.step for f in found][:8]
-        layers = sorted({f.where for f in found if f.where})
+        evidence["steps"] = [f.step for f, _ in found][:8]
+        layers = sorted({f.where for f, _ in found if f.where})
         if layers:
             evidence["layers"] = layers
     if growth is not None:
         evidence.update(growth)
         if grew:
             confidence += 0.1 * strength(growth["growth"], EXPLOSIVE_GROWTH / 10, EXPLOSIVE_GROWTH * 10)
-    nonfinite_after = [s for s in view.nonfinite_steps if not found or s >= found[0].step]
+    nonfinite_after = [s for s in view.nonfinite_steps if not found or s >= found[0][0].step]
     if nonfinite_after:
         evidence["non_finite_step"] = nonfinite_after[0]
         layer = next((f.where for f in view.of("non_finite") if f.where), None)
@@ -54,10 +65,18 @@ def exploding_gradient(view: RunView) -> Cause | None:
         message = (f"gradient norm grew {growth['growth']:.3g}x ({growth['initial_grad_norm']:.3g} -> "
                    f"{growth['peak_grad_norm']:.3g} at step {growth['peak_step']})")
     else:
-        message = f"gradient-norm outliers at step(s) {', '.join(str(f.step) for f in found[:4])}"
+        message = f"gradient-norm outliers at step(s) {', '.join(str(f.step) for f, _ in found[:4])}"
     if nonfinite_after:
         message += f", then non-finite at step {nonfinite_after[0]}"
     return make_cause(view, "exploding_gradient", confidence, evidence, message)
+
+
+def _rise_after(view: RunView, step: int, initial: float | None, span: int = 5) -> float | None:
+    """The largest finite gradient norm in steps ``step .. step + span`` over the run's initial norm."""
+    if not initial:
+        return None
+    window = view.grad_norms[(view.steps >= step) & (view.steps <= step + span) & np.isfinite(view.grad_norms)]
+    return float(window.max() / initial) if len(window) else None
 
 
 def vanishing_gradient(view: RunView) -> Cause | None:
