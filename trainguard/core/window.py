@@ -64,7 +64,7 @@ class RobustTrack(NamedTuple):
 
     Merging a value and recomputing the median and MAD of 128 values costs ~7 µs, so new values wait in
     ``pending`` and are merged, and the median and scale refreshed, only every few pushes: every push while the
-    window holds < 16 values, then every ``size // 8`` pushes (16 for a full window of 128, ~0.5 µs a push).
+    window holds < 16 values, then every ``size // 8`` pushes (16 for a full window of 128: ~1 µs a push).
     ``track_z`` is the cheap z-score against that (possibly stale) median; a detector confirms a candidate with
     ``track_exact``.
     """
@@ -74,12 +74,13 @@ class RobustTrack(NamedTuple):
     pending: tuple[float, ...]  # values pushed since the last merge
     median: float  # NaN until the first merge
     scale: float  # max(1.4826 * MAD, rel_floor * |median|, 1e-12), as in ``robust_z``
+    merge_at: int  # how many pending values trigger the next merge
 
 
 def robust_track(capacity: int) -> RobustTrack:
     if capacity < 1:
         raise ValueError("window capacity must be >= 1")
-    return RobustTrack(np.zeros(capacity, dtype=np.float64), 0, (), float("nan"), float("nan"))
+    return RobustTrack(np.zeros(capacity, dtype=np.float64), 0, (), float("nan"), float("nan"), 1)
 
 
 def track_size(t: RobustTrack) -> int:
@@ -90,10 +91,11 @@ def track_size(t: RobustTrack) -> int:
 def track_push(t: RobustTrack, x: float, rel_floor: float = 1e-3) -> RobustTrack:
     """A new track with ``x`` appended; merged and refreshed when due."""
     pending = t.pending + (x,)
-    if len(pending) < max(1, min(t.count + len(pending), len(t.buffer)) // 8):
-        return RobustTrack(t.buffer, t.count, pending, t.median, t.scale)
+    if len(pending) < t.merge_at:
+        return RobustTrack(t.buffer, t.count, pending, t.median, t.scale, t.merge_at)
     buffer, count = _merge(t.buffer, t.count, pending)
-    return RobustTrack(buffer, count, (), *_median_scale(buffer[:count], rel_floor))
+    median, scale = _median_scale(buffer[:count], rel_floor)
+    return RobustTrack(buffer, count, (), median, scale, max(1, min(count, len(buffer)) // 8))
 
 
 def track_z(t: RobustTrack, x: float) -> float:
