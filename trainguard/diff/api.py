@@ -40,6 +40,11 @@ def diff(a: RunSource, b: RunSource, *, rtol: float = DEFAULT_RTOL) -> DiffResul
     diverging = next((c for c in comparisons if c.differences), None)
     fingerprints = all(steps_a[s].batch_fingerprint and steps_b[s].batch_fingerprint for s in compared[:1])
 
+    first_by_row: dict[str, int] = {}
+    for c in comparisons:
+        for d in c.differences:
+            if d.where is not None:
+                first_by_row.setdefault(d.where, c.step)
     first: Difference | None = None
     if diverging is None:
         cause = agreement()
@@ -47,7 +52,8 @@ def diff(a: RunSource, b: RunSource, *, rtol: float = DEFAULT_RTOL) -> DiffResul
         cause, first = name_cause(CauseContext(diverging.step, compared[0], diverging.differences, steps_a,
                                                steps_b, compared, fingerprints,
                                                {c.step: c.max_rel for c in comparisons}))
-    rows = order.sorted([*parameters, *(buf.name for s in compared for buf in steps_a[s].buffers)])
+    rows = order.sorted([*parameters, *{buf.name for s in compared for buf in steps_a[s].buffers}])
+    heat = [c for c in comparisons if c.row_max]  # the steps with per-layer or buffer statistics in both runs
     return DiffResult(
         verdict="agree" if diverging is None else "part",
         rtol=float(rtol),
@@ -60,8 +66,9 @@ def diff(a: RunSource, b: RunSource, *, rtol: float = DEFAULT_RTOL) -> DiffResul
         first_step_by_category=_first_by_category(comparisons),
         first_inexact_step=next((c.step for c in comparisons if c.max_rel > 0.0 or c.differences), None),
         cause=cause,
-        layers=tuple((row, _first_step(comparisons, row)) for row in rows),
-        heatmap=tuple(tuple(c.row_max.get(row, math.nan) for c in comparisons) for row in rows),
+        layers=tuple((row, first_by_row.get(row)) for row in rows),
+        heatmap_steps=tuple(c.step for c in heat),
+        heatmap=tuple(tuple(c.row_max.get(row, math.nan) for c in heat) for row in rows),
         curves={"a": _curves(log_a), "b": _curves(log_b)},
         notes=tuple(_notes(log_a, log_b, steps_a, steps_b, compared, fingerprints, renamed)),
     )
@@ -88,10 +95,6 @@ def _first_by_category(comparisons: list[StepComparison]) -> dict[str, int | Non
             if first[d.category] is None:
                 first[d.category] = c.step
     return first
-
-
-def _first_step(comparisons: list[StepComparison], row: str) -> int | None:
-    return next((c.step for c in comparisons if any(d.where == row for d in c.differences)), None)
 
 
 def _curves(log: RunLog) -> dict[str, tuple[float | None, ...]]:

@@ -77,7 +77,9 @@ def _curves(result: DiffResult) -> str:
 def _heat_map(result: DiffResult) -> str:
     if not result.layers:
         return paragraph("no per-layer statistics to compare", css_class="note")
-    svg = heat_map([name for name, _ in result.layers], result.compared_steps, result.heatmap,
+    if not result.heatmap_steps:
+        return paragraph("no step carries per-layer statistics in both runs", css_class="note")
+    svg = heat_map([name for name, _ in result.layers], result.heatmap_steps, result.heatmap,
                    lo=HEAT_LOW, hi=HEAT_HIGH, title="largest relative difference per parameter / buffer and step",
                    x_label="step", value_label="relative difference", marks=[(result.rtol, "rtol")])
     return svg + paragraph("Each row is a parameter (gradient and weight statistics) or a normalisation buffer, in "

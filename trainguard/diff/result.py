@@ -77,7 +77,8 @@ class DiffResult:
     lists every difference at that first step, ranked by :data:`CATEGORIES` then forward order.
     ``first_step_by_category`` gives, per category, the first compared step where it differs (None: never).
     ``layers`` gives, per parameter and buffer in forward order, the first step it differs. ``heatmap`` holds
-    the largest relative difference per row (a ``layers`` name) and compared step, for the HTML heat map.
+    the largest relative difference per row (a ``layers`` name) and step of ``heatmap_steps`` (the compared
+    steps with per-layer or buffer statistics in both runs), for the HTML heat map.
     """
 
     verdict: str  # "agree" or "part"
@@ -92,6 +93,7 @@ class DiffResult:
     first_inexact_step: int | None  # the first step where anything differs at all, within tolerance or not
     cause: Cause
     layers: tuple[tuple[str, int | None], ...]
+    heatmap_steps: tuple[int, ...]
     heatmap: tuple[tuple[float, ...], ...]
     curves: dict[str, dict[str, tuple[float | None, ...]]]
     notes: tuple[str, ...] = ()
