@@ -71,8 +71,9 @@ def activation_health(dead_layer_fraction: float = 0.5, saturated_layer_fraction
         target_std = state.target_std
         if target_std is None and stats.targets is not None and _finite(stats.targets.std) and stats.targets.std > 0:
             target_std = stats.targets.std
+            state = state._replace(target_std=target_std)
         if not stats.activations or not stats.finite:
-            return (), state._replace(target_std=target_std)
+            return (), state
         held = conditions(stats.activations, target_std)
         streaks = {}
         found = []

@@ -26,7 +26,7 @@ import numpy as np
 from trainguard.core.detector import Detector
 from trainguard.core.findings import Finding, Severity
 from trainguard.core.stats import StepStats
-from trainguard.core.window import MAD_TO_SIGMA, Window, median_mad, push, values, window
+from trainguard.core.window import MAD_TO_SIGMA, median_mad
 
 __all__ = ["batch_size_loss", "BatchSizeLossState"]
 
@@ -35,8 +35,8 @@ _KEPT_EVENTS = 32  # small-batch events kept in the state (the most recent)
 
 class BatchSizeLossState(NamedTuple):
     usual_batch_size: int
-    full_losses: Window  # recent losses of full-size batches
-    noise: Window  # log(loss / recent full-batch median) of full-size batches: the loss's own noise
+    full_losses: tuple[float, ...]  # the last `reference` losses of full-size batches
+    noise: tuple[float, ...]  # log(loss / recent full-batch median) of the last full-size batches
     # (step, loss ratio to the recent full-batch median, batch size, moved: +1 up, -1 down, 0 within the noise)
     events: tuple[tuple[int, float, int, int], ...]
     reported: bool
@@ -44,23 +44,23 @@ class BatchSizeLossState(NamedTuple):
 
 def batch_size_loss(min_ratio: float = 1.5, min_events: int = 3, reference: int = 4, noise_z: float = 3.0,
                     min_noise: int = 8, noise_window: int = 64) -> Detector:
+    # Plain tuples and a sort of `reference` floats: this runs on every step, so it stays in the microseconds.
     def init() -> BatchSizeLossState:
-        return BatchSizeLossState(0, window(reference), window(noise_window), (), False)
+        return BatchSizeLossState(0, (), (), (), False)
 
     def update(stats: StepStats, state: BatchSizeLossState):
         size, loss = stats.batch_size, stats.loss
         if state.reported or not size or loss is None or not math.isfinite(loss) or loss <= 0.0:
             return (), state
         if size > state.usual_batch_size:  # the first batches, or a larger batch size from now on
-            return (), BatchSizeLossState(size, push(window(reference), loss), window(noise_window), (), False)
-        ready = state.full_losses.count >= reference
-        baseline = float(np.median(values(state.full_losses))) if ready else 0.0
+            return (), BatchSizeLossState(size, (loss,), (), (), False)
+        baseline = _median(state.full_losses) if len(state.full_losses) >= reference else 0.0
         if size == state.usual_batch_size:
-            noise = push(state.noise, math.log(loss / baseline)) if baseline > 0.0 else state.noise
-            return (), state._replace(full_losses=push(state.full_losses, loss), noise=noise)
-        if baseline <= 0.0 or state.noise.count < min_noise:
+            noise = (state.noise + (math.log(loss / baseline),))[-noise_window:] if baseline > 0.0 else state.noise
+            return (), BatchSizeLossState(size, (state.full_losses + (loss,))[-reference:], noise, state.events, False)
+        if baseline <= 0.0 or len(state.noise) < min_noise:
             return (), state
-        drift, mad = median_mad(values(state.noise))
+        drift, mad = median_mad(np.asarray(state.noise))
         threshold = max(math.log(min_ratio), noise_z * MAD_TO_SIGMA * mad)
         excess = math.log(loss / baseline) - drift  # the full batches' own trend taken out
         moved = 1 if excess >= threshold else (-1 if excess <= -threshold else 0)
@@ -72,6 +72,12 @@ def batch_size_loss(min_ratio: float = 1.5, min_events: int = 3, reference: int 
         return (finding,), new_state._replace(reported=True)
 
     return Detector("batch_size_loss", init, update)
+
+
+def _median(xs: tuple[float, ...]) -> float:
+    ordered = sorted(xs)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
 
 
 def _pattern(events, usual: int, min_events: int, step: int) -> Finding | None:
