@@ -25,11 +25,13 @@ def python_cmd(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
-def measure(cmd: list[str]) -> tuple[float, float, int, bytes]:
-    """(wall seconds, max RSS in MB, exit code, stdout) of one run of ``cmd``."""
+def measure(cmd: list[str]) -> tuple[float, float, int, bytes, float]:
+    """(wall seconds, max RSS in MB, exit code, stdout, CPU seconds) of one run of ``cmd``. On a shared
+    machine the CPU time (user + system) is what the wall time would be on an idle one."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return time.perf_counter() - start, usage.ru_maxrss / 1024, proc.returncode, out
+    return (time.perf_counter() - start, usage.ru_maxrss / 1024, proc.returncode, out,
+            usage.ru_utime + usage.ru_stime)

@@ -53,22 +53,22 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         expected = build(directory, args.seeds)
-        wall, rss, _, out = measure(python_cmd("-m", "trainguard.cli", "doctor", str(directory), "--json"))
+        wall, rss, _, out, cpu = measure(python_cmd("-m", "trainguard.cli", "doctor", str(directory), "--json"))
         doctor = {Path(r["path"]).name: [(f["code"], f["severity"], f["cause"]) for f in r["findings"]]
                   for r in json.loads(out)["runs"]}
         print(f"{len(expected)} logs ({sum(v is None for v in expected.values())} healthy)")
-        _report("trainguard doctor", wall, rss, expected,
+        _report("trainguard doctor", wall, cpu, rss, expected,
                 lambda name, kind, levels=_SERIOUS: _doctor_hit(doctor.get(name, []), expected[name], levels),
                 lambda name: [c for c, s, _ in doctor.get(name, []) if s in _SERIOUS],
                 causes=lambda name: _doctor_cause(doctor.get(name, []), expected[name]))
         if not losslint:
             print("losslint not installed (pip install -e '.[bench]'): no comparison")
             return 0
-        wall, rss, _, out = measure([losslint, "check", str(directory), "--format", "json"])
+        wall, rss, _, out, cpu = measure([losslint, "check", str(directory), "--format", "json"])
         lint: dict[str, list[tuple[str, str]]] = {}
         for f in json.loads(out)["findings"]:
             lint.setdefault(Path(f["source"]).name, []).append((f["check"], f["severity"]))
-        _report("losslint", wall, rss, expected,
+        _report("losslint", wall, cpu, rss, expected,
                 lambda name, kind, levels=_SERIOUS: any(c == LOSSLINT_CHECK[kind] and s in levels
                                                         for c, s in lint.get(name, [])),
                 lambda name: [c for c, s in lint.get(name, []) if s in _SERIOUS], causes=None)
@@ -83,10 +83,10 @@ def _doctor_cause(findings, expect) -> bool:
     return any(c == expect[0] and k == expect[1] and s in _SERIOUS for c, s, k in findings)
 
 
-def _report(tool, wall, rss, expected, hit, serious, causes) -> None:
+def _report(tool, wall, cpu, rss, expected, hit, serious, causes) -> None:
     healthy = [n for n, e in expected.items() if e is None]
     false_alarms = [n for n in healthy if serious(n)]
-    print(f"\n{tool}: {wall:.2f} s, max RSS {rss:.0f} MB")
+    print(f"\n{tool}: wall {wall:.2f} s, CPU {cpu:.2f} s, max RSS {rss:.0f} MB")
     print(f"  healthy runs flagged (warning+): {len(false_alarms)} of {len(healthy)}"
           + (f" {sorted(false_alarms)[:5]}" if false_alarms else ""))
     by_kind: dict[str, list[str]] = {}
