@@ -117,9 +117,8 @@ def name_cause(ctx: CauseContext) -> tuple[Cause, Difference]:
                   f"the update rule differs", {"where": first.where, "quantity": first.quantity}), first
 
 
-def _cause(code: str, message: str, evidence: dict[str, Any] | None = None, extra_fix: str = "") -> Cause:
-    fix = DIFF_CAUSES[code] + extra_fix
-    return Cause(code, message, fix, _doc(code), evidence or {})
+def _cause(code: str, message: str, evidence: dict[str, Any] | None = None) -> Cause:
+    return Cause(code, message, DIFF_CAUSES[code], _doc(code), evidence or {})
 
 
 def _doc(code: str) -> str:
