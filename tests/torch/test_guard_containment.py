@@ -38,6 +38,7 @@ def _guarded_run(tmp_path, **guard_kwargs):
     x, y = seed003_data(standardized=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        guard_kwargs = {"policy": "observe", **guard_kwargs}
         with trainguard.Guard(model, optimizer, log=tmp_path / "run.jsonl", **guard_kwargs) as guard:
             steps = train(model, optimizer, x, y, epochs=2, guard=guard)
     return model, guard, steps, [w for w in caught if "trainguard" in str(w.message)]
@@ -75,7 +76,7 @@ def test_a_broken_run_log_is_contained(tmp_path):
     model, optimizer = seed003_model()
     x, y = seed003_data(standardized=True)
     with pytest.warns(RuntimeWarning, match="run log"):
-        with trainguard.Guard(model, optimizer, log=tmp_path / "run.jsonl") as guard:
+        with trainguard.Guard(model, optimizer, policy="observe", log=tmp_path / "run.jsonl") as guard:
             guard.log._file.close()  # the disk went away under the run
             train(model, optimizer, x, y, epochs=1, guard=guard)
     assert guard.step_count == 16
@@ -110,7 +111,7 @@ def test_the_users_optimizer_error_propagates_unchanged():
         raise RuntimeError("user optimizer bug")
 
     optimizer.step = broken_step
-    guard = trainguard.Guard(model, optimizer)
+    guard = trainguard.Guard(model, optimizer, policy="observe")
     loss = model(torch.randn(4, 20)).pow(2).mean()
     loss.backward()
     with pytest.raises(RuntimeError, match="user optimizer bug"):

@@ -30,7 +30,7 @@ def _run(fetch_every: int, epochs: int = 3, poison_at: int | None = None):
     def poison(step: int, xb: torch.Tensor) -> torch.Tensor:
         return xb.masked_fill(torch.ones_like(xb, dtype=torch.bool), float("nan")) if step == poison_at else xb
 
-    guard = trainguard.Guard(model, optimizer, detectors=chain(recorder(), default_detectors()),
+    guard = trainguard.Guard(model, optimizer, policy="observe", detectors=chain(recorder(), default_detectors()),
                              fetch_every=fetch_every)
     returned = []
     original_step = guard.step

@@ -70,7 +70,7 @@ def test_locating_a_nan_leaves_rng_and_batchnorm_untouched_and_names_the_module(
     train(bare, bare_opt, x, y, epochs=1, alter_batch=poisoner(bare))
     bare_rng = torch.get_rng_state()
     torch.manual_seed(7)
-    with trainguard.Guard(guarded, guarded_opt) as guard:
+    with trainguard.Guard(guarded, guarded_opt, policy="observe") as guard:
         train(guarded, guarded_opt, x, y, epochs=1, guard=guard, alter_batch=poisoner(guarded))
     assert same_tensors(bare, guarded)
     assert torch.equal(bare_rng, torch.get_rng_state())
@@ -83,7 +83,7 @@ def test_locating_a_nan_leaves_rng_and_batchnorm_untouched_and_names_the_module(
 
 def test_locate_non_finite_on_request():
     model = _net(3)
-    guard = trainguard.Guard(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    guard = trainguard.Guard(model, torch.optim.SGD(model.parameters(), lr=0.1), policy="observe")
     x = torch.randn(8, 20)
     assert guard.locate_non_finite(x) is None
     assert guard.locate_non_finite(x.masked_fill(x > 1, float("nan"))) == "(inputs)"

@@ -35,7 +35,7 @@ def test_an_exception_in_the_loop_closes_the_log_with_status_error(tmp_path):
     path = tmp_path / "exp.jsonl"
     model, optimizer = seed003_model()
     try:
-        with trainguard.Guard(model, optimizer, log=path):
+        with trainguard.Guard(model, optimizer, policy="observe", log=path):
             raise KeyError("user bug")
     except KeyError:
         pass

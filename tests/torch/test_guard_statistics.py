@@ -26,7 +26,7 @@ def _step(model, optimizer, guard, x, y, **kwargs):
 def test_every_step_fields_and_the_sampling_cadence():
     model, optimizer = seed003_model()
     x, y = seed003_data(standardized=True)
-    with trainguard.Guard(model, optimizer, preset=EVERY_3) as guard:
+    with trainguard.Guard(model, optimizer, policy="observe", preset=EVERY_3) as guard:
         train(model, optimizer, x, y, epochs=1, guard=guard)
     history = list(guard.history)
     assert [s.step for s in history] == list(range(16))
@@ -40,7 +40,7 @@ def test_every_step_fields_and_the_sampling_cadence():
 def test_grad_norm_layer_norms_and_this_steps_update_ratio():
     model, optimizer = seed003_model()
     x, y = seed003_data()
-    guard = trainguard.Guard(model, optimizer, preset="full")
+    guard = trainguard.Guard(model, optimizer, policy="observe", preset="full")
     for step in range(3):
         before = [p.detach().clone() for p in model.parameters()]
         optimizer.zero_grad()
@@ -67,7 +67,7 @@ def test_adam_update_rms_and_second_moment_spread():
     model, _ = seed003_model()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-8)
     x, y = seed003_data(standardized=True)
-    guard = trainguard.Guard(model, optimizer, preset="full")
+    guard = trainguard.Guard(model, optimizer, policy="observe", preset="full")
     _step(model, optimizer, guard, x[:32], y[:32])
     # after one step v_hat = g^2, so every update entry is g/|g| = +-1: the RMS is 1 (zero gradients aside)
     for layer, p in zip(guard.history[0].layers, model.parameters()):
@@ -91,7 +91,7 @@ def test_eval_mode_left_on_is_reported_by_name():
     model = nn.Sequential(nn.Linear(20, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 1))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     x, y = seed003_data(standardized=True)
-    guard = trainguard.Guard(model, optimizer, preset=EVERY_3)
+    guard = trainguard.Guard(model, optimizer, policy="observe", preset=EVERY_3)
     model.train()
     _step(model, optimizer, guard, x[:32], y[:32])
     model.eval()  # the seed 000 bug: evaluation mode left on while training goes on
@@ -104,7 +104,7 @@ def test_eval_mode_left_on_is_reported_by_name():
 def test_data_scale_of_the_first_batches():
     model, optimizer = seed003_model()
     x, y = seed003_data()
-    guard = trainguard.Guard(model, optimizer, preset=EVERY_3)
+    guard = trainguard.Guard(model, optimizer, policy="observe", preset=EVERY_3)
     for start in (0, 32, 64):
         _step(model, optimizer, guard, x[start:start + 32], y[start:start + 32], inputs=x[start:start + 32],
               targets=y[start:start + 32])
@@ -122,7 +122,7 @@ def test_integer_targets_are_not_summarised():
     torch.manual_seed(0)
     model = nn.Linear(4, 3)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    guard = trainguard.Guard(model, optimizer)
+    guard = trainguard.Guard(model, optimizer, policy="observe")
     x, labels = torch.randn(8, 4), torch.randint(0, 3, (8,))
     optimizer.zero_grad()
     loss = nn.functional.cross_entropy(model(x), labels)
@@ -141,7 +141,7 @@ def test_activation_health_dead_relu_and_saturated_sigmoid_tanh():
         model[2].weight.mul_(1000.0)  # sigmoid inputs far beyond +-5
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
     x, y = seed003_data(standardized=True)
-    guard = trainguard.Guard(model, optimizer, preset=EVERY_3)
+    guard = trainguard.Guard(model, optimizer, policy="observe", preset=EVERY_3)
     for _ in range(4):
         _step(model, optimizer, guard, x[:32], y[:32])
     guard.close()
@@ -167,7 +167,7 @@ def test_activation_health_dead_relu_and_saturated_sigmoid_tanh():
 def test_hooks_ignore_evaluation_passes_between_steps():
     model, optimizer = seed003_model()
     x, y = seed003_data(standardized=True)
-    guard = trainguard.Guard(model, optimizer, preset=EVERY_3)
+    guard = trainguard.Guard(model, optimizer, policy="observe", preset=EVERY_3)
     with torch.no_grad():
         model(torch.full((4, 20), -1e3))  # a validation pass before the sampled training forward
     _step(model, optimizer, guard, x[:32], y[:32])

@@ -26,18 +26,19 @@ __all__ = [
 MEDIAN_SAMPLE = 4096
 
 
-def _norm_list(tensors: Sequence[torch.Tensor], ord: float, device: torch.device) -> list[torch.Tensor]:
-    """Per-tensor norms in one fused pass (as ``torch.nn.utils.get_total_norm`` does), float32, on ``device``."""
-    if all(t.dtype == torch.float32 for t in tensors):
-        norms = torch._foreach_norm(tensors, ord)  # the dtype argument would cost ~25% here for nothing
-    else:
-        try:
-            norms = torch._foreach_norm(tensors, ord, dtype=torch.float32)
-        except (TypeError, RuntimeError):  # torch < 2.4 has no dtype argument
-            norms = [torch.linalg.vector_norm(t, ord, dtype=torch.float32) for t in tensors]
-    if any(t.device != device for t in tensors):
-        norms = [n.to(device) for n in norms]
-    return list(norms)
+def _norm_list(tensors: Sequence[torch.Tensor], ord: float, device: torch.device,
+               plain: bool | None = None) -> list[torch.Tensor]:
+    """Per-tensor norms in one fused pass (as ``torch.nn.utils.get_total_norm`` does), float32, on ``device``.
+    ``plain``: the caller knows every tensor is float32 on ``device`` (None: check)."""
+    if plain is None:
+        plain = all(t.dtype == torch.float32 and t.device == device for t in tensors)
+    if plain:
+        return list(torch._foreach_norm(tensors, ord))  # the dtype argument would cost ~25% here for nothing
+    try:
+        norms = torch._foreach_norm(tensors, ord, dtype=torch.float32)
+    except (TypeError, RuntimeError):  # torch < 2.4 has no dtype argument
+        norms = [torch.linalg.vector_norm(t, ord, dtype=torch.float32) for t in tensors]
+    return [n.to(device) for n in norms]
 
 
 def tensor_norms(tensors: Sequence[torch.Tensor], ord: float = 2.0) -> torch.Tensor:
@@ -45,21 +46,28 @@ def tensor_norms(tensors: Sequence[torch.Tensor], ord: float = 2.0) -> torch.Ten
     return torch.stack(_norm_list(tensors, ord, tensors[0].device))
 
 
-def step_vector(loss: torch.Tensor, grads: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``[loss, ||g_1||, ..., ||g_n||]`` as one float32 vector on the loss's device.
+def step_vector(loss: torch.Tensor, grads: Sequence[torch.Tensor], device: torch.device,
+                plain: bool | None = None) -> torch.Tensor:
+    """``[loss, ||g_1||, ..., ||g_n||]`` as one float32 vector on ``device``.
 
     The global norm and the finiteness flags follow from it on the host (sqrt of the sum of squares; a tensor
     with a NaN or Inf has a non-finite norm), so the every-step cost is one fused norm and one stack.
+    ``plain`` as for the norms: every gradient is float32 on ``device``.
     """
-    loss = loss.detach().reshape(())
+    loss = loss.detach()
+    if loss.device != device:
+        loss = loss.to(device)
+    if loss.dim():
+        loss = loss.reshape(())
     if not grads:
         return loss.float().reshape(1)
-    return torch.stack([loss, *_norm_list(grads, 2.0, loss.device)]).float()  # float() is free for float32
+    vector = torch.stack([loss, *_norm_list(grads, 2.0, device, plain)])  # stack promotes a low-precision loss
+    return vector if vector.dtype == torch.float32 else vector.float()
 
 
 def snapshot(weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """A copy of the weights before the update (taken on sampled steps only)."""
-    return torch._foreach_mul(list(weights), 1.0)
+    return [w.clone() for w in weights]
 
 
 def update_norms(weights: Sequence[torch.Tensor], before: list[torch.Tensor]) -> torch.Tensor:

@@ -130,8 +130,10 @@ class Guard:
     Args:
         model: the ``nn.Module`` being trained.
         optimizer: its ``torch.optim.Optimizer``.
-        policy: ``"observe"`` (measure, detect, log; never touch the run), the name of a repair policy, or an
-            object that implements :class:`Repairer`.
+        policy: ``"safe"`` (the default: skip non-finite steps, clip gradient-norm outliers only),
+            ``"observe"`` (measure, detect, log; never touch the run), ``"auto"`` (the escalating repair chain),
+            a policy composed with ``trainguard.policies.chain(...)``, or an object that implements
+            :class:`Repairer`.
         log: path of a JSONL run log to append to (``trainguard report PATH`` reads it), or None.
         preset: the statistics budget, a name from ``trainguard.core.presets.PRESETS`` or a ``Preset``.
         scheduler: the LR scheduler, if any (a repair may roll it back); the guard never steps it.
@@ -139,7 +141,7 @@ class Guard:
         fetch_every: steps between reads of the on-device statistics; default 1 on CPU, the preset's on GPU.
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, policy: Any = "observe",
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, policy: Any = "safe",
                  log: str | Any | None = None, preset: str | Preset = "standard", *, scheduler: Any = None,
                  detectors: Detector | None = None, fetch_every: int | None = None):
         if not isinstance(model, nn.Module):
@@ -156,6 +158,8 @@ class Guard:
         self.policy = policy
         self.params, self.names = _named_parameters(model, optimizer)
         self.device = self.params[0].device if self.params else torch.device("cpu")
+        # Every gradient float32 on one device (the usual case): the norms need no conversion.
+        self._plain = all(p.dtype == torch.float32 and p.device == self.device for p in self.params)
         if fetch_every is None:
             fetch_every = 1 if self.device.type == "cpu" else self.preset.fetch_every
         if not isinstance(fetch_every, int) or isinstance(fetch_every, bool) or fetch_every < 1:
@@ -340,7 +344,7 @@ class Guard:
         lrs = [group["lr"] for group in self.optimizer.param_groups]
         tensor_lrs = any(isinstance(lr, torch.Tensor) for lr in lrs)
         entry = PendingStep(step, epoch, batch_size, () if tensor_lrs else tuple(float(lr) for lr in lrs), names)
-        entry.add("step", collect.step_vector(loss, grads), self.device)
+        entry.add("step", collect.step_vector(loss, grads, self.device, self._plain), self.device)
         if tensor_lrs:
             entry.add("lrs", torch.stack([torch.as_tensor(lr, dtype=torch.float32, device=self.device)
                                           for lr in lrs]), self.device)
@@ -409,7 +413,7 @@ class Guard:
                  names: list[str], entry: PendingStep | None) -> StepContext:
         vector = entry.pieces.get("step") if entry is not None else None
         if vector is None:  # statistics off, or already read on CPU
-            vector = collect.step_vector(loss, grads)
+            vector = collect.step_vector(loss, grads, self.device, self._plain)
         return StepContext(step=step, loss=loss.detach(), grad_norm=torch.linalg.vector_norm(vector[1:]),
                            finite=torch.isfinite(vector).all(), params=list(params), names=list(names))
 

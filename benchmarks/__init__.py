@@ -1,0 +1,1 @@
+"""trainguard's benchmarks; ``python -m benchmarks.run`` (``make bench``) runs them all."""
