@@ -148,6 +148,8 @@ def test_forward_order_puts_buffers_and_modules_with_their_parameters():
     names = ["fc2.weight", "bn.running_var", "bn", "fc1.bias", "extra_bn.running_mean"]
     assert order.sorted(names) == ["fc1.bias", "bn", "bn.running_var", "fc2.weight", "extra_bn.running_mean"]
     assert order.sorted(["bn.running_mean", "bn.bias", "bn.weight"]) == ["bn.weight", "bn.bias", "bn.running_mean"]
+    keras = ForwardOrder(["seq/dense/kernel", "seq/batch_normalization/gamma", "seq/dense_1/kernel"])
+    assert keras.sorted(["dense_1", "batch_normalization", "dense"]) == ["dense", "batch_normalization", "dense_1"]
 
 
 def test_diff_imports_no_framework():

@@ -12,6 +12,7 @@ has a gradient of ~1e-9) is not mistaken for a difference.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -60,6 +61,9 @@ class ForwardOrder:
             modules[module_of(name)] = index
         for module, index in modules.items():
             self._rank.setdefault(module, index)
+        for module, index in modules.items():
+            # Keras reports a layer's mode by its short name ("batch_normalization"), its weights by path.
+            self._rank.setdefault(re.split(r"[./]", module)[-1], index)
         self._extra: dict[str, int] = {}
 
     def rank(self, name: str | None) -> tuple[int, int]:
