@@ -99,13 +99,23 @@ def test_healthy_noisy_streams_never_get_a_cause(seed, n, noise, period, last):
 def test_history_keeps_head_tail_and_a_thinned_middle_within_bounds():
     history = StatsHistory(head=10, tail=20, middle=8)
     for i in range(10_000):
-        history.add(StepStats(step=i))
-    kept = [s.step for s in history.steps()]
+        history.append(StepStats(step=i))
+    kept = [s.step for s in history]
     assert kept == sorted(kept) and len(history) == len(kept) <= 10 + 20 + 8
     assert kept[:10] == list(range(10)) and kept[-20:] == list(range(9980, 10_000))
     middle = kept[10:-20]
     gaps = {b - a for a, b in zip(middle, middle[1:])}
     assert len(middle) >= 4 and len(gaps) == 1  # evenly spread
+    assert [history[i].step for i in range(len(history))] == kept and history[-1].step == 9999
+    with pytest.raises(IndexError):
+        history[len(history)]
+
+
+def test_a_short_history_is_the_whole_run():
+    history = StatsHistory()
+    for i in range(100):
+        history.append(StepStats(step=i))
+    assert [s.step for s in history] == list(range(100)) and history[6].step == 6
 
 
 def test_docs_have_an_entry_with_every_section_for_every_cause():

@@ -31,7 +31,6 @@ user's and propagate unchanged.
 """
 from __future__ import annotations
 
-import collections
 import math
 import traceback
 import warnings
@@ -46,7 +45,7 @@ from trainguard.adapters.torch.modes import eval_mode_modules, mode_sensitive_mo
 from trainguard.adapters.torch.record import PendingStep, fetch
 from trainguard.core.actions import Action
 from trainguard.core.detector import Detector
-from trainguard.core.diagnosis import Cause, diagnose
+from trainguard.core.diagnosis import Cause, StatsHistory, diagnose
 from trainguard.core.findings import Finding, Severity
 from trainguard.core.monitor import Monitor
 from trainguard.core.presets import Preset, get_preset
@@ -56,8 +55,6 @@ from trainguard.io.runlog import RunLogWriter
 __all__ = ["Guard", "StepContext", "Repairer", "INTERNAL_ERROR"]
 
 INTERNAL_ERROR = "guard_internal_error"
-# Recent statistics kept in memory for diagnosis (the run log keeps them all).
-HISTORY = 10_000
 
 
 @dataclass
@@ -168,7 +165,8 @@ class Guard:
         self.monitor = Monitor(detectors)
         self.step_count = 0
         self.actions: list[Action] = []
-        self.history: collections.deque[StepStats] = collections.deque(maxlen=HISTORY)
+        # Kept for diagnose(): the first steps, the recent ones, a thinned middle (the run log keeps them all).
+        self.history = StatsHistory()
         self._findings: list[Finding] = []
         self._pending: list[PendingStep] = []
         self._disabled: set[str] = set()
