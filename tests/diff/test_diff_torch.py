@@ -17,13 +17,17 @@ from trainguard.cli import main  # noqa: E402
 STEPS = 24
 
 
-def _train(path, *, eval_mode=False, shuffle_seed=0, loss_reduction="mean"):
+def _train(path, *, eval_mode=False, shuffle_seed=0, loss_reduction="mean", init_seed=None, momentum=0.9,
+           lr_step=None):
     """A small BatchNorm classifier, same seed and data each time; only the named choice changes."""
     torch.manual_seed(0)
     x = torch.randn(256, 12)
     y = x[:, :3].argmax(1)
+    if init_seed is not None:
+        torch.manual_seed(init_seed)
     model = nn.Sequential(nn.Linear(12, 24), nn.BatchNorm1d(24), nn.ReLU(), nn.Linear(24, 3))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=momentum)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, lr_step, 0.5) if lr_step else None
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32, shuffle=True,
                                          generator=torch.Generator().manual_seed(shuffle_seed))
     if eval_mode:
@@ -36,6 +40,8 @@ def _train(path, *, eval_mode=False, shuffle_seed=0, loss_reduction="mean"):
                 loss = nn.functional.cross_entropy(model(xb), yb, reduction=loss_reduction)
                 loss.backward()
                 guard.step(loss, batch_size=len(xb), inputs=xb, targets=yb)
+                if scheduler is not None:
+                    scheduler.step()
                 step += 1
                 if step == STEPS:
                     break
@@ -91,3 +97,14 @@ def test_a_summed_loss_is_named_by_the_batch_size(runs):
     result = trainguard.diff(runs["correct"], runs["summed"])
     assert result.cause.code == "batch_size_dependent_loss"
     assert result.first_divergence.step == 0 and result.cause.evidence["summing_run"] == "B"
+
+
+@pytest.mark.parametrize("change, step, category, code", [
+    (dict(init_seed=1), 0, "weight", "initialization"),
+    (dict(momentum=0.5), 1, "weight", "optimizer"),  # SGD's first step ignores momentum: it parts at step 1
+    (dict(lr_step=5), 5, "lr", "lr_schedule"),
+])
+def test_other_changes_are_found_where_they_start(runs, tmp_path, change, step, category, code):
+    result = trainguard.diff(runs["correct"], _train(tmp_path / "changed.jsonl", **change))
+    assert (result.first_divergence.step, result.first_divergence.category, result.cause.code) == \
+        (step, category, code), result.cause.message
