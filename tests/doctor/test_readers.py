@@ -163,3 +163,27 @@ def test_sick_run_survives_every_format(tmp_path):
                  write_trainer_state(run, tmp_path / "trainer_state.json")):
         series = read_run(path)
         assert np.isnan(series.loss).sum() == np.isnan(run["loss"]).sum()
+
+
+def test_nul_byte_and_unterminated_quote_late_in_a_file(tmp_path):
+    path = tmp_path / "late.csv"
+    body = "".join(f"{i},{1.0 / (i + 1)}\n" for i in range(5000))
+    path.write_bytes(b"step,loss\n" + body.encode() + b"5000,\x000.1\n5001,\"0.2\n")
+    series = read_run(path)
+    assert series.step[-2:].tolist() == [4999, 5001]  # 5000 lost its loss to the NUL byte
+    assert any("not numbers" in p for p in series.problems)
+
+
+def test_runlog_findings_reach_the_diagnosis(tmp_path):
+    from trainguard.doctor import diagnose_file
+
+    path = tmp_path / "guarded.jsonl"
+    writer = RunLogWriter(path, framework="torch")
+    for i in range(200):
+        writer.step(StepStats(step=i, loss=2.0 * 0.99 ** i, lrs=(0.01,), grad_norm=1.0))
+    writer.finding(Finding("dead_relu", Severity.WARNING, 120, "fc1", {"dead_fraction": 0.9}, "dead units"))
+    writer.close()
+    result = diagnose_file(path)
+    logged = [f for f in result.findings if f.evidence.get("source") == "run log"]
+    assert [(f.code, f.step) for f in logged] == [("dead_relu", 120)]
+    json.dumps([f.to_dict() for f in result.findings], allow_nan=False)

@@ -8,7 +8,9 @@ skipped.
 from __future__ import annotations
 
 import csv
+import math
 import warnings
+from array import array
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +26,14 @@ def read_csv_table(path: Path) -> MetricTable:
     if fast is not None:
         return fast
     problems: list[str] = []
+    # The whole text once, for its one-line errors (empty, binary, not UTF-8); the rows are then streamed.
     text = read_text(path, problems)
     header_end = text.find("\n")
     names, delimiter = _header((text if header_end < 0 else text[:header_end]), path)
-    body = "" if header_end < 0 else text[header_end + 1:]
-    if not body.strip():
+    if header_end < 0 or not text[header_end + 1:].strip():
         raise ReadError(f"{path}: header only, no data rows")
-    table = _tolerant(body, names, delimiter, problems)
+    del text
+    table = _tolerant(path, names, delimiter, problems)
     if table.rows == 0:
         raise ReadError(f"{path}: no readable data rows")
     table.problems = problems + table.problems
@@ -101,43 +104,57 @@ def _fast(path: Path) -> MetricTable | None:
     return MetricTable({n: data[:, i] for i, n in enumerate(names)}, {n: ones for n in names})
 
 
-def _tolerant(body: str, names: list[str], delimiter: str, problems: list[str]) -> MetricTable:
-    lines = body.splitlines()
+def _tolerant(path: Path, names: list[str], delimiter: str, problems: list[str]) -> MetricTable:
+    """Row by row from disk into compact per-column arrays (9 bytes a cell), skipping and counting what does
+    not fit: rows of the wrong width, lines the csv module rejects, cells that are not numbers."""
     width = len(names)
-    cells: list[list[str]] = []
-    short = 0
-    for number, row in enumerate(csv.reader(lines, delimiter=delimiter), start=2):
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue
-        if len(row) != width:
-            if len(row) < width and number == len(lines) + 1:
-                problems.append(f"line {number}: truncated last line; skipped")
-            else:
-                short += 1
-            continue
-        cells.append(row)
-    if short:
-        problems.append(f"{short} row(s) with a wrong number of fields; skipped")
-    n = len(cells)
-    values: dict[str, np.ndarray] = {}
-    present: dict[str, np.ndarray] = {}
-    for j, name in enumerate(names):
-        column = np.full(n, np.nan)
-        has = np.zeros(n, dtype=bool)
-        bad_first, bad = None, 0
-        for i, row in enumerate(cells):
-            cell = row[j].strip()
-            if not cell:
-                continue
+    columns = [array("d") for _ in names]
+    present = [bytearray() for _ in names]
+    bad = [0] * width
+    bad_first: list[str | None] = [None] * width
+    wrong, last_wrong_line, last_wrong_short = 0, -1, False
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
+        f.readline()  # the header, already parsed
+        reader = csv.reader(f, delimiter=delimiter)
+        while True:
             try:
-                column[i] = float(cell)
-                has[i] = True
-            except ValueError:
-                bad += 1
-                bad_first = bad_first or (i, cell)
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error:  # a NUL byte, an unterminated quote
+                wrong, last_wrong_line, last_wrong_short = wrong + 1, reader.line_num, False
+                continue
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if len(row) != width:
+                wrong, last_wrong_line, last_wrong_short = wrong + 1, reader.line_num, len(row) < width
+                continue
+            for j, cell in enumerate(row):
+                cell = cell.strip()
+                if cell:
+                    try:
+                        columns[j].append(float(cell))
+                        present[j].append(1)
+                        continue
+                    except ValueError:
+                        bad[j] += 1
+                        bad_first[j] = bad_first[j] or cell
+                columns[j].append(math.nan)
+                present[j].append(0)
+        lines_read = reader.line_num
+    if wrong:
+        truncated = last_wrong_short and last_wrong_line == lines_read
+        if truncated:
+            problems.append(f"line {lines_read + 1}: truncated last line; skipped")
+        if wrong - truncated:
+            problems.append(f"{wrong - truncated} row(s) with a wrong number of fields; skipped")
+    values: dict[str, np.ndarray] = {}
+    has: dict[str, np.ndarray] = {}
+    for j, name in enumerate(names):
+        values[name] = np.frombuffer(columns[j], dtype=np.float64) if len(columns[j]) else np.empty(0)
+        has[name] = np.frombuffer(bytes(present[j]), dtype=np.uint8).astype(bool)
         # A column of text (a timestamp, a run name) is no problem; numbers mixed with text are.
-        if bad and has.any():
-            problems.append(f"column {name!r}: {bad} cell(s) are not numbers (first {bad_first[1][:20]!r}); "
+        if bad[j] and has[name].any():
+            problems.append(f"column {name!r}: {bad[j]} cell(s) are not numbers (first {bad_first[j][:20]!r}); "
                             f"read as missing")
-        values[name], present[name] = column, has
-    return MetricTable(values, present)
+    return MetricTable(values, has)
