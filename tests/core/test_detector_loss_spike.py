@@ -45,7 +45,8 @@ def test_an_isolated_spike_on_a_calm_gradient_is_a_warning_not_led_by_the_gradie
     assert (finding.code, finding.step, finding.severity) == ("loss_spike", 200, Severity.WARNING)
     assert finding.evidence["grad_norm_led"] is False
     assert finding.evidence["z"] >= 6
-    assert finding.evidence["median"] == pytest.approx(1.0, abs=0.05)
+    assert finding.evidence["recent_level"] == pytest.approx(1.0, abs=0.05)
+    assert finding.evidence["rise"] == pytest.approx(2.0, abs=0.15)
 
 
 def test_a_gradient_spike_one_step_before_leads():
@@ -114,7 +115,8 @@ def test_non_finite_losses_are_skipped_and_do_not_poison_the_window():
     stream[101] = StepStats(step=101, loss=float("inf"), grad_norm=1.0, loss_finite=False)
     found, state = run(loss_spike(), stream)
     assert found == []
-    assert np.isfinite(state.losses.buffer).all() and np.isfinite(state.norms.buffer).all()
+    assert np.isfinite(state.rises.buffer).all() and np.isfinite(state.norms.buffer).all()
+    assert np.isfinite(state.level_ema)
 
 
 def test_a_spike_on_a_decreasing_loss_is_judged_against_its_recent_level():
@@ -123,7 +125,23 @@ def test_a_spike_on_a_decreasing_loss_is_judged_against_its_recent_level():
     losses[500] = 1.8  # 3x the loss around step 500
     found, _ = run(loss_spike(), stream_of(losses))
     assert [f.step for f in found] == [500]
-    assert found[0].evidence["median"] == pytest.approx(np.exp(-436 / 1000.0), rel=0.05)
+    assert found[0].evidence["recent_level"] == pytest.approx(np.exp(-0.5), rel=0.05)
+
+
+def test_a_spike_early_in_a_fast_falling_loss_is_seen():
+    # The loss falls 3x in 150 steps: a raw-loss window's MAD would hide this 4x spike (z ~ 4).
+    losses = 3.0 ** (-np.arange(150) / 150.0)
+    losses[130] *= 4.0
+    found, _ = run(loss_spike(), stream_of(losses))
+    assert [f.step for f in found] == [130]
+
+
+def test_negative_losses_are_judged_relative_to_their_magnitude():
+    losses = -5.0 * noisy(300, noise=0.02)
+    losses[200] = -1.0  # 80% of |level| above the level
+    found, _ = run(loss_spike(), stream_of(losses))
+    assert [f.step for f in found] == [200]
+    assert found[0].evidence["rise"] == pytest.approx(0.8, abs=0.05)
 
 
 def test_seed003_healthy_twin_has_no_spike():

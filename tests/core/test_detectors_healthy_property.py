@@ -141,3 +141,33 @@ def test_update_never_mutates_the_state_passed_in(factory):
         state = new_state
     if factory in (non_finite, exploding_gradient, loss_spike, divergence):
         assert reported > 0  # the stream exercised the reporting paths too
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(healthy_runs(), st.floats(0.3, 0.9), st.floats(4.0, 50.0))
+def test_the_same_runs_with_a_loss_spike_injected_do_raise_it(params, where, height):
+    """The property above is not vacuous: the detectors do see a spike in these runs."""
+    stream = healthy_stream(params)
+    at = max(130, int(where * len(stream)))
+    if at >= len(stream):
+        return
+    spiked = stream[at]
+    stream[at] = StepStats(step=at, loss=spiked.loss * height, grad_norm=spiked.grad_norm, lrs=spiked.lrs,
+                           layers=spiked.layers)
+    spikes = [f for f in run(default_detectors(), stream) if f.code == "loss_spike"]
+    assert [f.step for f in spikes] == [at]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(healthy_runs(), st.floats(0.3, 0.9))
+def test_the_same_runs_with_an_explosion_injected_do_raise_it(params, where):
+    stream = healthy_stream(params)
+    at = max(130, int(where * len(stream)))
+    if at + 4 >= len(stream):
+        return
+    for k in range(4):  # the gradient norm grows 4x a step and the loss follows
+        s = stream[at + k]
+        stream[at + k] = StepStats(step=s.step, loss=s.loss * 2 ** (k + 1), grad_norm=s.grad_norm * 4 ** (k + 1),
+                                   lrs=s.lrs, layers=s.layers)
+    exploding = [f for f in run(default_detectors(), stream) if f.code == "exploding_gradient"]
+    assert exploding and at <= exploding[0].step <= at + 2

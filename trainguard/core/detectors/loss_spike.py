@@ -1,9 +1,12 @@
 """``loss_spike``: a loss far above its recent level, and whether the gradient norm spiked first.
 
-Rule (OLMo 2's spike handling; PaLM's rollback-and-skip): the loss's robust z-score against the last ``window``
-(128) finite losses is >= ``z`` (6), after ``min_history`` (20) losses, and the loss is at least ``min_rise``
-(30%) of |median| above the median. The floor is ours: in a very quiet run a 10% bump is six MADs, yet no one
-calls it a spike.
+Rule (OLMo's spike rule, z >= 6 over 128 steps; PaLM's rollback-and-skip): the loss's rise above its recent level
+has a robust z-score >= ``z`` (6) against the rises of the last ``window`` (128) finite losses, after
+``min_history`` (20) of them, and the loss is at least ``min_rise`` (30%) above that level. The recent level is a
+short bias-corrected EMA (``level_halflife`` 8 steps, a lone spike capped at twice the level) and the rise is
+``(loss - level) / |level|``. Judging rises rather than raw losses is ours: early in training the loss falls 2-3x
+within 128 steps, which inflates a raw-loss MAD until a 4x spike scores z < 6. The 30% floor is ours too: in a
+very quiet run a 10% bump is six MADs, yet no one calls it a spike.
 
 ``evidence["grad_norm_led"]`` says whether the global gradient norm was itself anomalous (robust z >= ``grad_z``
 (4) against its own window) at the spike's step or up to ``lead_steps`` (3) steps before: True points at an
@@ -13,9 +16,9 @@ None when there is not enough gradient-norm history to tell.
 An isolated spike is a WARNING; the ``recurring``-th (3rd) spike within ``window`` steps is an ERROR (repeated
 spikes are the instability OLMo and PaLM act on). One finding per spike; the detector re-arms after
 ``rearm_after`` (10) steps below the threshold. Non-finite losses are skipped (``non_finite`` reports them) and
-never enter the window.
+never enter the window; a recent level of exactly 0 has no scale, and its step is not judged.
 
-Per-step cost (~5 µs on one CPU core): two ``window.RobustTrack`` windows (loss, gradient norm), as in
+Per-step cost (~5 µs on one CPU core): two ``window.RobustTrack`` windows (rises, gradient norms), as in
 ``exploding_gradient``: cached medians refreshed every 16 steps, exact on a candidate step.
 
 >>> from trainguard.core.stats import StepStats
@@ -33,6 +36,7 @@ from typing import NamedTuple
 
 from trainguard.core.detector import ARMED, Detector, Episode, episode_update
 from trainguard.core.detectors._read import finite
+from trainguard.core.detectors._smooth import robust_ema
 from trainguard.core.findings import Finding, Severity
 from trainguard.core.stats import StepStats
 from trainguard.core.window import RobustTrack, robust_track, track_exact, track_push, track_size, track_z
@@ -41,7 +45,9 @@ __all__ = ["loss_spike", "LossSpikeState"]
 
 
 class LossSpikeState(NamedTuple):
-    losses: RobustTrack  # the last `window` finite losses
+    rises: RobustTrack  # (loss - level) / |level| of the last `window` finite losses
+    level_ema: float  # the recent level: a robust EMA of the finite losses (see _smooth.robust_ema) ...
+    level_weight: float  # ... with its bias correction
     norms: RobustTrack  # the last `window` finite global gradient norms
     grad_spike_step: int  # last step whose gradient norm was anomalous (-1: none)
     onsets: tuple[int, ...]  # steps of the spikes reported within the last `window` steps
@@ -49,9 +55,12 @@ class LossSpikeState(NamedTuple):
 
 
 def loss_spike(z: float = 6.0, window: int = 128, min_history: int = 20, min_rise: float = 0.3,
-               grad_z: float = 4.0, lead_steps: int = 3, recurring: int = 3, rearm_after: int = 10) -> Detector:
+               level_halflife: float = 8.0, grad_z: float = 4.0, lead_steps: int = 3, recurring: int = 3,
+               rearm_after: int = 10) -> Detector:
+    alpha = 1.0 - 0.5 ** (1.0 / level_halflife)
+
     def init() -> LossSpikeState:
-        return LossSpikeState(robust_track(window), robust_track(window), -1, (), ARMED)
+        return LossSpikeState(robust_track(window), 0.0, 0.0, robust_track(window), -1, (), ARMED)
 
     def update(stats: StepStats, state: LossSpikeState):
         step = stats.step
@@ -65,11 +74,17 @@ def loss_spike(z: float = 6.0, window: int = 128, min_history: int = 20, min_ris
         if not finite(loss) or not stats.loss_finite:
             return (), state._replace(norms=norms, grad_spike_step=grad_spike_step)
 
+        level_ema, level_weight = robust_ema(state.level_ema, state.level_weight, loss, alpha)
+        level = state.level_ema / state.level_weight if state.level_weight > 0 else 0.0
+        if level == 0.0:  # the first loss, or a level with no scale: nothing to judge against
+            return (), state._replace(norms=norms, grad_spike_step=grad_spike_step, level_ema=level_ema,
+                                      level_weight=level_weight)
+        rise = (loss - level) / abs(level)
         spike = None
-        if track_size(state.losses) >= min_history and _robust_z(state.losses, loss, z) >= z:
-            median, scale = track_exact(state.losses)
-            if loss - median >= min_rise * abs(median):
-                spike = (loss - median) / scale, median
+        if rise >= min_rise and track_size(state.rises) >= min_history:
+            score = _robust_z(state.rises, rise, z)
+            if score >= z:
+                spike = score
         onsets = state.onsets
         if onsets and onsets[0] <= step - window:
             onsets = tuple(s for s in onsets if s > step - window)
@@ -79,19 +94,18 @@ def loss_spike(z: float = 6.0, window: int = 128, min_history: int = 20, min_ris
         report, episode = episode_update(state.episode, severity, rearm_after)
         if report:
             onsets += (step,)
-        new_state = LossSpikeState(track_push(state.losses, loss), norms, grad_spike_step, onsets, episode)
+        new_state = LossSpikeState(track_push(state.rises, rise), level_ema, level_weight, norms, grad_spike_step,
+                                   onsets, episode)
         if not report:
             return (), new_state
 
-        score, median = spike
         if grad_spike_step >= 0 and step - grad_spike_step <= lead_steps:
             led = True
         elif track_size(state.norms) >= min_history:
             led = False
         else:
             led = None
-        evidence = {"loss": loss, "median": median, "z": score,
-                    "ratio_to_median": loss / median if median > 0 else None,
+        evidence = {"loss": loss, "recent_level": level, "rise": rise, "z": spike,
                     "grad_norm": norm if finite(norm) else None, "grad_norm_led": led,
                     "spikes_in_window": len(onsets)}
         if led:
@@ -100,8 +114,8 @@ def loss_spike(z: float = 6.0, window: int = 128, min_history: int = 20, min_ris
                 False: "the gradient norm did not spike (a bad batch?)",
                 None: "not enough gradient-norm history to tell whether it led"}[led]
         kind = f"{len(onsets)} spikes within {window} steps" if severity == Severity.ERROR else "loss spike"
-        message = (f"{kind} at step {step}: loss {loss:.4g} vs rolling median {median:.4g} "
-                   f"(robust z {score:.3g}); {text}")
+        message = (f"{kind} at step {step}: loss {loss:.4g} is {rise:+.0%} above its recent level {level:.4g} "
+                   f"(robust z {spike:.3g}); {text}")
         return (Finding("loss_spike", severity, step, None, evidence, message),), new_state
 
     return Detector("loss_spike", init, update)
