@@ -203,3 +203,22 @@ def test_actions_carry_their_measured_effect():
     (skip,) = guard.actions
     assert math.isnan(skip.effect["loss_before"]) and skip.effect["steps_measured"] == 5
     assert skip.effect["loss_after"] > 0 and isinstance(skip, Action)
+
+
+def test_spam_moment_reset_and_raised_epsilon_are_carried_out_once_ordered():
+    def reset_at_step_2(stats, findings, plan, state):
+        if stats.step == 2:
+            plan = plan._replace(reset_moments=True, adam_eps=1e-3)
+        return plan, state
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01, eps=1e-8)
+    guard = trainguard.Guard(model, opt, policy=Policy("reset", tuple, reset_at_step_2))
+    _loop(model, opt, guard, 3)
+    state = opt.state[model.weight]
+    assert not state["exp_avg"].any() and not state["exp_avg_sq"].any() and float(state["step"]) == 0
+    assert opt.param_groups[0]["eps"] == 1e-3
+    _loop(model, opt, guard, 1)  # Adam restarts cleanly from the reset moments
+    assert torch.isfinite(model.weight).all() and float(opt.state[model.weight]["step"]) == 1
+    guard.close()
