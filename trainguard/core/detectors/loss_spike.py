@@ -114,7 +114,7 @@ def loss_spike(z: float = 6.0, window: int = 128, min_history: int = 20, min_ris
                 False: "the gradient norm did not spike (a bad batch?)",
                 None: "not enough gradient-norm history to tell whether it led"}[led]
         kind = f"{len(onsets)} spikes within {window} steps" if severity == Severity.ERROR else "loss spike"
-        message = (f"{kind} at step {step}: loss {loss:.4g} is {rise:+.0%} above its recent level {level:.4g} "
+        message = (f"{kind} at step {step}: loss {loss:.4g} is {rise:.0%} above its recent level {level:.4g} "
                    f"(robust z {spike:.3g}); {text}")
         return (Finding("loss_spike", severity, step, None, evidence, message),), new_state
 
