@@ -70,7 +70,9 @@ def test_step_statistics_are_recorded(tmp_path):
     names = [layer.name for layer in first.layers]
     assert names == log.header["parameters"] and len(names) == len(model.trainable_weights)
     kernel = first.layers[0]
-    assert kernel.update_ratio > 0 and kernel.adam_update_rms == pytest.approx(1.0, rel=1e-3)  # Adam's first step
+    assert kernel.update_ratio > 0 and kernel.adam_sqrt_v_median > 0
+    if keras.backend.backend() == "torch":  # the raw gradients are kept on eager steps only
+        assert kernel.adam_update_rms == pytest.approx(1.0, rel=1e-3)  # Adam's first step: |g| / sqrt(g^2)
     assert {a.kind for a in first.activations} >= {"relu", "output"}
     assert first.eval_mode_modules == ()
 
@@ -95,7 +97,8 @@ def test_compiled_with_a_guarded_optimizer_saves_and_loads(tmp_path):
     x, y = data()
     model = build(tk.GuardedOptimizer(keras.optimizers.SGD(0.05, momentum=0.9), policy="safe"))
     model.fit(x, y, epochs=1, batch_size=32, verbose=0)
-    assert model.optimizer.findings == [] and len(model.optimizer.host.session.history) == 8
+    if keras.backend.backend() == "torch":  # eager updates: the optimizer guards itself, no callback needed
+        assert model.optimizer.findings == [] and len(model.optimizer.host.session.history) == 8
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     assert isinstance(loaded.optimizer, tk.GuardedOptimizer)

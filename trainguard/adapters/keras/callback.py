@@ -101,6 +101,7 @@ class Guard(keras.callbacks.Callback):
         if keras.backend.backend() == "jax":
             self.session.before_host_write = self._jax_sync
             self.session.read = self._jax_reader()
+            self.session.probe_forward = self._jax_probe_forward
         self._patch_train_step()
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -192,6 +193,16 @@ class Guard(keras.callbacks.Callback):
         # The train function binds train_step when it is made (before on_train_begin): make it again so the
         # traced step goes through the patched methods and the wrapper.
         model.make_train_function(force=True)
+        # It takes an iterator of host batches: peek at them for the batch size and the data's scale.
+        step_function, session = model.train_function, self.session
+
+        def peek(iterator):
+            for data in iterator:
+                x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+                session.see_batch(x, y)
+                yield data
+
+        model.train_function = lambda state, iterator: step_function(state, peek(iterator))
 
     def _unpatch_train_step(self) -> None:
         for name in ("train_step", "_update_metrics_variables"):
@@ -240,6 +251,12 @@ class Guard(keras.callbacks.Callback):
         if state and state.get("optimizer_variables") is not None:
             return state["optimizer_variables"]
         return None
+
+    def _jax_probe_forward(self, inputs) -> None:
+        """One inference pass on the step's inputs, so the probe sees concrete activations (JAX compiles the
+        training step). The weights are synced back from the trainer's state first."""
+        self._jax_sync()
+        self.model(inputs, training=False)
 
     def _jax_sync(self) -> None:
         sync = getattr(self.model, "jax_state_sync", None)

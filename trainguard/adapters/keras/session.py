@@ -84,6 +84,10 @@ class KerasSession:
         # values apart from the variables during fit (the callback sets both then).
         self.read: Callable[[Any], np.ndarray] = collect.to_numpy
         self.before_host_write: Callable[[], None] = lambda: None
+        # Compiled steps run the layers on tracers: the callback then sets a function that runs one extra
+        # inference forward pass on the step's inputs for the activation probe, on sampled steps only.
+        self.probe_forward: Callable[[Any], Any] | None = None
+        self.last_inputs: Any = None
         self.modes = ModeRecorder(model) if model is not None else None
         self.probe = ActivationProbe(model) if model is not None else None
         for part, hook in (("mode check", self.modes), ("activation probe", self.probe)):
@@ -119,6 +123,7 @@ class KerasSession:
             shape = getattr(leaf, "shape", None)
             batch_size = int(shape[0]) if shape else None
         self._batch = {"batch_size": batch_size}
+        self.last_inputs = inputs
         if self.step < self.preset.data_batches and "data summary" not in self._disabled:
             summaries = self._try("data summary", lambda: (collect.data_summary(collect.first_leaf(inputs)),
                                                            collect.data_summary(collect.first_leaf(targets))))
@@ -219,6 +224,12 @@ class KerasSession:
                                        collect.adam_second_moments(self.optimizer.inner_optimizer, self.read)) or ()
         activations = ()
         if self.probe is not None and last and self.probe.armed:
+            if not self.probe.records and self.probe_forward is not None and self.last_inputs is not None:
+                modes = dict(self.modes.seen) if self.modes is not None else {}
+                self._try("activation probe", self.probe_forward, self.last_inputs)
+                if self.modes is not None:  # the extra pass runs in inference mode on purpose
+                    self.modes.seen.clear()
+                    self.modes.seen.update(modes)
             activations = self.probe.collect()
             if self.probe.error is not None:
                 error, self.probe.error = self.probe.error, None
