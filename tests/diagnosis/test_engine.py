@@ -128,3 +128,35 @@ def test_docs_have_an_entry_with_every_section_for_every_cause():
         entry = text.split(f'<a id="{code.replace("_", "-")}"></a>')[1].split("<a id=")[0]
         for heading in ("What you see", "Why it happens", "Evidence", "Fix", "PyTorch", "Keras", "Reproduce"):
             assert heading in entry, (code, heading)
+
+
+_floats = st.floats(allow_nan=True, allow_infinity=True, width=32)
+_values = st.one_of(st.none(), _floats)
+
+
+@st.composite
+def _odd_step(draw, step):
+    from trainguard.core.stats import ActivationStats, LayerStats
+
+    names = draw(st.lists(st.sampled_from(["a.weight", "a.bias", "b.weight"]), max_size=3, unique=True))
+    layers = tuple(LayerStats(name, grad_norm=draw(_values), update_ratio=draw(_values),
+                              adam_update_rms=draw(_values), adam_sqrt_v_median=draw(_values)) for name in names)
+    kinds = draw(st.lists(st.sampled_from([("r", "relu"), ("s", "sigmoid"), ("(output)", "output")]), max_size=3,
+                          unique=True))
+    acts = tuple(ActivationStats(name, kind, dead_fraction=draw(_values), saturated_fraction=draw(_values),
+                                 output_std=draw(_values)) for name, kind in kinds)
+    summary = st.one_of(st.none(), st.builds(TensorSummary, _floats, _floats, _floats))
+    return StepStats(
+        step=step, loss=draw(_values), grad_norm=draw(_values), batch_size=draw(st.one_of(st.none(), st.integers(0, 64))),
+        lrs=tuple(draw(st.lists(st.floats(0, 1), max_size=2))), loss_finite=draw(st.booleans()), layers=layers,
+        activations=acts, eval_mode_modules=draw(st.sampled_from([None, (), ("bn",)])), inputs=draw(summary),
+        targets=draw(summary), extra={"val_loss": draw(_values)} if draw(st.booleans()) else {})
+
+
+@settings(max_examples=15, deadline=None)
+@given(data=st.data(), n=st.integers(0, 40))
+def test_any_stream_of_odd_values_is_diagnosed_without_error(data, n):
+    stats = [data.draw(_odd_step(step)) for step in range(n)]
+    causes = diagnose(stats, None)
+    assert all(c.code in CAUSES and 0.0 <= c.confidence <= 1.0 for c in causes)
+    json.dumps([c.to_dict() for c in causes], default=str)

@@ -227,3 +227,25 @@ def test_a_gradient_outlier_below_the_initial_level_is_not_an_explosion():
     assert diagnose(stats, [finding("exploding_gradient", 250, Severity.ERROR)]) == []
     stats = [replace(s, grad_norm=s.grad_norm * 30) if s.step == 250 else s for s in healthy()]
     assert codes(diagnose(stats, [finding("exploding_gradient", 250, Severity.ERROR)])) == ["exploding_gradient"]
+
+
+def _adam_calm_return(blow_up: bool):
+    """Adam stats sampled every 25 steps (RMS never caught high); the gradient sinks 1000x, comes back at 300."""
+    stats = []
+    for s in healthy(400, layer_every=25):
+        calm = 150 <= s.step < 300
+        norm = s.grad_norm * (1e-4 if calm else (0.3 if s.step >= 300 else 1.0))
+        loss = s.loss * (1e-3 if calm else 1.0) * (40.0 if blow_up and 303 <= s.step < 320 else 1.0)
+        layers = tuple(replace(l, adam_update_rms=0.9) for l in s.layers)
+        stats.append(replace(s, grad_norm=norm, loss=loss, layers=layers))
+    return stats
+
+
+def test_adam_gradients_back_from_a_calm_phase_then_a_blow_up_point_at_epsilon_without_the_rms_peak():
+    causes = diagnose(_adam_calm_return(blow_up=True), [])
+    assert codes(causes)[0] == "adam_epsilon" and causes[0].evidence["step"] == 300
+    assert causes[0].evidence["return_factor"] > 100
+    assert diagnose(_adam_calm_return(blow_up=False), []) == []  # gradients came back, the loss did not blow up
+    sgd = [replace(s, layers=tuple(replace(l, adam_update_rms=None) for l in s.layers))
+           for s in _adam_calm_return(blow_up=True)]
+    assert "adam_epsilon" not in codes(diagnose(sgd, []))

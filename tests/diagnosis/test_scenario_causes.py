@@ -2,22 +2,14 @@
 healthy twin gets no cause and no finding of warning or above."""
 from __future__ import annotations
 
-import functools
-
 import pytest
 
 pytest.importorskip("torch")
 
-import trainguard  # noqa: E402
 from trainguard.core.findings import Severity  # noqa: E402
-from trainguard.core.presets import Preset  # noqa: E402
 
 SCENARIOS = ("bn_inference_mode", "unscaled_data", "vanishing_gradient", "adam_epsilon", "exploding_gradient",
              "batch_size_dependent_loss")
-# Adam's update RMS peaks (12-15) in the ~15 steps after the data shift; the default preset samples the layers
-# every 25 steps and misses it (1.1 at the shift, 1.7 at +25). Until the guard samples densely after a jump of
-# the gradient norm, this scenario is diagnosed with the layers sampled every other step.
-PRESETS = {"adam_epsilon": Preset("every_other_step", layer_every=2, mode_every=25, data_batches=3, fetch_every=1)}
 # Findings the detectors raise on healthy twins (the diagnosis gives no cause for them; see the reasons).
 KNOWN_LOUD_TWINS = {
     "unscaled_data": "exploding_gradient's sustained-growth rule fires at step ~81 of the converged run, where the "
@@ -27,13 +19,9 @@ KNOWN_LOUD_TWINS = {
 
 
 @pytest.fixture
-def scenario(request, monkeypatch):
+def scenario(request):
     name = request.param
     module = pytest.importorskip(f"trainguard.scenarios.{name}", reason=f"scenario {name} not built yet")
-    if name in PRESETS:
-        from trainguard.adapters.torch import Guard
-
-        monkeypatch.setattr(trainguard, "Guard", functools.partial(Guard, preset=PRESETS[name]), raising=False)
     return module.SCENARIO
 
 

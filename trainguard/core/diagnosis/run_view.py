@@ -80,10 +80,6 @@ class RunView:
     def grad_norms(self) -> np.ndarray:
         return np.array([_nan(s.grad_norm) for s in self.stats], dtype=np.float64)
 
-    def before(self, step: int | None) -> tuple[StepStats, ...]:
-        """The finite steps before ``step`` (all finite steps when ``step`` is None)."""
-        return tuple(s for s in self.stats if s.finite and (step is None or s.step < step))
-
     @cached_property
     def sampled(self) -> tuple[StepStats, ...]:
         """Finite steps that carry per-layer statistics."""

@@ -4,21 +4,37 @@ Evidence: the ``adam_update_rms`` findings (Wortsman et al. 2023: the per-tensor
 while the gradient norm is ordinary), strengthened when a loss spike, divergence or non-finite value follows
 within ``follow_steps`` (Wortsman et al. saw spikes 1-8 steps after; the layer statistics are sampled, so the
 window is wider). Seed case 002: a calm phase near the optimum, then the loss grows; a larger epsilon fixes it.
+
+The RMS peak lasts only as long as v needs to catch up (~10-20 steps) and can fall between two sampled steps.
+The every-step statistics then show its mechanism instead (``calm_return``): with an Adam-family optimizer,
+the gradient norm had sunk to <= 1/100 of its initial level for ``calm`` (50) steps, came back >= 100x above
+that calm level (yet no higher than 10x its initial level: an ordinary gradient), and within ``follow_steps``
+the loss rose >= 10x above its value at the return. A larger epsilon bounds exactly that step (Thilak et al.
+2022 describe the same calm-then-spike pattern). Confidence 0.75 from that alone.
 """
 from __future__ import annotations
+
+import numpy as np
 
 from trainguard.core.diagnosis.cause import Cause
 from trainguard.core.diagnosis.rules._make import make_cause
 from trainguard.core.diagnosis.run_view import RunView
 from trainguard.core.findings import Severity
 
-__all__ = ["adam_epsilon"]
+__all__ = ["adam_epsilon", "calm_return"]
 
 
 def adam_epsilon(view: RunView, follow_steps: int = 100) -> Cause | None:
     found = view.of("adam_update_rms", Severity.WARNING)
     if not found:
-        return None
+        returned = calm_return(view, follow_steps=follow_steps)
+        if returned is None:
+            return None
+        blew_up = "went non-finite" if returned["went_non_finite"] else f"rose {returned['loss_rise']:.3g}x"
+        message = (f"with Adam, the gradient norm came back {returned['return_factor']:.3g}x above its calm level "
+                   f"at step {returned['step']} and the loss then {blew_up}: the second-moment estimate, shrunk "
+                   f"by the calm phase, lagged the returning gradients")
+        return make_cause(view, "adam_epsilon", 0.75, returned, message)
     first = found[0]
     followed = [f for f in view.instability if first.step - follow_steps <= f.step <= first.step + follow_steps]
     followed_nonfinite = [s for s in view.nonfinite_steps if first.step <= s <= first.step + follow_steps]
@@ -33,3 +49,33 @@ def adam_epsilon(view: RunView, follow_steps: int = 100) -> Cause | None:
                f"{first.where} at step {first.step} while the gradient norm was ordinary: the second-moment "
                f"estimate was too small for the gradients that came back")
     return make_cause(view, "adam_epsilon", confidence, evidence, message)
+
+
+def calm_return(view: RunView, calm: int = 50, follow_steps: int = 100) -> dict | None:
+    """The first step where an Adam run's gradient norm came back from a long calm and the loss then blew up."""
+    if not any(layer.adam_update_rms is not None for s in view.sampled for layer in s.layers):
+        return None
+    norms, losses, steps = view.grad_norms, view.losses, view.steps
+    finite = norms[np.isfinite(norms)]
+    if len(norms) <= calm or len(finite) < 10:
+        return None
+    initial = float(np.median(finite[:10]))
+    # A non-finite norm counts as large, so a window holding one is not calm.
+    windows = np.lib.stride_tricks.sliding_window_view(np.where(np.isfinite(norms), norms, np.inf), calm)[:-1]
+    calm_levels = np.median(windows, axis=1)
+    now = norms[calm:]
+    with np.errstate(invalid="ignore"):
+        hits = np.flatnonzero((calm_levels <= initial / 100) & (now >= 100 * calm_levels) & (now <= 10 * initial))
+    for i in hits + calm:
+        after = losses[(steps > steps[i]) & (steps <= steps[i] + follow_steps)]
+        at_return = losses[i]
+        if not (np.isfinite(at_return) and at_return > 0 and len(after)):
+            continue
+        went_non_finite = not bool(np.isfinite(after).all())
+        rise = float(np.nanmax(after) / at_return) if np.isfinite(after).any() else None
+        if went_non_finite or (rise is not None and rise >= 10):
+            level = float(calm_levels[i - calm])
+            return {"step": int(steps[i]), "calm_grad_norm": level, "grad_norm": float(norms[i]),
+                    "initial_grad_norm": initial, "return_factor": float(norms[i] / level),
+                    "loss_at_return": float(at_return), "loss_rise": rise, "went_non_finite": went_non_finite}
+    return None

@@ -8,7 +8,8 @@ without a finding; and non-finite values following that growth (Pascanu, Mikolov
 blow-up; clipping by global norm is their fix).
 
 Vanishing: the ``vanishing_gradient`` findings (AUTOTRAINER: ratio <= 1e-3 with ||G_first|| <= 1e-4; SageMaker
-Debugger: mean |g| < 1e-7), the ``output_collapse`` finding (the output's std over the batch below 5% of the
+Debugger: mean |g| < 1e-7; a weak note alone when the loss fell well, as a converged model's gradients are tiny
+too), the ``output_collapse`` finding (the output's std over the batch below 5% of the
 targets': the model predicts a constant, seed 001 experiment 3), AUTOTRAINER's ||G_first||/||G_last|| on the
 sampled steps (<= 1e-2 supports it) and a stalled loss.
 """
@@ -90,7 +91,9 @@ def vanishing_gradient(view: RunView) -> Cause | None:
     evidence: dict = {"stalled": stalled}
     confidence = 0.0
     if found:
-        confidence = 0.7
+        # Tiny gradients in a run whose loss fell, with no collapse and no gap between first and last layer,
+        # are those of a converged model: a note, not a cause.
+        confidence = 0.7 if (stalled or collapse or small_ratio) else 0.35
         evidence.update(steps=[f.step for f in found][:8], layers=sorted({f.where for f in found if f.where}))
     if collapse:
         confidence = max(confidence, 0.65) + (0.15 if found else 0.0)
