@@ -222,3 +222,15 @@ def test_spam_moment_reset_and_raised_epsilon_are_carried_out_once_ordered():
     _loop(model, opt, guard, 1)  # Adam restarts cleanly from the reset moments
     assert torch.isfinite(model.weight).all() and float(opt.state[model.weight]["step"]) == 1
     guard.close()
+
+
+def test_lr_is_restored_before_the_scheduler_steps_even_when_the_update_was_skipped():
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    guard = trainguard.Guard(model, opt, policy=policies.chain(policies.skip_if_non_finite(), _orders(lr_scale=0.1)),
+                             scheduler=sched)
+    _loop(model, opt, guard, 4, sched=sched, poison={1, 2})
+    guard.close()
+    assert opt.param_groups[0]["lr"] == 0.1 * 0.5 ** 4

@@ -6,8 +6,8 @@ gradients, LRs, the optimizer, the model and its snapshots.
 - ``before_update``: skip (the optimizer is not stepped at all, so momentum and Adam moments stay untouched),
   clip (``clip_grad_norm_``'s arithmetic, by value, unit-wise AGC), scale the LRs for this one optimizer step,
   prepare the StableAdamW cap. On CPU the decision reads the step's norm (free there). On an accelerator it is
-  made on the device, with no host sync: the apply flag and the clip factor are tensors, and the guard hands
-  the flag to a fused optimizer as AMP's ``found_inf``.
+  made on the device: the apply flag and the clip factor are tensors, and the guard hands the flag to a fused
+  optimizer as AMP's ``found_inf`` (no host sync); other optimizers read it once per step, as GradScaler does.
 - after the optimizer step (a step post-hook): the LRs are put back exactly as they were, so a user's LR
   scheduler, which reads and writes ``param_group['lr']``, never sees the back-off; the Adam update cap.
 - ``after_update``: the policy reads the step's statistics and findings; the one-shot orders are carried out
@@ -77,7 +77,9 @@ class TorchRepairer:
         self._rollback: Action | None = None
         self._saved_lrs: list[Any] | None = None
         self._adam_cap: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        self._hook = guard.optimizer.register_step_post_hook(self._after_optimizer_step)
+        # An optimizer without step hooks (not a torch.optim.Optimizer) gets its LRs back at the next call instead.
+        register = getattr(guard.optimizer, "register_step_post_hook", None)
+        self._hook = register(self._after_optimizer_step) if callable(register) else None
 
     # ------------------------------------------------------------ before the update
     def before_update(self, ctx: Any) -> bool | torch.Tensor:
@@ -170,7 +172,9 @@ class TorchRepairer:
 
     # ------------------------------------------------------------- after the update
     def after_update(self, stats: StepStats, findings: tuple[Finding, ...]) -> list[Action]:
-        self._restore_lrs()
+        if self._hook is None:
+            self._after_optimizer_step(None, None, None)
+        self._restore_lrs()  # a skipped step never reached the post-hook; the user's scheduler steps next
         done: list[Action] = []
         executed = self._executed(stats, findings)
         plan, self.state = self.policy.update(stats, tuple(findings), Plan(), self.state)
@@ -259,7 +263,8 @@ class TorchRepairer:
     # ----------------------------------------------------------------------- close
     def close(self) -> None:
         self._restore_lrs()
-        self._hook.remove()
+        if self._hook is not None:
+            self._hook.remove()
         pending = self.effects.flush()
         if self._skipped:
             pending.append(self._skipped_record())
