@@ -191,7 +191,7 @@ def write_keras_csv(run: dict, path: Path) -> Path:
         writer.writerow(["epoch", "learning_rate", "loss", "val_loss"])
         for e in np.unique(epochs):
             sel = epochs == e
-            val = run["eval_loss"][min(len(run["eval_loss"]) - 1, int(e * len(run["eval_loss"]) / (epochs.max() + 1)))]
+            val = np.interp(run["step"][sel][-1], run["eval_step"], run["eval_loss"])
             writer.writerow([int(e), float(run["lr"][sel][-1]), float(np.mean(run["loss"][sel])), float(val)])
     return path
 

@@ -99,3 +99,17 @@ def test_non_finite_grad_norm_alone_is_information(tmp_path):
     run["grad_norm"][::97] = np.inf  # fp16 loss scaling skipping a few overflowing steps
     found = [f for f in analyse_series(as_series(run)) if f.code == "non_finite"]
     assert found and found[0].severity == Severity.INFO
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_epoch_level_logs_healthy_and_sick(tmp_path, seed):
+    from doctor_synth import write_keras_csv
+
+    rng = np.random.default_rng(seed)
+    run = healthy(seed, 3000, steps_per_epoch=int(rng.choice([100, 150, 300])))
+    assert warnings(diagnose_file(write_keras_csv(run, tmp_path / "ok.csv")).findings) == []
+    kind = ("overfitting", "plateau", "lr_too_high")[seed % 3]
+    run = sick(kind, seed, 3000)
+    run["epoch"] = np.floor(run["step"] / 100)
+    found = [(c, k) for c, k, _ in warnings(diagnose_file(write_keras_csv(run, tmp_path / "sick.csv")).findings)]
+    assert run["expect"][0] in [c for c, _ in found]

@@ -187,3 +187,12 @@ def test_runlog_findings_reach_the_diagnosis(tmp_path):
     logged = [f for f in result.findings if f.evidence.get("source") == "run log"]
     assert [(f.code, f.step) for f in logged] == [("dead_relu", 120)]
     json.dumps([f.to_dict() for f in result.findings], allow_nan=False)
+
+
+def test_names_of_tensorboard_tutorials_and_wandb_exports():
+    assert detect_columns(["Loss/train", "Loss/val", "lr/group0"]) == {
+        "loss": "Loss/train", "eval_loss": "Loss/val", "lr": "lr/group0"}
+    assert detect_columns(["Step", "run-1 - train/loss", "run-1 - train/loss__MIN", "run-1 - eval/loss"]) == {
+        "step": "Step", "loss": "run-1 - train/loss", "eval_loss": "run-1 - eval/loss"}
+    assert detect_columns(["epoch", "epoch_loss", "epoch_learning_rate"]) == {
+        "loss": "epoch_loss", "lr": "epoch_learning_rate", "epoch": "epoch"}

@@ -16,20 +16,25 @@ __all__ = ["ROLES", "ALIASES", "normalise", "detect_columns", "build_series"]
 ROLES = ("step", "loss", "lr", "grad_norm", "batch_size", "eval_loss", "epoch")
 
 ALIASES: dict[str, tuple[str, ...]] = {
-    "step": ("step", "global_step", "trainer/global_step", "train/global_step", "iteration", "iter", "it",
-             "steps", "batch"),
-    "loss": ("loss", "train_loss", "training_loss", "train/loss", "train_loss_step", "loss_step",
-             "train/loss_step", "train_loss_epoch", "loss_epoch"),
-    "lr": ("lr", "learning_rate", "train/learning_rate", "train/lr", "learningrate"),
+    "step": ("step", "global_step", "trainer/global_step", "train/global_step", "train/step", "_step",
+             "iteration", "iter", "it", "steps", "batch"),
+    "loss": ("loss", "train_loss", "training_loss", "train/loss", "loss/train", "loss/training",
+             "train_loss_step", "loss_step", "train/loss_step", "batch_loss", "running_loss", "avg_loss",
+             "train_loss_epoch", "loss_epoch", "epoch_loss"),
+    "lr": ("lr", "learning_rate", "train/learning_rate", "train/lr", "learningrate", "epoch_learning_rate",
+           "epoch_lr"),
     "grad_norm": ("grad_norm", "gradient_norm", "train/grad_norm", "global_grad_norm", "grad_norm_total",
                   "grad_2_0_norm_total", "gradnorm"),
     "batch_size": ("batch_size", "train/batch_size", "batchsize", "bs"),
     "eval_loss": ("eval_loss", "val_loss", "validation_loss", "eval/loss", "val/loss", "valid_loss",
-                  "validation/loss", "val_loss_epoch", "eval/val_loss"),
+                  "validation/loss", "valid/loss", "loss/val", "loss/validation", "loss/valid", "loss/eval",
+                  "val_loss_epoch", "val/loss_epoch", "eval/val_loss"),
     "epoch": ("epoch", "train/epoch", "epochs"),
 }
-# Lightning names its LR column after the optimiser: lr-Adam, lr-SGD-1.
-_LR_PREFIX = "lr_"
+# Lightning names its LR column after the optimiser (lr-Adam, lr-SGD-1); others add the parameter group.
+_LR_PREFIXES = ("lr_", "lr/", "learning_rate/", "learning_rate_")
+# Weights & Biases CSV exports name columns "<run> - <metric>", with "__MIN"/"__MAX" companions.
+_WANDB_SEPARATOR = " - "
 
 
 def normalise(name: str) -> str:
@@ -42,6 +47,9 @@ def detect_columns(names: list[str], overrides: dict[str, str | None] | None = N
     by_norm: dict[str, str] = {}
     for name in names:
         by_norm.setdefault(normalise(name), name)
+    for name in names:
+        if _WANDB_SEPARATOR in name and not name.endswith(("__MIN", "__MAX")):
+            by_norm.setdefault(normalise(name.rsplit(_WANDB_SEPARATOR, 1)[1]), name)
     mapping: dict[str, str] = {}
     for role, wanted in overrides.items():
         if wanted in names:
@@ -61,7 +69,7 @@ def detect_columns(names: list[str], overrides: dict[str, str | None] | None = N
                 break
         else:
             if role == "lr":
-                prefixed = [n for norm, n in by_norm.items() if norm.startswith(_LR_PREFIX) and n not in taken]
+                prefixed = [n for norm, n in by_norm.items() if norm.startswith(_LR_PREFIXES) and n not in taken]
                 if prefixed:
                     mapping[role] = prefixed[0]
         if role in mapping:

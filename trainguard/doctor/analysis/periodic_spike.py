@@ -3,13 +3,15 @@
 Rule: fold the spike steps by a candidate period (the steps per epoch from an epoch column, else the median spacing
 of the spikes) and keep the spikes whose phase is within 3% of their circular mean phase; the pattern holds when at
 least 3 spikes (4 without an epoch column), covering at least half the cycles of the run (or, with an epoch column,
-a third of them when most spikes are on the pattern), share that phase. Spikes at epoch ends point at the last,
+a third of them when most spikes are on the pattern), share that phase, and chance would put that many of the
+run's spikes in that phase window with a probability under 0.1% (Chernoff bound). Spikes at epoch ends point at the last,
 smaller batch (a summed loss, a mean over few samples, BatchNorm statistics of a tiny batch); at a fixed place
 inside the epoch they point at one bad batch met every epoch (data not shuffled). This is the pattern behind "Why
 does my training loss have regular spikes?" (Stack Overflow 2018, spikes every 1390 steps = one epoch).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +24,7 @@ from trainguard.doctor.findings import DoctorFinding, json_step
 __all__ = ["analyse_periodic_spike", "find_period", "Period"]
 
 _PHASE_TOLERANCE = 0.03
+_CHANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,21 @@ def _find_period(sig: Signals) -> Period | None:
                                      (count >= 0.3 * np.floor(cycles) and count >= 0.6 * len(peaks)))
         else:
             enough = count >= 4 and count >= 0.5 * np.floor(cycles)
-        if enough:
+        # And more of them than chance would put in that phase window (noisy runs have many weak spikes).
+        if enough and _chance_bound(len(peaks), count, min(1.0, 2 * tolerance)) <= _CHANCE:
             return Period(period, source, peaks[on], mean_phase)
     return None
+
+
+def _chance_bound(n: int, k: int, p: float) -> float:
+    """Chernoff bound on P(at least k of n uniformly placed spikes land in a window holding a share p)."""
+    share = k / n
+    if share <= p:
+        return 1.0
+    if share >= 1.0:
+        return p ** n
+    kl = share * math.log(share / p) + (1 - share) * math.log((1 - share) / (1 - p))
+    return math.exp(-n * kl)
 
 
 def analyse_periodic_spike(sig: Signals) -> list[DoctorFinding]:

@@ -1,7 +1,7 @@
 """``plateau``: the loss does not come down from where it started.
 
-Rule: with at least 20 points, the final level (median of the last 10%) is within 5% of the first level and the
-trend never went more than 10% below it: a run stuck from the start, not a run that converged (a converged run
+Rule: with at least 10 points (ten epochs of an epoch-level log), the final level (median of the last 10%) is
+within 5% of the first level and the trend never went more than 10% below it: a run stuck from the start, not a run that converged (a converged run
 plateaus after a drop, which is healthy). SageMaker Debugger's ``LossNotDecreasing`` rule compares losses
 between intervals the same way. Causes: tiny gradient norms (vanishing_gradient); healthy gradient norms with a
 small LR, or a very small LR (lr_too_low); with neither column the doctor cannot tell them apart and says so.
@@ -17,7 +17,7 @@ from trainguard.doctor.findings import DoctorFinding
 
 __all__ = ["analyse_plateau"]
 
-_MIN_POINTS = 20
+_MIN_POINTS = 10
 _FLAT = 0.05
 _NEVER_BELOW = 0.10
 _TINY_GRAD_NORM = 1e-4
