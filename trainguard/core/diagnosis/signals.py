@@ -54,12 +54,16 @@ def max_layer_update_ratio(view: RunView, before: int | None = None) -> float | 
 
 
 def gradient_growth(view: RunView) -> dict | None:
-    """How far the global gradient norm grew: its largest finite value over the median of its first 10 values."""
+    """How far the global gradient norm grew: its largest finite value over its initial level, the median of
+    its first 10 finite values before the run turned unstable (an explosion in the first steps must not raise
+    its own baseline)."""
     norms = view.grad_norms
     finite = np.isfinite(norms)
     if finite.sum() < 3:
         return None
-    first = norms[finite][:10]
+    onset = view.first_unstable_step
+    calm = finite & (view.steps < onset) if onset is not None else finite
+    first = norms[calm if calm.any() else finite][:10]
     base = float(np.median(first))
     if base <= 0:
         return None
