@@ -113,3 +113,29 @@ def test_epoch_level_logs_healthy_and_sick(tmp_path, seed):
     run["epoch"] = np.floor(run["step"] / 100)
     found = [(c, k) for c, k, _ in warnings(diagnose_file(write_keras_csv(run, tmp_path / "sick.csv")).findings)]
     assert run["expect"][0] in [c for c, _ in found]
+
+
+def test_sparse_logging_of_a_long_run_that_blows_up_after_a_calm_phase():
+    """Loss logged every 100 steps, no gradient norms, constant LR, blow-up at step 200k of 250k."""
+    run = healthy(3, 250_000, noise=0.05, schedule="constant", log_every=100, heavy_tail=False)
+    t = run["step"]
+    run["loss"] = run["loss"] * np.where(t > 200_000, np.minimum(np.exp((t - 200_000) / 3000), 30), 1)
+    series = as_series(run)
+    series.grad_norm = None
+    found = [f for f in analyse_series(series) if f.code == "divergence"]
+    assert found and found[0].cause == "adam_epsilon"
+    assert abs(found[0].step - 200_000) <= 2_000
+
+
+def test_epoch_end_spikes_logged_every_ten_steps_without_an_epoch_column():
+    run = healthy(4, 30_000, noise=0.1, steps_per_epoch=1390, heavy_tail=False)
+    ends = np.arange(1389, 30_000, 1390)
+    run["loss"][ends] *= 4
+    keep = np.arange(len(run["step"])) % 10 == 9
+    keep[ends] = True
+    series = as_series({**run, **{k: run[k][keep] for k in ("step", "loss", "lr", "grad_norm", "batch_size",
+                                                              "epoch")}})
+    series.epoch = series.batch_size = None
+    found = [f for f in analyse_series(series) if f.code == "periodic_spike"]
+    assert found and found[0].evidence["period_steps"] == 1390
+    assert found[0].cause == "batch_size_dependent_loss"

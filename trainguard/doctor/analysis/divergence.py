@@ -42,7 +42,8 @@ def analyse_divergence(sig: Signals) -> list[DoctorFinding]:
     if not climbed or (progress > 0 and rise < _GIVEN_BACK * progress):
         return []
     # Onset: last point at the best level + 10% of the climb, before the climb stays up.
-    near_best = np.flatnonzero(level[best_i:] <= best + 0.1 * rise)
+    # (on the finer trend, so the onset is not a coarse block early)
+    near_best = np.flatnonzero(sig.trend[best_i:] <= best + 0.1 * rise)
     onset = best_i + int(near_best[-1]) if len(near_best) else best_i
     onset = min(onset, sig.n - 1)
     evidence: dict = {
