@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -74,67 +75,77 @@ def run(args: argparse.Namespace) -> int:
 def _run_all(scenarios: list[Scenario], size: str, out: Path, console: Console) -> list[Comparison]:
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from trainguard.scenarios import GuardUnavailable
     from trainguard.scenarios.summary import Comparison
 
     comparisons = []
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
-                  "{task.total}"), TimeElapsedColumn(), console=console, transient=True) as progress:
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+    # The guard's warnings (e.g. "modules in eval mode") are kept for the summary, not printed mid-progress.
+    with Progress(*columns, console=console, transient=True) as progress, \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         task = progress.add_task("", total=2 * len(scenarios))
-        for scenario in scenarios:
+        for i, scenario in enumerate(scenarios, 1):
             progress.update(task, description=f"{scenario.name}: unguarded")
-            unguarded = scenario.run(healthy=False, guard_policy=None, size=size)
+            unguarded, error = _attempt(scenario.run, healthy=False, guard_policy=None, size=size)
             progress.advance(task)
             progress.update(task, description=f"{scenario.name}: policy {POLICY!r}")
             log = out / f"{scenario.name}.jsonl"
             log.unlink(missing_ok=True)  # the writer appends; one demo run per file
-            guarded, error = None, None
-            try:
-                guarded = scenario.run(healthy=False, guard_policy=POLICY, log=str(log), size=size)
-            except GuardUnavailable as e:
-                error = str(e)
+            guarded, guarded_error = _attempt(scenario.run, healthy=False, guard_policy=POLICY, log=str(log),
+                                              size=size)
             progress.advance(task)
-            comparisons.append(Comparison(scenario, unguarded, guarded, error))
-            progress.console.print(f"{scenario.name}: unguarded {_outcome(unguarded)}")
+            comparisons.append(Comparison(scenario, unguarded, guarded, error or guarded_error))
+            status = [f"{label} {'error' if r is None else 'FAIL' if r.failed else 'OK'}"
+                      for label, r in (("unguarded", unguarded), ("guarded", guarded))]
+            progress.console.print(f"[{i}/{len(scenarios)}] {scenario.name}: {', '.join(status)}")
+    for message in sorted({str(w.message) for w in caught if str(w.message).startswith("trainguard")}):
+        console.print(f"[dim]guard warning: {message}[/dim]")
     return comparisons
 
 
-def _outcome(result: ScenarioResult) -> str:
-    return f"{'FAIL' if result.failed else 'OK'}: {result.outcome}"
+def _attempt(run: Callable[..., ScenarioResult], **kwargs: object) -> tuple[ScenarioResult | None, str | None]:
+    """A run, or the one-line reason it could not be made (shown in the table; the demo then exits 1)."""
+    try:
+        return run(**kwargs), None
+    except Exception as e:  # noqa: BLE001 - one broken run must not hide the other scenarios
+        return None, f"{type(e).__name__}: {e}"
+
+
+def _outcome(result: ScenarioResult | None, error: str | None) -> str:
+    if result is None:
+        return f"error: {error}"
+    text = f"{'FAIL' if result.failed else 'OK'}: {result.outcome}"
+    # Why a guarded run ended early matters (the policy gave up); an unguarded run's NaN is already said.
+    return f"{text}; {result.stopped}" if result.stopped and result.policy is not None else text
 
 
 def _row(c: Comparison) -> tuple[str, ...]:
     from trainguard.scenarios.summary import actions_taken, cause_found
 
     name = f"{c.scenario.name} ({c.scenario.seed_id})"
-    unguarded = _outcome(c.unguarded)
+    seconds = " + ".join(f"{r.seconds:.1f}" if r else "-" for r in (c.unguarded, c.guarded))
     if c.guarded is None:
-        return (name, unguarded, "-", "-", f"not run: {c.error}", f"{c.unguarded.seconds:.1f}")
+        return (name, _outcome(c.unguarded, c.error), "-", "-", _outcome(None, c.error), seconds)
     cause = cause_found(c.guarded)
     if not c.cause_right:
         cause += f" (expected {c.scenario.cause})"
-    guarded = _outcome(c.guarded)
-    if c.guarded.stopped:
-        guarded += f"; {c.guarded.stopped}"
-    return (name, unguarded, cause, actions_taken(c.guarded), guarded,
-            f"{c.unguarded.seconds:.1f} + {c.guarded.seconds:.1f}")
+    return (name, _outcome(c.unguarded, c.error), cause, actions_taken(c.guarded), _outcome(c.guarded, c.error),
+            seconds)
 
 
 def _table(comparisons: list[Comparison], rows: list[tuple[str, ...]]) -> Table:
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title="trainguard demo: the seed scenarios, unguarded and with policy='auto'", show_lines=True)
+    table = Table(title=f"trainguard demo: the seed scenarios, unguarded and with policy={POLICY!r}",
+                  show_lines=True)
     for header in HEADERS:
         table.add_column(header, overflow="fold")
     for c, row in zip(comparisons, rows):
-        styles = ("bold", _style(c.unguarded.failed, bad_is_expected=True),
-                  "green" if c.cause_right else "yellow", "", _style(c.guarded is None or c.guarded.failed), "")
+        # Unguarded, failing is the expected outcome (yellow: the fault did not show); guarded, training is.
+        unguarded = "red" if c.unguarded is None else "red" if c.unguarded.failed else "yellow"
+        guarded = "green" if c.guarded is not None and not c.guarded.failed else "red"
+        styles = ("bold", unguarded, "green" if c.cause_right else "yellow", "", guarded, "")
         table.add_row(*(Text(cell, style=style) for cell, style in zip(row, styles)))
     return table
-
-
-def _style(failed: bool, bad_is_expected: bool = False) -> str:
-    if bad_is_expected:
-        return "red" if failed else "yellow"
-    return "red" if failed else "green"

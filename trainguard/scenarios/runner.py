@@ -225,7 +225,7 @@ def judge_regression(trace: Trace, target_variance: float, learned_fraction: flo
     if first_bad is not None:
         outcome = f"non-finite at step {first_bad} (loss {start:.2g} -> {peak:.2g} -> nan)"
     else:
-        outcome = f"loss {start:.2g} -> {final:.2g} ({relative:.1%} of var(y))"
+        outcome = f"loss {start:.2g} -> {final:.2g} ({100 * relative:.2g}% of var(y))"
     failed = first_bad is not None or not relative < learned_fraction
     metrics = {"first_loss": start, "final_loss": final, "peak_loss": peak, "loss_over_target_variance": relative,
                "first_nonfinite_step": float(first_bad) if first_bad is not None else math.nan}
