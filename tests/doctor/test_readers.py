@@ -153,6 +153,8 @@ def test_directory_search_finds_logs_and_keeps_the_newest_checkpoint(run, tmp_pa
     write_csv(run, tmp_path / "metrics.csv")
     found = find_logs([tmp_path])
     assert found == [tmp_path / "metrics.csv", tmp_path / "out" / "checkpoint-300" / "trainer_state.json"]
+    write_trainer_state(run, tmp_path / "out" / "trainer_state.json")
+    assert find_logs([tmp_path / "out"]) == [tmp_path / "out" / "trainer_state.json"]
     with pytest.raises(ReadError, match="no such file"):
         find_logs([tmp_path / "missing"])
 

@@ -1,8 +1,8 @@
 """Finding log files and reading each into a :class:`~trainguard.doctor.series.RunSeries`.
 
 A directory is searched recursively (hidden folders skipped) for the file kinds below. Of a Hugging Face
-output directory's ``checkpoint-N/trainer_state.json`` files only the newest is read: each older one is a prefix
-of it.
+output directory's ``checkpoint-N/trainer_state.json`` files only the newest is read (each older one is a prefix
+of it), and none when the directory has its own final ``trainer_state.json``.
 """
 from __future__ import annotations
 
@@ -74,7 +74,9 @@ def _newest_checkpoints(files: list[Path]) -> list[Path]:
         key, number = f.parent.parent, int(match.group(1))
         if key not in newest or number > newest[key][0]:
             newest[key] = (number, f)
-    return out + [f for _, f in newest.values()]
+    # A final trainer_state.json beside the checkpoints (Trainer.save_state) holds the whole run.
+    final = {f.parent for f in out if f.name == "trainer_state.json"}
+    return out + [f for parent, (_, f) in newest.items() if parent not in final]
 
 
 def read_run(path: Path, overrides: dict[str, str | None] | None = None) -> RunSeries:
