@@ -19,7 +19,8 @@ class LayerStats:
     name: str
     grad_norm: float | None = None
     weight_norm: float | None = None
-    # ||W_t - W_{t-1}|| / ||W_{t-1}|| of the update applied at the previous step.
+    # ||W_after - W_before|| / ||W_before|| of THIS step's update (the adapter copies the weights before the
+    # optimizer step, on sampled steps only); weight_norm is ||W_before||.
     update_ratio: float | None = None
     grad_abs_mean: float | None = None
     zero_grad_fraction: float | None = None
