@@ -63,3 +63,16 @@ def test_guarded_result_carries_the_guards_findings_actions_and_diagnosis(health
         assert not result.failed and result.top_cause == "none"
     else:
         assert result.failed and result.findings  # observe never repairs: the NaN still happens
+
+
+def test_a_run_that_raises_shows_as_an_error_row_and_exit_1(tmp_path, capsys, monkeypatch):
+    import trainguard.scenarios as scenarios
+
+    def broken(**kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(scenarios.SCENARIOS, "unscaled_data", scenarios.SCENARIOS["unscaled_data"]._replace(run=broken))
+    monkeypatch.setenv("COLUMNS", "400")
+    assert main(["demo", "--scenario", "unscaled_data", "--out", str(tmp_path)]) == 1
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("│ unscaled_data"))
+    assert "error: RuntimeError: boom" in row

@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from trainguard.cli import UserError
     from trainguard.scenarios import SCENARIOS, get_scenario
@@ -50,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"cannot create {out}: {e.strerror or e}") from None
     size = "small" if args.small else "full"
     console = Console()
+    console.print(f"{len(scenarios)} real training failures, each trained twice: unguarded, then through "
+                  f"trainguard.Guard(model, optimizer, policy={POLICY!r}) ({size} size)")
     start = time.perf_counter()
     comparisons = _run_all(scenarios, size, out, console)
     rows = [_row(c) for c in comparisons]
@@ -57,10 +60,10 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     right = sum(c.cause_right for c in comparisons)
     fixed = sum(c.guarded is not None and not c.guarded.failed for c in comparisons)
-    console.print(f"causes found right: {right}/{len(comparisons)}   guarded runs that trained: "
+    console.print(f"causes found right: {right}/{len(comparisons)}   guarded runs rid of the fault's symptom: "
                   f"{fixed}/{len(comparisons)}   ({size} size, {elapsed:.0f} s)")
     for note in sorted({n for c in comparisons if c.guarded for n in c.guarded.notes}):
-        console.print(f"[yellow]note:[/yellow] {note}")
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")
     if not args.no_html:
         from trainguard.scenarios.summary import html_report
 
@@ -73,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_all(scenarios: list[Scenario], size: str, out: Path, console: Console) -> list[Comparison]:
+    from rich.markup import escape
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from trainguard.scenarios.summary import Comparison
@@ -100,7 +104,7 @@ def _run_all(scenarios: list[Scenario], size: str, out: Path, console: Console) 
                       for label, r in (("unguarded", unguarded), ("guarded", guarded))]
             progress.console.print(f"[{i}/{len(scenarios)}] {scenario.name}: {', '.join(status)}")
     for message in sorted({str(w.message) for w in caught if str(w.message).startswith("trainguard")}):
-        console.print(f"[dim]guard warning: {message}[/dim]")
+        console.print(f"[dim]guard warning: {escape(message)}[/dim]")
     return comparisons
 
 

@@ -63,9 +63,11 @@ def _fmt(v: float) -> str:
 
 def _loss_plot(c: Comparison) -> str:
     series = []
-    for label, result, colour in (("unguarded", c.unguarded, "#d62728"), ("guarded", c.guarded, "#1f77b4")):
+    # The guarded curve is dashed so that it stays visible where it follows the unguarded one exactly.
+    for label, result, colour, dashed in (("unguarded", c.unguarded, "#d62728", False),
+                                          ("guarded", c.guarded, "#1f77b4", True)):
         if result is not None and result.losses:
-            series.append(Series(label, range(len(result.losses)), result.losses, color=colour))
+            series.append(Series(label, range(len(result.losses)), result.losses, color=colour, dashed=dashed))
     markers = []
     if c.guarded is not None:
         first_of_kind: dict[str, int] = {}
