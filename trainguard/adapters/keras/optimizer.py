@@ -32,7 +32,11 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import keras
+import numpy as np
 from keras import ops
+
+from trainguard.adapters.keras import collect
+from trainguard.core.policies.plan import Plan, step_decision
 
 __all__ = ["GuardedOptimizer", "Orders", "StepRecord"]
 
@@ -210,13 +214,16 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         host = self.host
         if loss is not None:
             host.loss = ops.stop_gradient(ops.convert_to_tensor(loss))
-        eager = _is_eager(*[g for g in grads if g is not None])
+        if _is_eager(*[g for g in grads if g is not None]):
+            self._apply_eager(grads, variables, trainable_variables)
+            self._run_session(batch_size)
+            return
         norms, total = self._measure(grads)
         skip = self._skip_condition(total)
-        clipped, new_grads = self._clip(grads, total, eager)
+        clipped, new_grads = self._clip(grads, total)
 
         def step():
-            self._inner_apply(new_grads, trainable_variables)
+            self._inner_apply(new_grads, trainable_variables, eager=False)
 
         ops.cond(skip, lambda: None, step)
         self.tg_grad_norms.assign(self._scatter(norms, variables))
@@ -226,13 +233,37 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         self.tg_updates.assign_add(1.0)
         if host.loss is not None:
             self.tg_loss.assign(ops.cast(ops.reshape(host.loss, ()), "float32"))
-        if eager:
-            host.pending.append(StepRecord(host.loss, self._scatter(norms, variables), skip, clipped,
-                                           grads if host.keep_grads else None))
-            host.loss = None
-            if self.orders.skip_next > 0:
-                self.orders = self.orders._replace(skip_next=self.orders.skip_next - 1)
-            self._run_session(batch_size)
+
+    def _apply_eager(self, grads, variables, trainable_variables) -> None:
+        """An eager update (torch backend, custom loops): one fused norm pass and one small host read, then the
+        decision of the core's ``step_decision`` in Python."""
+        host, orders = self.host, self.orders
+        present = [g for g in grads if g is not None]
+        values = collect.to_numpy(_step_vector(host.loss, present)).astype(np.float64)
+        loss = float(values[0]) if host.loss is not None else None
+        norms = np.zeros(len(self._trainable_variables))
+        index = [self._get_variable_index(v) for v, g in zip(variables, grads) if g is not None]
+        norms[index] = values[1:]
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = float(np.sqrt(np.sum(np.square(norms))))
+        finite = math.isfinite(total) and (loss is None or math.isfinite(loss))
+        plan = Plan(skip_non_finite=orders.skip_non_finite, skip_above=orders.skip_above, clip_norm=orders.clip_norm)
+        decision = step_decision(plan, finite, total)
+        skipped = not decision.apply or orders.skip_next > 0
+        if not skipped:
+            new_grads = grads
+            if decision.clip_coef != 1.0:
+                new_grads = [None if g is None else g * decision.clip_coef for g in new_grads]
+            if math.isfinite(orders.clip_value):
+                v = orders.clip_value
+                new_grads = [None if g is None else ops.clip(g, -v, v) for g in new_grads]
+            self._inner_apply(new_grads, trainable_variables, eager=True)
+        host.pending.append(StepRecord(loss, norms, skipped, decision.reason == "clip" and not skipped,
+                                       grads if host.keep_grads else None))
+        host.loss = None
+        if orders.skip_next > 0:
+            self.orders = orders._replace(skip_next=orders.skip_next - 1)
+            self.tg_skip_next.assign(float(self.orders.skip_next))
 
     def _measure(self, grads):
         sq = [ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads if g is not None]
@@ -267,11 +298,9 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             self.tg_skip_next > 0.5,
         ]))
 
-    def _clip(self, grads, total, eager: bool):
+    def _clip(self, grads, total):
         """Global-norm clipping to ``clip_norm`` (Pascanu et al. 2013) and clamping to ``clip_value``."""
-        if eager and not math.isfinite(self.orders.clip_norm) and not math.isfinite(self.orders.clip_value):
-            return ops.zeros((), "bool"), grads
-        clipped = total > self.tg_clip_norm
+        clipped = ops.logical_and(ops.isfinite(total), total > self.tg_clip_norm)
         scale = ops.where(clipped, self.tg_clip_norm / ops.maximum(total, 1e-12), 1.0)
         out = [None if g is None else g * ops.cast(scale, g.dtype) for g in grads]
         if math.isfinite(self.orders.clip_value):
@@ -281,14 +310,14 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
                 [ops.max(ops.abs(g)) > v for g in grads if g is not None])))
         return clipped, out
 
-    def _inner_apply(self, grads, trainable_variables):
+    def _inner_apply(self, grads, trainable_variables, eager: bool):
         inner = self.inner_optimizer
-        if self.orders.lr_scale == 1.0 and _is_eager(*[g for g in grads if g is not None]):
+        if eager and self.orders.lr_scale == 1.0:
             inner.apply(grads, trainable_variables)
             return
         # Scale the learning rate of this update only: the inner optimizer reads it through a callable.
         base = inner._learning_rate
-        scale = self.tg_lr_scale
+        scale = self.orders.lr_scale if eager else self.tg_lr_scale
 
         def scaled():
             return inner_lr(base, inner) * scale
@@ -308,7 +337,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             self.host.loss = None
             norms, total = self._measure(grads)
             skip = self._skip_condition(total)
-            clipped, new_grads = self._clip(grads, total, eager=False)
+            clipped, new_grads = self._clip(grads, total)
             norms_full = self._scatter(norms, self._trainable_variables)
             skip_next = ops.maximum(self.tg_skip_next - 1.0, 0.0)
             updates = self.tg_updates + 1.0
@@ -385,6 +414,22 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         config = dict(config)
         inner = keras.saving.deserialize_keras_object(config.pop("inner_optimizer"), custom_objects=custom_objects)
         return cls(inner, **config)
+
+
+def _step_vector(loss, grads):
+    """``[loss, ||g_1||, ..., ||g_n||]`` as one float32 vector (the loss slot is 0 when there is none): one
+    fused pass on torch (``torch._foreach_norm``, as ``clip_grad_norm_`` does), ``keras.ops`` elsewhere."""
+    loss_part = ops.zeros((1,), "float32") if loss is None else ops.reshape(ops.cast(loss, "float32"), (1,))
+    if not grads:
+        return loss_part
+    if keras.backend.backend() == "torch":
+        import torch
+
+        norms = [n.float() for n in torch._foreach_norm(list(grads))]
+        device = norms[0].device
+        return torch.cat([loss_part.to(device), torch.stack([n.to(device) for n in norms])])
+    norms = [ops.sqrt(ops.sum(ops.square(ops.cast(g, "float32")))) for g in grads]
+    return ops.concatenate([loss_part, ops.stack(norms)])
 
 
 def inner_lr(base, optimizer):
