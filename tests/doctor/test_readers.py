@@ -198,3 +198,10 @@ def test_names_of_tensorboard_tutorials_and_wandb_exports():
         "step": "Step", "loss": "run-1 - train/loss", "eval_loss": "run-1 - eval/loss"}
     assert detect_columns(["epoch", "epoch_loss", "epoch_learning_rate"]) == {
         "loss": "epoch_loss", "lr": "epoch_learning_rate", "epoch": "epoch"}
+
+
+def test_semicolons_decimal_commas_and_crlf(tmp_path):
+    path = tmp_path / "eu.csv"
+    path.write_bytes(b"step;loss\r\n0;1,5\r\n1;1,25\r\n")
+    series = read_run(path)
+    assert series.loss.tolist() == [1.5, 1.25] and series.problems == []

@@ -113,6 +113,8 @@ def _tolerant(path: Path, names: list[str], delimiter: str, problems: list[str])
     bad = [0] * width
     bad_first: list[str | None] = [None] * width
     wrong, last_wrong_line, last_wrong_short = 0, -1, False
+    # Spreadsheets in many locales write "0,25" in ";"-separated files.
+    decimal_comma = delimiter != ","
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
         f.readline()  # the header, already parsed
         reader = csv.reader(f, delimiter=delimiter)
@@ -133,7 +135,7 @@ def _tolerant(path: Path, names: list[str], delimiter: str, problems: list[str])
                 cell = cell.strip()
                 if cell:
                     try:
-                        columns[j].append(float(cell))
+                        columns[j].append(float(cell if not decimal_comma else cell.replace(",", ".")))
                         present[j].append(1)
                         continue
                     except ValueError:
