@@ -147,7 +147,8 @@ def _odd_step(draw, step):
                                  output_std=draw(_values)) for name, kind in kinds)
     summary = st.one_of(st.none(), st.builds(TensorSummary, _floats, _floats, _floats))
     return StepStats(
-        step=step, loss=draw(_values), grad_norm=draw(_values), batch_size=draw(st.one_of(st.none(), st.integers(0, 64))),
+        step=step, loss=draw(_values), grad_norm=draw(_values),
+        batch_size=draw(st.one_of(st.none(), st.integers(0, 64))),
         lrs=tuple(draw(st.lists(st.floats(0, 1), max_size=2))), loss_finite=draw(st.booleans()), layers=layers,
         activations=acts, eval_mode_modules=draw(st.sampled_from([None, (), ("bn",)])), inputs=draw(summary),
         targets=draw(summary), extra={"val_loss": draw(_values)} if draw(st.booleans()) else {})

@@ -103,7 +103,8 @@ def vanishing_gradient(view: RunView) -> Cause | None:
     if layer_ratio is not None:
         evidence["first_last_grad_ratio"] = layer_ratio
     if small_ratio:
-        confidence = max(confidence, 0.45) + 0.1 * strength(VANISHING_RATIO / layer_ratio["ratio"], 1, 100)
+        gap = VANISHING_RATIO / max(layer_ratio["ratio"], 1e-30)  # a first layer with no gradient at all: 0
+        confidence = max(confidence, 0.45) + 0.1 * strength(gap, 1, 100)
     if stalled:
         confidence += 0.05
     parts = []
