@@ -139,3 +139,10 @@ def test_epoch_end_spikes_logged_every_ten_steps_without_an_epoch_column():
     found = [f for f in analyse_series(series) if f.code == "periodic_spike"]
     assert found and found[0].evidence["period_steps"] == 1390
     assert found[0].cause == "batch_size_dependent_loss"
+
+
+def test_datasets_taken_in_turn_are_not_an_lr_warning():
+    run = healthy(1, 3000, schedule="constant", noise=0.05)
+    run["loss"] *= np.array([1.0, 1.6, 0.8])[np.arange(3000) % 3]
+    found = [f for f in analyse_series(as_series(run)) if f.code == "oscillation"]
+    assert found and found[0].severity == Severity.INFO

@@ -6,7 +6,8 @@ reach). Minibatch noise is white, so no single frequency holds much
 of its power (about ln(128)/128 for a 256-point window). The finding needs the pattern in at least two windows.
 A step size past the stability edge of the loss surface makes gradient descent overshoot back and forth
 (Cohen et al. 2021, "Gradient descent on neural networks typically occurs at the edge of stability"), hence
-lr_too_high, all the more when the LR was rising.
+lr_too_high, all the more when the LR was rising. A pattern present from the first window under a steady LR is only
+information: taking datasets in turn, or unshuffled batches, gives the same periodic loss.
 """
 from __future__ import annotations
 
@@ -68,4 +69,10 @@ def analyse_oscillation(sig: Signals) -> list[DoctorFinding]:
         evidence.update(lr)
     message = (f"loss oscillates with a period of about {evidence['period_steps']:g} steps from step "
                f"{evidence['onset_step']} ({len(hits)} of {len(starts)} windows)")
-    return [DoctorFinding("oscillation", Severity.WARNING, float(sig.steps[onset]), "lr_too_high", evidence, message)]
+    severity = Severity.WARNING
+    if onset == int(starts[0]) and len(starts) > 1 and not (lr and lr["lr_rising"]):
+        # A pattern there from the first step under a steady LR is as likely a fixed order of the data
+        # (datasets taken in turn, unshuffled batches) as an LR past the stability edge.
+        severity = Severity.INFO
+        evidence["note"] = "present from the start under a steady LR: a fixed data order gives the same pattern"
+    return [DoctorFinding("oscillation", severity, float(sig.steps[onset]), "lr_too_high", evidence, message)]
