@@ -12,8 +12,6 @@ SCENARIOS = ("bn_inference_mode", "unscaled_data", "vanishing_gradient", "adam_e
              "batch_size_dependent_loss")
 # Findings the detectors raise on healthy twins (the diagnosis gives no cause for them; see the reasons).
 KNOWN_LOUD_TWINS = {
-    "unscaled_data": "exploding_gradient's sustained-growth rule fires at step ~81 of the converged run, where the "
-                     "gradient norm is 8x below its initial level",
     "adam_epsilon": "the data shift itself is a real 40x loss jump: loss_spike and exploding_gradient fire at it",
 }
 
