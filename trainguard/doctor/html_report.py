@@ -62,9 +62,15 @@ def _plots(result: RunDiagnosis) -> list[str]:
     if series.eval_loss is not None:
         loss_series.append(Series("eval loss", series.eval_step, series.eval_loss, style="line+markers",
                                   marker_size=3))
-    markers = [Marker(f.step, f.code, SEVERITY_COLOURS[f.severity.name.lower()],
-                      f"{f.code} ({f.cause}) at step {json_step(f.step)}: {f.message}")
-               for f in result.findings if f.code != "parse"]
+    markers = []
+    for f in result.findings:
+        if f.code == "parse":
+            continue
+        colour = SEVERITY_COLOURS[f.severity.name.lower()]
+        # A periodic pattern is marked at each of its spikes (the evidence lists the first ten).
+        for at in f.evidence.get("spike_steps") or [f.step]:
+            markers.append(Marker(float(at), f.code, colour, f"{f.code} ({f.cause}) at step {json_step(at)}: "
+                                                             f"{f.message}"))
     plots = [line_plot(loss_series, title="loss", x_label="step", y_label="loss", log_y=positive,
                        markers=markers)]
     grad = series.optional("grad_norm")
