@@ -18,6 +18,8 @@ import numpy as np
 
 from benchmarks.doctor_common import measure, python_cmd, synth
 
+__all__ = ["main", "build"]
+
 _SERIOUS = {"warning", "error", "critical"}
 _ANY = _SERIOUS | {"info"}
 # The losslint check that corresponds to each planted pathology (None: it has no such check).

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from trainguard.core.findings import Severity
 
+__all__ = ["add_arguments", "run"]
+
 _ROLES = ("step", "loss", "lr", "grad_norm", "batch_size", "eval_loss", "epoch")
 _PROGRESS_FROM = 5  # files; fewer are read without a progress bar
 
