@@ -20,12 +20,15 @@ from trainguard.core.causes import CAUSES
 from trainguard.core.findings import Finding
 from trainguard.core.policies import TrainingStopped
 
-__all__ = ["Scenario", "SIZES", "DEAD_AFTER", "POLICY_FALLBACKS", "GuardUnavailable", "Trace", "ScenarioResult",
+__all__ = ["Scenario", "SIZES", "DEAD_AFTER", "DEAD_AFTER_GUARDED", "POLICY_FALLBACKS", "GuardUnavailable", "Trace", "ScenarioResult",
            "train", "judge_regression", "finish", "seeded", "minibatches", "check_size"]
 
 SIZES = ("full", "small")
-# A run whose loss stayed non-finite this many steps in a row is dead: the loop stops there.
+# An unguarded run whose loss stayed non-finite this many steps in a row is dead: the loop stops there. A
+# guarded run gets longer, since its policy may be skipping steps on the way to a rollback; it stops itself
+# (TrainingStopped) when it gives up, and the cap only ends runs that nothing repairs (policy "observe").
 DEAD_AFTER = 3
+DEAD_AFTER_GUARDED = 50
 # When a policy is not offered by this build of trainguard, the guarded run falls back along this chain.
 POLICY_FALLBACKS = {"auto": ("safe", "observe"), "safe": ("observe",)}
 
@@ -166,13 +169,15 @@ def train(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: 
     """Runs ``epochs`` passes of ``batches(epoch)``; ``loss_fn(x, y)`` runs the model and returns the loss.
 
     The model's train/eval mode is left as the scenario set it (seed 000's bug is a mode left wrong). The loop
-    stops early when the loss has been non-finite ``DEAD_AFTER`` steps in a row, or when the guard's policy
-    raises ``TrainingStopped``.
+    stops early when the loss has been non-finite ``DEAD_AFTER`` (guarded: ``DEAD_AFTER_GUARDED``) steps in a
+    row, or when the guard's policy raises ``TrainingStopped``.
     """
     trace = Trace()
     guard = None
+    dead_after = DEAD_AFTER
     if guard_policy is not None:
         guard, trace.policy_used = _open_guard(model, optimizer, guard_policy, log, trace.notes)
+        dead_after = DEAD_AFTER_GUARDED
     start = time.perf_counter()
     nonfinite_run = 0
     try:
@@ -190,8 +195,8 @@ def train(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: 
                 trace.epochs.append(epoch)
                 trace.batch_sizes.append(len(x))
                 nonfinite_run = 0 if math.isfinite(value) else nonfinite_run + 1
-                if nonfinite_run >= DEAD_AFTER:
-                    trace.stopped = f"loss non-finite {DEAD_AFTER} steps in a row"
+                if nonfinite_run >= dead_after:
+                    trace.stopped = f"loss non-finite {dead_after} steps in a row"
                     return trace
     except TrainingStopped as stop:
         trace.stopped = f"stopped by the guard: {stop}"
