@@ -113,9 +113,8 @@ for x, y in loader:
     ...
 model.eval()                      # only around evaluation, inside torch.no_grad()""",
         """\
-with tf.GradientTape() as tape:   # custom loops: pass training=True
-    y_pred = model(x, training=True)
-    loss = loss_fn(y, y_pred)""",
+y_pred = model(x, training=True)   # in custom training loops, on every backend
+loss = loss_fn(y, y_pred)""",
     ),
     "dead_relu": (
         "Revive the units: lower the learning rate, use He initialization, or switch to LeakyReLU/GELU.",
