@@ -76,3 +76,26 @@ def test_a_run_that_raises_shows_as_an_error_row_and_exit_1(tmp_path, capsys, mo
     assert main(["demo", "--scenario", "unscaled_data", "--out", str(tmp_path)]) == 1
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("│ unscaled_data"))
     assert "error: RuntimeError: boom" in row
+
+
+def _result(**kwargs):
+    from trainguard.scenarios import ScenarioResult
+
+    base = dict(name="x", healthy=False, policy="auto", policy_used="auto", losses=(1.0,), final_loss=1.0,
+                nonfinite=False, diverged=False, failed=True, outcome="", seconds=0.0, metrics={})
+    return ScenarioResult(**{**base, **kwargs})
+
+
+def test_cause_cell_falls_back_to_the_most_severe_finding_without_a_diagnosis():
+    from trainguard.core.actions import Action
+    from trainguard.core.findings import Finding, Severity
+
+    findings = (Finding("loss_spike", Severity.WARNING, 3, None, {}, ""),
+                Finding("non_finite", Severity.CRITICAL, 7, None, {}, ""),
+                Finding("divergence", Severity.CRITICAL, 9, None, {}, ""))
+    assert cause_found(_result(findings=findings, diagnosis=None)) == "finding: non_finite"
+    assert cause_found(_result(diagnosis=None)) == "-"
+    assert cause_found(_result(findings=findings, diagnosis=())) == "none"
+    actions = tuple(Action(kind, step, None, {}, {}) for kind, step in (("skip_step", 1), ("clip", 2), ("skip_step", 3)))
+    assert actions_taken(_result(actions=actions)) == "skip_step x2, clip"
+    assert actions_taken(_result()) == "-"

@@ -62,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
     fixed = sum(c.guarded is not None and not c.guarded.failed for c in comparisons)
     console.print(f"causes found right: {right}/{len(comparisons)}   guarded runs rid of the fault's symptom: "
                   f"{fixed}/{len(comparisons)}   ({size} size, {elapsed:.0f} s)")
+    if fixed < len(comparisons):
+        console.print("A guard cannot rewrite a loss function or swap an activation: for the runs it could not "
+                      "rid of the symptom, the fix of each cause found is in docs/causes.md and the HTML report.")
     for note in sorted({n for c in comparisons if c.guarded for n in c.guarded.notes}):
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
     if not args.no_html:
