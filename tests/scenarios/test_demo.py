@@ -96,6 +96,7 @@ def test_cause_cell_falls_back_to_the_most_severe_finding_without_a_diagnosis():
     assert cause_found(_result(findings=findings, diagnosis=None)) == "finding: non_finite"
     assert cause_found(_result(diagnosis=None)) == "-"
     assert cause_found(_result(findings=findings, diagnosis=())) == "none"
-    actions = tuple(Action(kind, step, None, {}, {}) for kind, step in (("skip_step", 1), ("clip", 2), ("skip_step", 3)))
+    kinds = (("skip_step", 1), ("clip", 2), ("skip_step", 3))
+    actions = tuple(Action(kind, step, None, {}, {}) for kind, step in kinds)
     assert actions_taken(_result(actions=actions)) == "skip_step x2, clip"
     assert actions_taken(_result()) == "-"
