@@ -3,6 +3,7 @@ from __future__ import annotations
 import doctest
 import importlib
 
+import numpy as np
 import pytest
 
 from _seed003 import seed003_stream
@@ -131,3 +132,15 @@ def test_non_finite_gradients_are_skipped():
 def test_seed003_streams_never_fire(layer_every):
     for name in ("healthy", "exploding"):
         assert run(vanishing_gradient(), seed003_stream(name, layer_every=layer_every)) == []
+
+
+def test_tiny_gradients_of_a_converged_network_are_not_vanishing():
+    tiny = net(first=dict(grad_abs_mean=1e-9, update_ratio=1e-9), middle=dict(grad_abs_mean=1e-9))
+    losses = np.geomspace(0.05, 1e-6, 400)  # seed 002's calm phase: the loss itself is ~0
+    stream = [StepStats(step=i, loss=float(l), lrs=(0.01,), layers=tiny if i >= 350 else net())
+              for i, l in enumerate(losses)]
+    assert run(vanishing_gradient(), stream) == []
+    # The same gradients while the loss has not moved from its start are vanishing.
+    stuck = [StepStats(step=s.step, loss=0.05, lrs=s.lrs, layers=s.layers) for s in stream]
+    assert [(f.step, f.severity, f.evidence["rule"]) for f in run(vanishing_gradient(), stuck)] == [
+        (352, Severity.WARNING, "grad_abs_mean"), (359, Severity.ERROR, "grad_abs_mean")]

@@ -9,7 +9,11 @@ Three rules, each cited with its default:
   is heavy-tailed, and seed 003's healthy twin reaches z = 8 at 3.1x its median without anything going wrong.
 * **Sustained growth** (ERROR) — the norm rose by >= ``step_rise`` (1.3x) on each of 2 to ``growth_steps`` (4)
   consecutive steps and grew >= ``growth`` (10) times over them while the loss did not fall (one sudden jump after
-  a wiggle is the outlier rule's case; seed 003 rises 1.9x, 1.7x, 5.1x). This catches an explosion before a window of
+  a wiggle is the outlier rule's case; seed 003 rises 1.9x, 1.7x, 5.1x). Once ``min_history`` norms are known the
+  norm must also reach ``min_ratio`` times their median: near convergence a minibatch gradient norm can rise 10x
+  from a dip back to its usual level, as in the healthy twin of the unscaled-data scenario. A stretch starts at
+  the first robust outlier of a run of outliers at the earliest, so one jump (a data shift) followed by a wiggle
+  is not "sustained", while an explosion that keeps growing after its first outlier is. This catches an explosion before a window of
   history exists (seed 003 blows up at step 3 and goes NaN at step 7). Without a loss, it is a WARNING.
 * **AUTOTRAINER ratio** (WARNING) — ||G_first|| / ||G_last|| >= ``ratio`` (70) on ``ratio_patience`` (2)
   consecutive sampled steps, from the first and last weight tensors of ``stats.layers`` (Zhang et al.,
@@ -53,7 +57,8 @@ __all__ = ["exploding_gradient", "ExplodingGradientState"]
 class ExplodingGradientState(NamedTuple):
     norms: RobustTrack  # the last `window` finite global gradient norms
     recent: tuple[tuple[float, float], ...]  # (grad norm, loss) of the last growth_steps + 1 steps; loss NaN if unknown
-    rises: int  # consecutive steps on which the gradient norm rose by >= step_rise
+    rises: int  # consecutive steps, since the latest jump, on which the gradient norm rose by >= step_rise
+    was_outlier: bool  # whether the previous step's norm was a robust outlier
     ratio_hits: int  # consecutive sampled steps with ||G_first|| / ||G_last|| >= ratio
     baseline: tuple[tuple[str, float], ...]  # weight-tensor gradient norms at the last sampled step before a rise
     episode: Episode
@@ -63,7 +68,7 @@ def exploding_gradient(z: float = 6.0, min_ratio: float = 5.0, window: int = 128
                        growth: float = 10.0, growth_steps: int = 4, step_rise: float = 1.3, ratio: float = 70.0,
                        ratio_patience: int = 2, rearm_after: int = 25) -> Detector:
     def init() -> ExplodingGradientState:
-        return ExplodingGradientState(robust_track(window), (), 0, 0, (), ARMED)
+        return ExplodingGradientState(robust_track(window), (), 0, False, 0, (), ARMED)
 
     def update(stats: StepStats, state: ExplodingGradientState):
         norm = stats.grad_norm
@@ -75,6 +80,8 @@ def exploding_gradient(z: float = 6.0, min_ratio: float = 5.0, window: int = 128
         rises = state.rises + 1 if rising else 0
         recent = (state.recent + ((norm, loss),))[-(growth_steps + 1):]
         grown = _growth(recent, min(rises, growth_steps), growth)
+        if grown is not None and track_size(state.norms) >= min_history and not norm >= min_ratio * state.norms.median:
+            grown = None  # a rise from a dip back to the usual level, not an explosion
         ratio_hits, first_last = _ratio(stats, state.ratio_hits, ratio) if stats.layers else (state.ratio_hits, None)
         severity = None
         if grown is not None:
@@ -86,7 +93,11 @@ def exploding_gradient(z: float = 6.0, min_ratio: float = 5.0, window: int = 128
         sampled = _kernel_norms(stats) if stats.layers else ()
         if sampled and severity is None and episode.reported == 0 and (not rising or not baseline):
             baseline = sampled
-        new_state = ExplodingGradientState(track_push(state.norms, norm), recent, rises, ratio_hits, baseline, episode)
+        # A stretch of growth starts, at the earliest, at the first outlier of a run of outliers: a jump (a data
+        # shift, a bad batch) and the ordinary wiggle after it are not a sustained growth.
+        jumped = outlier is not None and not state.was_outlier
+        new_state = ExplodingGradientState(track_push(state.norms, norm), recent, 0 if jumped else rises,
+                                           outlier is not None, ratio_hits, baseline, episode)
         if not report:
             return (), new_state
 

@@ -13,6 +13,11 @@ Three rules on the sampled steps' per-tensor statistics (``stats.layers``), weig
   learning rate was at least ``lr_fraction`` (1%) of the largest seen, so a warm-up from 0 or a cosine decay to 0
   is not mistaken for vanishing.
 
+The two absolute rules also flag a network that has converged: at a minimum the gradients are tiny because the
+loss is (seed 002's calm phase, loss 1e-6 from 0.05). They are not judged while the smoothed loss (a robust EMA,
+half-life 20 steps) is below ``converged`` (0.1%) of the first finite loss; the AUTOTRAINER ratio, which is
+relative, still is.
+
 ``where`` names the earliest tensor (forward order) a rule holds for; ``evidence`` lists them all. A rule must
 hold on ``patience`` (3) consecutive sampled steps to fire (WARNING), so one odd batch does not; it escalates to
 ERROR at ``error_patience`` (10). Re-arms after ``rearm_after`` (3) sampled steps on which no rule holds. Steps
@@ -29,10 +34,12 @@ without per-layer statistics or with non-finite gradients are skipped.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 from trainguard.core.detector import ARMED, Detector, Episode, episode_update
 from trainguard.core.detectors._read import finite, kernels
+from trainguard.core.detectors._smooth import robust_ema
 from trainguard.core.findings import Finding, Severity
 from trainguard.core.stats import LayerStats, StepStats
 
@@ -46,25 +53,37 @@ class VanishingGradientState(NamedTuple):
     peak_lr: float  # largest learning rate seen (0: none)
     prev_lr: float | None  # learning rate of the previous step (its update is what update_ratio measures)
     prev_applied: bool  # whether the previous step's update was applied
+    start_loss: float  # the first finite loss (NaN: none yet)
+    loss_ema: float  # robust EMA of the finite losses (see _smooth.robust_ema) ...
+    loss_weight: float  # ... and its bias correction
     episode: Episode
 
 
 def vanishing_gradient(ratio: float = 1e-3, first_norm: float = 1e-4, abs_mean: float = 1e-7,
-                       update_ratio: float = 1e-8, lr_fraction: float = 0.01, patience: int = 3,
-                       error_patience: int = 10, rearm_after: int = 3) -> Detector:
+                       update_ratio: float = 1e-8, lr_fraction: float = 0.01, converged: float = 1e-3,
+                       patience: int = 3, error_patience: int = 10, rearm_after: int = 3) -> Detector:
+    alpha = 1.0 - 0.5 ** (1.0 / 20.0)
+
     def init() -> VanishingGradientState:
-        return VanishingGradientState((0, 0, 0), 0.0, None, True, ARMED)
+        return VanishingGradientState((0, 0, 0), 0.0, None, True, math.nan, 0.0, 0.0, ARMED)
 
     def update(stats: StepStats, state: VanishingGradientState):
         lr = stats.lr if finite(stats.lr) else None
         peak_lr = max(state.peak_lr, lr) if lr is not None else state.peak_lr
-        carried = VanishingGradientState(state.hits, peak_lr, lr, stats.applied, state.episode)
+        start_loss, loss_ema, loss_weight = state.start_loss, state.loss_ema, state.loss_weight
+        if finite(stats.loss) and stats.loss_finite:
+            if math.isnan(start_loss):
+                start_loss = stats.loss
+            loss_ema, loss_weight = robust_ema(loss_ema, loss_weight, stats.loss, alpha)
+        carried = VanishingGradientState(state.hits, peak_lr, lr, stats.applied, start_loss, loss_ema, loss_weight,
+                                         state.episode)
         if not stats.layers or not stats.grads_finite:
             return (), carried
         weights = kernels(stats.layers)
+        at_minimum = loss_weight > 0 and start_loss > 0 and loss_ema / loss_weight <= converged * start_loss
         judge_updates = state.prev_applied and (state.prev_lr is None or state.prev_lr >= lr_fraction * peak_lr)
-        held = (_autotrainer(weights, ratio, first_norm), _small_abs_mean(weights, abs_mean),
-                _small_updates(weights, update_ratio) if judge_updates else [])
+        held = (_autotrainer(weights, ratio, first_norm), [] if at_minimum else _small_abs_mean(weights, abs_mean),
+                _small_updates(weights, update_ratio) if judge_updates and not at_minimum else [])
         hits = tuple(h + 1 if found else 0 for h, found in zip(state.hits, held))
         longest = max(hits)
         severity = None
@@ -73,7 +92,7 @@ def vanishing_gradient(ratio: float = 1e-3, first_norm: float = 1e-4, abs_mean: 
         elif longest >= patience:
             severity = Severity.WARNING
         report, episode = episode_update(state.episode, severity, rearm_after)
-        new_state = VanishingGradientState(hits, peak_lr, lr, stats.applied, episode)
+        new_state = carried._replace(hits=hits, episode=episode)
         if not report:
             return (), new_state
         firing = [i for i, h in enumerate(hits) if h >= patience]
