@@ -12,7 +12,9 @@ if keras.backend.backend() != "torch":
 
 import torch  # noqa: E402
 
+import trainguard  # noqa: E402
 import trainguard.keras as tk  # noqa: E402
+from trainguard.io.runlog import read_runlog  # noqa: E402
 
 
 def run_loop(training: bool, steps: int = 30, log=None):
@@ -60,19 +62,22 @@ def test_training_true_raises_nothing():
     assert not np.allclose(keras.ops.convert_to_numpy(model.get_layer("bn").moving_mean), 0.0)
 
 
-def test_apply_gradients_and_stop_are_supported():
+def test_non_finite_steps_are_skipped_then_training_stops(tmp_path):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    optimizer = tk.GuardedOptimizer(keras.optimizers.SGD(0.1), policy="safe")
+    optimizer = tk.GuardedOptimizer(keras.optimizers.SGD(0.1), policy="safe", log=tmp_path / "nan.jsonl")
     x, y = torch.ones(8, 2), torch.full((8, 1), float("nan"))
-    for _ in range(3):
-        loss = keras.losses.MeanSquaredError()(y, model(x, training=True))
-        model.zero_grad()
-        loss.backward()
-        with torch.no_grad():
-            optimizer.apply_gradients(zip([v.value.grad for v in model.trainable_weights], model.trainable_weights),
-                                      loss=loss)
-    assert all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in model.trainable_weights)  # skipped
-    assert [a.kind for a in optimizer.actions] == ["skip_step"] * 3
+    with pytest.raises(trainguard.TrainingStopped, match="non-finite steps in a row") as stopped:
+        for _ in range(25):
+            loss = keras.losses.MeanSquaredError()(y, model(x, training=True))
+            model.zero_grad()
+            loss.backward()
+            grads = [v.value.grad for v in model.trainable_weights]
+            with torch.no_grad():
+                optimizer.apply_gradients(zip(grads, model.trainable_weights), loss=loss)
+    assert stopped.value.step == 19  # "safe" gives up after 20 non-finite steps in a row
+    assert all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in model.trainable_weights)  # all skipped
     assert int(keras.ops.convert_to_numpy(optimizer.iterations)) == 0  # optimizer state untouched
-    optimizer.close()
+    assert [a.kind for a in optimizer.actions] == ["skip_step"] * 20 + ["stop"]
+    log = read_runlog(tmp_path / "nan.jsonl")
+    assert log.end["status"] == "stopped" and len(log.steps) == 20

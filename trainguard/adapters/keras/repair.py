@@ -46,6 +46,7 @@ class KerasRepairer:
         self.state = self.policy.init()
         self.snapshots: dict[int, list[np.ndarray]] = {}
         self._unsupported: set[str] = set()
+        self.stop_reason: str | None = None  # set when a policy gives up; the session then stops training
         # Policies are pure: the orders they would give before any step are those of a probe update,
         # whose state is thrown away. A NaN on the very first step is then skipped like any other.
         probe, _ = self.policy.update(StepStats(step=-1), (), Plan(), self.policy.init())
@@ -78,8 +79,8 @@ class KerasRepairer:
         if orders != optimizer.orders:
             self.session.before_host_write()
             optimizer.set_orders(orders)
-        if plan.stop is not None:
-            self.session.request_stop(plan.stop)
+        if plan.stop is not None and self.stop_reason is None:
+            self.stop_reason = plan.stop
         for action in plan.actions:
             effect = dict(action.effect)
             effect.update(effects.get(action.kind, {}))

@@ -289,21 +289,22 @@ class KerasSession:
                 actions = []
             self.actions.extend(actions)
             self._write(lambda log: [log.action(a) for a in actions], stats.step)
+            if self.repairer.stop_reason and self.stop_reason is None:
+                self._stop_training(self.repairer.stop_reason, stats.step)
         return found
 
-    def request_stop(self, reason: str) -> None:
-        """A policy gave up: stop training cleanly (``model.stop_training`` under fit; a custom loop checks
-        ``should_stop``)."""
-        if self.stop_reason is not None:
-            return
-        self.stop_reason = reason
-        self._write(lambda log: log.event("stop", self.step, reason=reason), self.step)
+    def _stop_training(self, diagnosis: str, step: int) -> None:
+        """The policy gave up. Under fit: ``model.stop_training`` (as Keras' ``TerminateOnNaN``), the run log
+        ends "stopped" at ``on_train_end``. In a custom loop: close the run and raise ``TrainingStopped``, as the
+        torch guard does."""
+        self.stop_reason = diagnosis
         if self._stop is not None:
-            self._stop(reason)
-        else:
-            warnings.warn(f"trainguard: training should stop: {reason}. Check `guard.should_stop` in your loop; "
-                          "further updates are skipped.", RuntimeWarning, stacklevel=4)
-            self.optimizer.set_orders(self.optimizer.orders._replace(skip_next=float(2 ** 31)))
+            self._stop(diagnosis)
+            return
+        from trainguard.core.policies import TrainingStopped
+
+        self.close("stopped")
+        raise TrainingStopped(diagnosis, step)
 
     def note_unsupported(self, order: str, step: int, why: str) -> None:
         self._write(lambda log: log.event("unsupported_order", step, order=order, why=why), step)
