@@ -130,9 +130,6 @@ class Signals:
         v = float(self.level[i])
         return float(np.exp(v)) if self.log_scale else v
 
-    def step_at(self, i: int) -> float:
-        return float(self.steps[i])
-
     def column_at(self, role: str, lo: int, hi: int) -> np.ndarray:
         """Finite values of an optional column between finite indices ``lo`` and ``hi`` (exclusive)."""
         values = self.series.optional(role)

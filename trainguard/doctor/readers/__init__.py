@@ -17,9 +17,8 @@ from trainguard.doctor.readers.tensorboard_reader import read_tensorboard_table
 from trainguard.doctor.series import ReadError, RunSeries
 from trainguard.io.runlog import is_runlog
 
-__all__ = ["find_logs", "detect_format", "read_run", "ReadError", "FORMATS"]
+__all__ = ["find_logs", "detect_format", "read_run", "ReadError"]
 
-FORMATS = ("csv", "jsonl", "trainer_state", "tensorboard", "runlog")
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
 
 
