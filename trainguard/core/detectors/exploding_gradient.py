@@ -8,13 +8,13 @@ Three rules, each cited with its default:
   norms. Median/MAD as in OLMo's spike rule and ZClip (Kumar et al. 2025). The ratio floor is ours: minibatch noise
   is heavy-tailed, and seed 003's healthy twin reaches z = 8 at 3.1x its median without anything going wrong.
 * **Sustained growth** (ERROR) — the norm rose by >= ``step_rise`` (1.3x) on each of 2 to ``growth_steps`` (4)
-  consecutive steps and grew >= ``growth`` (10) times over them while the loss did not fall (one sudden jump after
-  a wiggle is the outlier rule's case; seed 003 rises 1.9x, 1.7x, 5.1x). Once ``min_history`` norms are known the
-  norm must also reach ``min_ratio`` times their median: near convergence a minibatch gradient norm can rise 10x
-  from a dip back to its usual level, as in the healthy twin of the unscaled-data scenario. A stretch starts at
-  the first robust outlier of a run of outliers at the earliest, so one jump (a data shift) followed by a wiggle
-  is not "sustained", while an explosion that keeps growing after its first outlier is. This catches an explosion before a window of
-  history exists (seed 003 blows up at step 3 and goes NaN at step 7). Without a loss, it is a WARNING.
+  consecutive steps and grew >= ``growth`` (10) times over them while the loss did not fall. This catches an
+  explosion before a window of history exists (seed 003 rises 1.9x, 1.7x, 5.1x: fires at step 3, goes NaN at
+  step 7). Without a loss, it is a WARNING. Once ``min_history`` norms are known the norm must also reach
+  ``min_ratio`` times their median: near convergence a minibatch gradient norm can rise 10x from a dip back to
+  its usual level (the healthy twin of the unscaled-data scenario). A stretch starts, at the earliest, at the first
+  robust outlier of a run of outliers: one jump (a data shift) and a wiggle after it are not "sustained", while an
+  explosion that keeps growing after its first outlier is.
 * **AUTOTRAINER ratio** (WARNING) — ||G_first|| / ||G_last|| >= ``ratio`` (70) on ``ratio_patience`` (2)
   consecutive sampled steps, from the first and last weight tensors of ``stats.layers`` (Zhang et al.,
   "AUTOTRAINER", ICSE'21, which decides on one check; two keep one odd batch from firing). ``where`` is the first
