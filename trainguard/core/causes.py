@@ -29,4 +29,5 @@ def cause_doc_link(code: str) -> str:
     """Where a cause is explained; every fix text trainguard prints ends with it."""
     if code not in CAUSES:
         raise ValueError(f"unknown cause code {code!r}")
-    return f"{DOCS_URL}#{code.replace('_', '-')}"
+    # The entry's heading is the code in backticks, which Markdown renderers anchor as the bare code.
+    return f"{DOCS_URL}#{code}"
