@@ -134,3 +134,23 @@ def test_a_failing_detector_is_contained():
     assert len(internal) == 1 and internal[0].where == "detectors"
     assert sum("internal error in its detectors" in str(w.message) for w in caught) == 1
     assert len(guard.history) == 8  # statistics kept flowing
+
+
+def test_a_fit_interrupted_by_an_exception_is_cleaned_up_by_the_next(tmp_path):
+    class Interrupt(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:
+                raise RuntimeError("interrupted")
+
+    x, y = data()
+    model = build()
+    optimizer = model.optimizer
+    with pytest.raises(RuntimeError, match="interrupted"):
+        model.fit(x, y, epochs=1, batch_size=32, verbose=0,
+                  callbacks=[tk.Guard(log=tmp_path / "first.jsonl"), Interrupt()])
+    assert isinstance(model.optimizer, tk.GuardedOptimizer)  # Keras skips on_train_end after an exception
+    guard = tk.Guard()
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[guard])
+    assert model.optimizer is optimizer and "train_step" not in model.__dict__
+    assert len(guard.history) == 8 and guard.history[0].step == 0
+    assert read_runlog(tmp_path / "first.jsonl").end["status"] == "interrupted"

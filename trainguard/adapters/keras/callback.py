@@ -54,7 +54,6 @@ class Guard(keras.callbacks.Callback):
         self.session: KerasSession | None = None
         self._wrapper: GuardedOptimizer | None = None
         self._original_optimizer = None
-        self._patched_train_step = False
         self._epoch_loss: tuple[int, float] | None = None
         self._jax_loss_captured = False
 
@@ -81,11 +80,18 @@ class Guard(keras.callbacks.Callback):
         optimizer = getattr(model, "optimizer", None)
         if optimizer is None:
             raise ValueError("trainguard.keras.Guard needs a compiled model (model.compile(optimizer=...))")
+        if isinstance(optimizer, GuardedOptimizer) and optimizer.host.made_by_guard:
+            # Left wrapped by a fit that ended in an exception (Keras then skips on_train_end): unwrap it.
+            if optimizer.host.session is not None:
+                optimizer.host.session.close("interrupted")
+            self._unpatch_train_step()
+            optimizer = model.optimizer = optimizer.inner_optimizer
         if isinstance(optimizer, GuardedOptimizer):
             wrapper = optimizer  # compiled with a GuardedOptimizer: the callback drives it
             self._original_optimizer = None
         else:
             wrapper = GuardedOptimizer(optimizer)
+            wrapper.host.made_by_guard = True
             self._original_optimizer = optimizer
         wrapper.host.session_args = None
         if wrapper.host.session is not None:  # the optimizer watched itself so far: the callback takes over
@@ -166,8 +172,8 @@ class Guard(keras.callbacks.Callback):
             session.see_batch(x, y)
             return original(data, *args, **kwargs)
 
+        train_step._trainguard = True
         object.__setattr__(model, "train_step", train_step)
-        self._patched_train_step = True
 
     def _patch_jax_loss(self) -> None:
         """JAX: the compiled step never hands the batch loss to the optimizer. Keras' JAX trainer passes it to
@@ -188,6 +194,7 @@ class Guard(keras.callbacks.Callback):
                 self._jax_loss_captured = True
             return original(metrics_variables, unscaled_loss, *args, **kwargs)
 
+        update_metrics_variables._trainguard = True
         object.__setattr__(model, "_update_metrics_variables", update_metrics_variables)
         self._jax_loss_captured = False
         # The train function binds train_step when it is made (before on_train_begin): make it again so the
@@ -206,11 +213,8 @@ class Guard(keras.callbacks.Callback):
 
     def _unpatch_train_step(self) -> None:
         for name in ("train_step", "_update_metrics_variables"):
-            try:
-                object.__delattr__(self.model, name)
-            except AttributeError:
-                pass
-        self._patched_train_step = False
+            if getattr(self.model.__dict__.get(name), "_trainguard", False):
+                del self.model.__dict__[name]
 
     def _read_graph(self) -> StepRecord | None:
         """The last update's measurements from the wrapper's variables (compiled steps only)."""

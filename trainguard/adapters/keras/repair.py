@@ -15,6 +15,8 @@ done from outside, because Keras takes the mode per call (the finding names the 
 """
 from __future__ import annotations
 
+import math
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,7 +25,7 @@ from trainguard.adapters.keras import collect
 from trainguard.adapters.keras.optimizer import Orders
 from trainguard.core.actions import Action
 from trainguard.core.findings import Finding
-from trainguard.core.policies import Plan, get_policy
+from trainguard.core.policies import Plan, get_policy, step_decision
 from trainguard.core.stats import StepStats
 
 if TYPE_CHECKING:
@@ -47,6 +49,8 @@ class KerasRepairer:
         self.snapshots: dict[int, list[np.ndarray]] = {}
         self._unsupported: set[str] = set()
         self.stop_reason: str | None = None  # set when a policy gives up; the session then stops training
+        self._rollback_skipped: list[int] = []  # steps skipped since the last rollback
+        self._rollback_step: int | None = None
         # Policies are pure: the orders they would give before any step are those of a probe update,
         # whose state is thrown away. A NaN on the very first step is then skipped like any other.
         probe, _ = self.policy.update(StepStats(step=-1), (), Plan(), self.policy.init())
@@ -58,13 +62,14 @@ class KerasRepairer:
     def after_update(self, stats: StepStats, findings: tuple[Finding, ...]) -> list[Action]:
         optimizer = self.session.optimizer
         executed = optimizer.orders
-        done = self._executed_actions(stats, executed)
+        done = self._executed_actions(stats, findings, executed)
         plan, self.state = self.policy.update(stats, findings, Plan(), self.state)
         skip_next = float(optimizer.orders.skip_next)
         effects: dict[int, dict[str, Any]] = {}
         if plan.rollback is not None:
             effects["rollback"] = self._rollback(plan.rollback.label)
             skip_next = float(plan.rollback.skip_batches)
+            self._rollback_step = stats.step
         if plan.snapshot:
             self._take_snapshot(stats.step + 1, keep=plan.snapshot)
         if plan.reset_moments:
@@ -72,9 +77,14 @@ class KerasRepairer:
         if plan.adam_eps is not None:
             effects["adam_eps"] = self._raise_epsilon(plan.adam_eps)
         for order, active in (("agc", plan.agc_clipping is not None), ("adam_update_cap", plan.adam_update_cap is not None),
-                              ("restore_modules", bool(plan.restore_modules))):
+                              ("restore_mode", bool(plan.restore_modules))):
             if active:
                 effects[order] = self._unsupported_once(order, stats.step)
+        for action in plan.actions:
+            if action.kind == "restore_mode":
+                warnings.warn(f"trainguard: layers in inference mode in a training step at step {action.step}: "
+                              f"{', '.join(action.params['modules'])}; call the model with training=True in the "
+                              "training step", UserWarning, stacklevel=5)
         orders = standing_orders(plan, skip_next)
         if orders != optimizer.orders:
             self.session.before_host_write()
@@ -89,24 +99,31 @@ class KerasRepairer:
             done.append(action._replace(effect=effect))
         return done
 
-    def _executed_actions(self, stats: StepStats, orders: Orders) -> list[Action]:
-        """What the wrapper did to this step under the orders it held: a skipped or a clipped update."""
-        norm = stats.grad_norm
+    def _executed_actions(self, stats: StepStats, findings: tuple[Finding, ...], orders: Orders) -> list[Action]:
+        """What the wrapper did to this step under the orders it held, recorded as the torch executor does: a
+        skipped or clipped update, and the batches skipped after a rollback as one ``skip_batches`` action."""
+        if orders.skip_next > 0 and not stats.applied:
+            self._rollback_skipped.append(stats.step)
+            if orders.skip_next <= 1:
+                return [self._skipped_record()]
+            return []
+        norm = stats.grad_norm if stats.grad_norm is not None else math.nan
+        plan = Plan(skip_non_finite=orders.skip_non_finite, skip_above=orders.skip_above, clip_norm=orders.clip_norm)
+        decision = step_decision(plan, stats.loss_finite and stats.grads_finite, norm)
+        reason = next((f.code for f in findings if f.code in ("non_finite", "exploding_gradient", "loss_spike")),
+                      decision.reason)
         if not stats.applied:
-            if orders.skip_next > 0:
-                reason = "rollback_skip"
-            elif orders.skip_non_finite and not (stats.loss_finite and stats.grads_finite):
-                reason = "non_finite"
-            else:
-                reason = "grad_outlier"
-            params = {"skip_above": orders.skip_above} if reason == "grad_outlier" else {}
-            return [Action("skip_step", stats.step, reason, params, {"grad_norm": norm, "loss": stats.loss})]
+            return [Action("skip_step", stats.step, reason, {"grad_norm": norm, "skip_above": orders.skip_above,
+                                                             "why": decision.reason}, {"loss": stats.loss})]
         if stats.extra.get("clipped"):
-            after = min(norm, orders.clip_norm) if norm is not None else None
-            return [Action("clip", stats.step, "grad_outlier", {"clip_norm": orders.clip_norm,
-                                                                "clip_value": orders.clip_value},
-                           {"grad_norm_before": norm, "grad_norm_after": after})]
+            return [Action("clip", stats.step, "grad_outlier" if reason == "clip" else reason,
+                           {"max_norm": orders.clip_norm, "grad_norm": norm, "coef": decision.clip_coef}, {})]
         return []
+
+    def _skipped_record(self) -> Action:
+        steps, self._rollback_skipped = self._rollback_skipped, []
+        return Action("skip_batches", steps[0], "rollback",
+                      {"steps": steps, "count": len(steps), "after_rollback_at": self._rollback_step}, {})
 
     # ----------------------------------------------------------------- one-shot orders
     def _state_variables(self) -> list[Any]:
@@ -160,7 +177,7 @@ class KerasRepairer:
         why = {
             "agc": "unit-wise clipping is not carried out on Keras; global-norm clipping is",
             "adam_update_cap": "Keras optimizers have no per-tensor learning rate to cap the Adam update with",
-            "restore_modules": "Keras takes the mode per call: call the model with training=True in the train step",
+            "restore_mode": "Keras takes the mode per call: call the model with training=True in the training step",
         }[order]
         if order not in self._unsupported:
             self._unsupported.add(order)
