@@ -16,10 +16,11 @@ What happens at each update, on every backend:
 3. Otherwise the gradients are rescaled to at most ``clip_norm`` and the inner optimizer steps, with its learning
    rate multiplied by ``lr_scale`` for this step only.
 
-The orders live in optimizer variables (``tg_*``) so a compiled step reads them as state; the host side
-(:mod:`trainguard.adapters.keras.session`) changes them between steps. The measurements are written back into
-variables too and, when the step runs eagerly (the torch backend, custom loops), also queued as tensors so no
-step is missed under ``steps_per_execution`` and nothing is read back to the host until the guard asks.
+An eager update (the torch backend, custom loops) takes one fused norm pass and one small host read (the loss
+and the norms), decides in Python with the core's ``step_decision`` and queues its measurements for the host
+side (:mod:`trainguard.adapters.keras.session`). A compiled update (JAX) decides with ``ops.cond``: the orders
+live in optimizer variables (``tg_*``) that the step reads as state and the host side changes between steps, and
+the measurements are written back into variables, which the host reads after the step.
 
 Saving: the wrapper saves exactly the inner optimizer's variables, under the inner optimizer's layout, so a model
 saved while wrapped (``ModelCheckpoint`` mid-fit) loads into a plain model; ``get_config`` serializes the inner
@@ -53,12 +54,12 @@ class Orders(NamedTuple):
 
 
 class StepRecord(NamedTuple):
-    """What one update measured, as backend tensors (read on the host only when the guard asks)."""
+    """What one update measured: host numbers (eager updates) or arrays read from the state (compiled ones)."""
 
-    loss: Any  # scalar tensor or float or None
-    grad_norms: Any  # float32 vector, one raw norm per trainable variable (0 where the gradient is None)
-    skipped: Any  # bool scalar
-    clipped: Any  # bool scalar
+    loss: Any  # float, scalar array, or None
+    grad_norms: Any  # one raw norm per trainable variable, in the optimizer's order (0 where no gradient)
+    skipped: Any  # bool
+    clipped: Any  # bool
     grads: list | None  # the raw gradients, kept on the steps the guard samples per layer
     index: int | None = None  # the update's number when known (compiled steps, where some are not seen)
 
@@ -100,6 +101,10 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             raise TypeError("this optimizer is already guarded")
         if kwargs:
             raise ValueError(f"GuardedOptimizer does not take {', '.join(kwargs)}; set them on the inner optimizer")
+        if policy is not None:
+            from trainguard.core.policies import get_policy
+
+            get_policy(policy)  # a bad name fails here, with a one-line message
         super().__init__(learning_rate=0.0, name=name or f"guarded_{inner_optimizer.name}")
         self.inner_optimizer = inner_optimizer
         self.orders = Orders()
@@ -189,21 +194,25 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             self.orders = orders
             return
         old = self.orders
-        for field, var in (("skip_non_finite", self.tg_skip_non_finite), ("skip_above", self.tg_skip_above),
+        for name, var in (("skip_non_finite", self.tg_skip_non_finite), ("skip_above", self.tg_skip_above),
                            ("clip_norm", self.tg_clip_norm), ("lr_scale", self.tg_lr_scale),
                            ("skip_next", self.tg_skip_next)):
-            value = getattr(orders, field)
-            if value != getattr(old, field):
+            value = getattr(orders, name)
+            if value != getattr(old, name):
                 var.assign(float(value))
         self.orders = orders
 
     # ----------------------------------------------------------------- the update
-    def apply_gradients(self, grads_and_vars, loss=None, batch_size: int | None = None):
+    def apply_gradients(self, grads_and_vars, loss=None, batch_size: int | None = None, *, inputs=None,
+                        targets=None):
         grads, variables = zip(*grads_and_vars)
-        self.apply(list(grads), list(variables), loss=loss, batch_size=batch_size)
+        self.apply(list(grads), list(variables), loss=loss, batch_size=batch_size, inputs=inputs, targets=targets)
         return self.iterations
 
-    def apply(self, grads, trainable_variables=None, *, loss=None, batch_size: int | None = None):
+    def apply(self, grads, trainable_variables=None, *, loss=None, batch_size: int | None = None, inputs=None,
+              targets=None):
+        """Applies one update. Custom loops pass the batch's ``loss`` (and optionally its ``inputs``/``targets``,
+        for the batch size and the data-scale check of the first batches)."""
         if not self.built:
             with keras.name_scope(self.name, caller=self):
                 self.build(trainable_variables if trainable_variables is not None else [])
@@ -217,7 +226,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             host.loss = ops.stop_gradient(ops.convert_to_tensor(loss))
         if _is_eager(*[g for g in grads if g is not None]):
             self._apply_eager(grads, variables, trainable_variables)
-            self._run_session(batch_size)
+            self._run_session(batch_size, inputs, targets)
             return
         norms, total = self._measure(grads)
         skip = self._skip_condition(total)
@@ -370,7 +379,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         return new_tv, state
 
     # ----------------------------------------------------------------- custom loops: the host side
-    def _run_session(self, batch_size: int | None, drain: bool = True) -> None:
+    def _run_session(self, batch_size: int | None, inputs=None, targets=None, drain: bool = True) -> None:
         host = self.host
         if host.session is None and host.session_args is not None:
             from trainguard.adapters.keras.session import KerasSession
@@ -378,6 +387,8 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             host.session = KerasSession(self, **host.session_args)
             host.session_args = None
         if drain and host.session is not None and host.session.owned_by_optimizer:
+            if inputs is not None or targets is not None:
+                host.session.see_batch(inputs, targets, batch_size)
             host.session.drain(batch_size=batch_size)
 
     @property
