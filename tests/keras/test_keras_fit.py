@@ -154,3 +154,21 @@ def test_a_fit_interrupted_by_an_exception_is_cleaned_up_by_the_next(tmp_path):
     assert model.optimizer is optimizer and "train_step" not in model.__dict__
     assert len(guard.history) == 8 and guard.history[0].step == 0
     assert read_runlog(tmp_path / "first.jsonl").end["status"] == "interrupted"
+
+
+def test_mixed_precision_norms_are_unscaled():
+    x, y = data()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build()
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        guard = tk.Guard(policy="safe")
+        history = model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[guard])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    reference = tk.Guard(policy="observe")
+    build().fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[reference])
+    assert math.isfinite(history.history["loss"][0])
+    # The gradients reach the wrapper multiplied by the loss scale (32768); the guard records them unscaled.
+    first, first_fp32 = guard.history[0].grad_norm, reference.history[0].grad_norm
+    assert first == pytest.approx(first_fp32, rel=0.05)

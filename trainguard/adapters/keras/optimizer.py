@@ -237,7 +237,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
 
         ops.cond(skip, lambda: None, step)
         self.tg_grad_norms.assign(self._scatter(norms, variables))
-        self.tg_skipped.assign(ops.cast(skip, "float32"))
+        self.tg_skipped.assign(ops.cast(self._recorded_skip(skip, total), "float32"))
         self.tg_clipped.assign(ops.cast(clipped, "float32"))
         self.tg_skip_next.assign(ops.maximum(self.tg_skip_next - 1.0, 0.0))
         self.tg_updates.assign_add(1.0)
@@ -254,12 +254,18 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         norms = np.zeros(len(self._trainable_variables))
         index = [self._get_variable_index(v) for v, g in zip(variables, grads) if g is not None]
         norms[index] = values[1:]
+        scaled = self._loss_scaled()
+        if scaled:
+            norms /= float(collect.to_numpy(self.inner_optimizer.dynamic_scale))
         with np.errstate(over="ignore", invalid="ignore"):
             total = float(np.sqrt(np.sum(np.square(norms))))
         finite = math.isfinite(total) and (loss is None or math.isfinite(loss))
-        plan = Plan(skip_non_finite=orders.skip_non_finite, skip_above=orders.skip_above, clip_norm=orders.clip_norm)
+        # Under loss scaling the LossScaleOptimizer skips non-finite steps itself, and must see them to lower
+        # its scale: the guard leaves them to it (and records them as skipped).
+        plan = Plan(skip_non_finite=orders.skip_non_finite and not scaled, skip_above=orders.skip_above,
+                    clip_norm=orders.clip_norm)
         decision = step_decision(plan, finite, total)
-        skipped = not decision.apply or orders.skip_next > 0
+        skipped = not decision.apply or orders.skip_next > 0 or (scaled and not math.isfinite(total))
         if not skipped:
             new_grads = grads
             if decision.clip_coef != 1.0:
@@ -276,12 +282,28 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             self.tg_skip_next.assign(float(self.orders.skip_next))
 
     def _measure(self, grads):
+        """Raw per-tensor norms and the global norm, unscaled when the inner optimizer scales the loss."""
         sq = [ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads if g is not None]
         if not sq:
             zero = ops.zeros((), "float32")
             return ops.zeros((0,), "float32"), zero
         sq = ops.stack(sq)
-        return ops.sqrt(sq), ops.sqrt(ops.sum(sq))
+        norms, total = ops.sqrt(sq), ops.sqrt(ops.sum(sq))
+        if self._loss_scaled():
+            scale = ops.cast(self.inner_optimizer.dynamic_scale, "float32")
+            norms, total = norms / scale, total / scale
+        return norms, total
+
+    def _recorded_skip(self, skip, total):
+        """Skipped by the guard, or (under loss scaling) by the LossScaleOptimizer for a non-finite gradient."""
+        if self._loss_scaled():
+            return ops.logical_or(skip, ops.logical_not(ops.isfinite(total)))
+        return skip
+
+    def _loss_scaled(self) -> bool:
+        """Whether the inner optimizer is a ``LossScaleOptimizer`` (mixed precision): the gradients it receives
+        are multiplied by its dynamic scale."""
+        return isinstance(self.inner_optimizer, keras.optimizers.LossScaleOptimizer)
 
     def _scatter(self, norms, variables):
         """Per-variable norms in the order the optimizer was built with (0 where a gradient was None)."""
@@ -302,6 +324,8 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         if self.host.loss is not None:
             loss_bad = ops.logical_not(ops.all(ops.isfinite(self.host.loss)))
         non_finite = ops.logical_or(ops.logical_not(ops.isfinite(total)), loss_bad)
+        if self._loss_scaled():  # the LossScaleOptimizer skips them itself (see _apply_eager)
+            non_finite = ops.zeros((), "bool")
         return ops.any(ops.stack([
             ops.logical_and(self.tg_skip_non_finite > 0.5, non_finite),
             total > self.tg_skip_above,
@@ -370,7 +394,8 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
 
         new_tv, new_inner = ops.cond(skip, keep, apply_inner)
         own_values = list(optimizer_variables[:own])
-        for var, value in ((self.tg_grad_norms, norms_full), (self.tg_skipped, ops.cast(skip, "float32")),
+        recorded_skip = ops.cast(self._recorded_skip(skip, total), "float32")
+        for var, value in ((self.tg_grad_norms, norms_full), (self.tg_skipped, recorded_skip),
                            (self.tg_clipped, ops.cast(clipped, "float32")), (self.tg_skip_next, skip_next),
                            (self.tg_updates, updates)):
             own_values[self.own_index(var)] = value
