@@ -73,8 +73,9 @@ def test_adam_eps_1e8_blows_up_after_a_long_calm_phase_and_eps_1e3_does_not():
     for r in (faulty, healthy):
         assert not r.nonfinite
         assert r.metrics["calm_loss"] < 1e-4  # calm: the last pre-shift losses are tiny
-        assert max(r.losses[shift - 200:shift]) < 1e-3  # and were so for a long time
+        assert max(r.losses[shift - 400:shift]) < 1e-2  # and stayed low for hundreds of steps
     assert faulty.metrics["blowup_factor"] > 100
+    assert faulty.metrics["peak_loss"] > 10 * max(faulty.losses[shift - 400:shift])  # not a calm-phase blip
     assert faulty.metrics["peak_loss"] > faulty.metrics["first_loss"]  # above where training started
     assert shift < faulty.metrics["peak_step"] <= shift + 20  # within a few steps of the shift
     assert healthy.metrics["blowup_factor"] < 2
