@@ -8,6 +8,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 import trainguard  # noqa: E402
+from trainguard.core.causes import cause_doc_link  # noqa: E402
 
 
 def _seed003(standardized: bool, epochs: int):
@@ -48,7 +49,7 @@ def test_seed003_is_an_exploding_gradient_with_unscaled_targets_contributing():
     assert "unscaled_data" in codes
     targets = causes[codes.index("unscaled_data")].evidence["targets"]
     assert 100 < targets["std"] < 300
-    assert "clip_grad_norm_" in str(causes[0].fix) and str(causes[0].fix).endswith("#exploding-gradient")
+    assert "clip_grad_norm_" in str(causes[0].fix) and str(causes[0].fix).endswith(cause_doc_link("exploding_gradient"))
 
 
 def test_seed003_on_standardized_targets_has_no_cause():
