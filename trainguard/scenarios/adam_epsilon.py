@@ -11,7 +11,8 @@ near-zero-loss phase.
 
 Here: a 16 -> 128 -> 128 -> 1 tanh MLP learns a teacher network of the same shape on 256 fixed points
 (full batch, Adam lr 5e-3, eps 1e-8); the loss is below 1e-4 from step ~100 and settles around 1e-5 for the
-rest of the calm phase (1500 steps; 800 at the small size). Then every input feature drifts by half a standard
+rest of the calm phase (1500 steps; 800 at the small size), with small spikes of its own up to ~3e-4, the
+slingshot in miniature (the healthy twin has none). Then every input feature drifts by half a standard
 deviation. The new error is small (~4e-4) and would be fixed in a few gentle steps, but v, shrunk by the calm
 phase, lags behind the new gradients: the RMS of Adam's update m / (sqrt(v) + eps) jumps from ~0.02 to ~1.8
 within a few steps, all weights move about a learning rate each in the same direction, and the loss shoots up
