@@ -50,8 +50,8 @@ def test_grad_norm_layer_norms_and_this_steps_update_ratio():
         guard.step(loss, batch_size=32)
         stats = guard.history[-1]
         assert stats.loss == pytest.approx(loss.item())
-        assert stats.grad_norm == pytest.approx(torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads])).item(),
-                                                rel=1e-5)
+        all_grads = torch.cat([g.flatten() for g in grads])
+        assert stats.grad_norm == pytest.approx(torch.linalg.vector_norm(all_grads).item(), rel=1e-5)
         for layer, p, w0, g in zip(stats.layers, model.parameters(), before, grads):
             assert layer.grad_norm == pytest.approx(g.norm().item(), rel=1e-5)
             assert layer.weight_norm == pytest.approx(w0.norm().item(), rel=1e-5)

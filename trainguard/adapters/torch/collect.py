@@ -58,7 +58,7 @@ def step_vector(loss: torch.Tensor, grads: Sequence[torch.Tensor], device: torch
     if loss.device != device:
         loss = loss.to(device)
     if loss.dim():
-        loss = loss.reshape(())
+        loss = loss.reshape(()) if loss.numel() == 1 else loss.float().mean()  # a per-sample loss: its mean
     if not grads:
         return loss.float().reshape(1)
     vector = torch.stack([loss, *_norm_list(grads, 2.0, device, plain)])  # stack promotes a low-precision loss

@@ -40,7 +40,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from trainguard.adapters.torch import collect, forensic, hooks
+from trainguard.adapters.torch import collect, distributed, forensic, hooks
 from trainguard.adapters.torch.modes import eval_mode_modules, mode_sensitive_modules
 from trainguard.adapters.torch.record import PendingStep, fetch
 from trainguard.core.actions import Action
@@ -136,11 +136,14 @@ class Guard:
         scheduler: the LR scheduler, if any (a repair may roll it back); the guard never steps it.
         detectors: a core ``Detector`` (e.g. ``chain(...)``) in place of ``default_detectors()``.
         fetch_every: steps between reads of the on-device statistics; default 1 on CPU, the preset's on GPU.
+        exporters: callables receiving each recorded StepStats, Finding and Action (``trainguard.exports``:
+            TensorBoard, W&B, MLflow). Under torch.distributed the statistics are reduced across ranks and
+            only rank 0 writes the log and exports (``trainguard.adapters.torch.distributed``).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, policy: Any = "safe",
                  log: str | Any | None = None, preset: str | Preset = "standard", *, scheduler: Any = None,
-                 detectors: Detector | None = None, fetch_every: int | None = None):
+                 detectors: Detector | None = None, fetch_every: int | None = None, exporters: Any = ()):
         if not isinstance(model, nn.Module):
             raise TypeError(f"Guard needs the torch.nn.Module being trained, got {type(model).__name__}")
         if not hasattr(optimizer, "param_groups") or not callable(getattr(optimizer, "step", None)):
@@ -152,6 +155,9 @@ class Guard:
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.preset = get_preset(preset)
+        # the cadences, read every step
+        self._layer_every, self._mode_every = self.preset.layer_every, self.preset.mode_every
+        self._data_batches, self._forensic_steps = self.preset.data_batches, self.preset.forensic_steps
         self.policy = policy
         self.params, self.names = _named_parameters(model, optimizer)
         self.device = self.params[0].device if self.params else torch.device("cpu")
@@ -175,17 +181,23 @@ class Guard:
         self._mode_modules = mode_sensitive_modules(model)
         self._running_buffers: list[tuple[str, torch.Tensor]] | None = None  # found on the first forensic step
         self._probe = hooks.ActivationProbe(model)
+        self._reduce = distributed.step_reducer(model)  # None outside a process group
         self._closed = False
         self.log: RunLogWriter | None = None
         self._repairer: Repairer | None = None
         self._repairer = _make_repairer(policy, self)
-        if log is not None:
+        if exporters:
+            from trainguard import exports
+            exporters = exports.check_exporters(exporters)
+        if log is not None and distributed.is_log_rank():
             try:
                 self.log = RunLogWriter(log, framework=f"torch {torch.__version__}", parameters=self.names,
                                         config={"policy": policy if isinstance(policy, str) else type(policy).__name__,
                                                 "preset": self.preset.name})
             except OSError as e:
                 raise ValueError(f"cannot open run log {log}: {e.strerror or e}") from None
+        if exporters and distributed.is_log_rank():
+            self.log = exports.ExportingLog(self.log, exporters)
         if self._layer_sampled(0):
             self._probe.install()
 
@@ -227,11 +239,11 @@ class Guard:
             self._try("activation hooks", self._collect_activations, entry)
         elif self._probe.installed:
             self._probe.remove()
-        if entry is not None and step < self.preset.data_batches:
+        if entry is not None and step < self._data_batches:
             self._try("data summary", self._summarise_data, entry, inputs, targets)
-        if entry is not None and step < self.preset.forensic_steps:
+        if entry is not None and step < self._forensic_steps:
             self._try("forensic recording", self._record_forensics, entry, inputs, targets)
-        if entry is not None and (step % self.preset.mode_every == 0 or step < self.preset.forensic_steps):
+        if entry is not None and (step % self._mode_every == 0 or step < self._forensic_steps):
             entry.eval_mode_modules = eval_mode_modules(self._mode_modules)
         if entry is not None and inputs is not None and self.fetch_every == 1:
             # CPU: reading the step's values is free, so a NaN is located now, with the weights that made it.
@@ -259,7 +271,8 @@ class Guard:
         found: tuple[Finding, ...] = ()
         if len(self._pending) >= self.fetch_every:
             found = self.flush()
-        if self._layer_sampled(self.step_count) and not self._disabled & {"statistics", "activation hooks"}:
+        if (self._layer_sampled(self.step_count) and "statistics" not in self._disabled
+                and "activation hooks" not in self._disabled):
             self._try("activation hooks", self._probe.install)
         return found
 
@@ -335,14 +348,15 @@ class Guard:
 
     # --------------------------------------------------------------- measuring
     def _layer_sampled(self, step: int) -> bool:
-        return step % self.preset.layer_every == 0 or step < self.preset.forensic_steps
+        return step % self._layer_every == 0 or step < self._forensic_steps
 
     def _measure(self, step: int, loss: torch.Tensor, grads: list[torch.Tensor], names: list[str],
                  epoch: int | None, batch_size: int | None) -> PendingStep:
         lrs = [group["lr"] for group in self.optimizer.param_groups]
         tensor_lrs = any(isinstance(lr, torch.Tensor) for lr in lrs)
         entry = PendingStep(step, epoch, batch_size, () if tensor_lrs else tuple(float(lr) for lr in lrs), names)
-        entry.add("step", collect.step_vector(loss, grads, self.device, self._plain), self.device)
+        vector = collect.step_vector(loss, grads, self.device, self._plain)
+        entry.add("step", vector if self._reduce is None else self._reduce(vector), self.device)
         if tensor_lrs:
             entry.add("lrs", torch.stack([torch.as_tensor(lr, dtype=torch.float32, device=self.device)
                                           for lr in lrs]), self.device)

@@ -29,7 +29,8 @@ class PendingStep:
     """What one step measured, before and after its single fetch."""
 
     __slots__ = ("step", "epoch", "batch_size", "lrs", "names", "numels", "adam_names", "activation_meta",
-                 "eval_mode_modules", "first_nonfinite_module", "located", "applied", "batch_fingerprint", "buffers", "pieces", "values")
+                 "eval_mode_modules", "first_nonfinite_module", "located", "applied", "batch_fingerprint", "buffers",
+                 "pieces", "values")
 
     def __init__(self, step: int, epoch: int | None, batch_size: int | None, lrs: tuple[float, ...],
                  names: Sequence[str]):

@@ -1,0 +1,174 @@
+"""What the torch guard costs a training step: guard vs bare, interleaved A/B in one process, on CPU.
+
+Two identical copies of a model train side by side on the same batch; each round times one bare step
+(``optimizer.step()``) and one guarded step (``guard.step(loss, ...)``), alternating which goes first, so drift
+in the machine's speed hits both alike. Reported per model and preset:
+
+- median step time, bare and guarded (forward + backward + update, and the guard's forward hooks);
+- the guard's self-time per step: time inside ``guard.step`` minus the optimizer's own ``step()`` (timed by
+  wrapping the instance's ``step``), as a mean (sampled steps included) and as a median;
+- self-time as a share of the bare median step. The target at the default preset is <= 2%;
+- the A/B overhead: guarded median step minus bare median step, as a share of the bare one. It can be lower
+  than the self-time: the guard's gradient-norm pass brings the gradients into cache, and the optimizer's
+  step after it runs faster than in the bare run.
+
+Times are CPU time of the training thread (``time.thread_time``) with one intra-op thread
+(``torch.set_num_threads(1)``): on a shared machine, wall time also counts the other processes' turns.
+
+    python -m benchmarks.guard_overhead [--steps 300] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+
+clock = time.thread_time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+import trainguard
+
+TARGET = 0.02  # self-time / step at the default preset
+
+
+def mlp() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+    return model, torch.randn(128, 784), torch.randint(0, 10, (128,))
+
+
+def cnn() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    model = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 8 * 8, 128), nn.ReLU(), nn.Dropout(0.1), nn.Linear(128, 10))
+    return model, torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
+
+
+MODELS: dict[str, tuple[Callable, Callable, float]] = {  # name: (build, optimizer, share of --steps)
+    "mlp 784-512-512-10, batch 128, SGD momentum": (
+        mlp, lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9), 1.0),
+    "cnn 3x32x32, batch 64, Adam": (cnn, lambda p: torch.optim.Adam(p, lr=1e-3), 0.3),
+}
+# (preset, policy, with a run log, fetch_every); "safe" is the default policy, "observe" only measures and
+# detects; fetch_every None is the default (every step on CPU), 25 batches the host-side work as on GPU.
+CONFIGS = [("standard", "observe", False, None), ("standard", "safe", False, None), ("standard", "safe", True, None),
+           ("standard", "observe", False, 25), ("economy", "observe", False, None), ("full", "observe", False, None)]
+
+
+class OptimizerClock:
+    """Accumulates the time spent inside ``optimizer.step()``, all of it (its profiling context and step hooks
+    included), by wrapping the instance's ``step``; the guard calls ``self.optimizer.step()``, so it goes
+    through the wrapper."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.total = 0.0
+        step = optimizer.step
+
+        def timed_step(*args, **kwargs):
+            start = clock()
+            try:
+                return step(*args, **kwargs)
+            finally:
+                self.total += clock() - start
+
+        optimizer.step = timed_step  # type: ignore[method-assign]
+
+
+def measure(build: Callable, make_optimizer: Callable, preset: str, policy: str, steps: int, warmup: int,
+            log: Path | None, fetch_every: int | None) -> dict[str, float]:
+    torch.manual_seed(0)
+    bare, x, y = build()
+    torch.manual_seed(0)
+    guarded, _, _ = build()
+    bare_opt, guarded_opt = make_optimizer(bare.parameters()), make_optimizer(guarded.parameters())
+    guard = trainguard.Guard(guarded, guarded_opt, policy=policy, preset=preset, log=log, fetch_every=fetch_every)
+    optimizer_clock = OptimizerClock(guarded_opt)
+    loss_fn = nn.functional.cross_entropy
+
+    def bare_step() -> float:
+        start = clock()
+        bare_opt.zero_grad()
+        loss_fn(bare(x), y).backward()
+        bare_opt.step()
+        return clock() - start
+
+    def guarded_step() -> tuple[float, float]:
+        start = clock()
+        guarded_opt.zero_grad()
+        loss = loss_fn(guarded(x), y)
+        loss.backward()
+        optimizer_clock.total = 0.0
+        inside = clock()
+        guard.step(loss, batch_size=len(x), inputs=x, targets=y)
+        end = clock()
+        return end - start, (end - inside) - optimizer_clock.total
+
+    bare_times, guarded_times, self_times = [], [], []
+    for i in range(warmup + steps):
+        if i % 2:
+            b = bare_step()
+            g, s = guarded_step()
+        else:
+            g, s = guarded_step()
+            b = bare_step()
+        if i >= warmup:
+            bare_times.append(b)
+            guarded_times.append(g)
+            self_times.append(s)
+    guard.close()
+    bare_median = statistics.median(bare_times)
+    guarded_median = statistics.median(guarded_times)
+    return {
+        "bare_median_ms": 1e3 * bare_median,
+        "guarded_median_ms": 1e3 * guarded_median,
+        "self_mean_us": 1e6 * statistics.fmean(self_times),
+        "self_median_us": 1e6 * statistics.median(self_times),
+        "self_share": statistics.fmean(self_times) / bare_median,
+        "ab_share": (statistics.fmean(guarded_times) - statistics.fmean(bare_times)) / statistics.fmean(bare_times),
+        "findings": len(guard.findings),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=250, help="timed MLP steps per configuration (default 250)")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    results = []
+    print(f"torch {torch.__version__}, 1 thread, CPU time; self = inside guard.step minus optimizer.step; "
+          f"self share = mean self / bare median step; A/B = (guarded - bare) / bare, mean step times")
+    print(f"{'model':44} {'preset policy':32} {'bare ms':>8} {'guarded ms':>10} {'self us mean/med':>17} "
+          f"{'self share':>10} {'A/B':>7}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for model_name, (build, make_optimizer, share) in MODELS.items():
+            for preset, policy, with_log, fetch_every in CONFIGS:
+                log = Path(tmp) / f"{preset}-{policy}.jsonl" if with_log else None
+                r = measure(build, make_optimizer, preset, policy, max(20, int(args.steps * share)), args.warmup,
+                            log, fetch_every)
+                r.update(model=model_name, preset=preset, policy=policy, log=with_log, fetch_every=fetch_every)
+                results.append(r)
+                label = f"{preset} {policy}" + (" +log" if with_log else "") + (
+                    f" fetch/{fetch_every}" if fetch_every else "")
+                print(f"{model_name:44} {label:32} {r['bare_median_ms']:8.2f} {r['guarded_median_ms']:10.2f} "
+                      f"{r['self_mean_us']:8.0f} / {r['self_median_us']:<6.0f} {100 * r['self_share']:9.2f}% "
+                      f"{100 * r['ab_share']:6.2f}%", flush=True)
+    default = [r for r in results if r["preset"] == "standard" and not r["log"] and not r["fetch_every"]]
+    worst = max(r["self_share"] for r in default)
+    print(f"default preset (standard, observe or safe, no log): worst self-time share {100 * worst:.2f}% "
+          f"(target <= {100 * TARGET:.0f}%): {'met' if worst <= TARGET else 'NOT met'}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
