@@ -188,8 +188,9 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         return self.inner_optimizer.scale_loss(loss)
 
     # ----------------------------------------------------------------- orders
-    def set_orders(self, orders: Orders) -> None:
-        """Writes the standing orders into the variables (the host side calls this between steps)."""
+    def set_orders(self, orders: Orders, force: bool = False) -> None:
+        """Writes the standing orders into the variables (the host side calls this between steps); only the
+        changed ones, or all with ``force`` (a compiled step counts ``skip_next`` down in its state alone)."""
         if not self.built:
             self.orders = orders
             return
@@ -198,7 +199,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
                            ("clip_norm", self.tg_clip_norm), ("lr_scale", self.tg_lr_scale),
                            ("skip_next", self.tg_skip_next)):
             value = getattr(orders, name)
-            if value != getattr(old, name):
+            if force or value != getattr(old, name):
                 var.assign(float(value))
         self.orders = orders
 

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["KerasRepairer", "standing_orders"]
 
 
-def standing_orders(plan: Plan, skip_next: float = 0.0) -> Orders:
+def standing_orders(plan: Plan, skip_next: int = 0) -> Orders:
     return Orders(skip_non_finite=plan.skip_non_finite, skip_above=plan.skip_above, clip_norm=plan.clip_norm,
                   clip_value=plan.clip_value, lr_scale=plan.lr_scale, skip_next=skip_next)
 
@@ -49,6 +49,7 @@ class KerasRepairer:
         self.snapshots: dict[int, list[np.ndarray]] = {}
         self._unsupported: set[str] = set()
         self.stop_reason: str | None = None  # set when a policy gives up; the session then stops training
+        self._window = 0  # batches still to skip after a rollback (the wrapper counts them down too)
         self._rollback_skipped: list[int] = []  # steps skipped since the last rollback
         self._rollback_step: int | None = None
         # Policies are pure: the orders they would give before any step are those of a probe update,
@@ -64,12 +65,12 @@ class KerasRepairer:
         executed = optimizer.orders
         done = self._executed_actions(stats, findings, executed)
         plan, self.state = self.policy.update(stats, findings, Plan(), self.state)
-        skip_next = float(optimizer.orders.skip_next)
-        effects: dict[int, dict[str, Any]] = {}
+        effects: dict[str, dict[str, Any]] = {}
         if plan.rollback is not None:
             effects["rollback"] = self._rollback(plan.rollback.label)
-            skip_next = float(plan.rollback.skip_batches)
-            self._rollback_step = stats.step
+            if effects["rollback"]["restored"]:
+                self._window = plan.rollback.skip_batches
+                self._rollback_step = stats.step
         if plan.snapshot:
             self._take_snapshot(stats.step + 1, keep=plan.snapshot)
         if plan.reset_moments:
@@ -85,10 +86,10 @@ class KerasRepairer:
                 warnings.warn(f"trainguard: layers in inference mode in a training step at step {action.step}: "
                               f"{', '.join(action.params['modules'])}; call the model with training=True in the "
                               "training step", UserWarning, stacklevel=5)
-        orders = standing_orders(plan, skip_next)
-        if orders != optimizer.orders:
+        orders = standing_orders(plan, self._window)
+        if orders != optimizer.orders or plan.rollback is not None:
             self.session.before_host_write()
-            optimizer.set_orders(orders)
+            optimizer.set_orders(orders, force=plan.rollback is not None)
         if plan.stop is not None and self.stop_reason is None:
             self.stop_reason = plan.stop
         for action in plan.actions:
@@ -102,11 +103,10 @@ class KerasRepairer:
     def _executed_actions(self, stats: StepStats, findings: tuple[Finding, ...], orders: Orders) -> list[Action]:
         """What the wrapper did to this step under the orders it held, recorded as the torch executor does: a
         skipped or clipped update, and the batches skipped after a rollback as one ``skip_batches`` action."""
-        if orders.skip_next > 0 and not stats.applied:
+        if self._window > 0:  # the wrapper skipped this batch, inside a rollback's skip window
+            self._window -= 1
             self._rollback_skipped.append(stats.step)
-            if orders.skip_next <= 1:
-                return [self._skipped_record()]
-            return []
+            return [self._skipped_record()] if self._window == 0 else []
         norm = stats.grad_norm if stats.grad_norm is not None else math.nan
         plan = Plan(skip_non_finite=orders.skip_non_finite, skip_above=orders.skip_above, clip_norm=orders.clip_norm)
         decision = step_decision(plan, stats.loss_finite and stats.grads_finite, norm)
