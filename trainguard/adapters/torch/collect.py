@@ -93,9 +93,11 @@ def adam_moments(grad: torch.Tensor, exp_avg_sq: torch.Tensor, step: torch.Tenso
     """
     v = exp_avg_sq.detach().float()
     if beta2 is not None:
-        step_t = step if isinstance(step, torch.Tensor) else torch.tensor(float(step), device=v.device)
-        correction = 1.0 - beta2 ** step_t.to(device=v.device, dtype=torch.float32)
-        v = v / correction.clamp_min(1e-30)
+        if isinstance(step, torch.Tensor) and step.device == v.device and v.device.type != "cpu":
+            correction = (1.0 - beta2 ** step.float()).clamp_min(1e-30)  # capturable Adam: stays on the device
+        else:
+            correction = max(1.0 - beta2 ** float(step), 1e-30)  # a CPU step count: read free of any GPU sync
+        v = v / correction
     g = grad.detach().float()
     rms = (g.square() / v.clamp_min(eps * eps)).mean().sqrt()
     sqrt_v = v.sqrt().reshape(-1)

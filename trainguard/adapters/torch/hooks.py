@@ -43,7 +43,7 @@ def _health(kind: str, inputs: tuple[Any, ...], output: torch.Tensor) -> torch.T
     sigmoid / tanh: fraction of input entries beyond the saturation bound. output: no health value (NaN).
     """
     out = output.detach().float()
-    std = out.std(correction=0) if out.numel() > 0 else out.new_tensor(float("nan"))
+    std = out.std(correction=0) if out.numel() > 0 else out.new_full((), float("nan"))  # a fill, not a copy
     if kind == "relu":
         units = out.reshape(out.shape[0], -1) if out.dim() > 1 else out.reshape(1, -1)
         health = 1.0 - (units > 0).any(dim=0).float().mean()
@@ -51,7 +51,7 @@ def _health(kind: str, inputs: tuple[Any, ...], output: torch.Tensor) -> torch.T
         bound = SIGMOID_SATURATION if kind == "sigmoid" else TANH_SATURATION
         health = (inputs[0].detach().abs() > bound).float().mean()
     else:
-        health = out.new_tensor(float("nan"))
+        health = out.new_full((), float("nan"))
     return torch.stack([health, std])
 
 
