@@ -172,3 +172,23 @@ def test_mixed_precision_norms_are_unscaled():
     # The gradients reach the wrapper multiplied by the loss scale (32768); the guard records them unscaled.
     first, first_fp32 = guard.history[0].grad_norm, reference.history[0].grad_norm
     assert first == pytest.approx(first_fp32, rel=0.05)
+
+
+def test_an_optimizer_it_cannot_wrap_leaves_the_run_unguarded(monkeypatch):
+    x, y = data()
+    model = build()
+    optimizer = model.optimizer
+
+    def broken_build(self, var_list):
+        raise RuntimeError("cannot build")
+
+    monkeypatch.setattr(tk.GuardedOptimizer, "build", broken_build)
+    guard = tk.Guard(policy="safe")
+    with pytest.warns(RuntimeWarning, match="could not start"):
+        history = model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[guard])
+    assert math.isfinite(history.history["loss"][0])
+    assert model.optimizer is optimizer and "train_step" not in model.__dict__
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="cannot open run log"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[tk.Guard(log="/proc/no/such/dir/run.jsonl")])
+    assert model.optimizer is optimizer

@@ -6,13 +6,17 @@ data, and records the ``training`` argument of BatchNormalization/Dropout calls.
 wrapper's measurements through the core (:class:`KerasSession`). At ``on_train_end`` everything is put back:
 ``model.optimizer`` is the user's optimizer again, with the state the run gave it.
 
-Under the torch backend every update is seen, with ``steps_per_execution`` too (the wrapper queues each
-update's tensors). Under JAX the step is compiled: the guard reads the wrapper's variables from the trainer's
-state after each call of the train function, so with ``steps_per_execution=k`` it sees every k-th update;
-reading them costs one device-to-host copy per batch (free on CPU).
+Under the torch backend every update runs eagerly and is seen as it happens (the backend allows only
+``steps_per_execution=1``). Under JAX the step is compiled: the guard reads the wrapper's variables from the
+trainer's state after each call of the train function, so with ``steps_per_execution=k`` it sees every k-th
+update; reading them costs one device-to-host copy per batch (free on CPU).
+
+Containment: if the guard cannot set itself up (an optimizer it cannot wrap), it warns once and the run goes on
+unguarded; failures later on are contained by the session.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import keras
@@ -76,10 +80,33 @@ class Guard(keras.callbacks.Callback):
 
     # ----------------------------------------------------------------- hooks
     def on_train_begin(self, logs=None):
-        model = self.model
-        optimizer = getattr(model, "optimizer", None)
-        if optimizer is None:
+        if getattr(self.model, "optimizer", None) is None:
             raise ValueError("trainguard.keras.Guard needs a compiled model (model.compile(optimizer=...))")
+        self.session = None
+        try:
+            self._start()
+        except ValueError:  # the user's input (a run log that cannot be opened): said in one line
+            self._undo_start()
+            raise
+        except Exception as e:  # noqa: BLE001 - containment: the run goes on unguarded
+            self._undo_start()
+            warnings.warn(f"trainguard: the Keras guard could not start ({type(e).__name__}: {e}); "
+                          "training continues unguarded", RuntimeWarning, stacklevel=2)
+
+    def _undo_start(self) -> None:
+        self._unpatch_train_step()
+        if keras.backend.backend() == "jax":
+            self.model.train_function = None
+        if self._original_optimizer is not None and self.model.optimizer is self._wrapper:
+            self.model.optimizer = self._original_optimizer
+        if self.session is not None:
+            self.session.close("error")
+        self.session = None
+
+    def _start(self) -> None:
+        model = self.model
+        optimizer = model.optimizer
+        self._wrapper = self._original_optimizer = None
         if isinstance(optimizer, GuardedOptimizer) and optimizer.host.made_by_guard:
             # Left wrapped by a fit that ended in an exception (Keras then skips on_train_end): unwrap it.
             if optimizer.host.session is not None:
@@ -126,7 +153,11 @@ class Guard(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.session is None:
             return
-        self.session.drain(logs_loss=self._batch_loss(batch, logs), read_graph=self._read_graph)
+        try:
+            logs_loss = self._batch_loss(batch, logs)
+        except (TypeError, ValueError):  # a loss Keras reports in a shape we do not know: not recorded
+            logs_loss = None
+        self.session.drain(logs_loss=logs_loss, read_graph=self._read_graph)
 
     def on_train_end(self, logs=None):
         self._unpatch_train_step()
