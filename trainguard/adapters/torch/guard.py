@@ -182,6 +182,8 @@ class Guard:
         self._running_buffers: list[tuple[str, torch.Tensor]] | None = None  # found on the first forensic step
         self._probe = hooks.ActivationProbe(model)
         self._reduce = distributed.step_reducer(model)  # None outside a process group
+        if self._reduce is not None and distributed.is_sharded(model):
+            self._disabled.add("layer statistics")  # FSDP: per-tensor statistics of shards are not reduced
         self._closed = False
         self.log: RunLogWriter | None = None
         self._repairer: Repairer | None = None
