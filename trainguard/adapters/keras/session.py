@@ -78,6 +78,8 @@ class KerasSession:
         self.stop_reason: str | None = None
         self._stop = stop
         self._before: list[np.ndarray] | None = None  # weights before the next sampled step's update
+        self._previous_finite = True  # the last step's loss and gradients were finite
+        self._weights_finite = True  # the last reading of the weights
         self._batch: dict[str, Any] = {}
         self._closed = False
         # How the host reads a variable, and what it calls before writing one: the JAX trainer holds the
@@ -213,8 +215,11 @@ class KerasSession:
         loss_finite = loss is None or math.isfinite(loss)
         sampled = self._sampled(step) and "layer statistics" not in self._disabled
         layers = ()
-        weights_finite = True
-        if sampled or (not skipped and not (grads_finite and loss_finite)):
+        finite = grads_finite and loss_finite
+        # The weights are read on sampled steps and when a non-finite episode starts; in between, a finite step
+        # means finite weights and a non-finite one keeps the last reading.
+        weights_finite = True if finite else self._weights_finite
+        if sampled or (not finite and self._previous_finite):
             weights = self._try("layer statistics", collect.weight_arrays, self.variables, self.read)
             if weights is not None:
                 weights_finite = all(bool(np.all(np.isfinite(w))) for w in weights)
@@ -222,6 +227,7 @@ class KerasSession:
                     layers = self._try("layer statistics", collect.layer_stats, self.names, norms, weights,
                                        before, record.grads,
                                        collect.adam_second_moments(self.optimizer.inner_optimizer, self.read)) or ()
+        self._weights_finite, self._previous_finite = weights_finite, finite
         activations = ()
         if self.probe is not None and last and self.probe.armed:
             if not self.probe.records and self.probe_forward is not None and self.last_inputs is not None:
