@@ -286,15 +286,15 @@ class Guard:
             return ()
         try:
             fetch(entries)
+            # The weights are still those of step i's forward when no update was applied from step i on.
+            unchanged, applied_since = [], False
+            for entry in reversed(entries):
+                applied_since = applied_since or entry.was_applied
+                unchanged.append(not applied_since)
+            unchanged.reverse()
         except Exception as e:  # noqa: BLE001 - containment
             self._contain("statistics", e)
             return ()
-        # The weights are still those of step i's forward when no update was applied from step i on.
-        unchanged, applied_since = [], False
-        for entry in reversed(entries):
-            applied_since = applied_since or entry.was_applied
-            unchanged.append(not applied_since)
-        unchanged.reverse()
         found: list[Finding] = []
         for entry, weights_unchanged in zip(entries, unchanged):
             try:
@@ -426,7 +426,7 @@ class Guard:
     def _context(self, step: int, loss: torch.Tensor, grads: list[torch.Tensor], params: list[nn.Parameter],
                  names: list[str], entry: PendingStep | None) -> StepContext:
         vector = entry.pieces.get("step") if entry is not None else None
-        if vector is None:  # statistics off, or already read on CPU
+        if vector is None:  # statistics off
             vector = collect.step_vector(loss, grads, self.device, self._plain)
         return StepContext(step=step, loss=loss.detach(), grad_norm=torch.linalg.vector_norm(vector[1:]),
                            finite=torch.isfinite(vector).all(), params=list(params), names=list(names))

@@ -61,7 +61,7 @@ class PendingStep:
     def prefetch(self, key: str) -> list[float]:
         """Reads one piece now (used on CPU, where a read costs nothing, to act before the update)."""
         if key not in self.values:
-            self.values[key] = self.pieces.pop(key).tolist()
+            self.values[key] = self.pieces[key].tolist()  # the piece stays: a repairer may still use it
         return self.values[key]
 
     def step_finite(self) -> bool:
@@ -155,8 +155,11 @@ class PendingStep:
 
 def fetch(entries: Sequence[PendingStep]) -> None:
     """Reads every pending piece of ``entries`` back to the host with one transfer."""
-    slots = [(entry, key, tensor) for entry in entries for key, tensor in entry.pieces.items()]
+    slots = [(entry, key, tensor) for entry in entries for key, tensor in entry.pieces.items()
+             if key not in entry.values]
     if not slots:
+        for entry in entries:
+            entry.pieces.clear()
         return
     if len(slots) == 1:
         flat = slots[0][2].tolist()
