@@ -1,16 +1,16 @@
 """Seed 000 with a custom loop: ``model(x)`` inside the training step, without ``training=True``, leaves
 BatchNormalization in inference mode and Dropout off. The guarded optimizer names the layers and the fix; the
-same loop with ``training=True`` raises nothing. (The loop is written for the torch backend, as in docs/keras.md.)"""
+same loop with ``training=True`` raises nothing. The loop is the torch-backend one of docs/keras.md; on JAX the
+same loop computes the gradients with ``jax.value_and_grad`` over ``model.stateless_call``."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
-if keras.backend.backend() != "torch":
-    pytest.skip("the custom loop here is the torch-backend one from docs/keras.md", allow_module_level=True)
-
-import torch  # noqa: E402
+BACKEND = keras.backend.backend()
+if BACKEND not in ("torch", "jax"):
+    pytest.skip("custom loops are written here for the torch and JAX backends", allow_module_level=True)
 
 import trainguard  # noqa: E402
 import trainguard.keras as tk  # noqa: E402
@@ -18,11 +18,38 @@ from trainguard.core.findings import Severity  # noqa: E402
 from trainguard.io.runlog import read_runlog  # noqa: E402
 
 
+def train_step(model, optimizer, loss_fn, xb, yb, training: bool) -> None:
+    """One step of the user's custom loop; ``training=False`` is the seed 000 bug (``model(x)``)."""
+    if BACKEND == "torch":
+        import torch
+
+        xb, yb = torch.tensor(xb), torch.tensor(yb)
+        y_pred = model(xb, training=True) if training else model(xb)
+        loss = loss_fn(yb, y_pred)
+        model.zero_grad()
+        loss.backward()
+        grads = [v.value.grad for v in model.trainable_weights]
+        with torch.no_grad():
+            optimizer.apply(grads, model.trainable_weights, loss=loss, inputs=xb, targets=yb)
+        return
+    import jax
+
+    def compute_loss(trainable, non_trainable):
+        y_pred, non_trainable = model.stateless_call(trainable, non_trainable, xb, training=training)
+        return loss_fn(yb, y_pred), non_trainable
+
+    (loss, non_trainable), grads = jax.value_and_grad(compute_loss, has_aux=True)(
+        [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
+    for variable, value in zip(model.non_trainable_variables, non_trainable):
+        variable.assign(value)
+    optimizer.apply(grads, model.trainable_variables, loss=loss, inputs=xb, targets=yb)
+
+
 def run_loop(training: bool, steps: int = 30, log=None):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(512, 16)).astype("float32")
-    y = keras.utils.to_categorical(np.argmax(x @ rng.normal(size=(16, 4)), 1), 4)
+    y = keras.utils.to_categorical(np.argmax(x @ rng.normal(size=(16, 4)), 1), 4).astype("float32")
     model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32), keras.layers.BatchNormalization(name="bn"),
                               keras.layers.Activation("relu"), keras.layers.Dropout(0.2, name="drop"),
                               keras.layers.Dense(4, activation="softmax")])
@@ -32,14 +59,7 @@ def run_loop(training: bool, steps: int = 30, log=None):
     with optimizer:
         for _ in range(steps):
             idx = rng.integers(0, len(x), 64)
-            xb, yb = torch.tensor(x[idx]), torch.tensor(y[idx])
-            y_pred = model(xb, training=True) if training else model(xb)
-            loss = loss_fn(yb, y_pred)
-            model.zero_grad()
-            loss.backward()
-            grads = [v.value.grad for v in model.trainable_weights]
-            with torch.no_grad():
-                optimizer.apply(grads, model.trainable_weights, loss=loss, inputs=xb, targets=yb)
+            train_step(model, optimizer, loss_fn, x[idx], y[idx], training)
     return model, optimizer
 
 
@@ -71,18 +91,33 @@ def test_non_finite_steps_are_skipped_then_training_stops(tmp_path):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     optimizer = tk.GuardedOptimizer(keras.optimizers.SGD(0.1), policy="safe", log=tmp_path / "nan.jsonl")
-    x, y = torch.ones(8, 2), torch.full((8, 1), float("nan"))
+    x, y = np.ones((8, 2), "float32"), np.full((8, 1), np.nan, "float32")
     with pytest.raises(trainguard.TrainingStopped, match="non-finite steps in a row") as stopped:
         for _ in range(25):
-            loss = keras.losses.MeanSquaredError()(y, model(x, training=True))
-            model.zero_grad()
-            loss.backward()
-            grads = [v.value.grad for v in model.trainable_weights]
-            with torch.no_grad():
-                optimizer.apply_gradients(zip(grads, model.trainable_weights), loss=loss)
+            train_step(model, optimizer, keras.losses.MeanSquaredError(), x, y, training=True)
     assert stopped.value.step == 19  # "safe" gives up after 20 non-finite steps in a row
     assert all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in model.trainable_weights)  # all skipped
     assert int(keras.ops.convert_to_numpy(optimizer.iterations)) == 0  # optimizer state untouched
     assert [a.kind for a in optimizer.actions] == ["skip_step"] * 20 + ["stop"]
     log = read_runlog(tmp_path / "nan.jsonl")
     assert log.end["status"] == "stopped" and len(log.steps) == 20
+
+
+def test_apply_gradients_matches_the_plain_optimizer():
+    def make():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+
+    plain_model, guarded_model = make(), make()
+    plain = keras.optimizers.SGD(0.1, momentum=0.9)
+    guarded = tk.GuardedOptimizer(keras.optimizers.SGD(0.1, momentum=0.9), policy="safe")
+    for step in range(3):
+        grads = [keras.ops.ones(v.shape) * (step + 1) for v in plain_model.trainable_variables]
+        plain.apply_gradients(zip(grads, plain_model.trainable_variables))
+        guarded.apply_gradients(zip(grads, guarded_model.trainable_variables), loss=float(step))
+    for a, b in zip(plain_model.trainable_variables, guarded_model.trainable_variables):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    history = guarded.host.session.history
+    assert [s.loss for s in history] == [0.0, 1.0, 2.0]
+    assert history[2].grad_norm == pytest.approx(3 * np.sqrt(3 * 2 + 2))
+    guarded.close()

@@ -95,13 +95,13 @@ class Guard(keras.callbacks.Callback):
 
     def _undo_start(self) -> None:
         self._unpatch_train_step()
-        if keras.backend.backend() == "jax":
-            self.model.train_function = None
         if self._original_optimizer is not None and self.model.optimizer is self._wrapper:
             self.model.optimizer = self._original_optimizer
         if self.session is not None:
             self.session.close("error")
         self.session = None
+        if keras.backend.backend() == "jax":  # fit already holds a train function: make it again, unguarded
+            self.model.make_train_function(force=True)
 
     def _start(self) -> None:
         model = self.model
