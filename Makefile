@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS := torch,keras,tensorboard,dev
+EXTRAS := torch,keras,tensorboard,dev,lightning,hf
 
 .PHONY: demo test bench clean
 
