@@ -78,8 +78,12 @@ def update_norms(weights: Sequence[torch.Tensor], before: list[torch.Tensor]) ->
 
 def grad_sparsity(grads: Sequence[torch.Tensor]) -> torch.Tensor:
     """``[sum |g| per tensor..., count of non-zero entries per tensor...]`` (2n float32 values); the host
-    divides by the tensors' sizes."""
-    return torch.cat([tensor_norms(grads, 1.0), tensor_norms(grads, 0.0)])  # the 0-"norm" counts non-zeros
+    divides by the tensors' sizes. (Per tensor, not ``_foreach_norm`` with ord 1 and 0: on CPU those take
+    ~4x as long as ``abs().sum()`` and ``bool().sum()``.)"""
+    device = grads[0].device
+    sums = [g.abs().sum(dtype=torch.float32) for g in grads]
+    nonzero = [g.bool().sum().float() for g in grads]
+    return torch.stack([t if t.device == device else t.to(device) for t in sums + nonzero])
 
 
 def adam_moments(grad: torch.Tensor, exp_avg_sq: torch.Tensor, step: torch.Tensor | float, beta2: float | None,
