@@ -13,6 +13,10 @@ import numpy as np
 
 from trainguard.core.stats import LayerStats, TensorSummary
 
+# sqrt(v)'s median is taken over a strided sample of at most about this many entries, as the torch guard does:
+# an exact median sorts the whole tensor.
+MEDIAN_SAMPLE = 4096
+
 __all__ = ["to_numpy", "step_numbers", "weight_arrays", "layer_stats", "adam_second_moments", "data_summary",
            "first_leaf", "learning_rate"]
 
@@ -72,7 +76,8 @@ def layer_stats(names: Sequence[str], grad_norms: np.ndarray, weights: Sequence[
         if second_moments is not None and i in second_moments:
             v_hat, eps = second_moments[i]
             sqrt_v = np.sqrt(np.maximum(v_hat, 0.0))
-            sqrt_v_min, sqrt_v_median = float(np.min(sqrt_v)), float(np.median(sqrt_v))
+            sample = sqrt_v.reshape(-1)[::max(1, sqrt_v.size // MEDIAN_SAMPLE)]
+            sqrt_v_min, sqrt_v_median = float(np.min(sqrt_v)), float(np.median(sample))
             if g is not None:
                 # Wortsman et al. 2023 (StableAdamW): RMS of g / max(sqrt(v), eps).
                 adam_rms = float(np.sqrt(np.mean(np.square(g / np.maximum(sqrt_v, eps)))))
@@ -100,8 +105,7 @@ def adam_second_moments(optimizer: Any, read: Callable[[Any], np.ndarray] = to_n
     steps = float(read(optimizer._iterations))
     correction = 1.0 - float(beta_2) ** max(steps, 1.0)
     eps = float(getattr(optimizer, "epsilon", 1e-7) or 1e-7)
-    return {i: (read(v).astype(np.float64) / correction, eps) for i, v in enumerate(velocities)
-            if v is not None}
+    return {i: (read(v) / np.float32(correction), eps) for i, v in enumerate(velocities) if v is not None}
 
 
 def learning_rate(optimizer: Any, read: Callable[[Any], np.ndarray] = to_numpy) -> float:
