@@ -9,8 +9,9 @@ It works through the Trainer's own callback events, once per optimizer step (not
 - a forward hook on the model records the loss the model returns (``outputs["loss"]``, as ``Trainer.compute_loss``
   reads it) and the inputs of each training forward; the step's loss is the mean over its micro-batches;
 - ``on_pre_optimizer_step``: the Trainer calls it after accelerate's ``clip_grad_norm_``, which unscales AMP
-  gradients first, so the gradients are unscaled; they are also already clipped when ``max_grad_norm > 0``
-  (the Trainer's default is 1.0), so the guard's gradient norm is the clipped one (see docs/integrations.md).
+  gradients first (the guard unscales them itself where a Trainer did not), so the gradients are unscaled; they
+  are also already clipped when ``max_grad_norm > 0`` (the Trainer's default is 1.0), so the guard's gradient norm
+  is the clipped one (see docs/integrations.md).
   The policy decides there (see :mod:`trainguard.adapters.torch.trainer_step`): clip in place, scale the LRs for
   this step, or skip it by setting the gradients to None so the Trainer's ``optimizer.step()`` changes nothing;
 - ``on_optimizer_step``: the update is measured and the statistics read, which feeds the detectors, the run log
@@ -44,6 +45,19 @@ __all__ = ["Guard"]
 def _output_loss(output: Any) -> torch.Tensor | None:
     loss = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
     return loss if isinstance(loss, torch.Tensor) else None
+
+
+def _unscale(optimizer: Any) -> None:
+    """Unscales fp16 AMP gradients if the Trainer has not yet (it does in ``clip_grad_norm_``; older versions
+    only when ``max_grad_norm > 0``). GradScaler records the inf check, so its ``step`` still skips on overflow."""
+    scaler = getattr(optimizer, "scaler", None)
+    if scaler is None or not scaler.is_enabled():
+        return
+    try:
+        scaler.unscale_(optimizer.optimizer)
+    except RuntimeError as e:  # already unscaled since the last update: what we want
+        if "already been called" not in str(e):
+            raise
 
 
 class Guard(TrainerCallback):
@@ -101,6 +115,7 @@ class Guard(TrainerCallback):
                               "these steps are not guarded", RuntimeWarning, stacklevel=2)
             return
         loss = torch.stack([loss.float() for loss in losses]).mean()
+        _unscale(kwargs.get("optimizer"))
         self.guard.before_update(loss, batch_size, inputs=inputs, targets=targets, epoch=int(state.epoch or 0))
 
     def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

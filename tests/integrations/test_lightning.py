@@ -92,3 +92,24 @@ def test_healthy_fit_is_untouched():
     assert guard.actions == [] and not [f for f in guard.findings if f.severity >= 20]
     for a, b in zip(bare.parameters(), guarded.parameters()):
         assert torch.equal(a, b)
+
+
+def test_amp_gradients_are_measured_unscaled():
+    """fp16 AMP with a GradScaler (Lightning's 16-mixed plugin, on CPU here): the loss reaches
+    ``on_before_backward`` multiplied by the scale and the gradients are unscaled just before
+    ``on_before_optimizer_step``; the guard's loss and norms are those of the fp32 run, to fp16 rounding.
+    (A scale of 256, not the default 65536, so that no fp16 gradient overflows before the NaN step.)"""
+    from lightning.pytorch.plugins import MixedPrecision
+
+    scaler = torch.amp.GradScaler("cpu", init_scale=256.0)
+    runs = {}
+    for precision, options in (("32-true", {}),
+                               ("16-mixed", {"plugins": [MixedPrecision("16-mixed", "cpu", scaler=scaler)]})):
+        guard = trainguard.lightning.Guard(preset="full")
+        fit(Regression(NAN_CALL), [guard], **options)
+        runs[precision] = guard
+    assert scaler.get_scale() < 256.0  # the scaler was in use: it backed off at the NaN step
+    full, mixed = (list(runs[p].guard.history) for p in ("32-true", "16-mixed"))
+    for a, b in zip(full[:NAN_STEP], mixed[:NAN_STEP]):
+        assert b.loss == pytest.approx(a.loss, rel=0.02) and b.grad_norm == pytest.approx(a.grad_norm, rel=0.02)
+    assert [(a.kind, a.step) for a in runs["16-mixed"].actions] == [("skip_step", NAN_STEP)]
