@@ -7,6 +7,7 @@ import sys
 # One module per benchmark, each with a ``main() -> int``.
 BENCHMARKS = ["benchmarks.guard_overhead", "benchmarks.repair_overhead", "benchmarks.doctor_speed",
               "benchmarks.doctor_vs_losslint"]
+BENCHMARKS.append("benchmarks.keras_overhead")
 
 
 def main() -> int:
