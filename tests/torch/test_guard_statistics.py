@@ -174,3 +174,59 @@ def test_hooks_ignore_evaluation_passes_between_steps():
     guard.close()
     relu = guard.history[0].activations[0]
     assert relu.dead_fraction < 0.5  # measured on the training batch, not on the all-negative pass
+
+
+class TwoInputs(nn.Module):
+    """A model called as model(a, b=...), with a branch that gets no gradient."""
+
+    def __init__(self):
+        super().__init__()
+        self.left, self.right, self.unused = nn.Linear(4, 2), nn.Linear(4, 2), nn.Linear(4, 2)
+
+    def forward(self, a, b):
+        return self.left(a) + self.right(b)
+
+
+def test_parameters_without_gradients_are_left_out_and_inputs_may_be_a_dict():
+    torch.manual_seed(0)
+    model = TwoInputs()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    guard = trainguard.Guard(model, optimizer, policy="observe", preset="full")
+    a, b = torch.randn(8, 4), torch.randn(8, 4)
+    optimizer.zero_grad()
+    loss = model(a, b).pow(2).mean()
+    loss.backward()
+    guard.step(loss, inputs={"a": a, "b": b})
+    assert [layer.name for layer in guard.history[0].layers] == ["left.weight", "left.bias", "right.weight",
+                                                                 "right.bias"]
+    assert guard.locate_non_finite({"a": a, "b": b.masked_fill(b > 0, float("inf"))}) == "(inputs)"
+    b_bad = b.clone()
+    with torch.no_grad():
+        model.right.weight[0, 0] = float("nan")
+    assert guard.locate_non_finite((a, b_bad)) == "right"
+    guard.close()
+
+
+def test_a_python_float_or_per_sample_loss_is_accepted():
+    model, optimizer = seed003_model()
+    x, y = seed003_data(standardized=True)
+    guard = trainguard.Guard(model, optimizer, policy="observe")
+    optimizer.zero_grad()
+    per_sample = nn.functional.mse_loss(model(x[:8]), y[:8], reduction="none")
+    per_sample.mean().backward()
+    guard.step(per_sample)
+    guard.step(3.5)
+    guard.close()
+    assert guard.history[0].loss == pytest.approx(per_sample.mean().item())
+    assert guard.history[1].loss == 3.5
+    assert not [f for f in guard.findings if f.code == "guard_internal_error"]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's own, on importing torch._dynamo
+def test_a_compiled_model_keeps_its_names_and_gets_no_activation_hooks():
+    model, optimizer = seed003_model()
+    compiled = torch.compile(model)
+    guard = trainguard.Guard(compiled, optimizer, policy="observe")
+    assert guard.names == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert not any(m._forward_hooks for m in model.modules())
+    guard.close()

@@ -159,7 +159,8 @@ class Guard:
         self._layer_every, self._mode_every = self.preset.layer_every, self.preset.mode_every
         self._data_batches, self._forensic_steps = self.preset.data_batches, self.preset.forensic_steps
         self.policy = policy
-        self.params, self.names = _named_parameters(model, optimizer)
+        # a torch.compile'd model is named by its original module ("0.weight", not "_orig_mod.0.weight")
+        self.params, self.names = _named_parameters(getattr(model, "_orig_mod", model), optimizer)
         self.device = self.params[0].device if self.params else torch.device("cpu")
         # Every gradient float32 on one device (the usual case): the norms need no conversion.
         self._plain = all(p.dtype == torch.float32 and p.device == self.device for p in self.params)
@@ -181,9 +182,13 @@ class Guard:
         self._mode_modules = mode_sensitive_modules(model)
         self._running_buffers: list[tuple[str, torch.Tensor]] | None = None  # found on the first forensic step
         self._probe = hooks.ActivationProbe(model)
+        if hasattr(model, "_orig_mod"):  # torch.compile'd: adding and removing hooks would force recompilations
+            self._disabled.add("activation hooks")
         self._reduce = distributed.step_reducer(model)  # None outside a process group
         if self._reduce is not None and distributed.is_sharded(model):
             self._disabled.add("layer statistics")  # FSDP: per-tensor statistics of shards are not reduced
+        if self._reduce is not None:  # its own forward on some ranks only could wait forever on a collective
+            self._disabled.add("non-finite localisation")
         self._closed = False
         self.log: RunLogWriter | None = None
         self._repairer: Repairer | None = None
@@ -200,7 +205,7 @@ class Guard:
                 raise ValueError(f"cannot open run log {log}: {e.strerror or e}") from None
         if exporters and distributed.is_log_rank():
             self.log = exports.ExportingLog(self.log, exporters)
-        if self._layer_sampled(0):
+        if self._layer_sampled(0) and "activation hooks" not in self._disabled:
             self._probe.install()
 
     # ----------------------------------------------------------------- public
