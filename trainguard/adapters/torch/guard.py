@@ -179,7 +179,7 @@ class Guard:
         self._disabled: set[str] = set()
         self._inputs: Any = None
         self._previous_finite = True  # the last fetched step was finite (a non-finite episode starts after it)
-        self._mode_modules = mode_sensitive_modules(model)
+        self._mode_modules = mode_sensitive_modules(getattr(model, "_orig_mod", model))
         self._running_buffers: list[tuple[str, torch.Tensor]] | None = None  # found on the first forensic step
         self._probe = hooks.ActivationProbe(model)
         if hasattr(model, "_orig_mod"):  # torch.compile'd: adding and removing hooks would force recompilations
