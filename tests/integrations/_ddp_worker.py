@@ -1,7 +1,7 @@
 """One rank of the distributed tests (run by torchrun from test_distributed.py).
 
 For each MODE given (``ddp``, ``fsdp``: ``fully_shard``), in one process group: a guarded MLP trained on each
-rank's own data shard; the loss of rank 1 only is NaN at NAN_STEP. Writes this rank's final (full) weights,
+rank's own data shard; the loss of rank 1 only is NaN at NAN_STEP (a NaN input). Writes this rank's final (full) weights,
 actions, findings and recorded gradient norms to OUT/MODE/rank<r>.pt, with the global gradient norm of the first
 step computed from the full gradients.
 """
@@ -40,14 +40,14 @@ def train(mode: str, out: str) -> None:
     for step in range(STEPS):
         x = torch.randn(16, 6, generator=generator)
         y = x[:, :1] * 2.0
+        if rank == 1 and step == NAN_STEP:
+            x[0, 0] = float("nan")  # rank 1 alone: a forward of the guard's own on that rank would hang FSDP
         optimizer.zero_grad()
         loss = nn.functional.mse_loss(trained(x), y)
-        if rank == 1 and step == NAN_STEP:
-            loss = loss * float("nan")
         loss.backward()
         if step == 0:
             first_norm = float(torch.linalg.vector_norm(torch.stack([full(p.grad).norm() for p in model.parameters()])))
-        guard.step(loss, batch_size=len(x))
+        guard.step(loss, batch_size=len(x), inputs=x, targets=y)
     guard.close()
     torch.save({"weights": [full(p.detach()).clone() for p in model.parameters()],
                 "actions": [(a.kind, a.step, a.reason) for a in guard.actions],

@@ -19,6 +19,11 @@ from trainguard.io.runlog import read_runlog  # noqa: E402
 
 WORKER = Path(__file__).with_name("_ddp_worker.py")
 NAN_STEP, STEPS = 3, 8  # as in the worker
+REDUCED_SIGNALS = ("non_finite", "exploding_gradient", "vanishing_gradient", "loss_spike", "divergence", "plateau")
+
+
+def reduced(findings: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    return [f for f in findings if f[0] in REDUCED_SIGNALS]
 
 
 def free_port() -> int:
@@ -59,7 +64,9 @@ def test_nan_on_one_rank_is_skipped_by_both(ranks, mode):
 
     skip = ("skip_step", NAN_STEP, "non_finite")
     assert skip in rank0["actions"] and rank0["actions"] == rank1["actions"]
-    assert ("non_finite", NAN_STEP) in rank0["findings"] and rank0["findings"] == rank1["findings"]
+    assert ("non_finite", NAN_STEP) in rank0["findings"]
+    # the findings from reduced signals agree (data and activation findings are each rank's own batch's)
+    assert reduced(rank0["findings"]) == reduced(rank1["findings"])
     for a, b in zip(rank0["weights"], rank1["weights"]):
         assert torch.equal(a, b)
         assert torch.isfinite(a).all()
