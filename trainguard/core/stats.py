@@ -36,8 +36,8 @@ class ActivationStats:
 
     ``kind`` is the activation that follows or is the module (``"relu"``, ``"sigmoid"``, ``"tanh"``, ``"linear"``).
     ``dead_fraction``: units whose output was <= 0 for every sample in the batch (ReLU).
-    ``saturated_fraction``: inputs of a sigmoid/tanh beyond SageMaker Debugger's bounds (|x| > 5 for sigmoid,
-    |x| > 2.5 for tanh; the adapter documents its bounds). ``output_std``: std of the output over the batch.
+    ``saturated_fraction``: inputs of a sigmoid/tanh beyond trainguard's saturation bounds (|x| > 5 for
+    sigmoid, |x| > 2.5 for tanh: the slope there is under 3% of its maximum). ``output_std``: std of the output over the batch.
     """
 
     name: str

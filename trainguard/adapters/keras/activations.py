@@ -5,8 +5,8 @@ activation="sigmoid")``, ``Activation("relu")``, ``ReLU()``) and of the model's 
 output of the first call after :meth:`ActivationProbe.arm` (the guard arms it before sampled steps only):
 
 - relu: the fraction of units (all entries but the batch axis) that are <= 0 for every sample of the batch;
-- sigmoid / tanh: the fraction of entries whose *input* lies beyond SageMaker Debugger's saturation bounds
-  (|x| > 5 for sigmoid, |x| > 2.5 for tanh), read off the output, since the activation is monotonic:
+- sigmoid / tanh: the fraction of entries whose *input* lies beyond trainguard's saturation bounds
+  (|x| > 5 for sigmoid, |x| > 2.5 for tanh, where the slope is under 3% of its maximum), read off the output, since the activation is monotonic:
   sigmoid(x) outside [sigmoid(-5), sigmoid(5)], |tanh(x)| > tanh(2.5);
 - the last layer as ``"(output)"``, kind ``"output"``: the std of the predictions (a collapse to a constant).
 

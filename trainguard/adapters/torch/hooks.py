@@ -14,8 +14,9 @@ from torch import nn
 __all__ = ["SIGMOID_SATURATION", "TANH_SATURATION", "OUTPUT", "INPUTS", "activation_kind", "ActivationProbe",
            "locate_non_finite"]
 
-# Inputs beyond these bounds count as saturated (the bounds SageMaker Debugger's saturated-activation check
-# uses, as trainguard's StepStats documents them): sigmoid'(5) = 0.0066, tanh'(2.5) = 0.027.
+# Inputs beyond these bounds count as saturated: the slope there is under 3% of its maximum,
+# sigmoid'(5) = 0.0066 (max 0.25), tanh'(2.5) = 0.027 (max 1). trainguard's own bounds, softer than the
+# float32 saturation points (where the slope is exactly 0) so that a layer is flagged before it is stuck.
 SIGMOID_SATURATION = 5.0
 TANH_SATURATION = 2.5
 # Names of the two places that are no module: the model's output and its inputs.
