@@ -1,9 +1,9 @@
 """One rank of the distributed tests (run by torchrun from test_distributed.py).
 
 For each MODE given (``ddp``, ``fsdp``: ``fully_shard``), in one process group: a guarded MLP trained on each
-rank's own data shard; the loss of rank 1 only is NaN at NAN_STEP (a NaN input). Writes this rank's final (full) weights,
-actions, findings and recorded gradient norms to OUT/MODE/rank<r>.pt, with the global gradient norm of the first
-step computed from the full gradients.
+rank's own data shard; the loss of rank 1 only is NaN at NAN_STEP (a NaN input). Writes this rank's final (full)
+weights, actions, findings and recorded gradient norms to OUT/MODE/rank<r>.pt, with the global gradient norm of
+the first step computed from the full gradients.
 """
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import trainguard.hf  # noqa: E402
+import trainguard.policies  # noqa: E402
 from trainguard.io.runlog import read_runlog  # noqa: E402
 
 from _integration_runs import (ACCUMULATE, BATCH, EPOCHS, NAN_CALL, NAN_STEP, OPTIMIZER_STEPS,  # noqa: E402
@@ -24,17 +25,18 @@ from _integration_runs import (ACCUMULATE, BATCH, EPOCHS, NAN_CALL, NAN_STEP, OP
 class Regression(nn.Module):
     """What the Trainer expects of a model: keyword inputs, ``{"loss": ...}`` out when labels are given."""
 
-    def __init__(self, nan_call: int | None = None):
+    def __init__(self, nan_call: int | None = None, nan_after: bool = False):
         super().__init__()
         self.net = mlp()
         self.nan_call, self.calls = nan_call, 0
+        self.nan_after = nan_after  # every training forward from nan_call on is NaN
         self.losses: list[float] = []  # of the training forwards
 
     def forward(self, x, labels=None):
         out = self.net(x)
         loss = nn.functional.mse_loss(out, labels)
         if self.training and torch.is_grad_enabled():
-            if self.calls == self.nan_call:
+            if self.calls == self.nan_call or (self.nan_after and self.calls > self.nan_call):
                 loss = loss * float("nan")
             self.calls += 1
             self.losses.append(float(loss))
@@ -96,3 +98,15 @@ def test_healthy_run_is_untouched(tmp_path):
     assert guard.actions == [] and not [f for f in guard.findings if f.severity >= 20]
     for a, b in zip(bare.parameters(), guarded.parameters()):
         assert torch.equal(a, b)
+
+
+def test_a_stop_ordered_by_the_policy_ends_training(tmp_path):
+    model = Regression(NAN_CALL, nan_after=True)
+    policy = trainguard.policies.skip_if_non_finite(max_consecutive=2)
+    guard = trainguard.hf.Guard(policy=policy, log=tmp_path / "run.jsonl")
+    train(model, [guard], tmp_path / "out")  # (the helper silences the warning that says so)
+    assert guard.stopped is not None and guard.stopped.step == NAN_STEP + 1
+    assert finite(model)
+    log = read_runlog(tmp_path / "run.jsonl")
+    assert log.end["status"] == "stopped" and log.steps[-1].step == NAN_STEP + 1
+    assert model.calls == (NAN_STEP + 2) * ACCUMULATE  # the Trainer ran no batch after the stop

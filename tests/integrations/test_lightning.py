@@ -11,6 +11,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import trainguard.lightning  # noqa: E402
+import trainguard.policies  # noqa: E402
 from trainguard.io.runlog import read_runlog  # noqa: E402
 
 from _integration_runs import (ACCUMULATE, BATCH, EPOCHS, NAN_CALL, NAN_STEP, OPTIMIZER_STEPS,  # noqa: E402
@@ -18,10 +19,11 @@ from _integration_runs import (ACCUMULATE, BATCH, EPOCHS, NAN_CALL, NAN_STEP, OP
 
 
 class Regression(L.LightningModule):
-    def __init__(self, nan_call: int | None = None):
+    def __init__(self, nan_call: int | None = None, nan_after: bool = False):
         super().__init__()
         self.net = mlp()
         self.nan_call, self.calls = nan_call, 0
+        self.nan_after = nan_after  # every training forward from nan_call on is NaN
 
     def forward(self, x):
         return self.net(x)
@@ -29,7 +31,7 @@ class Regression(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         loss = nn.functional.mse_loss(self(x), y)
-        if self.calls == self.nan_call:
+        if self.calls == self.nan_call or (self.nan_after and self.calls > self.nan_call):
             loss = loss * float("nan")
         self.calls += 1
         return loss
@@ -113,3 +115,15 @@ def test_amp_gradients_are_measured_unscaled():
     for a, b in zip(full[:NAN_STEP], mixed[:NAN_STEP]):
         assert b.loss == pytest.approx(a.loss, rel=0.02) and b.grad_norm == pytest.approx(a.grad_norm, rel=0.02)
     assert [(a.kind, a.step) for a in runs["16-mixed"].actions] == [("skip_step", NAN_STEP)]
+
+
+def test_a_stop_ordered_by_the_policy_ends_the_fit(tmp_path):
+    module = Regression(NAN_CALL, nan_after=True)
+    policy = trainguard.policies.skip_if_non_finite(max_consecutive=2)
+    guard = trainguard.lightning.Guard(policy=policy, log=tmp_path / "run.jsonl")
+    fit(module, [guard])  # (the helper silences the warning that says so)
+    assert guard.stopped is not None and guard.stopped.step == NAN_STEP + 1
+    assert finite(module)
+    log = read_runlog(tmp_path / "run.jsonl")
+    assert log.end["status"] == "stopped" and log.steps[-1].step == NAN_STEP + 1
+    assert module.calls == (NAN_STEP + 2) * ACCUMULATE  # Lightning ran no batch after the stop

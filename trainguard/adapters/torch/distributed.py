@@ -17,6 +17,12 @@ rank skip the same step. The repair policies read nothing else that differs betw
 Adam's moments are replicated), so their decisions agree without a broadcast. Per-rank views (activations,
 input summaries) stay local: they are rank 0's, and only rank 0 writes the run log (:func:`is_log_rank`).
 
+Under a process group the guard runs no forward of its own (the search for the first non-finite module): a
+forward taken on some ranks only would issue collectives (FSDP's all-gathers, DDP's buffer broadcast,
+SyncBatchNorm) that the other ranks never match. ``first_nonfinite_grad`` still names the first layer.
+Under FSDP the per-tensor statistics of sampled steps (weight norms, update ratios, Adam's RMS) are off: they
+would be statistics of shards.
+
 One all-reduce per step, of ``n + 1`` floats, on the gradients' device.
 """
 from __future__ import annotations
