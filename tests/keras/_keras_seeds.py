@@ -9,17 +9,7 @@ import numpy as np
 import keras
 
 import trainguard.keras as tk
-
-
-def make_regression(n: int = 1000, d: int = 20, informative: int = 10, noise: float = 0.1, seed: int = 1):
-    """sklearn's make_regression, as seed 003 used it (/work/brief/seed003_probe.py): targets on a scale of
-    hundreds (std ~150)."""
-    rng = np.random.RandomState(seed)
-    x = rng.standard_normal((n, d))
-    coef = np.zeros(d)
-    coef[:informative] = 100 * rng.uniform(size=informative)
-    y = x @ coef + noise * rng.standard_normal(n)
-    return x.astype(np.float32), y.astype(np.float32)
+from trainguard.scenarios.exploding_gradient import make_regression
 
 
 def seed003(guard: tk.Guard | None, epochs: int = 30, clipnorm: float | None = None) -> list[float]:

@@ -15,14 +15,7 @@ import sys
 import numpy as np
 import torch
 
-
-def make_regression(n=1000, d=20, informative=10, noise=0.1, seed=1):
-    rng = np.random.RandomState(seed)
-    X = rng.standard_normal((n, d))
-    coef = np.zeros(d)
-    coef[:informative] = 100 * rng.uniform(size=informative)
-    y = X @ coef + noise * rng.standard_normal(n)
-    return X.astype(np.float32), y.astype(np.float32)
+from trainguard.scenarios.exploding_gradient import make_regression
 
 
 def main(healthy: bool) -> None:
