@@ -9,17 +9,9 @@ import pytest
 from _seed003 import seed003_stream
 from trainguard.core.detectors import default_detectors, exploding_gradient
 from trainguard.core.findings import Severity
+from trainguard.core.detector import replay
 from trainguard.core.stats import LayerStats, StepStats
 from trainguard.core.window import robust_track, robust_z, track_exact, track_push, track_size
-
-
-def run(detector, stream):
-    state = detector.init()
-    found = []
-    for stats in stream:
-        f, state = detector.update(stats, state)
-        found.extend(f)
-    return found, state
 
 
 def calm_norms(n, seed=0, level=1.0, noise=0.2):
@@ -37,7 +29,7 @@ def test_docstring_example():
 
 
 def test_seed003_fires_at_step_3_before_non_finite_naming_the_first_layer():
-    found, _ = run(default_detectors(), seed003_stream("exploding"))
+    found, _ = replay(default_detectors(), seed003_stream("exploding"))
     codes = [(f.code, f.step) for f in found]
     exploding = [f for f in found if f.code == "exploding_gradient"]
     assert len(exploding) == 1
@@ -50,13 +42,13 @@ def test_seed003_fires_at_step_3_before_non_finite_naming_the_first_layer():
 
 
 def test_seed003_at_the_standard_cadence_still_fires_at_step_3_without_a_layer():
-    found, _ = run(exploding_gradient(), seed003_stream("exploding", layer_every=25))
+    found, _ = replay(exploding_gradient(), seed003_stream("exploding", layer_every=25))
     assert [(f.step, f.where) for f in found] == [(3, None)]
 
 
 @pytest.mark.parametrize("layer_every", [1, 25])
 def test_seed003_healthy_twin_never_fires(layer_every):
-    found, _ = run(exploding_gradient(), seed003_stream("healthy", layer_every=layer_every))
+    found, _ = replay(exploding_gradient(), seed003_stream("healthy", layer_every=layer_every))
     assert found == []
 
 
@@ -67,7 +59,7 @@ def test_robust_outlier_fires_once_at_the_spike_and_names_the_layer_that_grew():
                         layers=layers(0.5 * g, g) if i in (149, 150) else ()) for i, g in enumerate(norms)]
     # Only fc.weight grows at the spike.
     stream[150] = StepStats(step=150, loss=1.0, grad_norm=20.0, layers=layers(0.5 * norms[149], 20.0))
-    found, _ = run(exploding_gradient(), stream)
+    found, _ = replay(exploding_gradient(), stream)
     assert len(found) == 1
     finding = found[0]
     assert (finding.step, finding.severity, finding.evidence["rule"]) == (150, Severity.WARNING, "robust_z")
@@ -78,7 +70,7 @@ def test_robust_outlier_fires_once_at_the_spike_and_names_the_layer_that_grew():
 def test_an_outlier_below_five_times_the_median_is_not_an_explosion():
     norms = calm_norms(200, noise=0.02)
     norms[150] = 3.0  # z is huge in a quiet run, but 3x is within healthy minibatch noise
-    found, _ = run(exploding_gradient(), [StepStats(step=i, loss=1.0, grad_norm=float(g))
+    found, _ = replay(exploding_gradient(), [StepStats(step=i, loss=1.0, grad_norm=float(g))
                                           for i, g in enumerate(norms)])
     assert found == []
 
@@ -86,7 +78,7 @@ def test_an_outlier_below_five_times_the_median_is_not_an_explosion():
 def test_no_z_score_before_min_history():
     norms = calm_norms(30)
     norms[10] = 8.0  # one rising step of 8x: below the growth rule's 10x, and only 10 norms of history
-    found, _ = run(exploding_gradient(), [StepStats(step=i, loss=1.0, grad_norm=float(g))
+    found, _ = replay(exploding_gradient(), [StepStats(step=i, loss=1.0, grad_norm=float(g))
                                           for i, g in enumerate(norms)])
     assert found == []
 
@@ -95,24 +87,24 @@ def test_growth_while_the_loss_falls_is_not_an_explosion():
     # A warm-up: the gradient norm rises 16x over 4 steps while the loss improves.
     norms = [0.1, 0.2, 0.4, 0.8, 1.6]
     losses = [2.3, 2.2, 2.1, 2.0, 1.9]
-    found, _ = run(exploding_gradient(), [StepStats(step=i, loss=l, grad_norm=g)
+    found, _ = replay(exploding_gradient(), [StepStats(step=i, loss=l, grad_norm=g)
                                           for i, (l, g) in enumerate(zip(losses, norms))])
     assert found == []
 
 
 def test_growth_over_more_than_four_steps_is_not_sustained_growth():
     norms = [1.0, 1.7, 2.9, 4.9, 8.3, 14.0]  # 14x, but any 4 consecutive rises give < 10x
-    found, _ = run(exploding_gradient(), [StepStats(step=i, loss=1.0 + i, grad_norm=g) for i, g in enumerate(norms)])
+    found, _ = replay(exploding_gradient(), [StepStats(step=i, loss=1.0 + i, grad_norm=g) for i, g in enumerate(norms)])
     assert found == []
 
 
 def test_growth_without_a_loss_is_a_warning():
-    found, _ = run(exploding_gradient(), [StepStats(step=i, grad_norm=g) for i, g in enumerate([1.0, 3.0, 12.0])])
+    found, _ = replay(exploding_gradient(), [StepStats(step=i, grad_norm=g) for i, g in enumerate([1.0, 3.0, 12.0])])
     assert [(f.step, f.severity) for f in found] == [(2, Severity.WARNING)]
 
 
 def test_one_sudden_jump_is_not_sustained_growth():
-    found, _ = run(exploding_gradient(), [StepStats(step=i, loss=1.0, grad_norm=g)
+    found, _ = replay(exploding_gradient(), [StepStats(step=i, loss=1.0, grad_norm=g)
                                           for i, g in enumerate([1.0, 1.1, 30.0, 1.0])])
     assert found == []
 
@@ -121,7 +113,7 @@ def test_an_outlier_warning_escalates_once_to_an_error():
     norms = list(calm_norms(100))
     stream = [StepStats(step=i, loss=1.0, grad_norm=float(g)) for i, g in enumerate(norms)]
     stream += [StepStats(step=100 + i, loss=1.0 + i, grad_norm=g) for i, g in enumerate([6.0, 12.0, 40.0, 200.0])]
-    found, _ = run(exploding_gradient(), stream)
+    found, _ = replay(exploding_gradient(), stream)
     # The stretch starts at the outlier (6.0): 200 / 6 = 33x over three rises while the loss rose.
     assert [(f.step, f.severity) for f in found] == [(100, Severity.WARNING), (103, Severity.ERROR)]
     assert found[1].evidence["rules"] == ["sustained_growth", "robust_z"]
@@ -130,7 +122,7 @@ def test_an_outlier_warning_escalates_once_to_an_error():
 def test_a_persistent_explosion_fires_once_and_the_detector_re_arms_after_it_clears():
     norms = np.concatenate([calm_norms(100), calm_norms(40, seed=1, level=50.0, noise=0.1), calm_norms(200, seed=2),
                             [50.0], calm_norms(10, seed=3)])
-    found, _ = run(exploding_gradient(), [StepStats(step=i, loss=1.0, grad_norm=float(g))
+    found, _ = replay(exploding_gradient(), [StepStats(step=i, loss=1.0, grad_norm=float(g))
                                           for i, g in enumerate(norms)])
     assert [f.step for f in found] == [100, 340]
 
@@ -141,7 +133,7 @@ def test_autotrainer_ratio_needs_two_samples_and_names_the_first_weight_tensor()
     stream[20] = StepStats(step=20, loss=1.0, grad_norm=1.0, layers=layers(1.0, 1.0))
     stream[30] = StepStats(step=30, loss=1.0, grad_norm=1.0, layers=layers(100.0, 1.0, bias=1e-9))
     stream[40] = StepStats(step=40, loss=1.0, grad_norm=1.0, layers=layers(75.0, 1.0, bias=1e-9))
-    found, _ = run(exploding_gradient(), stream)
+    found, _ = replay(exploding_gradient(), stream)
     assert len(found) == 1
     finding = found[0]
     assert (finding.step, finding.severity, finding.where) == (40, Severity.WARNING, "conv.weight")
@@ -151,7 +143,7 @@ def test_autotrainer_ratio_needs_two_samples_and_names_the_first_weight_tensor()
 
 def test_a_ratio_below_70_does_not_fire():
     stream = [StepStats(step=i, loss=1.0, grad_norm=1.0, layers=layers(50.0, 1.0)) for i in range(10)]
-    found, _ = run(exploding_gradient(), stream)
+    found, _ = replay(exploding_gradient(), stream)
     assert found == []
 
 
@@ -160,7 +152,7 @@ def test_non_finite_norms_are_skipped_and_never_enter_the_window():
     stream = [StepStats(step=i, loss=1.0, grad_norm=float(g)) for i, g in enumerate(norms)]
     stream[50] = StepStats(step=50, loss=float("nan"), grad_norm=float("inf"), loss_finite=False, grads_finite=False)
     stream[51] = StepStats(step=51, loss=1.0, grad_norm=float("nan"), grads_finite=False)
-    found, state = run(exploding_gradient(), stream)
+    found, state = replay(exploding_gradient(), stream)
     assert found == []
     assert track_size(state.norms) == 98
     median, scale = track_exact(state.norms)
@@ -179,7 +171,7 @@ def test_robust_track_agrees_with_robust_z():
 def test_a_rise_from_a_dip_back_to_the_usual_level_is_not_an_explosion():
     # Near convergence a minibatch gradient norm dips, then rises 24x in two steps, to its usual level.
     norms = list(calm_norms(100)) + [0.05, 0.3, 1.2, 1.0]
-    found, _ = run(exploding_gradient(), [StepStats(step=i, loss=0.01, grad_norm=float(g))
+    found, _ = replay(exploding_gradient(), [StepStats(step=i, loss=0.01, grad_norm=float(g))
                                           for i, g in enumerate(norms)])
     assert found == []
 
@@ -188,6 +180,6 @@ def test_a_jump_then_a_wiggle_is_an_outlier_not_sustained_growth():
     # A data shift: the gradient norm jumps 240x in one step and wiggles up 1.4x the next while the loss is higher.
     norms = list(calm_norms(100, level=1e-4)) + [0.024, 0.033, 0.03, 0.031]
     losses = [1e-5] * 100 + [4e-4] * 4
-    found, _ = run(exploding_gradient(), [StepStats(step=i, loss=l, grad_norm=float(g))
+    found, _ = replay(exploding_gradient(), [StepStats(step=i, loss=l, grad_norm=float(g))
                                           for i, (l, g) in enumerate(zip(losses, norms))])
     assert [(f.step, f.severity, f.evidence["rule"]) for f in found] == [(100, Severity.WARNING, "robust_z")]

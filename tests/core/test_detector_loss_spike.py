@@ -9,16 +9,8 @@ import pytest
 from _seed003 import seed003_stream
 from trainguard.core.detectors import loss_spike
 from trainguard.core.findings import Severity
+from trainguard.core.detector import replay
 from trainguard.core.stats import StepStats
-
-
-def run(detector, stream):
-    state = detector.init()
-    found = []
-    for stats in stream:
-        f, state = detector.update(stats, state)
-        found.extend(f)
-    return found, state
 
 
 def noisy(n, level=1.0, noise=0.1, seed=0):
@@ -39,7 +31,7 @@ def test_docstring_example():
 def test_an_isolated_spike_on_a_calm_gradient_is_a_warning_not_led_by_the_gradient():
     losses = noisy(300)
     losses[200] = 3.0
-    found, _ = run(loss_spike(), stream_of(losses, noisy(300, seed=1)))
+    found, _ = replay(loss_spike(), stream_of(losses, noisy(300, seed=1)))
     assert len(found) == 1
     finding = found[0]
     assert (finding.code, finding.step, finding.severity) == ("loss_spike", 200, Severity.WARNING)
@@ -52,48 +44,48 @@ def test_an_isolated_spike_on_a_calm_gradient_is_a_warning_not_led_by_the_gradie
 def test_a_gradient_spike_one_step_before_leads():
     losses, norms = noisy(300), noisy(300, seed=1)
     norms[199], losses[200] = 20.0, 3.0
-    found, _ = run(loss_spike(), stream_of(losses, norms))
+    found, _ = replay(loss_spike(), stream_of(losses, norms))
     assert [(f.step, f.evidence["grad_norm_led"], f.evidence["grad_spike_step"]) for f in found] == [(200, True, 199)]
 
 
 def test_a_gradient_spike_at_the_same_step_leads():
     losses, norms = noisy(300), noisy(300, seed=1)
     norms[200], losses[200] = 20.0, 3.0
-    found, _ = run(loss_spike(), stream_of(losses, norms))
+    found, _ = replay(loss_spike(), stream_of(losses, norms))
     assert found[0].evidence["grad_norm_led"] is True
 
 
 def test_a_gradient_spike_long_before_does_not_lead():
     losses, norms = noisy(300), noisy(300, seed=1)
     norms[150], losses[200] = 20.0, 3.0
-    found, _ = run(loss_spike(), stream_of(losses, norms))
+    found, _ = replay(loss_spike(), stream_of(losses, norms))
     assert found[0].evidence["grad_norm_led"] is False
 
 
 def test_without_gradient_norms_grad_norm_led_is_none():
     losses = noisy(300)
     losses[200] = 3.0
-    found, _ = run(loss_spike(), stream_of(losses, [None] * 300))
+    found, _ = replay(loss_spike(), stream_of(losses, [None] * 300))
     assert found[0].evidence["grad_norm_led"] is None
 
 
 def test_a_statistically_significant_but_small_bump_is_not_a_spike():
     losses = noisy(300, noise=0.005)
     losses[200] = 1.2  # z ~ 50 in this quiet run, but only 20% above the median
-    found, _ = run(loss_spike(), stream_of(losses))
+    found, _ = replay(loss_spike(), stream_of(losses))
     assert found == []
 
 
 def test_nothing_before_min_history():
     losses = noisy(40)
     losses[15] = 5.0
-    found, _ = run(loss_spike(), stream_of(losses))
+    found, _ = replay(loss_spike(), stream_of(losses))
     assert found == []
 
 
 def test_a_loss_that_stays_high_fires_once():
     losses = np.concatenate([noisy(200), noisy(50, level=4.0, seed=1)])
-    found, _ = run(loss_spike(), stream_of(losses))
+    found, _ = replay(loss_spike(), stream_of(losses))
     assert [f.step for f in found] == [200]
 
 
@@ -101,7 +93,7 @@ def test_the_third_spike_within_the_window_is_an_error():
     losses = noisy(400)
     for step in (200, 240, 280, 399):
         losses[step] = 4.0
-    found, _ = run(loss_spike(), stream_of(losses))
+    found, _ = replay(loss_spike(), stream_of(losses))
     assert [(f.step, f.severity) for f in found] == [
         (200, Severity.WARNING), (240, Severity.WARNING), (280, Severity.ERROR), (399, Severity.WARNING)]
     assert found[2].evidence["spikes_in_window"] == 3
@@ -113,7 +105,7 @@ def test_non_finite_losses_are_skipped_and_do_not_poison_the_window():
     stream[100] = StepStats(step=100, loss=float("nan"), grad_norm=float("nan"), loss_finite=False,
                             grads_finite=False)
     stream[101] = StepStats(step=101, loss=float("inf"), grad_norm=1.0, loss_finite=False)
-    found, state = run(loss_spike(), stream)
+    found, state = replay(loss_spike(), stream)
     assert found == []
     assert np.isfinite(state.rises.buffer).all() and np.isfinite(state.norms.buffer).all()
     assert np.isfinite(state.level_ema)
@@ -123,7 +115,7 @@ def test_a_spike_on_a_decreasing_loss_is_judged_against_its_recent_level():
     losses = np.exp(-np.arange(600) / 1000.0) * (1.0 + 0.1 * np.random.default_rng(2).uniform(-1, 1, 600))
     losses[400] = 0.9  # below the starting loss, yet 1.35x the loss around step 400
     losses[500] = 1.8  # 3x the loss around step 500
-    found, _ = run(loss_spike(), stream_of(losses))
+    found, _ = replay(loss_spike(), stream_of(losses))
     assert [f.step for f in found] == [500]
     assert found[0].evidence["recent_level"] == pytest.approx(np.exp(-0.5), rel=0.05)
 
@@ -132,18 +124,18 @@ def test_a_spike_early_in_a_fast_falling_loss_is_seen():
     # The loss falls 3x in 150 steps: a raw-loss window's MAD would hide this 4x spike (z ~ 4).
     losses = 3.0 ** (-np.arange(150) / 150.0)
     losses[130] *= 4.0
-    found, _ = run(loss_spike(), stream_of(losses))
+    found, _ = replay(loss_spike(), stream_of(losses))
     assert [f.step for f in found] == [130]
 
 
 def test_negative_losses_are_judged_relative_to_their_magnitude():
     losses = -5.0 * noisy(300, noise=0.02)
     losses[200] = -1.0  # 80% of |level| above the level
-    found, _ = run(loss_spike(), stream_of(losses))
+    found, _ = replay(loss_spike(), stream_of(losses))
     assert [f.step for f in found] == [200]
     assert found[0].evidence["rise"] == pytest.approx(0.8, abs=0.05)
 
 
 def test_seed003_healthy_twin_has_no_spike():
-    found, _ = run(loss_spike(), seed003_stream("healthy"))
+    found, _ = replay(loss_spike(), seed003_stream("healthy"))
     assert found == []

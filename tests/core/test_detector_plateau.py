@@ -8,16 +8,12 @@ import numpy as np
 from _seed003 import seed003_stream
 from trainguard.core.detectors import plateau
 from trainguard.core.findings import Severity
+from trainguard.core.detector import replay
 from trainguard.core.stats import StepStats
 
 
 def run(detector, losses):
-    state = detector.init()
-    found = []
-    for step, loss in enumerate(losses):
-        f, state = detector.update(StepStats(step=step, loss=float(loss)), state)
-        found.extend(f)
-    return found
+    return replay(detector, [StepStats(step=step, loss=float(loss)) for step, loss in enumerate(losses)])[0]
 
 
 def noise(n, amount=0.05, seed=0):

@@ -9,18 +9,10 @@ import pytest
 from _seed003 import seed003_stream
 from trainguard.core.detectors import vanishing_gradient
 from trainguard.core.findings import Severity
+from trainguard.core.detector import replay
 from trainguard.core.stats import LayerStats, StepStats
 
 HEALTHY = dict(grad_norm=1e-2, grad_abs_mean=1e-4, update_ratio=1e-3)
-
-
-def run(detector, stream):
-    state = detector.init()
-    found = []
-    for stats in stream:
-        f, state = detector.update(stats, state)
-        found.extend(f)
-    return found
 
 
 def net(first=None, middle=None, last=None, bias=None):
@@ -48,7 +40,7 @@ def test_docstring_example():
 
 
 def test_autotrainer_ratio_fires_on_the_third_sample_naming_the_first_layer():
-    found = run(vanishing_gradient(), sampled(net(first=dict(grad_norm=5e-6)), samples=3))
+    found, _ = replay(vanishing_gradient(), sampled(net(first=dict(grad_norm=5e-6)), samples=3))
     assert len(found) == 1
     finding = found[0]
     assert (finding.step, finding.severity, finding.where) == (50, Severity.WARNING, "conv.weight")
@@ -61,23 +53,23 @@ def test_two_samples_are_not_enough_and_a_healthy_sample_resets_the_count():
     vanishing = net(first=dict(grad_norm=5e-6))
     stream = sampled(vanishing, 2) + [StepStats(step=50, lrs=(0.01,), layers=net())] + [
         StepStats(step=75 + 25 * i, lrs=(0.01,), layers=vanishing) for i in range(2)]
-    assert run(vanishing_gradient(), stream) == []
+    assert replay(vanishing_gradient(), stream)[0] == []
 
 
 def test_a_small_first_norm_with_a_small_last_norm_is_not_vanishing():
     # ||G_first|| <= 1e-4 but the ratio is 0.1: the whole network is quiet, not the first layer.
-    found = run(vanishing_gradient(), sampled(net(first=dict(grad_norm=1e-6), last=dict(grad_norm=1e-5)), 5))
+    found, _ = replay(vanishing_gradient(), sampled(net(first=dict(grad_norm=1e-6), last=dict(grad_norm=1e-5)), 5))
     assert found == []
 
 
 def test_persisting_to_ten_samples_escalates_once_to_error():
-    found = run(vanishing_gradient(), sampled(net(first=dict(grad_norm=1e-7)), samples=15))
+    found, _ = replay(vanishing_gradient(), sampled(net(first=dict(grad_norm=1e-7)), samples=15))
     assert [(f.step, f.severity) for f in found] == [(50, Severity.WARNING), (225, Severity.ERROR)]
 
 
 def test_sagemaker_abs_mean_names_the_earliest_vanishing_tensor():
     layers = net(middle=dict(grad_abs_mean=5e-8), last=dict(grad_abs_mean=1e-8))
-    found = run(vanishing_gradient(), sampled(layers, 3, every=1))
+    found, _ = replay(vanishing_gradient(), sampled(layers, 3, every=1))
     assert [(f.step, f.where, f.evidence["rule"]) for f in found] == [(2, "fc1.weight", "grad_abs_mean")]
     assert set(found[0].evidence["grad_abs_mean"]) == {"fc1.weight", "fc2.weight"}
 
@@ -85,23 +77,23 @@ def test_sagemaker_abs_mean_names_the_earliest_vanishing_tensor():
 def test_sparse_and_all_zero_gradients_are_not_vanishing():
     sparse = dict(grad_abs_mean=5e-8, zero_grad_fraction=0.999)  # 5e-5 on the rows the batch touched
     dead = dict(grad_abs_mean=0.0, grad_norm=0.0, zero_grad_fraction=1.0, update_ratio=0.0)
-    assert run(vanishing_gradient(), sampled(net(middle=sparse, last=dead | dict(grad_norm=1e-2)), 5)) == []
+    assert replay(vanishing_gradient(), sampled(net(middle=sparse, last=dead | dict(grad_norm=1e-2)), 5))[0] == []
 
 
 def test_biases_are_not_judged():
     # A bias before a BatchNorm has an exactly-zero or tiny gradient; that is not a vanishing gradient.
-    assert run(vanishing_gradient(), sampled(net(bias=dict(grad_abs_mean=1e-9, update_ratio=1e-10)), 5)) == []
+    assert replay(vanishing_gradient(), sampled(net(bias=dict(grad_abs_mean=1e-9, update_ratio=1e-10)), 5))[0] == []
 
 
 def test_tiny_updates_fire_when_the_learning_rate_is_not_tiny():
-    found = run(vanishing_gradient(), sampled(net(last=dict(update_ratio=1e-9)), 3))
+    found, _ = replay(vanishing_gradient(), sampled(net(last=dict(update_ratio=1e-9)), 3))
     assert [(f.step, f.where, f.evidence["rule"]) for f in found] == [(50, "fc2.weight", "update_ratio")]
 
 
 def test_tiny_updates_under_a_learning_rate_decayed_to_zero_are_not_vanishing():
     tiny = net(first=dict(update_ratio=1e-10), middle=dict(update_ratio=1e-10), last=dict(update_ratio=1e-10))
     stream = sampled(net(), 2, lr=0.1) + [StepStats(step=50 + s, lrs=(1e-5,), layers=tiny) for s in range(10)]
-    assert run(vanishing_gradient(), stream) == []
+    assert replay(vanishing_gradient(), stream)[0] == []
 
 
 def test_tiny_updates_after_a_skipped_step_are_not_vanishing():
@@ -110,14 +102,14 @@ def test_tiny_updates_after_a_skipped_step_are_not_vanishing():
     for step in range(10):
         stream.append(StepStats(step=2 * step, lrs=(0.01,), applied=False))
         stream.append(StepStats(step=2 * step + 1, lrs=(0.01,), layers=tiny))
-    assert run(vanishing_gradient(), stream) == []
+    assert replay(vanishing_gradient(), stream)[0] == []
 
 
 def test_re_arms_after_three_clear_samples():
     vanishing, healthy = net(first=dict(grad_norm=1e-7)), net()
     layers = [vanishing] * 3 + [healthy] * 3 + [vanishing] * 3
     stream = [StepStats(step=i, lrs=(0.01,), layers=l) for i, l in enumerate(layers)]
-    assert [f.step for f in run(vanishing_gradient(), stream)] == [2, 8]
+    assert [f.step for f in replay(vanishing_gradient(), stream)[0]] == [2, 8]
 
 
 def test_non_finite_gradients_are_skipped():
@@ -125,13 +117,13 @@ def test_non_finite_gradients_are_skipped():
                         layers=net(first=dict(grad_norm=float("nan"), grad_abs_mean=float("nan")),
                                    last=dict(update_ratio=float("inf"))))
               for i in range(10)]
-    assert run(vanishing_gradient(), stream) == []
+    assert replay(vanishing_gradient(), stream)[0] == []
 
 
 @pytest.mark.parametrize("layer_every", [1, 25])
 def test_seed003_streams_never_fire(layer_every):
     for name in ("healthy", "exploding"):
-        assert run(vanishing_gradient(), seed003_stream(name, layer_every=layer_every)) == []
+        assert replay(vanishing_gradient(), seed003_stream(name, layer_every=layer_every))[0] == []
 
 
 def test_tiny_gradients_of_a_converged_network_are_not_vanishing():
@@ -139,8 +131,8 @@ def test_tiny_gradients_of_a_converged_network_are_not_vanishing():
     losses = np.geomspace(0.05, 1e-6, 400)  # seed 002's calm phase: the loss itself is ~0
     stream = [StepStats(step=i, loss=float(l), lrs=(0.01,), layers=tiny if i >= 350 else net())
               for i, l in enumerate(losses)]
-    assert run(vanishing_gradient(), stream) == []
+    assert replay(vanishing_gradient(), stream)[0] == []
     # The same gradients while the loss has not moved from its start are vanishing.
     stuck = [StepStats(step=s.step, loss=0.05, lrs=s.lrs, layers=s.layers) for s in stream]
-    assert [(f.step, f.severity, f.evidence["rule"]) for f in run(vanishing_gradient(), stuck)] == [
+    assert [(f.step, f.severity, f.evidence["rule"]) for f in replay(vanishing_gradient(), stuck)[0]] == [
         (352, Severity.WARNING, "grad_abs_mean"), (359, Severity.ERROR, "grad_abs_mean")]

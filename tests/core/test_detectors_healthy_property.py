@@ -14,6 +14,7 @@ from _seed003 import seed003_stream
 from trainguard.core.detectors import (default_detectors, divergence, exploding_gradient, loss_spike, non_finite,
                                        plateau, vanishing_gradient)
 from trainguard.core.findings import Severity
+from trainguard.core.detector import replay
 from trainguard.core.stats import LayerStats, StepStats
 
 LAYERS = ("conv.weight", "conv.bias", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias")
@@ -80,19 +81,10 @@ def healthy_stream(p: dict) -> list[StepStats]:
     return stream
 
 
-def run(detector, stream):
-    state = detector.init()
-    found = []
-    for stats in stream:
-        f, state = detector.update(stats, state)
-        found.extend(f)
-    return found
-
-
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(healthy_runs())
 def test_healthy_noisy_decreasing_runs_raise_no_warning(params):
-    loud = [f for f in run(default_detectors(), healthy_stream(params)) if f.severity >= Severity.WARNING]
+    loud = [f for f in replay(default_detectors(), healthy_stream(params))[0] if f.severity >= Severity.WARNING]
     assert loud == [], [f.message for f in loud]
 
 
@@ -100,7 +92,7 @@ def test_healthy_noisy_decreasing_runs_raise_no_warning(params):
 def test_seed003_healthy_twin_raises_nothing_in_100_epochs(layer_every):
     stream = seed003_stream("healthy", layer_every=layer_every)
     assert len(stream) == 1600
-    assert [f.message for f in run(default_detectors(), stream)] == []
+    assert [f.message for f in replay(default_detectors(), stream)[0]] == []
 
 
 def _same(a, b) -> bool:
@@ -162,7 +154,7 @@ def test_the_same_runs_with_a_loss_spike_injected_do_raise_it(params, where, hei
     spiked = stream[at]
     stream[at] = StepStats(step=at, loss=spiked.loss * height, grad_norm=spiked.grad_norm, lrs=spiked.lrs,
                            layers=spiked.layers)
-    spikes = [f for f in run(default_detectors(), stream) if f.code == "loss_spike"]
+    spikes = [f for f in replay(default_detectors(), stream)[0] if f.code == "loss_spike"]
     assert [f.step for f in spikes] == [at]
 
 
@@ -177,5 +169,5 @@ def test_the_same_runs_with_an_explosion_injected_do_raise_it(params, where):
         s = stream[at + k]
         stream[at + k] = StepStats(step=s.step, loss=s.loss * 2 ** (k + 1), grad_norm=s.grad_norm * 4 ** (k + 1),
                                    lrs=s.lrs, layers=s.layers)
-    exploding = [f for f in run(default_detectors(), stream) if f.code == "exploding_gradient"]
+    exploding = [f for f in replay(default_detectors(), stream)[0] if f.code == "exploding_gradient"]
     assert exploding and at <= exploding[0].step <= at + 2

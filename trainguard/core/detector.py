@@ -14,12 +14,12 @@ sick does not produce one finding per step.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 from trainguard.core.findings import Finding, Severity
 from trainguard.core.stats import StepStats
 
-__all__ = ["Detector", "chain", "Episode", "ARMED", "episode_update"]
+__all__ = ["Detector", "chain", "replay", "Episode", "ARMED", "episode_update"]
 
 Findings = tuple[Finding, ...]
 
@@ -41,11 +41,23 @@ def chain(*detectors: Detector) -> Detector:
         new_states = []
         for det, sub_state in zip(detectors, state):
             f, s = det.update(stats, sub_state)
-            found.extend(f)
+            if f:
+                found.extend(f)
             new_states.append(s)
         return tuple(found), tuple(new_states)
 
     return Detector("chain(" + ",".join(d.name for d in detectors) + ")", init, update)
+
+
+def replay(detector: Detector, stream: Iterable[StepStats]) -> tuple[list[Finding], Any]:
+    """Runs a detector over a finished stream of statistics, in the order given; returns all its findings and
+    its final state (the shape of ``update``, for a whole stream)."""
+    state = detector.init()
+    found: list[Finding] = []
+    for stats in stream:
+        new, state = detector.update(stats, state)
+        found.extend(new)
+    return found, state
 
 
 class Episode(NamedTuple):

@@ -8,10 +8,10 @@
 from __future__ import annotations
 
 from trainguard.core.diagnosis.cause import Cause, Fix, top_code
-from trainguard.core.diagnosis.engine import EXPLAINS, MIN_CONFIDENCE, diagnose, replay, signal_detectors
+from trainguard.core.diagnosis.engine import EXPLAINS, MIN_CONFIDENCE, diagnose, signal_detectors
 from trainguard.core.diagnosis.fixes import FIXES, fix_for
 from trainguard.core.diagnosis.history import StatsHistory
 from trainguard.core.diagnosis.rules import RULES
 
 __all__ = ["diagnose", "Cause", "Fix", "top_code", "StatsHistory", "RULES", "EXPLAINS", "FIXES", "fix_for",
-           "MIN_CONFIDENCE", "replay", "signal_detectors"]
+           "MIN_CONFIDENCE", "signal_detectors"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple, Sequence
 
 from trainguard.core.causes import CAUSES
-from trainguard.core.detector import Detector, chain
+from trainguard.core.detector import Detector, chain, replay
 from trainguard.core.detectors.activation_health import activation_health
 from trainguard.core.detectors.adam_update import adam_update
 from trainguard.core.detectors.batch_size_loss import batch_size_loss
@@ -30,7 +30,7 @@ from trainguard.core.diagnosis.run_view import RunView
 from trainguard.core.findings import Finding
 from trainguard.core.stats import StepStats
 
-__all__ = ["diagnose", "signal_detectors", "replay", "EXPLAINS", "MIN_CONFIDENCE"]
+__all__ = ["diagnose", "signal_detectors", "EXPLAINS", "MIN_CONFIDENCE"]
 
 MIN_CONFIDENCE = 0.3
 SYMPTOM_CAP = 0.9
@@ -39,16 +39,6 @@ SYMPTOM_CAP = 0.9
 def signal_detectors() -> Detector:
     """The detectors whose findings the rules read beyond the foundation's, with their default thresholds."""
     return chain(data_scale(), module_mode(), adam_update(), activation_health(), batch_size_loss())
-
-
-def replay(detector: Detector, stats: Sequence[StepStats]) -> list[Finding]:
-    """Runs a detector over a finished stream of statistics, in step order; returns all its findings."""
-    state = detector.init()
-    found: list[Finding] = []
-    for s in sorted(stats, key=lambda s: s.step):
-        new, state = detector.update(s, state)
-        found.extend(new)
-    return found
 
 
 class Explains(NamedTuple):
@@ -82,11 +72,12 @@ def diagnose(stats: Sequence[StepStats], findings: Sequence[Finding] | None = No
     """
     if framework not in FRAMEWORKS:
         raise ValueError(f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}")
+    in_order = sorted(stats, key=lambda s: s.step)
     if findings is None:
         from trainguard.core.detectors import default_detectors
 
-        findings = replay(default_detectors(), stats)
-    merged = _dedupe([*findings, *replay(signal_detectors(), stats)])
+        findings = replay(default_detectors(), in_order)[0]
+    merged = _dedupe([*findings, *replay(signal_detectors(), in_order)[0]])
     view = RunView.build(stats, merged, framework)
     causes = {code: cause for code, rule in RULES.items() if (cause := rule(view)) is not None}
     for relation in EXPLAINS:
