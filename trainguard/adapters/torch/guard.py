@@ -31,6 +31,7 @@ user's and propagate unchanged.
 """
 from __future__ import annotations
 
+import functools
 import math
 import traceback
 import warnings
@@ -59,14 +60,27 @@ INTERNAL_ERROR = "guard_internal_error"
 
 @dataclass
 class StepContext:
-    """What a repairer sees before the update of one step. Tensors are on the device; reading them syncs."""
+    """What a repairer sees before the update of one step. Tensors are on the device; reading them syncs.
+
+    ``grad_norm`` and ``finite`` are computed from ``vector`` when first read: a repairer that decides from
+    ``host`` on a quiet step launches no kernel at all."""
 
     step: int
     loss: torch.Tensor  # detached 0-dim
-    grad_norm: torch.Tensor  # global L2 norm of the gradients, 0-dim float32 (before any clipping)
-    finite: torch.Tensor  # 0-dim bool: the loss and every gradient are finite
+    vector: torch.Tensor  # [loss, ||g_1||, ..., ||g_n||], float32 on the device (collect.step_vector)
     params: list[nn.Parameter]  # the parameters that have a gradient, forward order
     names: list[str]
+    host: list[float] | None = None  # ``vector`` read back where that is free (CPU); None on an accelerator
+
+    @functools.cached_property
+    def grad_norm(self) -> torch.Tensor:
+        """Global L2 norm of the gradients, 0-dim float32 (before any clipping)."""
+        return torch.linalg.vector_norm(self.vector[1:])
+
+    @functools.cached_property
+    def finite(self) -> torch.Tensor:
+        """0-dim bool: the loss and every gradient are finite."""
+        return torch.isfinite(self.vector).all()
 
 
 class Repairer(Protocol):
@@ -431,10 +445,13 @@ class Guard:
     def _context(self, step: int, loss: torch.Tensor, grads: list[torch.Tensor], params: list[nn.Parameter],
                  names: list[str], entry: PendingStep | None) -> StepContext:
         vector = entry.pieces.get("step") if entry is not None else None
+        host = None
         if vector is None:  # statistics off
             vector = collect.step_vector(loss, grads, self.device, self._plain)
-        return StepContext(step=step, loss=loss.detach(), grad_norm=torch.linalg.vector_norm(vector[1:]),
-                           finite=torch.isfinite(vector).all(), params=list(params), names=list(names))
+        elif vector.device.type == "cpu":  # a read that costs no sync, and spares the repairer two kernels
+            host = entry.prefetch("step")
+        return StepContext(step=step, loss=loss.detach(), vector=vector, params=list(params), names=list(names),
+                           host=host)
 
     # ---------------------------------------------------------------- updating
     def _apply_update(self, apply: bool | torch.Tensor) -> bool | torch.Tensor:

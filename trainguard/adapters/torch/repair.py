@@ -35,11 +35,23 @@ from trainguard.core.stats import StepStats
 __all__ = ["make_repairer", "TorchRepairer", "unitwise_clip_"]
 
 _EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s
+_NO_ORDERS = Plan()  # what each step's policy update starts from (immutable, so one is enough)
 
 
 def make_repairer(policy: str | Policy, guard: Any) -> TorchRepairer | None:
     built = get_policy(policy)
     return None if built is None else TorchRepairer(built, guard)
+
+
+def _quiet(plan: Plan, host: list[float]) -> bool:
+    """Whether :func:`step_decision` surely applies the step unclipped, judged from the step vector read on the
+    host (``[loss, ||g_1||, ...]``): every value finite and the global norm below both thresholds by a margin
+    far wider than the float32 rounding of the norm the exact decision uses (relative 1e-6 for a few thousand
+    tensors). Otherwise the exact decision runs."""
+    limit = min(plan.skip_above, plan.clip_norm)
+    if limit == math.inf:
+        return all(math.isfinite(v) for v in host)
+    return math.hypot(*host[1:]) < limit * (1.0 - 1e-4) and math.isfinite(host[0])
 
 
 def unitwise_clip_(params: list[torch.Tensor], grads: list[torch.Tensor], clipping: float,
@@ -86,7 +98,8 @@ class TorchRepairer:
         if self._error is not None:
             raise self._error
         self._restore_lrs()
-        self._adam_cap = []
+        if self._adam_cap:
+            self._adam_cap = []
         if self.snapshots is not None and not self.snapshots.snapshots:
             self.snapshots.add(take_snapshot(ctx.step, self.guard.model, self.guard.optimizer, self.guard.scheduler))
         if self._skip_left > 0:
@@ -97,20 +110,21 @@ class TorchRepairer:
         self._plans[ctx.step] = plan
         if not plan.acts_per_step:
             return True
-        grads = [p.grad for p in ctx.params]
-        if ctx.grad_norm.device.type == "cpu":
+        apply: bool | torch.Tensor = True
+        if ctx.host is not None and _quiet(plan, ctx.host):
+            pass  # neither skipped nor clipped, whatever the float32 rounding of the norm: no kernel needed
+        elif ctx.vector.device.type == "cpu":
             decision = step_decision(plan, bool(ctx.finite), float(ctx.grad_norm), _EPS)
             if not decision.apply:
                 return False
             if decision.clip_coef < 1.0:
-                torch._foreach_mul_(grads, decision.clip_coef)
-            apply: bool | torch.Tensor = True
+                torch._foreach_mul_([p.grad for p in ctx.params], decision.clip_coef)
         else:
-            apply = self._decide_on_device(plan, ctx, grads)
+            apply = self._decide_on_device(plan, ctx, [p.grad for p in ctx.params])
         if plan.clip_value < math.inf:
             torch.nn.utils.clip_grad_value_(ctx.params, plan.clip_value)
         if plan.agc_clipping is not None:
-            unitwise_clip_(ctx.params, grads, plan.agc_clipping)
+            unitwise_clip_(ctx.params, [p.grad for p in ctx.params], plan.agc_clipping)
         if plan.adam_update_cap is not None:
             self._prepare_adam_cap(plan.adam_update_cap)
         if plan.lr_scale != 1.0:
@@ -164,6 +178,8 @@ class TorchRepairer:
 
     def _after_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self._restore_lrs()
+        if not self._adam_cap:
+            return
         with torch.no_grad():
             for p, before, factor in self._adam_cap:
                 capped = before + (p - before) * factor
@@ -177,15 +193,18 @@ class TorchRepairer:
         self._restore_lrs()  # a skipped step never reached the post-hook; the user's scheduler steps next
         done: list[Action] = []
         executed = self._executed(stats, findings)
-        plan, self.state = self.policy.update(stats, tuple(findings), Plan(), self.state)
+        plan, self.state = self.policy.update(stats, tuple(findings), _NO_ORDERS, self.state)
         done += self.effects.observe(stats)
         for action in executed + list(plan.actions):
             self.effects.add(action, stats)
         self._carry_out(plan, stats)
         if self._rollback is not None and self._skip_left == 0 and self._skipped and stats.step >= self._skipped[-1]:
             self.effects.add(self._skipped_record(), None)
-        self.plan = plan._replace(snapshot=0, rollback=None, reset_moments=False, restore_modules=(), stop=None,
-                                  actions=())
+        if (plan.snapshot or plan.rollback is not None or plan.reset_moments or plan.restore_modules
+                or plan.stop is not None or plan.actions):
+            plan = plan._replace(snapshot=0, rollback=None, reset_moments=False, restore_modules=(), stop=None,
+                                 actions=())
+        self.plan = plan
         if self.stop_reason is not None:
             done += self.effects.flush()
         return done
@@ -193,12 +212,15 @@ class TorchRepairer:
     def _executed(self, stats: StepStats, findings: tuple[Finding, ...]) -> list[Action]:
         """The skip or clip that the standing orders made of this step, as actions."""
         plan = self._plans.pop(stats.step, None)
-        for old in [s for s in self._plans if s < stats.step]:
-            del self._plans[old]
+        if self._plans:
+            for old in [s for s in self._plans if s < stats.step]:
+                del self._plans[old]
         if plan is None or not plan.acts_per_step:
             return []
         norm = stats.grad_norm if stats.grad_norm is not None else math.nan
         decision = step_decision(plan, stats.loss_finite and stats.grads_finite, norm, _EPS)
+        if decision.apply and decision.clip_coef >= 1.0:
+            return []
         reason = next((f.code for f in findings if f.code in ("non_finite", "exploding_gradient", "loss_spike")),
                       decision.reason)
         if not decision.apply:

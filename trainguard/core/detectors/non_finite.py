@@ -26,7 +26,7 @@ def non_finite() -> Detector:
 
     def update(stats: StepStats, state: NonFiniteState):
         if stats.finite:
-            return (), NonFiniteState(False, state.total)
+            return (), NonFiniteState(False, state.total) if state.in_episode else state
         new_state = NonFiniteState(True, state.total + 1)
         if state.in_episode:
             return (), new_state

@@ -36,9 +36,9 @@ def skip_if_non_finite(max_consecutive: int | None = 20) -> Policy:
         return SkipNonFiniteState(0, 0)
 
     def update(stats: StepStats, findings: Findings, plan: Plan, state: SkipNonFiniteState):
-        plan = plan._replace(skip_non_finite=True)
+        plan = plan if plan.skip_non_finite else plan._replace(skip_non_finite=True)
         if stats.loss_finite and stats.grads_finite:
-            return plan, SkipNonFiniteState(0, state.total_notfinite)
+            return plan, state if state.notfinite_count == 0 else SkipNonFiniteState(0, state.total_notfinite)
         state = SkipNonFiniteState(state.notfinite_count + 1, state.total_notfinite + 1)
         if max_consecutive is not None and state.notfinite_count >= max_consecutive and plan.stop is None:
             reason = (f"{state.notfinite_count} non-finite steps in a row (loss or gradients NaN/Inf); "
