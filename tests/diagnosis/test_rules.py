@@ -249,3 +249,15 @@ def test_adam_gradients_back_from_a_calm_phase_then_a_blow_up_point_at_epsilon_w
     sgd = [replace(s, layers=tuple(replace(l, adam_update_rms=None) for l in s.layers))
            for s in _adam_calm_return(blow_up=True)]
     assert "adam_epsilon" not in codes(diagnose(sgd, []))
+
+
+def test_a_sampled_update_rms_that_crossed_1_at_the_return_strengthens_the_calm_return():
+    # After a full-batch calm the RMS had sunk to ~1e-3 (v remembers the early, larger gradients); it then
+    # crossed 1 (Wortsman et al.: the squared gradients outgrew v), though never reached the finding's 5.
+    stats = [replace(s, layers=tuple(replace(l, adam_update_rms=0.002 if s.step <= 300 else 2.5) for l in s.layers))
+             for s in _adam_calm_return(blow_up=True)]
+    plain, crossed = diagnose(_adam_calm_return(blow_up=True), [])[0], diagnose(stats, [])[0]
+    assert crossed.code == "adam_epsilon" and crossed.confidence > plain.confidence
+    assert crossed.evidence["update_rms_before"] == pytest.approx(0.002)
+    assert crossed.evidence["update_rms_after"] == pytest.approx(2.5)
+    assert "update RMS" in crossed.message and "update RMS" not in plain.message

@@ -10,7 +10,10 @@ The every-step statistics then show its mechanism instead (``calm_return``): wit
 the gradient norm had sunk to <= 1/100 of its initial level for ``calm`` (50) steps, came back >= 100x above
 that calm level (yet no higher than 10x its initial level: an ordinary gradient), and within ``follow_steps``
 the loss rose >= 10x above its value at the return. A larger epsilon bounds exactly that step (Thilak et al.
-2022 describe the same calm-then-spike pattern). Confidence 0.75 from that alone.
+2022 describe the same calm-then-spike pattern). Confidence 0.75 from that alone. The sampled update RMS around
+the return joins the evidence (the last sample at or before it, the largest within ``follow_steps`` after);
+when it crossed 1 there (Wortsman et al.'s signal: the squared gradients outgrew v, though below the finding's
+margin of 5, as after a full-batch calm where the RMS had sunk to ~1e-3), both signals agree: 0.85.
 """
 from __future__ import annotations
 
@@ -31,10 +34,13 @@ def adam_epsilon(view: RunView, follow_steps: int = 100) -> Cause | None:
         if returned is None:
             return None
         blew_up = "went non-finite" if returned["went_non_finite"] else f"rose {returned['loss_rise']:.3g}x"
+        before, after = returned.get("update_rms_before"), returned.get("update_rms_after")
+        crossed = before is not None and after is not None and before < 1 <= after
+        rms_said = f" (Adam's update RMS {before:.2g} -> {after:.2g})" if crossed else ""
         message = (f"with Adam, the gradient norm came back {returned['return_factor']:.3g}x above its calm level "
-                   f"at step {returned['step']} and the loss then {blew_up}: the second-moment estimate, shrunk "
-                   f"by the calm phase, lagged the returning gradients")
-        return make_cause(view, "adam_epsilon", 0.75, returned, message)
+                   f"at step {returned['step']} and the loss then {blew_up}{rms_said}: the second-moment "
+                   f"estimate, shrunk by the calm phase, lagged the returning gradients")
+        return make_cause(view, "adam_epsilon", 0.85 if crossed else 0.75, returned, message)
     first = found[0]
     followed = [f for f in view.instability if first.step - follow_steps <= f.step <= first.step + follow_steps]
     followed_nonfinite = [s for s in view.nonfinite_steps if first.step <= s <= first.step + follow_steps]
@@ -77,5 +83,20 @@ def calm_return(view: RunView, calm: int = 50, follow_steps: int = 100) -> dict 
             level = float(calm_levels[i - calm])
             return {"step": int(steps[i]), "calm_grad_norm": level, "grad_norm": float(norms[i]),
                     "initial_grad_norm": initial, "return_factor": float(norms[i] / level),
-                    "loss_at_return": float(at_return), "loss_rise": rise, "went_non_finite": went_non_finite}
+                    "loss_at_return": float(at_return), "loss_rise": rise, "went_non_finite": went_non_finite,
+                    **_update_rms_around(view, int(steps[i]), follow_steps)}
     return None
+
+
+def _update_rms_around(view: RunView, step: int, follow_steps: int) -> dict:
+    """The largest per-tensor Adam update RMS at the last sample at or before ``step``, and the largest one
+    sampled within ``follow_steps`` after it (each key only when such a sample exists)."""
+    by_step = []
+    for s in view.sampled:
+        rms = [l.adam_update_rms for l in s.layers if l.adam_update_rms is not None and np.isfinite(l.adam_update_rms)]
+        if rms:
+            by_step.append((s.step, max(rms)))
+    before = [r for t, r in by_step if t <= step]
+    after = [r for t, r in by_step if step < t <= step + follow_steps]
+    return {**({"update_rms_before": float(before[-1])} if before else {}),
+            **({"update_rms_after": float(max(after))} if after else {})}
