@@ -12,13 +12,15 @@ edge of stability") give the reason: the step size Adam really takes is lr / (sq
 it grows until the iterate no longer fits in the loss valley.
 
 Here: a 16 -> 128 -> 128 -> 1 tanh MLP fits a teacher network of the same shape on 256 fixed points (full batch,
-the same data at every step, Adam lr 5e-3, eps 1e-8). The loss is below 1e-4 from step ~100 and keeps falling
-to ~1e-7 while the gradient norm sinks ~1000-fold and v with it; Adam's step stays ~lr per weight, so the step
-it really takes (lr / sqrt(v)) keeps growing. At step ~450, after ~350 calm steps, the iterate overshoots: the
-gradient comes back, v (a 1000-step memory) lags it, the update RMS leaps far above 1, and the loss jumps over a
-thousandfold within a few steps (then settles, and it happens again, every few hundred steps). The healthy twin
-differs only in eps = 1e-3, larger than sqrt(v) once the gradients are small: its steps shrink with the gradient
-(lr / eps bounds the step size), and its loss falls smoothly with no rise at all.
+the same data at every step, Adam lr 5e-3, eps 1e-8). The loss is below 1e-4 from step 97 and falls to ~5e-7 by
+step 440, while the gradient norm sinks from 0.43 to ~2e-5 and v with it (median sqrt(v_hat) 2e-4 at step 100,
+9e-5 at step 440). The step per unit of gradient, lr / (sqrt(v_hat) + eps), keeps growing (~55 per weight at
+the median), until at step ~430, 330-odd steps into the calm, it no longer fits the valley's sharpest direction: the
+gradient grows ~1.6x a step (2e-5 -> 0.08 in 20 steps), m follows, v lags (the update RMS g / sqrt(v_hat)
+rises from 0.002 to 2.6), and the loss jumps ~1300x within a few steps, with nothing in the data changed. Then
+v catches up, the loss settles, and it happens again (step 775: 2e-8 -> 5e-4, 27000x). The healthy twin
+differs only in eps = 1e-3, ten times sqrt(v_hat): its step per unit of gradient stays below lr / eps = 5, and
+its loss falls smoothly (1e-4 at step 227, 2e-5 at 600) with no rise at all.
 """
 from __future__ import annotations
 
