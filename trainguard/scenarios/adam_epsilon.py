@@ -68,21 +68,21 @@ def run(healthy: bool = False, guard_policy: str | None = None, log: str | None 
         trace = train(model=model, optimizer=optimizer, batches=lambda epoch: [(x, y)],
                       loss_fn=lambda xb, yb: nn.functional.mse_loss(model(xb), yb),
                       epochs=STEPS[size], guard_policy=guard_policy, log=log)
-    failed, outcome, metrics = judge_calm_then_blowup(trace.losses)
+    failed, outcome, metrics = _judge_calm_then_blowup(trace.losses)
     return finish(SCENARIO.name, healthy, guard_policy, trace, failed=failed, outcome=outcome, metrics=metrics)
 
 
-def judge_calm_then_blowup(losses: list[float]) -> tuple[bool, str, dict[str, float]]:
+def _judge_calm_then_blowup(losses: list[float]) -> tuple[bool, str, dict[str, float]]:
     """Failed when, once calm (loss < CALM_LOSS), the loss rose > BLOWUP x its median over the steps before
     (a non-finite loss counts as a blow-up). Without one, ``blowup_factor`` is the largest such rise seen."""
     first = losses[0] if losses else math.nan
     settle = next((i for i, v in enumerate(losses) if v < CALM_LOSS), None)
-    onset, largest_rise = None, math.nan
+    onset, largest_rise = None, (math.nan if settle is None else 0.0)
     if settle is not None:
         for i in range(settle + CALM_WINDOW, len(losses)):
             level = statistics.median(losses[i - CALM_WINDOW:i])
             rise = losses[i] / level if math.isfinite(losses[i]) else math.inf
-            largest_rise = rise if not rise <= largest_rise else largest_rise
+            largest_rise = max(largest_rise, rise)
             if rise > BLOWUP:
                 onset = i
                 break
@@ -108,6 +108,6 @@ def judge_calm_then_blowup(losses: list[float]) -> tuple[bool, str, dict[str, fl
 
 SCENARIO = Scenario(
     name="adam_epsilon", seed_id="002", seed_file="002_7de2275b18bcc5f2", cause="adam_epsilon",
-    description="tanh MLP fit by Adam (eps 1e-8) to a ~1e-7 loss on fixed data: after hundreds of calm steps "
-                "the loss blows up a thousandfold on its own",
+    description="tanh MLP fit by full-batch Adam (eps 1e-8) to a ~5e-7 loss on fixed data: after hundreds of "
+                "calm steps the loss blows up a thousandfold on its own",
     healthy_twin="Adam eps 1e-3", run=run)
