@@ -26,7 +26,12 @@ $(VENV)/.chromium: $(VENV)/.installed
 test: $(VENV)/.installed $(VENV)/.chromium
 	$(PY) -m pytest -q -n 2
 
-bench: $(VENV)/.installed
+# The benchmarks also compare the doctor with losslint: the `bench` extra installs it.
+$(VENV)/.bench: $(VENV)/.installed
+	$(PY) -m pip install -q -c constraints.txt -e '.[$(EXTRAS),bench]'
+	touch $@
+
+bench: $(VENV)/.bench
 	$(PY) -m benchmarks.run
 
 clean:

@@ -5,9 +5,8 @@ import importlib
 import sys
 
 # One module per benchmark, each with a ``main() -> int``.
-BENCHMARKS = ["benchmarks.guard_overhead", "benchmarks.repair_overhead", "benchmarks.doctor_speed",
-              "benchmarks.doctor_vs_losslint"]
-BENCHMARKS.append("benchmarks.keras_overhead")
+BENCHMARKS = ["benchmarks.guard_overhead", "benchmarks.repair_overhead", "benchmarks.keras_overhead",
+              "benchmarks.integration_overhead", "benchmarks.doctor_speed", "benchmarks.doctor_vs_losslint"]
 
 
 def main() -> int:
