@@ -32,7 +32,6 @@ user's and propagate unchanged.
 from __future__ import annotations
 
 import functools
-import math
 import traceback
 import warnings
 from dataclasses import dataclass
@@ -43,7 +42,7 @@ from torch import nn
 
 from trainguard.adapters.torch import collect, distributed, forensic, hooks
 from trainguard.adapters.torch.modes import eval_mode_modules, mode_sensitive_modules
-from trainguard.adapters.torch.record import PendingStep, fetch
+from trainguard.adapters.torch.record import PendingStep, all_finite, fetch
 from trainguard.core.actions import Action
 from trainguard.core.detector import Detector
 from trainguard.core.diagnosis import Cause, StatsHistory, diagnose
@@ -487,7 +486,7 @@ class Guard:
         skipped them), so the weights are those of its forward; it runs on the inputs of the step now being
         taken. Otherwise ``first_nonfinite_module`` stays None (``first_nonfinite_grad`` still names a layer,
         and ``guard.locate_non_finite(inputs)`` can be asked by hand)."""
-        finite = all(math.isfinite(v) for v in entry.values.get("step", ()))
+        finite = all_finite(entry.values.get("step", ()))
         if (not finite and self._previous_finite and not entry.located and weights_unchanged
                 and self._inputs is not None):
             entry.located = True

@@ -22,7 +22,13 @@ import torch
 
 from trainguard.core.stats import ActivationStats, BufferStats, LayerStats, StepStats, TensorSummary
 
-__all__ = ["PendingStep", "fetch"]
+__all__ = ["PendingStep", "fetch", "all_finite"]
+
+
+def all_finite(values: list[float]) -> bool:
+    """Whether every value is finite: their sum is, since they come from float32 tensors (a sum of up to 2**960
+    of them cannot overflow a double) and a NaN or an Inf makes it NaN or Inf."""
+    return math.isfinite(sum(values))
 
 
 class PendingStep:
@@ -65,7 +71,7 @@ class PendingStep:
         return self.values[key]
 
     def step_finite(self) -> bool:
-        return all(math.isfinite(v) for v in self.prefetch("step"))
+        return all_finite(self.prefetch("step"))
 
     @property
     def was_applied(self) -> bool:
@@ -82,10 +88,11 @@ class PendingStep:
             loss, *norms = values["step"]
             if norms:
                 grad_norm = math.sqrt(math.fsum(n * n for n in norms))  # NaN or Inf when any norm is
-                for name, n in zip(self.names, norms):
-                    if not math.isfinite(n):
-                        grads_finite, first_bad = False, name
-                        break
+                if not math.isfinite(grad_norm):  # some norm is NaN or Inf (or squares past 1e308): name the first
+                    for name, n in zip(self.names, norms):
+                        if not math.isfinite(n):
+                            grads_finite, first_bad = False, name
+                            break
         layers: tuple[LayerStats, ...] = ()
         weights_finite = True
         if "weight_norm" in values:
