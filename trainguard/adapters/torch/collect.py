@@ -79,10 +79,11 @@ def update_norms(weights: Sequence[torch.Tensor], before: list[torch.Tensor]) ->
 def grad_sparsity(grads: Sequence[torch.Tensor]) -> torch.Tensor:
     """``[sum |g| per tensor..., count of non-zero entries per tensor...]`` (2n float32 values); the host
     divides by the tensors' sizes. (Per tensor, not ``_foreach_norm`` with ord 1 and 0: on CPU those take
-    ~4x as long as ``abs().sum()`` and ``bool().sum()``.)"""
+    ~4x as long as ``abs().sum()`` and ``bool().sum()``; an int32 count is exact below 2**31 entries and twice
+    as fast as the default int64 one on CPU.)"""
     device = grads[0].device
     sums = [g.abs().sum(dtype=torch.float32) for g in grads]
-    nonzero = [g.bool().sum().float() for g in grads]
+    nonzero = [g.bool().sum(dtype=torch.int32 if g.numel() < 2**31 else torch.int64).float() for g in grads]
     return torch.stack([t if t.device == device else t.to(device) for t in sums + nonzero])
 
 
