@@ -60,7 +60,11 @@ class RunLogWriter:
     def _write(self, record: dict[str, Any]) -> None:
         if self._file is None:
             raise RunLogError(f"run log {self.path} is closed")
-        line = json.dumps(_encode_non_finite(record), separators=(",", ":"), default=_json_default, allow_nan=False)
+        try:  # the usual record holds no NaN/Inf: encoded as is, without first copying it
+            line = json.dumps(record, separators=(",", ":"), default=_json_default, allow_nan=False)
+        except ValueError:
+            line = json.dumps(_encode_non_finite(record), separators=(",", ":"), default=_json_default,
+                              allow_nan=False)
         self._file.write(line + "\n")
         self._file.flush()
 
