@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import collections
 import math
-import traceback
-import warnings
 from typing import Any, Callable
 
 import keras
 import numpy as np
 
+from trainguard.adapters.containment import INTERNAL_ERROR, Contained
 from trainguard.adapters.keras import collect
 from trainguard.adapters.keras.activations import ActivationProbe
 from trainguard.adapters.keras.modes import ModeRecorder
@@ -27,7 +26,7 @@ from trainguard.adapters.keras.optimizer import GuardedOptimizer, Orders, StepRe
 from trainguard.adapters.keras.repair import KerasRepairer
 from trainguard.core.actions import Action
 from trainguard.core.detector import Detector
-from trainguard.core.findings import Finding, Severity
+from trainguard.core.findings import Finding
 from trainguard.core.monitor import Monitor
 from trainguard.core.presets import Preset, get_preset
 from trainguard.core.stats import StepStats
@@ -35,7 +34,6 @@ from trainguard.io.runlog import RunLogWriter
 
 __all__ = ["KerasSession", "INTERNAL_ERROR", "HISTORY"]
 
-INTERNAL_ERROR = "guard_internal_error"
 HISTORY = 10_000  # recent statistics kept in memory for diagnosis (the run log keeps them all)
 
 
@@ -56,7 +54,7 @@ def live_detectors() -> Detector:
     return chain(default, *extra) if extra else default
 
 
-class KerasSession:
+class KerasSession(Contained):
     def __init__(self, optimizer: GuardedOptimizer, policy: Any = "safe", log: Any = None,
                  preset: str | Preset = "standard", model: Any = None, *, owned_by_optimizer: bool = True,
                  detectors: Detector | None = None, stop: Callable[[str], None] | None = None):
@@ -324,37 +322,14 @@ class KerasSession:
             self._contain("run log", e, step)
 
     # ----------------------------------------------------------------- containment
-    def _try(self, part: str, fn: Callable, *args: Any) -> Any:
-        if part in self._disabled:
-            return None
-        try:
-            return fn(*args)
-        except Exception as e:  # noqa: BLE001 - containment
-            self._contain(part, e)
-            return None
+    def _current_step(self) -> int:
+        return self.step
 
-    def _contain(self, part: str, error: BaseException, step: int | None = None) -> None:
-        if part in self._disabled:
-            return
-        self._disabled.add(part)
-        step = self.step if step is None else step
-        message = (f"trainguard: internal error in its {part} at step {step} ({type(error).__name__}: {error}); "
-                   f"{part} switched off, training continues unchanged")
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
+    def _on_part_disabled(self, part: str) -> None:
         if part == "repairer":
             # Back to an unguarded update: no standing order may outlive the policy that gave it.
             try:
                 self.optimizer.set_orders(Orders())
             except Exception:  # noqa: BLE001
                 pass
-        finding = Finding(INTERNAL_ERROR, Severity.WARNING, step, part,
-                          {"part": part, "error": type(error).__name__, "detail": str(error)}, message)
-        self._findings.append(finding)
-        if self.log is not None and "run log" not in self._disabled:
-            try:
-                self.log.event("internal_error", step, part=part, error=type(error).__name__, message=str(error),
-                               traceback="".join(traceback.format_exception(error)))
-                self.log.finding(finding)
-            except Exception:  # noqa: BLE001 - the log itself is broken: stop writing to it
-                self._disabled.add("run log")
 

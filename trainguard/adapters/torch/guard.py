@@ -32,30 +32,26 @@ user's and propagate unchanged.
 from __future__ import annotations
 
 import functools
-import traceback
-import warnings
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
+from trainguard.adapters.containment import INTERNAL_ERROR, Contained
 from trainguard.adapters.torch import collect, distributed, forensic, hooks
 from trainguard.adapters.torch.modes import eval_mode_modules, mode_sensitive_modules
 from trainguard.adapters.torch.record import PendingStep, all_finite, fetch
 from trainguard.core.actions import Action
 from trainguard.core.detector import Detector
 from trainguard.core.diagnosis import Cause, StatsHistory, diagnose
-from trainguard.core.findings import Finding, Severity
+from trainguard.core.findings import Finding
 from trainguard.core.monitor import Monitor
 from trainguard.core.presets import Preset, get_preset
 from trainguard.core.stats import StepStats
 from trainguard.io.runlog import RunLogWriter
 
 __all__ = ["Guard", "StepContext", "Repairer", "INTERNAL_ERROR"]
-
-INTERNAL_ERROR = "guard_internal_error"
-
 
 @dataclass
 class StepContext:
@@ -134,7 +130,7 @@ def _make_repairer(policy: Any, guard: Guard) -> Repairer | None:
     return repair.make_repairer(policy, guard)
 
 
-class Guard:
+class Guard(Contained):
     """Watches a PyTorch training loop; ``step(loss)`` replaces ``optimizer.step()``.
 
     Args:
@@ -536,33 +532,9 @@ class Guard:
         raise TrainingStopped(diagnosis, step)
 
     # ------------------------------------------------------------- containment
-    def _try(self, part: str, fn: Any, *args: Any) -> Any:
-        if part in self._disabled:
-            return None
-        try:
-            return fn(*args)
-        except Exception as e:  # noqa: BLE001 - containment
-            self._contain(part, e)
-            return None
+    def _current_step(self) -> int:
+        return self.step_count
 
-    def _contain(self, part: str, error: BaseException, step: int | None = None) -> None:
-        """Switches ``part`` off and reports the failure once (warning, run-log event, finding)."""
-        if part in self._disabled:
-            return
-        self._disabled.add(part)
+    def _on_part_disabled(self, part: str) -> None:
         if part == "activation hooks":
             self._probe.remove()
-        step = self.step_count if step is None else step
-        message = (f"trainguard: internal error in its {part} at step {step} ({type(error).__name__}: {error}); "
-                   f"{part} switched off, training continues unchanged")
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
-        finding = Finding(INTERNAL_ERROR, Severity.WARNING, step, part,
-                          {"part": part, "error": type(error).__name__, "detail": str(error)}, message)
-        self._findings.append(finding)
-        if self.log is not None and "run log" not in self._disabled:
-            try:
-                self.log.event("internal_error", step, part=part, error=type(error).__name__, message=str(error),
-                               traceback="".join(traceback.format_exception(error)))
-                self.log.finding(finding)
-            except Exception:  # noqa: BLE001 - the log itself is broken: stop writing to it, say nothing more
-                self._disabled.add("run log")
