@@ -9,7 +9,7 @@ import pytest
 from _diag_streams import explode, healthy, update_ratios, with_data
 from trainguard.core.diagnosis import diagnose
 from trainguard.core.findings import Finding, Severity
-from trainguard.core.stats import ActivationStats, LayerStats, StepStats, TensorSummary
+from trainguard.core.stats import ActivationStats, StepStats, TensorSummary
 
 UNSCALED_INPUTS = TensorSummary(mean=2.0, std=1.16, abs_max=4.1)  # seed 001 experiment 2: x in [0, 4]
 UNSCALED_TARGETS = TensorSummary(mean=-3.0, std=180.0, abs_max=560.0)  # seed 003: make_regression targets

@@ -148,7 +148,7 @@ def line_plot(series: Sequence[Series], *, title: str = "", x_label: str = "", y
         return top + (1 - (np.asarray(v) - y0) / (y1 - y0)) * ph
 
     # Grid and axes.
-    out.append(f'<g font-size="10" fill="#555" stroke-width="1">')
+    out.append('<g font-size="10" fill="#555" stroke-width="1">')
     y_ticks = log_ticks(y0, y1) if log_y else nice_ticks(y0, y1)
     for t in y_ticks:
         yy = py(t)
