@@ -23,7 +23,9 @@ $(VENV)/.chromium: $(VENV)/.installed
 		echo "chromium not installed: the HTML browser test will skip"
 	touch $@
 
+# pyflakes-class checks first (unused imports and variables, undefined names), then the suite.
 test: $(VENV)/.installed $(VENV)/.chromium
+	$(VENV)/bin/ruff check --select F trainguard tests benchmarks
 	$(PY) -m pytest -q -n 2
 
 # The benchmarks also compare the doctor with losslint: the `bench` extra installs it.
