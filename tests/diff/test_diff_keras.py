@@ -83,3 +83,20 @@ def test_the_same_loop_with_training_true_agrees_with_fit(runs, capsys):
     assert result.layer_steps == len(result.compared_steps) == EPOCHS * len(X) // BATCH
     assert main(["diff", str(runs["fit"]), str(runs["loop_training"])]) == 0
     capsys.readouterr()
+
+
+def test_fit_runs_with_different_shuffling_part_on_the_data_not_the_model(tmp_path):
+    def fit(path, seed):
+        model = _model()
+        model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), loss="categorical_crossentropy")
+        order = np.random.default_rng(seed).permutation(len(X))
+        model.fit(X[order], Y[order], batch_size=BATCH, epochs=1, shuffle=False, verbose=0,
+                  callbacks=[Guard(policy="observe", log=str(path), preset="forensic")])
+        return path
+
+    same = trainguard.diff(fit(tmp_path / "a.jsonl", 1), fit(tmp_path / "b.jsonl", 1))
+    assert same.verdict == "agree"
+    shuffled = trainguard.diff(tmp_path / "a.jsonl", fit(tmp_path / "c.jsonl", 2))
+    assert shuffled.verdict == "part"
+    assert shuffled.first_divergence.step == 0
+    assert shuffled.cause.code == "data_order"

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from trainguard.core.stats import LayerStats, TensorSummary
+from trainguard.diff.fingerprint import fingerprint_arrays
 
 # sqrt(v)'s median is taken over a strided sample of at most about this many entries, as the torch guard does:
 # an exact median sorts the whole tensor.
@@ -122,6 +123,12 @@ def first_leaf(structure: Any) -> Any:
     """The first array of a nested structure (a model's inputs may be a dict or a list)."""
     leaves = keras.tree.flatten(structure) if structure is not None else []
     return leaves[0] if leaves else None
+
+
+def batch_fingerprint(inputs: Any, targets: Any) -> str | None:
+    """The forensic hash of a batch (inputs, then targets), the one ``trainguard diff`` compares."""
+    leaves = [leaf for part in (inputs, targets) if part is not None for leaf in keras.tree.flatten(part)]
+    return fingerprint_arrays([keras.ops.convert_to_numpy(leaf) for leaf in leaves]) if leaves else None
 
 
 def data_summary(x: Any) -> TensorSummary | None:

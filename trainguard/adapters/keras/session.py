@@ -129,6 +129,8 @@ class KerasSession(Contained):
                                                            collect.data_summary(collect.first_leaf(targets))))
             if summaries is not None:
                 self._batch["inputs"], self._batch["targets"] = summaries
+        if self.step < self.preset.forensic_steps and "batch fingerprint" not in self._disabled:
+            self._batch["fingerprint"] = self._try("batch fingerprint", collect.batch_fingerprint, inputs, targets)
 
     def drain(self, *, batch_size: int | None = None, logs_loss: float | None = None,
               read_graph: Callable[[], StepRecord | None] | None = None) -> tuple[Finding, ...]:
@@ -240,7 +242,8 @@ class KerasSession(Contained):
                 self.probe.remove()
                 self._contain("activation probe", error, step)
         eval_modes = None
-        if self.modes is not None and last and step % self.preset.mode_every == 0:
+        if self.modes is not None and last and (step % self.preset.mode_every == 0
+                                                or step < self.preset.forensic_steps):
             eval_modes = self.modes.inference_mode_layers()
         batch = self._batch if last else {}
         extra = {}
@@ -265,6 +268,7 @@ class KerasSession(Contained):
             inputs=batch.get("inputs"),
             targets=batch.get("targets"),
             applied=not skipped,
+            batch_fingerprint=batch.get("fingerprint"),
             extra=extra,
         )
 
