@@ -100,3 +100,14 @@ def test_fit_runs_with_different_shuffling_part_on_the_data_not_the_model(tmp_pa
     assert shuffled.verdict == "part"
     assert shuffled.first_divergence.step == 0
     assert shuffled.cause.code == "data_order"
+
+
+def test_forensic_runs_record_batchnorm_moving_statistics_which_stand_still_in_inference_mode(runs):
+    from trainguard.io.runlog import read_runlog
+
+    def moving_mean(path):
+        return [next(b.mean for b in s.buffers if b.name.endswith("moving_mean")) for s in read_runlog(path).steps[:5]]
+
+    fit, loop = moving_mean(runs["fit"]), moving_mean(runs["loop"])
+    assert len(set(fit)) == len(fit)  # training mode: the statistics move every step
+    assert len(set(loop)) == 1  # model(x) without training=True: they never move

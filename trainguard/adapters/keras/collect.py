@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 import keras
 import numpy as np
 
-from trainguard.core.stats import LayerStats, TensorSummary
+from trainguard.core.stats import BufferStats, LayerStats, TensorSummary
 from trainguard.diff.fingerprint import fingerprint_arrays
 
 # sqrt(v)'s median is taken over a strided sample of at most about this many entries, as the torch guard does:
@@ -129,6 +129,18 @@ def batch_fingerprint(inputs: Any, targets: Any) -> str | None:
     """The forensic hash of a batch (inputs, then targets), the one ``trainguard diff`` compares."""
     leaves = [leaf for part in (inputs, targets) if part is not None for leaf in keras.tree.flatten(part)]
     return fingerprint_arrays([keras.ops.convert_to_numpy(leaf) for leaf in leaves]) if leaves else None
+
+
+def moving_statistics(model: Any) -> tuple[BufferStats, ...]:
+    """Mean and L2 norm of every normalisation layer's ``moving_mean`` / ``moving_variance``, named by variable
+    path. They move in the forward pass only in training mode, so ``trainguard diff`` reads a layer that ran in
+    inference mode from them."""
+    out = []
+    for variable in model.non_trainable_variables:
+        if variable.path.rsplit("/", 1)[-1] in ("moving_mean", "moving_variance"):
+            values = keras.ops.convert_to_numpy(variable.value).astype(np.float64).reshape(-1)
+            out.append(BufferStats(variable.path, float(values.mean()), float(np.linalg.norm(values))))
+    return tuple(out)
 
 
 def data_summary(x: Any) -> TensorSummary | None:

@@ -246,6 +246,9 @@ class KerasSession(Contained):
                                                 or step < self.preset.forensic_steps):
             eval_modes = self.modes.inference_mode_layers()
         batch = self._batch if last else {}
+        buffers = ()
+        if self.model is not None and step < self.preset.forensic_steps:
+            buffers = self._try("moving statistics", collect.moving_statistics, self.model) or ()
         extra = {}
         if self.optimizer.orders.lr_scale != 1.0:
             extra["lr_scale"] = self.optimizer.orders.lr_scale
@@ -269,6 +272,7 @@ class KerasSession(Contained):
             targets=batch.get("targets"),
             applied=not skipped,
             batch_fingerprint=batch.get("fingerprint"),
+            buffers=buffers,
             extra=extra,
         )
 
