@@ -1,14 +1,12 @@
 """Terminal summary of a :class:`~trainguard.diff.result.DiffResult`, drawn with rich."""
 from __future__ import annotations
 
-import math
-from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from trainguard.diff.result import CATEGORIES, DiffResult, RunInfo
+from trainguard.diff.result import CATEGORIES, DiffResult, RunInfo, format_value
 from trainguard.report.console import sparkline
 
 __all__ = ["print_diff"]
@@ -45,7 +43,7 @@ def print_diff(result: DiffResult, console: Console | None = None) -> None:
     for label, curves in (("A", result.curves["a"]), ("B", result.curves["b"])):
         losses = [v for v in curves["loss"] if v is not None]
         if losses:
-            console.print(f"loss {label} {sparkline(losses)}  last {_fmt(losses[-1])}")
+            console.print(f"loss {label} {sparkline(losses)}  last {format_value(losses[-1])}")
     for note in result.notes:
         console.print(f"[yellow]note: {escape(note)}[/yellow]")
 
@@ -62,18 +60,9 @@ def _differences_table(result: DiffResult) -> Table:
     for column in ("kind", "quantity", "where", "A", "B", "rel. diff"):
         table.add_column(column, justify="right" if column in ("A", "B", "rel. diff") else "left")
     for d in differences[:SHOWN_DIFFERENCES]:
-        table.add_row(_CATEGORY_LABEL[d.category], d.quantity, escape(d.where or ""), _fmt(d.a), _fmt(d.b),
-                      _fmt(d.rel_diff))
+        table.add_row(_CATEGORY_LABEL[d.category], d.quantity, escape(d.where or ""), format_value(d.a), format_value(d.b),
+                      format_value(d.rel_diff))
     if len(differences) > SHOWN_DIFFERENCES:
         table.add_row("...", f"and {len(differences) - SHOWN_DIFFERENCES} more", "", "", "", "")
     return table
 
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "eval" if value else "train"
-    if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else str(value)
-    return str(value)

@@ -2,11 +2,10 @@
 side by side and a per-layer divergence heat map. Built from the doctor's page and plot helpers."""
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
-from trainguard.diff.result import DiffResult
+from trainguard.diff.result import DiffResult, format_value
 from trainguard.report.html import badge, escape, page, paragraph, section, table
 from trainguard.report.svg import Marker, Series, heat_map, line_plot
 
@@ -40,7 +39,7 @@ def render_html(result: DiffResult) -> str:
     if result.differences:
         body.append(section(f"What differs at step {first.step}, most upstream first", table(
             ["kind", "quantity", "where", "A", "B", "rel. diff"],
-            [[d.category, d.quantity, d.where or "", _fmt(d.a), _fmt(d.b), _fmt(d.rel_diff)]
+            [[d.category, d.quantity, d.where or "", format_value(d.a), format_value(d.b), format_value(d.rel_diff)]
              for d in result.differences]), anchor="differences"))
         body.append(section("First differing step by kind", table(
             ["kind", "first step"], [[k, "-" if v is None else str(v)]
@@ -86,12 +85,3 @@ def _heat_map(result: DiffResult) -> str:
                            "forward order; white cells agree to float32 rounding, grey cells were not recorded.",
                            css_class="note")
 
-
-def _fmt(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "eval" if value else "train"
-    if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else str(value)
-    return str(value)

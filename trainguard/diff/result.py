@@ -4,10 +4,11 @@ The JSON schema (``trainguard.diff`` version 1) is documented field by field in 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "CATEGORIES", "Difference", "Cause", "RunInfo", "DiffResult"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "CATEGORIES", "Difference", "Cause", "RunInfo", "DiffResult", "format_value"]
 
 SCHEMA = "trainguard.diff"
 SCHEMA_VERSION = 1
@@ -138,3 +139,14 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_json_value(v) for v in value]
     return value
+
+
+def format_value(value: Any) -> str:
+    """A recorded value as the console and HTML reports show it (a layer mode as train/eval)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "eval" if value else "train"
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    return str(value)
