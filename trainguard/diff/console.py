@@ -1,7 +1,6 @@
 """Terminal summary of a :class:`~trainguard.diff.result.DiffResult`, drawn with rich."""
 from __future__ import annotations
 
-
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
