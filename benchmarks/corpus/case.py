@@ -26,7 +26,7 @@ A case module defines ``CASE`` (what it is, where it comes from) and ``run(ctx) 
         return ctx.outcome(final_loss=..., model=model)
 
 The benchmark calls ``run`` with ``policy`` None (unguarded), "observe" or "auto", ``fixed`` False/True, and an
-``outdir`` where the run log (``outdir/run.jsonl``) and the native log go: a CSV of ``step,loss[,lr]`` for plain
+``outdir`` where the run logs (``outdir/*.jsonl``, one per guard) and the native log go: a CSV of ``step,loss[,lr]`` for plain
 loops (``ctx.log_scalar``), Keras ``CSVLogger`` (``ctx.keras_callbacks()``), HF ``trainer_state.json`` (the
 Trainer's ``output_dir = ctx.outdir``), Lightning ``CSVLogger(save_dir=ctx.outdir)``.
 
@@ -123,19 +123,24 @@ class RunContext:
 
     @property
     def runlog(self) -> Path:
-        return self.outdir / "run.jsonl"
+        return self.runlog_named("run")
+
+    def runlog_named(self, name: str) -> Path:
+        """A run log per guard: a program with two optimizers (a GAN) guards each into its own log."""
+        return self.outdir / f"{name}.jsonl"
 
     @property
     def guarded(self) -> bool:
         return self.policy is not None
 
     # -- plain PyTorch loops ------------------------------------------------------------------------------
-    def torch_guard(self, model: Any, optimizer: Any, **kwargs: Any) -> Any:
+    def torch_guard(self, model: Any, optimizer: Any, name: str = "run", **kwargs: Any) -> Any:
+        """A ``trainguard.Guard`` logging to ``outdir/<name>.jsonl``, or None when unguarded."""
         if self.policy is None:
             return None
         import trainguard
 
-        return trainguard.Guard(model, optimizer, policy=self.policy, log=str(self.runlog), **kwargs)
+        return trainguard.Guard(model, optimizer, policy=self.policy, log=str(self.runlog_named(name)), **kwargs)
 
     @staticmethod
     def torch_step(guard: Any, optimizer: Any, loss: Any, **kwargs: Any) -> None:
