@@ -74,3 +74,29 @@ def test_bad_files_raise_one_line_errors(tmp_path, content, message):
     with pytest.raises(RunLogError, match=message) as info:
         read_runlog(path)
     assert "\n" not in str(info.value)
+
+
+def test_diagnosis_record_round_trips_causes_and_dicts(tmp_path):
+    from trainguard.core.diagnosis import Cause
+    from trainguard.core.diagnosis.fixes import fix_for
+    cause = Cause("lr_too_high", 0.8, {"step": 12}, fix_for("lr_too_high", "torch"), "loss diverged at lr 1.0")
+    path = tmp_path / "run.jsonl"
+    w = RunLogWriter(path)
+    w.step(_stats(0, 1.0))
+    w.diagnosis([cause, {"code": "unscaled_data", "confidence": 0.4}])
+    w.close()
+    log = read_runlog(path)
+    assert log.diagnosis == [json.loads(json.dumps(cause.to_dict())), {"code": "unscaled_data", "confidence": 0.4}]
+    assert Cause.from_dict(log.diagnosis[0]) == cause
+    assert log.problems == [] and log.end == {"status": "ok", "steps": 1}
+
+
+def test_log_without_diagnosis_record_reads_none_and_a_malformed_one_is_a_problem(tmp_path):
+    path = tmp_path / "run.jsonl"
+    w = RunLogWriter(path)
+    w.close()
+    assert read_runlog(path).diagnosis is None
+    with open(path, "a") as f:
+        f.write('{"type":"diagnosis","causes":"lr_too_high"}\n')
+    log = read_runlog(path)
+    assert log.diagnosis is None and "line 3" in log.problems[0]

@@ -8,6 +8,7 @@ Schema ``trainguard.runlog`` version 1 (docs/runlog.md). One JSON object per lin
 - ``finding``: one :class:`Finding`.
 - ``action``: one :class:`Action` (a repair carried out).
 - ``event``: anything else worth keeping, e.g. ``{"kind": "internal_error", "message": ...}``.
+- ``diagnosis``: once, at close, before ``end``: ``causes``, the ranked root causes (``Cause.to_dict()`` each).
 - ``end``: last line of a run that closed cleanly: ``status`` and ``steps``.
 
 A writer appends to an existing file rather than overwrite it; the reader then reads the last run in it.
@@ -81,6 +82,11 @@ class RunLogWriter:
     def event(self, kind: str, step: int | None = None, **data: Any) -> None:
         self._write({"type": "event", "kind": kind, "step": step, **data})
 
+    def diagnosis(self, causes: Iterable[Any]) -> None:
+        """The run's ranked root causes, each a ``trainguard.core.diagnosis.Cause`` or its ``to_dict()``."""
+        self._write({"type": "diagnosis",
+                     "causes": [dict(c) if isinstance(c, dict) else c.to_dict() for c in causes]})
+
     def close(self, status: str = "ok") -> None:
         if self._file is None:
             return
@@ -126,6 +132,7 @@ class RunLog:
     actions: list[Action] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     end: dict[str, Any] | None = None
+    diagnosis: list[dict[str, Any]] | None = None  # the causes of the ``diagnosis`` record; None: no such record
     problems: list[str] = field(default_factory=list)  # lines that could not be read, one message each
 
 
@@ -182,6 +189,11 @@ def read_runlog(path: str | os.PathLike[str]) -> RunLog:
                 log.events.append(record)
             elif kind == "end":
                 log.end = record
+            elif kind == "diagnosis":
+                causes = record["causes"]
+                if not isinstance(causes, list) or not all(isinstance(c, dict) for c in causes):
+                    raise TypeError("causes is not a list of objects")
+                log.diagnosis = causes
             elif kind == "header":
                 # A later run appended to the same file: the newest run is the one read.
                 log = RunLog(path=path, header=record, problems=log.problems + [
