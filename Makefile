@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS := torch,keras,tensorboard,dev,lightning,hf
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench bench-diagnosis clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ $(VENV)/.bench: $(VENV)/.installed
 
 bench: $(VENV)/.bench
 	$(PY) -m benchmarks.run
+
+# The diagnosis corpus alone, both parts (docs/corpus.md).
+bench-diagnosis: $(VENV)/.bench
+	$(PY) -m benchmarks.diagnosis --part all
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -9,16 +9,17 @@ from __future__ import annotations
 import subprocess
 import sys
 
-# One module per benchmark, each runnable as ``python -m MODULE``.
+# One module per benchmark, each runnable as ``python -m MODULE [ARGS]``.
 BENCHMARKS = ["benchmarks.guard_overhead", "benchmarks.repair_overhead", "benchmarks.keras_overhead",
-              "benchmarks.integration_overhead", "benchmarks.doctor_speed", "benchmarks.doctor_vs_losslint"]
+              "benchmarks.integration_overhead", "benchmarks.doctor_speed", "benchmarks.doctor_vs_losslint",
+              "benchmarks.diagnosis --part all"]
 
 
 def main() -> int:
     status = 0
     for name in BENCHMARKS:
         print(f"== {name}", flush=True)
-        status |= subprocess.run([sys.executable, "-m", name]).returncode
+        status |= subprocess.run([sys.executable, "-m", *name.split()]).returncode
     return status
 
 
