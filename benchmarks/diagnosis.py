@@ -409,6 +409,23 @@ def _num(value: float | None) -> str:
     return "nan" if value is None else f"{value:.3g}"
 
 
+# -- the test suite's fast subset ----------------------------------------------------------------------------------
+SECONDS_FILE = REPO / "tests" / "corpus" / "run_seconds.json"
+
+
+def write_seconds(results: dict[str, dict[str, dict[str, Any]]], path: Path = SECONDS_FILE) -> None:
+    """Merges the measured seconds (the run and the reading of its logs, imports excluded) of each run into
+    ``path``; a run that failed is recorded as None (never fast)."""
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = {}
+    for name, runs in results.items():
+        recorded[name] = {variant: (record.get("seconds") if record.get("status") == "ok" else None)
+                          for variant, record in sorted(runs.items())}
+    path.write_text(json.dumps(dict(sorted(recorded.items())), indent=1) + "\n", encoding="utf-8")
+
+
 # -- the command -----------------------------------------------------------------------------------------------------
 def _json_safe(value: Any) -> Any:
     if isinstance(value, dict):
@@ -430,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rerun", action="store_true", help="ignore the cache")
     parser.add_argument("--show-cases", action="store_true", help="with --part holdout: print its cases' rows")
     parser.add_argument("--write-holdout", action="store_true", help="write the corpus' holdout.json and exit")
+    parser.add_argument("--write-seconds", action="store_true",
+                        help="record each run's measured seconds in tests/corpus/run_seconds.json (the fast "
+                             "subset of the test suite is chosen by them)")
     parser.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds per run (default 120)")
     parser.add_argument("--corpus", type=Path, default=CORPUS_DIR, help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help=argparse.SUPPRESS)
@@ -463,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     results = run_cases(cases, args.cache_dir, args.jobs, args.rerun, args.timeout,
                         progress=lambda line: print(line, file=sys.stderr, flush=True))
     rows = [score_case(c, results[c.name]) for c in cases]
+    if args.write_seconds:
+        write_seconds(results)
     parts = {"dev": [r for r in rows if not r["held_out"]], "holdout": [r for r in rows if r["held_out"]]}
     shown_parts = {args.part: rows} if args.part != "all" else {**parts, "all": rows}
     show_rows = args.part != "holdout" or args.show_cases

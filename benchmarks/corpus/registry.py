@@ -8,6 +8,7 @@ resulting list (``python -m benchmarks.diagnosis --write-holdout``) and a test c
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import importlib.util
@@ -20,7 +21,8 @@ from types import ModuleType
 from benchmarks.corpus.case import KINDS
 
 __all__ = ["CORPUS_DIR", "HOLDOUT_FILE", "CaseFile", "discover", "load_case", "is_held_out", "holdout_record",
-           "write_holdout", "PARTS", "in_part"]
+           "write_holdout", "PARTS", "in_part",
+           "declared_fields"]
 
 CORPUS_DIR = Path(__file__).resolve().parent
 HOLDOUT_FILE = CORPUS_DIR / "holdout.json"
@@ -74,6 +76,25 @@ def load_case(case_file: CaseFile) -> ModuleType:
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def declared_fields(case_file: CaseFile) -> dict[str, object]:
+    """The literal keyword arguments of the module's ``CASE = Case(...)``, read without importing it (a case's
+    imports can take seconds: selecting cases by cause or framework should not pay them). Fields given as
+    expressions are left out; ``load_case`` gives the full ``CASE``."""
+    tree = ast.parse(case_file.path.read_text(encoding="utf-8"), filename=str(case_file.path))
+    for node in tree.body:
+        if (isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Call)
+                and any(isinstance(t, ast.Name) and t.id == "CASE"
+                        for t in (node.targets if isinstance(node, ast.Assign) else [node.target]))):
+            fields = {}
+            for keyword in node.value.keywords:
+                try:
+                    fields[keyword.arg] = ast.literal_eval(keyword.value)
+                except ValueError:
+                    pass
+            return fields
+    return {}
 
 
 def holdout_record(cases: list[CaseFile]) -> dict[str, object]:
