@@ -2,7 +2,7 @@
 (``benchmarks/corpus/``, docs/corpus.md), live and from the logs, scored per case and in total.
 
     python -m benchmarks.diagnosis [--part dev|holdout|all] [--case NAME ...] [--jobs N] [--json FILE]
-                                   [--rerun] [--show-cases] [--write-holdout]
+                                   [--peers] [--rerun] [--show-cases] [--write-holdout]
 
 Each run is a fresh ``python -m benchmarks.corpus.run_one`` process (one thread, ``KERAS_BACKEND=torch``), stopped
 after ``--timeout`` seconds (120) and then reported as failed. A faulty case runs four times: ``observe`` (live
@@ -444,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", nargs="+", default=[], metavar="NAME", help="only these cases")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (default 2)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write every figure here")
+    parser.add_argument("--peers", action="store_true",
+                        help="also run the PyPI peers on the same runs' native logs (the bench extra)")
     parser.add_argument("--rerun", action="store_true", help="ignore the cache")
     parser.add_argument("--show-cases", action="store_true", help="with --part holdout: print its cases' rows")
     parser.add_argument("--write-holdout", action="store_true", help="write the corpus' holdout.json and exit")
@@ -491,12 +493,21 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"trainguard diagnosis benchmark: {len(cases)} cases ({args.part}), "
                   f"{time.perf_counter() - started:.0f} s")
     print_report(rows, shown_parts, show_rows, console)
+    peers = None
+    if args.peers:
+        from benchmarks.corpus.peers import peer_totals, print_peers, run_peers
+
+        peers = run_peers(rows, args.cache_dir)
+        print_peers(peers, rows, console)
+        peers = {"totals": peer_totals(peers, rows),
+                 "status": {name: result["status"] for name, result in peers.items()},
+                 "cases": {name: result["cases"] for name, result in peers.items()} if show_rows else {}}
     if args.json:
         report = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                   "command": "python -m benchmarks.diagnosis " + " ".join(argv if argv is not None else sys.argv[1:]),
                   "part": args.part, "trainguard_source": _trainguard_version(),
                   "totals": {part: totals(part_rows) for part, part_rows in shown_parts.items()},
-                  "cases": rows if show_rows else []}
+                  "cases": rows if show_rows else [], "peers": peers}
         args.json.write_text(json.dumps(_json_safe(report), indent=1), encoding="utf-8")
     return 0
 
