@@ -33,10 +33,10 @@ def test_scale_factor_is_distance_from_unit_scale():
     assert scale_factor(TensorSummary(math.nan, 1.0, 1.0)) is None
 
 
-def test_data_scale_reports_targets_in_the_hundreds_once_as_warning():
+def test_data_scale_reports_targets_in_the_hundreds_once_as_info():
     stats = with_data(healthy(50), targets=TensorSummary(mean=3.0, std=180.0, abs_max=520.0))
     found, _ = replay(data_scale(), stats)
-    assert [(f.code, f.where, f.severity) for f in found] == [("data_scale", "targets", Severity.WARNING)]
+    assert [(f.code, f.where, f.severity) for f in found] == [("data_scale", "targets", Severity.INFO)]
     assert found[0].evidence["scale_factor"] == pytest.approx(180.0, rel=0.01)
 
 
@@ -52,7 +52,7 @@ def test_module_mode_reports_once_per_episode_and_rearms():
     found, _ = replay(module_mode(), stats)
     assert [f.step for f in found] == [0, 20]
     assert found[0].evidence == {"modules": ["bn1", "drop"], "count": 2}
-    assert found[0].severity == Severity.WARNING
+    assert found[0].severity == Severity.INFO
 
 
 def _adam_stream(rms_at: dict[int, float], norm_at: dict[int, float] | None = None, n: int = 200):

@@ -20,6 +20,9 @@ CAUSES: tuple[str, ...] = (
     "dead_relu",
     "saturated_activation",
     "overfitting",
+    # Not a root cause: the evidence does not separate two or more candidates; the candidates, each with its
+    # evidence and what would tell them apart, are in the cause's evidence (docs/causes.md#uncertain).
+    "uncertain",
 )
 
 DOCS_URL = "docs/causes.md"

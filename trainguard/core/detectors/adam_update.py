@@ -6,7 +6,8 @@ squared gradients; when gradients that were tiny for a long time grow again, ``v
 ~1000 steps) and the RMS rises far above 1. Loss spikes follow 1-8 steps later. StableAdamW (same paper) clips
 the update by ``max(1, RMS)``; raising epsilon bounds the division (seed case 002).
 
-The detector fires (WARNING) when the largest per-tensor ``adam_update_rms`` reaches ``max_rms`` (5, a margin
+The detector fires (INFO: evidence for ``adam_epsilon``, docs/severity.md; the harm, a loss spike or a
+divergence, is reported by the symptom detectors) when the largest per-tensor ``adam_update_rms`` reaches ``max_rms`` (5, a margin
 over the steady-state ~1) and the global gradient norm is *ordinary*: at most ``ordinary_factor`` (10) times the
 largest norm seen in the first ``reference_steps`` (100) steps. A gradient far above that is an exploding
 gradient, which the ``exploding_gradient`` detector reports. Steps before ``skip_first`` (50) are ignored: the
@@ -62,7 +63,7 @@ def adam_update(max_rms: float = 5.0, ordinary_factor: float = 10.0, reference_s
             evidence["adam_sqrt_v_median"] = layer.adam_sqrt_v_median
         message = (f"Adam update RMS {rms:.3g} in {where} (steady state ~1) while the gradient norm is ordinary: "
                    f"the second-moment estimate lags the gradients")
-        return (Finding("adam_update_rms", Severity.WARNING, stats.step, where, evidence, message),), \
+        return (Finding("adam_update_rms", Severity.INFO, stats.step, where, evidence, message),), \
             new_state._replace(in_episode=True)
 
     return Detector("adam_update", init, update)

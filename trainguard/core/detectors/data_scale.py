@@ -8,7 +8,9 @@ make the loss and the output layer's gradients s to s^2 times larger.
 
 The measure is the root mean square ``sqrt(mean^2 + std^2)`` of a tensor, which catches both a large spread and an
 off-centre mean (x in [0, 4] has rms 2.3); the factor is ``max(rms, 1 / rms)``. A factor >= ``info_factor`` (2)
-is reported as INFO, >= ``warn_factor`` (10) as WARNING. Each of inputs and targets is reported once per run.
+is reported, once per run for each of inputs and targets, at INFO whatever its size (docs/severity.md): the
+scale is evidence for the diagnosis (``unscaled_data``), not harm in itself; a run it harms shows that harm in
+the symptom detectors (non-finite values, an exploding gradient, divergence).
 The adapters summarize floating-point tensors only (class indices and token ids have no scale to fix).
 """
 from __future__ import annotations
@@ -38,7 +40,7 @@ def scale_factor(summary: TensorSummary) -> float | None:
     return max(rms, 1.0 / rms)
 
 
-def data_scale(info_factor: float = 2.0, warn_factor: float = 10.0) -> Detector:
+def data_scale(info_factor: float = 2.0) -> Detector:
     def init() -> DataScaleState:
         return DataScaleState(frozenset())
 
@@ -52,12 +54,11 @@ def data_scale(info_factor: float = 2.0, warn_factor: float = 10.0) -> Detector:
             if factor is None or factor < info_factor:
                 continue
             reported.add(which)
-            severity = Severity.WARNING if factor >= warn_factor else Severity.INFO
             evidence = {"tensor": which, "mean": summary.mean, "std": summary.std, "abs_max": summary.abs_max,
                         "scale_factor": round(factor, 4)}
             message = (f"{which} are not standardized: mean {summary.mean:.3g}, std {summary.std:.3g}, "
                        f"|max| {summary.abs_max:.3g} (about {factor:.3g}x from unit scale)")
-            found.append(Finding("data_scale", severity, stats.step, which, evidence, message))
+            found.append(Finding("data_scale", Severity.INFO, stats.step, which, evidence, message))
         if not found:
             return (), state
         return tuple(found), DataScaleState(frozenset(reported))

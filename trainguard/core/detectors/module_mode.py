@@ -6,8 +6,10 @@ set the learning phase) exploded this way; PyTorch's equivalent is a ``model.eva
 loop (PyTorch docs, ``nn.Module.train``/``eval``). The adapter samples the modes every few steps and lists the
 modules found in eval mode while gradients flow (``StepStats.eval_mode_modules``).
 
-Freezing BatchNorm on purpose (fine-tuning with frozen statistics) is legitimate, so this is a WARNING, not an
-error. One finding per episode: it re-arms when a sampled step finds every module in training mode.
+Freezing BatchNorm on purpose (fine-tuning with frozen statistics) is legitimate, so the finding is INFO
+(docs/severity.md: evidence, not harm in itself); the diagnosis (``bn_inference_mode``) weighs it with the
+run's instability or stall. One finding per episode: it re-arms when a sampled step finds every module in
+training mode.
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ def module_mode() -> Detector:
         evidence = {"modules": list(modules[:_LISTED]), "count": len(modules)}
         shown = ", ".join(modules[:3]) + (f" and {len(modules) - 3} more" if len(modules) > 3 else "")
         message = f"{len(modules)} module(s) in eval mode while training: {shown}"
-        return (Finding("eval_mode_modules", Severity.WARNING, stats.step, modules[0], evidence, message),), \
+        return (Finding("eval_mode_modules", Severity.INFO, stats.step, modules[0], evidence, message),), \
             ModuleModeState(True)
 
     return Detector("module_mode", init, update)

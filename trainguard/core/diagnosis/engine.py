@@ -10,6 +10,15 @@
    a batch-size-dependent loss and unscaled *inputs* all make gradients explode; an exploding gradient is not
    then the root cause, only the way it showed.
 4. Causes below ``min_confidence`` (0.3) are dropped; the rest are ranked by confidence.
+5. Uncertain rather than confidently wrong: a rule reaches 0.6 only with evidence that separates its cause from
+   the look-alikes (``evidence["separated_by"]``, enforced by ``rules._make``). When the leading root cause
+   stays below 0.6 and another root cause is within ``TIE`` (0.1) of it, the diagnosis starts with an
+   ``uncertain`` cause whose evidence lists the candidates, each with its confidence, its message and what
+   would separate it (``WOULD_SEPARATE``); the candidates follow it in the list.
+
+The same engine reads every source: a live guard's statistics, a run log, and the doctor's series of a log
+file (loss, LR, gradient norm, evaluation loss at whatever interval, plus the doctor's whole-run findings).
+Whatever a source lacks, the rules that need it stay silent or weak.
 
 A healthy run gives an empty list; ``top_code([])`` is ``"none"`` (the code the JSON outputs use for it).
 """
@@ -25,12 +34,14 @@ from trainguard.core.detectors.batch_size_loss import batch_size_loss
 from trainguard.core.detectors.data_scale import data_scale
 from trainguard.core.detectors.module_mode import module_mode
 from trainguard.core.diagnosis.cause import FRAMEWORKS, Cause
+from trainguard.core.diagnosis.fixes import fix_for
 from trainguard.core.diagnosis.rules import RULES
+from trainguard.core.diagnosis.rules._make import CONFIDENT
 from trainguard.core.diagnosis.run_view import RunView
 from trainguard.core.findings import Finding
 from trainguard.core.stats import StepStats
 
-__all__ = ["diagnose", "signal_detectors", "EXPLAINS", "MIN_CONFIDENCE"]
+__all__ = ["diagnose", "signal_detectors", "EXPLAINS", "MIN_CONFIDENCE", "TIE", "WOULD_SEPARATE"]
 
 MIN_CONFIDENCE = 0.3
 SYMPTOM_CAP = 0.9
@@ -51,17 +62,45 @@ def _always(cause: Cause) -> bool:
     return True
 
 
+def _separated(cause: Cause) -> bool:
+    return "separated_by" in cause.evidence
+
+
 _INSTABILITY_CAUSES = frozenset({"exploding_gradient", "lr_too_high", "bad_batch"})
+_STALL_CAUSES = frozenset({"vanishing_gradient", "lr_too_low"})
 
 EXPLAINS: tuple[Explains, ...] = (
     Explains("bn_inference_mode", _INSTABILITY_CAUSES | {"dead_relu"},
              lambda c: bool(c.evidence.get("unstable_or_stalled"))),
-    Explains("adam_epsilon", _INSTABILITY_CAUSES, _always),
-    Explains("batch_size_dependent_loss", _INSTABILITY_CAUSES, _always),
-    Explains("unscaled_data", _INSTABILITY_CAUSES, lambda c: "inputs" in c.evidence.get("off_scale", ())),
+    Explains("adam_epsilon", _INSTABILITY_CAUSES, _separated),
+    Explains("batch_size_dependent_loss", _INSTABILITY_CAUSES, _separated),
+    Explains("unscaled_data", _INSTABILITY_CAUSES, lambda c: bool(c.evidence.get("explains_instability"))),
+    # Measured dead or saturated units make the gradients vanish and the loss stall.
+    Explains("dead_relu", _STALL_CAUSES, _separated),
+    Explains("saturated_activation", _STALL_CAUSES, _separated),
     Explains("vanishing_gradient", frozenset({"lr_too_low"}), _always),
+    # Every layer moving too far makes the gradient explode; an explosion makes a spike look like a bad batch.
+    Explains("lr_too_high", frozenset({"exploding_gradient", "bad_batch"}), _separated),
     Explains("exploding_gradient", frozenset({"bad_batch"}), _always),
 )
+
+TIE = 0.1
+
+# What would tell a candidate apart from its look-alikes: the evidence to record (docs/causes.md#uncertain).
+WOULD_SEPARATE: dict[str, str] = {
+    "unscaled_data": "the data's scale (guard.step(loss, inputs=x, targets=y)) or the first loss",
+    "lr_too_high": "update-to-weight ratios of every layer (per-layer statistics) or a logged LR schedule",
+    "lr_too_low": "update-to-weight ratios of every layer, or the logged LR",
+    "vanishing_gradient": "per-layer gradient norms with activation statistics (neither dead nor saturated)",
+    "exploding_gradient": "the gradient norm every step: growth that stays up",
+    "batch_size_dependent_loss": "the batch size every step",
+    "adam_epsilon": "Adam's update RMS per layer",
+    "bad_batch": "the loss every step around the spike, and the batch's fingerprint (preset='forensic')",
+    "bn_inference_mode": "the modules' train/eval modes",
+    "dead_relu": "activation statistics, or the fraction of exactly-zero gradients per layer",
+    "saturated_activation": "activation statistics of the sigmoid/tanh layers",
+    "overfitting": "a validation loss",
+}
 
 
 def diagnose(stats: Sequence[StepStats], findings: Sequence[Finding] | None = None, framework: str = "torch",
@@ -87,7 +126,24 @@ def diagnose(stats: Sequence[StepStats], findings: Sequence[Finding] | None = No
         for code in relation.symptoms & causes.keys():
             causes[code] = _explained(causes[code], root)
     ranked = sorted(causes.values(), key=lambda c: (-c.confidence, CAUSES.index(c.code)))
-    return [c for c in ranked if c.confidence >= min_confidence]
+    ranked = [c for c in ranked if c.confidence >= min_confidence]
+    return _uncertain(ranked, framework) + ranked
+
+
+def _uncertain(ranked: list[Cause], framework: str) -> list[Cause]:
+    """``[uncertain]`` when the leading root cause is below ``CONFIDENT`` and another is within ``TIE``."""
+    roots = [c for c in ranked if "explained_by" not in c.evidence]
+    if not roots or roots[0].confidence >= CONFIDENT:
+        return []
+    close = [c for c in roots if c.confidence >= roots[0].confidence - TIE]
+    if len(close) < 2:
+        return []
+    candidates = [{"code": c.code, "confidence": c.confidence, "message": c.message,
+                   "would_separate": WOULD_SEPARATE.get(c.code, "")} for c in close]
+    message = ("the evidence does not separate " + ", ".join(c.code for c in close)
+               + "; see each candidate's evidence and what would tell them apart")
+    return [Cause("uncertain", close[0].confidence, {"candidates": candidates}, fix_for("uncertain", framework),
+                  message)]
 
 
 def _explained(symptom: Cause, root: Cause) -> Cause:

@@ -144,6 +144,16 @@ optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
 model.fit(..., validation_data=(x_val, y_val),
           callbacks=[keras.callbacks.EarlyStopping(patience=5, restore_best_weights=True)])""",
     ),
+    "uncertain": (
+        "The evidence does not separate the candidate causes listed in this diagnosis: record what tells them "
+        "apart (per-layer statistics every step, the data's scale, activations), or try each candidate's fix "
+        "in turn, the most likely first.",
+        """\
+guard = trainguard.Guard(model, optimizer, preset="full")   # per-layer statistics and activations every step
+guard.step(loss, inputs=x, targets=y)                       # the data's scale and the trivial predictor's loss""",
+        """\
+callback = trainguard.keras.Guard(preset="full")   # per-layer statistics and activations every step""",
+    ),
 }
 
 

@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from trainguard.core.diagnosis import course
 from trainguard.core.findings import Finding, Severity
 from trainguard.core.stats import StepStats
 
@@ -50,17 +51,21 @@ class RunView:
 
     @property
     def unstable(self) -> bool:
-        return bool(self.instability or self.nonfinite_steps)
+        """Instability findings, non-finite values, or a loss that climbed back from its best and stayed up."""
+        return bool(self.instability or self.nonfinite_steps or self.climb)
 
     @cached_property
     def first_unstable_step(self) -> int | None:
         candidates = [f.step for f in self.instability] + self.nonfinite_steps[:1]
+        if self.climb:
+            candidates.append(self.climb["onset_step"])
         return min(candidates) if candidates else None
 
     @property
     def stalled(self) -> bool:
-        """The loss stopped improving: a plateau finding, or a final loss no better than 0.9x the first."""
-        if self.has("plateau", Severity.WARNING):
+        """The loss stopped improving: a plateau finding, a loss stuck from the start, or a final loss no better
+        than 0.9x the first."""
+        if self.has("plateau", Severity.WARNING) or self.stall:
             return True
         losses = self.losses[np.isfinite(self.losses)]
         if len(losses) < 20:
@@ -79,6 +84,41 @@ class RunView:
     @cached_property
     def grad_norms(self) -> np.ndarray:
         return np.array([_nan(s.grad_norm) for s in self.stats], dtype=np.float64)
+
+    @cached_property
+    def lrs(self) -> np.ndarray:
+        return np.array([_nan(s.lr) for s in self.stats], dtype=np.float64)
+
+    def point_of(self, step: int) -> int:
+        """The index of the first recorded step at or after ``step`` (the last one when past the end)."""
+        return min(int(np.searchsorted(self.steps, step)), max(0, len(self.steps) - 1))
+
+    @cached_property
+    def targets_second_moment(self) -> float | None:
+        """mean^2 + std^2 of the first targets summary: the mean squared error of predicting 0."""
+        first = next((s.targets for s in self.stats if s.targets is not None), None)
+        if first is None or not (math.isfinite(first.mean) and math.isfinite(first.std)):
+            return None
+        return first.mean ** 2 + first.std ** 2 or None
+
+    @cached_property
+    def first_loss_scale(self) -> dict | None:
+        """The first loss when orders of magnitude above a trivial predictor's (``course.first_loss_scale``)."""
+        return course.first_loss_scale(self.losses, self.targets_second_moment)
+
+    @cached_property
+    def stall(self) -> dict | None:
+        """The loss stuck from the start (``course.stall_from_start``)."""
+        return course.stall_from_start(self.losses, self.targets_second_moment)
+
+    @cached_property
+    def climb(self) -> dict | None:
+        """The loss climbed back from its best level and stayed up (``course.climb``), with the onset step."""
+        found = course.climb(self.losses)
+        if found is None:
+            return None
+        finite_steps = self.steps[np.isfinite(self.losses)]
+        return {**found, "onset_step": int(finite_steps[min(found.pop("onset_point"), len(finite_steps) - 1)])}
 
     @cached_property
     def sampled(self) -> tuple[StepStats, ...]:

@@ -9,8 +9,8 @@ import numpy as np
 from trainguard.core.detectors.data_scale import scale_factor
 from trainguard.core.diagnosis.run_view import RunView
 
-__all__ = ["data_scale_factors", "median_update_ratio", "max_layer_update_ratio", "gradient_growth",
-           "first_last_gradient_ratio"]
+__all__ = ["data_scale_factors", "data_off_scale", "median_update_ratio", "max_layer_update_ratio", "update_ratio_spread",
+           "gradient_growth", "first_last_gradient_ratio", "zero_gradient_layers", "activations_sampled"]
 
 
 def data_scale_factors(view: RunView) -> dict[str, dict]:
@@ -51,6 +51,47 @@ def max_layer_update_ratio(view: RunView, before: int | None = None) -> float | 
     """Median over the sampled steps of the largest per-tensor update-to-weight ratio."""
     rows = _update_ratios_by_step(view, before)
     return float(np.median([max(r) for r in rows])) if rows else None
+
+
+def data_off_scale(view: RunView) -> list[str]:
+    """What makes the gradients large through the data's scale: inputs or targets with a root mean square >= 10,
+    or a first loss orders of magnitude above a trivial predictor's."""
+    large = [which for which, info in data_scale_factors(view).items() if math.hypot(info["mean"], info["std"]) >= 10]
+    return large + (["first_loss"] if view.first_loss_scale else [])
+
+
+def update_ratio_spread(view: RunView, before: int | None = None, large: float = 1e-2) -> dict | None:
+    """How the update-to-weight ratios spread over the weight tensors (median over the sampled steps before
+    ``before``): the typical (median) tensor's ratio, the share of tensors at or above ``large``, and the largest
+    over the typical one. A learning rate too high moves every layer too far; a problem of one layer (the first
+    layer under large inputs, the last one when the others get no gradient) moves that layer alone."""
+    rows = _update_ratios_by_step(view, before)
+    if not rows:
+        return None
+    medians = [float(np.median(r)) for r in rows]
+    return {"median_update_ratio": float(np.median(medians)),
+            "share_of_layers_large": float(np.median([np.mean(np.asarray(r) >= large) for r in rows])),
+            "largest_over_median": float(np.median([max(r) / m for r, m in zip(rows, medians) if m > 0]
+                                                   or [float("nan")])),
+            "samples": len(rows)}
+
+
+def zero_gradient_layers(view: RunView, share: float = 0.9) -> dict[str, float]:
+    """Weight tensors whose fraction of exactly-zero gradient entries was >= ``share`` (median over the sampled
+    steps): the incoming weights of dead ReLU units get exactly zero gradient, vanishing ones tiny but non-zero.
+    The share is high because a healthy ReLU network's tensors, over a small batch, can have half their entries
+    at zero (units that happened to be off for every sample)."""
+    fractions: dict[str, list[float]] = {}
+    for s in view.sampled:
+        for l in s.layers:
+            if l.zero_grad_fraction is not None and math.isfinite(l.zero_grad_fraction) and not _is_bias(l.name):
+                fractions.setdefault(l.name, []).append(l.zero_grad_fraction)
+    return {name: float(np.median(v)) for name, v in fractions.items() if float(np.median(v)) >= share}
+
+
+def activations_sampled(view: RunView) -> bool:
+    """Whether the run recorded activation statistics of its hidden layers (not just its output)."""
+    return any(a.kind != "output" for s in view.stats for a in s.activations)
 
 
 def gradient_growth(view: RunView) -> dict | None:

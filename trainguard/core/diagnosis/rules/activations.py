@@ -1,13 +1,24 @@
-"""``dead_relu`` and ``saturated_activation``, from the ``activation_health`` findings.
+"""``dead_relu`` and ``saturated_activation``, from the ``activation_health`` findings and the gradients.
 
 SageMaker Debugger's ``DeadRelu`` and ``SaturatedActivation`` rules flag a layer with more than 50% dead or
-saturated units. Alone they are a warning (0.5); with a stalled loss they explain it (0.7).
+saturated units. What separates them from each other and from vanishing gradients is measured, not inferred:
+the activation statistics themselves (a unit that never fires; an input in the flat part of a sigmoid/tanh).
+With such a finding: 0.6, and 0.75 when the loss stalled (the dead or saturated layer then explains it).
+
+Without activation statistics, exactly-zero gradients separate dead units from vanishing ones: a dead ReLU
+unit's incoming weights get a gradient of exactly 0, a vanishing one a tiny non-zero one. Weight tensors with
+>= 90% zero gradient entries (median over the sampled steps) under a stalled loss make ``dead_relu`` 0.6;
+a logged global gradient norm of exactly 0 under a loss stuck from the start, 0.55 (every unit dead, or a graph
+cut off from the loss). A loss stuck from the start with nothing measured makes each a candidate (0.4).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from trainguard.core.diagnosis.cause import Cause
-from trainguard.core.diagnosis.rules._make import make_cause
+from trainguard.core.diagnosis.rules._make import CANDIDATE, make_cause
 from trainguard.core.diagnosis.run_view import RunView
+from trainguard.core.diagnosis.signals import activations_sampled, zero_gradient_layers
 from trainguard.core.findings import Severity
 
 __all__ = ["dead_relu", "saturated_activation"]
@@ -19,15 +30,43 @@ def _from_findings(view: RunView, code: str, value_key: str, what: str) -> Cause
         return None
     layers = {f.where: f.evidence.get(value_key) for f in found}
     stalled = view.stalled
-    evidence = {"layers": layers, "steps": [f.step for f in found][:8], "stalled": stalled}
+    evidence = {"layers": layers, "steps": [f.step for f in found][:8], "stalled": stalled,
+                "separated_by": f"activation statistics: units {what}"}
     worst = max(layers, key=lambda name: layers[name] or 0.0)
     message = f"{layers[worst]:.0%} of the units of {worst} are {what}" + (", and the loss stalled" if stalled else "")
-    return make_cause(view, code, 0.7 if stalled else 0.5, evidence, message)
+    return make_cause(view, code, 0.75 if stalled else 0.6, evidence, message)
+
+
+def _stall_candidate(view: RunView, code: str, what: str) -> Cause | None:
+    """A loss stuck from the start in a run that recorded neither activations nor per-layer gradients."""
+    if view.stall is None or view.sampled or activations_sampled(view):
+        return None
+    return make_cause(view, code, CANDIDATE, {"stall": view.stall},
+                      f"the loss is stuck from the start; {what} are one candidate")
 
 
 def dead_relu(view: RunView) -> Cause | None:
-    return _from_findings(view, "dead_relu", "dead_fraction", "dead (never positive)")
+    measured = _from_findings(view, "dead_relu", "dead_fraction", "dead (never positive)")
+    if measured is not None:
+        return measured
+    zero = zero_gradient_layers(view)
+    stalled = view.stalled
+    if zero and stalled:
+        evidence = {"zero_gradient_layers": zero, "stalled": stalled,
+                    "separated_by": "weight tensors with exactly-zero gradients (dead units), not tiny ones"}
+        worst = max(zero, key=zero.get)
+        message = (f"{zero[worst]:.0%} of the gradient entries of {worst} are exactly zero: the units it feeds "
+                   f"are dead" + (", and the loss stalled" if stalled else ""))
+        return make_cause(view, "dead_relu", 0.6, evidence, message)
+    norms = view.grad_norms[np.isfinite(view.grad_norms)]
+    if view.stall is not None and len(norms) >= 3 and float(np.median(norms)) == 0.0:
+        message = "the loss is stuck from the start and the gradient norm is exactly 0: every unit is dead"
+        return make_cause(view, "dead_relu", 0.55, {"stall": view.stall, "median_grad_norm": 0.0}, message)
+    return _stall_candidate(view, "dead_relu", "dead ReLU units")
 
 
 def saturated_activation(view: RunView) -> Cause | None:
-    return _from_findings(view, "saturated_activation", "saturated_fraction", "saturated")
+    measured = _from_findings(view, "saturated_activation", "saturated_fraction", "saturated")
+    if measured is not None:
+        return measured
+    return _stall_candidate(view, "saturated_activation", "saturated sigmoid/tanh units")

@@ -22,17 +22,16 @@ import numpy as np
 from trainguard.core.diagnosis.cause import Cause
 from trainguard.core.diagnosis.rules._make import make_cause
 from trainguard.core.diagnosis.run_view import RunView
-from trainguard.core.findings import Severity
 
 __all__ = ["adam_epsilon", "calm_return"]
 
 
 def adam_epsilon(view: RunView, follow_steps: int = 100) -> Cause | None:
-    found = view.of("adam_update_rms", Severity.WARNING)
+    found = view.of("adam_update_rms")
     if not found:
         returned = calm_return(view, follow_steps=follow_steps)
         if returned is None:
-            return None
+            return _from_loss_alone(view)
         blew_up = "went non-finite" if returned["went_non_finite"] else f"rose {returned['loss_rise']:.3g}x"
         before, after = returned.get("update_rms_before"), returned.get("update_rms_after")
         crossed = before is not None and after is not None and before < 1 <= after
@@ -40,11 +39,13 @@ def adam_epsilon(view: RunView, follow_steps: int = 100) -> Cause | None:
         message = (f"with Adam, the gradient norm came back {returned['return_factor']:.3g}x above its calm level "
                    f"at step {returned['step']} and the loss then {blew_up}{rms_said}: the second-moment "
                    f"estimate, shrunk by the calm phase, lagged the returning gradients")
+        returned["separated_by"] = "the gradient norm came back from a long calm and the loss then blew up"
         return make_cause(view, "adam_epsilon", 0.85 if crossed else 0.75, returned, message)
     first = found[0]
     followed = [f for f in view.instability if first.step - follow_steps <= f.step <= first.step + follow_steps]
     followed_nonfinite = [s for s in view.nonfinite_steps if first.step <= s <= first.step + follow_steps]
     evidence = {"step": first.step, "layer": first.where, "episodes": len(found),
+                "separated_by": "Adam's update RMS far above 1 while the gradient norm was ordinary",
                 **{k: first.evidence[k] for k in ("adam_update_rms", "grad_norm", "reference_grad_norm",
                                                   "adam_sqrt_v_median") if k in first.evidence}}
     confidence = 0.7
@@ -55,6 +56,17 @@ def adam_epsilon(view: RunView, follow_steps: int = 100) -> Cause | None:
                f"{first.where} at step {first.step} while the gradient norm was ordinary: the second-moment "
                f"estimate was too small for the gradients that came back")
     return make_cause(view, "adam_epsilon", confidence, evidence, message)
+
+
+def _from_loss_alone(view: RunView) -> Cause | None:
+    """From a log without per-layer statistics: the doctor found a long calm phase whose gradient norms shrank,
+    then an abrupt blow-up (its ``calm``/``shrinking`` clues). Adam is not confirmed by such a log: 0.5."""
+    for f in view.findings:
+        if f.code in ("divergence", "non_finite") and f.evidence.get("calm") and f.evidence.get("shrinking"):
+            message = (f"the loss blew up at step {f.step} after a long calm phase whose gradient norms shrank "
+                       f"{f.evidence.get('grad_norm_shrink', 0):.2g}x: with Adam, its second moment lags")
+            return make_cause(view, "adam_epsilon", 0.5, dict(f.evidence), message)
+    return None
 
 
 def calm_return(view: RunView, calm: int = 50, follow_steps: int = 100) -> dict | None:
@@ -71,7 +83,9 @@ def calm_return(view: RunView, calm: int = 50, follow_steps: int = 100) -> dict 
     calm_levels = np.median(windows, axis=1)
     now = norms[calm:]
     with np.errstate(invalid="ignore"):
-        hits = np.flatnonzero((calm_levels <= initial / 100) & (now >= 100 * calm_levels) & (now <= 10 * initial))
+        # A calm level of exactly 0 (a dead network) has no "100x above" to return to.
+        hits = np.flatnonzero((calm_levels > 0) & (calm_levels <= initial / 100) & (now >= 100 * calm_levels)
+                              & (now <= 10 * initial))
     for i in hits + calm:
         after = losses[(steps > steps[i]) & (steps <= steps[i] + follow_steps)]
         at_return = losses[i]

@@ -4,31 +4,39 @@
 smaller-than-usual batch, all in one direction; seed case 004), strengthened when loss spikes fall on those
 small batches (the spike period equals the steps per epoch).
 
-``bad_batch``: one or two isolated loss spikes or non-finite steps after which the loss comes back to where it was
-(within 2x of the median before), with no exploding gradient before them and no periodic pattern. That is what
-a corrupt or mislabelled batch looks like (PaLM, Chowdhery et al. 2022: spikes tied to particular batches that
-disappear when those batches are skipped). The batch fingerprints, when recorded, identify the batches.
+``bad_batch``: at most ``MAX_BAD_BATCHES`` (3) isolated loss spikes (of any severity: an isolated spike the run
+recovers from is information on the severity ladder, and exactly this cause's evidence) or non-finite steps,
+after each of which the loss comes back to where it was (the median of the next points within 2x of the median
+of the points before; counted in points, so a coarse ``logging_steps`` log reads like an every-step one), with
+no sustained gradient growth before them and no periodic pattern. That is what a corrupt or mislabelled batch
+looks like (PaLM, Chowdhery et al. 2022: spikes tied to particular batches that disappear when those batches
+are skipped). The batch fingerprints, when recorded, identify the batches.
+
+Separated from ``unscaled_data`` (a scale problem from step 0: the first loss is not a spike) and from
+``exploding_gradient`` (a norm that stays up) by the recovery itself: 0.6 when every event recovered and the
+gradient norm, where logged, did not run up (>= 3x) in the points before; 0.5 otherwise.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from trainguard.core.diagnosis.cause import Cause
+from trainguard.core.diagnosis.course import column_change, recovery
 from trainguard.core.diagnosis.rules._make import make_cause
 from trainguard.core.diagnosis.run_view import RunView
 from trainguard.core.findings import Severity
 
 __all__ = ["batch_size_dependent_loss", "bad_batch"]
 
-MAX_BAD_BATCHES = 2
-RECOVERY = 2.0
+MAX_BAD_BATCHES = 3
+RUN_UP = 3.0
+# A spike the live detector itself tied to the batch size or to the LR is not a batch's fault.
+_NOT_A_BATCH = ("batch_size_dependent_loss", "lr_too_high")
 
 
 def batch_size_dependent_loss(view: RunView) -> Cause | None:
     found = view.of("batch_size_loss", Severity.WARNING)
     if not found:
-        return None
-    evidence = dict(found[0].evidence)
+        return _from_periodic_spikes(view)
+    evidence = {**found[0].evidence, "separated_by": "the loss moves at every smaller-than-usual batch"}
     usual = evidence.get("usual_batch_size") or max((s.batch_size or 0) for s in view.stats)
     small_steps = {s.step for s in view.stats if s.batch_size and s.batch_size < usual}
     spikes = [f.step for f in view.of("loss_spike", Severity.WARNING)]
@@ -38,30 +46,58 @@ def batch_size_dependent_loss(view: RunView) -> Cause | None:
     return make_cause(view, "batch_size_dependent_loss", confidence, evidence, found[0].message)
 
 
+def _from_periodic_spikes(view: RunView) -> Cause | None:
+    """The doctor's ``periodic_spike`` finding: spikes once per period, on smaller batches (0.8) or at epoch
+    ends without a batch-size column (0.55: the same bad batch at the end of every unshuffled epoch looks alike)."""
+    found = view.of("periodic_spike", Severity.WARNING)
+    if not found:
+        return None
+    evidence = dict(found[0].evidence)
+    if evidence.get("smaller"):
+        evidence["separated_by"] = "the periodic spikes fall on smaller-than-usual batches"
+        return make_cause(view, "batch_size_dependent_loss", 0.8, evidence, found[0].message)
+    if evidence.get("smaller") is None and evidence.get("at_epoch_boundary_share", 1.0) >= 0.5:
+        return make_cause(view, "batch_size_dependent_loss", 0.55, evidence, found[0].message)
+    return None
+
+
 def bad_batch(view: RunView) -> Cause | None:
-    events = sorted({f.step for f in view.of("loss_spike", Severity.WARNING)} | set(view.nonfinite_steps))
-    if not events or len(_episodes(events)) > MAX_BAD_BATCHES or view.has("batch_size_loss", Severity.WARNING):
+    spikes = {f.step for f in view.of("loss_spike") if f.evidence.get("cause") not in _NOT_A_BATCH}
+    events = sorted(spikes | set(view.nonfinite_steps))
+    periodic = view.of("periodic_spike", Severity.WARNING)
+    if periodic and not periodic[0].evidence.get("smaller") and periodic[0].evidence.get(
+            "at_epoch_boundary_share", 1.0) < 0.5:
+        return make_cause(view, "bad_batch", 0.5, dict(periodic[0].evidence),
+                          periodic[0].message + ": the same batch in every epoch?")
+    if not events or len(_episodes(events)) > MAX_BAD_BATCHES or view.has("batch_size_loss", Severity.WARNING) \
+            or periodic:
         return None
-    exploding = view.of("exploding_gradient", Severity.WARNING)
-    if exploding and exploding[0].step <= events[0]:
-        return None
-    steps, losses = view.steps, view.losses
-    recovered = []
+    first_point = view.point_of(events[0])
+    if first_point < 3:
+        return None  # trouble at the very start is a property of the run, not of one batch
+    recovered, run_ups = [], []
     for step in events:
-        before = losses[(steps < step) & (steps >= step - 20) & np.isfinite(losses)]
-        after = losses[(steps > step + 2) & (steps <= step + 25) & np.isfinite(losses)]
-        if len(before) < 3 or len(after) < 3 or np.median(after) > RECOVERY * np.median(before):
+        at = view.point_of(step)
+        back = recovery(view.losses, at)
+        if back is None or not back["recovered"]:
             return None
-        recovered.append({"step": step, "loss_before": float(np.median(before)), "loss_after": float(np.median(after))})
+        recovered.append({"step": step, "loss_before": back["loss_before"], "loss_after": back["loss_after"]})
+        run_up = column_change(view.grad_norms, at - 1, 3)
+        if run_up is not None:
+            run_ups.append(run_up)
     by_step = {s.step: s for s in view.stats}
     fingerprints = {step: by_step[step].batch_fingerprint for step in events
                     if step in by_step and by_step[step].batch_fingerprint}
-    evidence = {"steps": events, "recovered": recovered}
+    evidence: dict = {"steps": events, "recovered": recovered}
+    if run_ups:
+        evidence["grad_norm_run_up"] = round(max(run_ups), 3)
     if fingerprints:
         evidence["batch_fingerprints"] = fingerprints
+    if not run_ups or max(run_ups) < RUN_UP:
+        evidence["separated_by"] = "isolated spikes that the loss recovered from, with no gradient run-up before"
     message = (f"isolated trouble at step(s) {', '.join(map(str, events))}, after which the loss came back: "
                f"the batch(es) at those steps look bad")
-    return make_cause(view, "bad_batch", 0.5, evidence, message)
+    return make_cause(view, "bad_batch", 0.6, evidence, message)
 
 
 def _episodes(steps: list[int], gap: int = 5) -> list[list[int]]:

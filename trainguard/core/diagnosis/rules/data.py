@@ -1,19 +1,29 @@
 """``unscaled_data``: inputs or regression targets far from unit scale, with training unstable from the start.
 
 Evidence: the scale factor of the first batches' inputs and targets (``detectors.data_scale``: LeCun et al. 1998,
-"Efficient BackProp": standardize to mean 0, variance 1). With instability (non-finite values, an exploding
-gradient, divergence, loss spikes), inputs count from a factor of 2 (the curvature grows with its square) and
-targets from 10 (the gradient grows with it); without instability, only a factor >= 10 is worth a note.
+"Efficient BackProp": standardize to mean 0, variance 1), and the first loss against a trivial predictor's.
 
-Inputs and targets weigh differently:
-- Unscaled *inputs* change the curvature the optimizer sees (E[x x^T] for the first layer), so a learning rate
-  that is fine at unit scale diverges; clipping only slows that down. With instability early in the run
-  (before ``early_steps``), unscaled inputs are the root cause (seed 001, experiment 2: x in [0, 4], SGD 0.1).
-- Unscaled *targets* make the loss and the output layer's gradients huge, which clipping bounds (seed 003:
-  make_regression targets with std ~ 100s, fixed by gradient clipping in the seed). The exploding gradient is
-  then the cause to act on first, and the targets' scale is reported as a contributing cause.
+What separates it from its look-alikes:
+- from ``lr_too_high`` and ``exploding_gradient``: the problem is there from the first step. *Large* inputs
+  (root mean square >= 2) change the curvature the optimizer sees (E[x x^T] for the first layer), so a learning
+  rate that is fine at unit scale diverges; with instability within the first ``early_steps`` (500) steps or 10%
+  of the run they are the root cause (0.65 to 0.95, growing with log10 of the factor up to 100) and explain the
+  explosion (seed 001, experiment 2: x in [0, 4], SGD 0.1). *Small* inputs (pixels in [0, 1]) lower the
+  curvature: they never explain an explosion, and are only worth a note at a factor >= 10.
+- Large *targets* (factor >= 10) make the loss and the output layer's gradients huge, which clipping bounds
+  (seed 003: make_regression targets with std ~ 100s, fixed by gradient clipping in the seed): a contributing
+  cause (0.5 to 0.65) next to the exploding gradient, which is the one to act on first.
+- From logs without the data: a first loss orders of magnitude (>= 1e3x) above a trivial predictor's loss of
+  standardized targets (``course.first_loss_scale``): 0.6, 0.65 with instability from the start; it explains the
+  instability. An exploding gradient or a too-high learning rate starts from an ordinary loss.
+- from ``bad_batch``: a scale problem is there from step 0; a bad batch is an isolated spike the loss recovers
+  from.
+- Without instability, only a factor >= 10 is worth a note (0.3 to 0.5). Trouble that starts late is weighted
+  0.6x: the data's scale is there from the first step.
 """
 from __future__ import annotations
+
+import math
 
 from trainguard.core.diagnosis.cause import Cause
 from trainguard.core.diagnosis.rules._make import make_cause, strength
@@ -22,31 +32,51 @@ from trainguard.core.diagnosis.signals import data_scale_factors
 
 __all__ = ["unscaled_data"]
 
-UNSTABLE_INPUTS_FACTOR = 2.0
+LARGE_INPUTS_RMS = 2.0
 QUIET_FACTOR = 10.0  # also the targets' threshold
 
 
 def unscaled_data(view: RunView, early_steps: int = 500) -> Cause | None:
     factors = data_scale_factors(view)
-    thresholds = {"inputs": UNSTABLE_INPUTS_FACTOR if view.unstable else QUIET_FACTOR, "targets": QUIET_FACTOR}
-    off = {which: info for which, info in factors.items() if info["scale_factor"] >= thresholds[which]}
-    if not off:
+    onset = view.first_unstable_step
+    first_step = view.stats[0].step if view.stats else 0
+    early = onset is not None and (onset - first_step <= early_steps or view.point_of(onset) <= len(view.stats) // 10)
+    large_inputs = "inputs" in factors and _rms(factors["inputs"]) >= LARGE_INPUTS_RMS
+    off = {which: info for which, info in factors.items() if info["scale_factor"] >= QUIET_FACTOR}
+    if view.unstable and large_inputs:
+        off["inputs"] = factors["inputs"]
+    first_scale = view.first_loss_scale
+    if not off and first_scale is None:
         return None
-    worst = max(info["scale_factor"] for info in off.values())
-    evidence = {"off_scale": sorted(off), **factors}
-    if not view.unstable:
-        confidence = 0.3 + 0.2 * strength(worst, QUIET_FACTOR, 1e3)
-    else:
-        onset = view.first_unstable_step
+    evidence: dict = {"off_scale": sorted(off) + (["first_loss"] if first_scale else []), **factors}
+    if first_scale:
+        evidence["first_loss_scale"] = first_scale
+    if view.unstable:
         evidence["unstable_from_step"] = onset
-        if "inputs" in off:
-            confidence = 0.65 + 0.3 * strength(off["inputs"]["scale_factor"], 1.0, 100.0)
-        else:
-            confidence = 0.5 + 0.15 * strength(off["targets"]["scale_factor"], QUIET_FACTOR, 100.0)
-        first_step = view.stats[0].step if view.stats else 0
-        if onset is not None and onset - first_step > early_steps:
-            confidence *= 0.6  # trouble that starts late is not explained by the data's scale alone
+    if view.unstable and large_inputs:
+        evidence["separated_by"] = "inputs of a large scale from the first batch, instability from the start"
+        confidence = 0.65 + 0.3 * strength(off["inputs"]["scale_factor"], 1.0, 100.0)
+    elif first_scale:
+        evidence["separated_by"] = "a first loss orders of magnitude above a trivial predictor's"
+        confidence = 0.65 if view.unstable else 0.6
+    elif view.unstable and "targets" in off:
+        evidence["separated_by"] = "targets of a large scale from the first batch"
+        confidence = 0.5 + 0.15 * strength(off["targets"]["scale_factor"], QUIET_FACTOR, 100.0)
+    else:
+        worst = max(info["scale_factor"] for info in off.values())
+        confidence = 0.3 + 0.2 * strength(worst, QUIET_FACTOR, 1e3)
+    if view.unstable and not early:
+        confidence *= 0.6  # trouble that starts late is not explained by the data's scale alone
+    # Large inputs or a huge first loss, with trouble from the start, explain the instability (EXPLAINS).
+    evidence["explains_instability"] = bool(view.unstable and early and (large_inputs or first_scale))
     parts = [f"{which} scale {info['scale_factor']:.3g}x off (mean {info['mean']:.3g}, std {info['std']:.3g})"
              for which, info in sorted(off.items())]
+    if first_scale:
+        parts.append(f"first loss {first_scale['first_loss']:.3g}, {first_scale['orders_above']:.2g} orders of "
+                     f"magnitude above a trivial predictor's")
     message = "data not standardized: " + "; ".join(parts)
     return make_cause(view, "unscaled_data", confidence, evidence, message)
+
+
+def _rms(info: dict) -> float:
+    return math.hypot(info["mean"], info["std"])

@@ -41,7 +41,8 @@ def overfitting(view: RunView) -> Cause | None:
         return None
     rise = (last_val - best_val) / best_val
     evidence = {"best_val_loss": best_val, "best_step": best_step, "last_val_loss": last_val,
-                "train_loss_at_best": train_then, "train_loss_now": train_now, "val_rise": rise}
+                "train_loss_at_best": train_then, "train_loss_now": train_now, "val_rise": rise,
+                "separated_by": "the validation loss rose while the training loss fell"}
     message = (f"validation loss rose {rise:.0%} above its best (step {best_step}) while the training loss fell "
                f"from {train_then:.3g} to {train_now:.3g}")
     return make_cause(view, "overfitting", 0.5 + 0.3 * min(1.0, rise), evidence, message)

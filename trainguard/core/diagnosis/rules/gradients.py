@@ -12,21 +12,39 @@ Debugger: mean |g| < 1e-7; a weak note alone when the loss fell well, as a conve
 too), the ``output_collapse`` finding (the output's std over the batch below 5% of the
 targets': the model predicts a constant, seed 001 experiment 3), AUTOTRAINER's ||G_first||/||G_last|| on the
 sampled steps (<= 1e-2 supports it) and a stalled loss.
+
+What separates them from their look-alikes:
+- exploding vs a bad batch: the norm *stays* up (median of the next points >= 3x the initial level) or goes
+  non-finite, or the loss does not come back. A one-step outlier of the norm on a batch whose loss spiked and
+  recovered is that batch's gradient, not an explosion (``bad_batch``).
+- exploding vs ``lr_too_high``: the updates were ordinary across the layers before the blow-up; when most layers
+  already moved >= 1e-2 of their norm per step on data of unit scale, the learning rate is the candidate, and
+  this rule stays below 0.6 (off-scale data makes every update large at any learning rate).
+- exploding vs ``unscaled_data``: the engine lets large inputs explain the explosion (``EXPLAINS``).
+- vanishing vs ``dead_relu`` and ``saturated_activation``: activations were sampled and show neither dead nor
+  saturated units, and no weight tensor gets exactly-zero gradients (dead units' incoming weights do). Without
+  activation statistics vanishing gradients stay below 0.6: a network of dead ReLUs has a tiny first/last
+  gradient ratio and a constant output too. A loss stuck from the start with no gradient statistics at all is a
+  candidate (0.4), or 0.5 when the logged gradient norm is tiny (<= 1e-4) but not zero.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from trainguard.core.diagnosis.cause import Cause
-from trainguard.core.diagnosis.rules._make import make_cause, strength
+from trainguard.core.diagnosis.course import recovery
+from trainguard.core.diagnosis.rules._make import CANDIDATE, make_cause, strength
 from trainguard.core.diagnosis.run_view import RunView
-from trainguard.core.diagnosis.signals import first_last_gradient_ratio, gradient_growth
+from trainguard.core.diagnosis.signals import (activations_sampled, data_off_scale, first_last_gradient_ratio,
+                                               gradient_growth, update_ratio_spread, zero_gradient_layers)
 from trainguard.core.findings import Severity
 
 __all__ = ["exploding_gradient", "vanishing_gradient"]
 
 EXPLOSIVE_GROWTH = 100.0
 VANISHING_RATIO = 1e-2
+STAYED_UP = 3.0
+TINY_GRAD_NORM = 1e-4
 
 
 def exploding_gradient(view: RunView) -> Cause | None:
@@ -34,18 +52,24 @@ def exploding_gradient(view: RunView) -> Cause | None:
     initial = growth["initial_grad_norm"] if growth is not None else None
     # A finding counts when the norm it flagged rose above where training started: an outlier among the tiny
     # gradients of a converged run is not an explosion, unless non-finite values follow it.
-    found = []
+    found, transient = [], []
     for f in view.of("exploding_gradient", Severity.WARNING):
         rise = _rise_after(view, f.step, initial)
-        if (rise is not None and rise > 1.0) or any(f.step <= s <= f.step + 10 for s in view.nonfinite_steps):
+        went_non_finite = any(f.step <= s <= f.step + 10 for s in view.nonfinite_steps)
+        if not went_non_finite and not _sustained(view, f.step, initial):
+            transient.append(f.step)
+        elif (rise is not None and rise > 1.0) or went_non_finite:
             found.append((f, rise))
-    grew = growth is not None and growth["growth"] >= EXPLOSIVE_GROWTH
+    grew = (growth is not None and growth["growth"] >= EXPLOSIVE_GROWTH
+            and (bool(view.nonfinite_steps) or _sustained(view, growth["peak_step"], initial)))
     if not found and not grew:
         return None
     top_rise = max((r for _, r in found if r is not None), default=0.0)
     # A finding backed by real growth (>= 10x) is strong; one whose norm barely doubled is an outlier, not a blow-up.
     confidence = (0.7 if top_rise >= 10 else 0.6) if found else 0.55
     evidence: dict = {}
+    if transient:
+        evidence["transient_outliers"] = transient[:8]
     if found:
         evidence["steps"] = [f.step for f, _ in found][:8]
         layers = sorted({f.where for f, _ in found if f.where})
@@ -62,6 +86,14 @@ def exploding_gradient(view: RunView) -> Cause | None:
         if layer:
             evidence["first_non_finite"] = layer
         confidence += 0.1
+    spread = update_ratio_spread(view, before=view.first_unstable_step)
+    off_scale = data_off_scale(view)
+    if (spread is not None and spread["median_update_ratio"] >= 1e-2 and spread["share_of_layers_large"] >= 0.5
+            and not off_scale):
+        evidence["large_updates_across_layers"] = spread["median_update_ratio"]  # lr_too_high's evidence
+    elif top_rise >= 10 or grew or nonfinite_after:
+        evidence["separated_by"] = ("the gradient norm grew and stayed up (or went non-finite) while the updates "
+                                    "were ordinary across the layers")
     if growth is not None and growth["growth"] >= 10:
         message = (f"gradient norm grew {growth['growth']:.3g}x ({growth['initial_grad_norm']:.3g} -> "
                    f"{growth['peak_grad_norm']:.3g} at step {growth['peak_step']})")
@@ -80,6 +112,18 @@ def _rise_after(view: RunView, step: int, initial: float | None, span: int = 5) 
     return float(window.max() / initial) if len(window) else None
 
 
+def _sustained(view: RunView, step: int, initial: float | None, span: int = 20) -> bool:
+    """The gradient norm stayed up after ``step`` (median of the points +3..+span >= 3x the initial level), or
+    the loss did not come back; a one-step outlier on a bad batch does neither."""
+    at = view.point_of(step)
+    after = view.grad_norms[at + 3:at + 3 + span]
+    after = after[np.isfinite(after)]
+    if initial and len(after) >= 2 and float(np.median(after)) >= STAYED_UP * initial:
+        return True
+    back = recovery(view.losses, at, span)
+    return back is not None and not back["recovered"]
+
+
 def vanishing_gradient(view: RunView) -> Cause | None:
     found = view.of("vanishing_gradient", Severity.WARNING)
     collapse = view.of("output_collapse", Severity.WARNING)
@@ -87,7 +131,7 @@ def vanishing_gradient(view: RunView) -> Cause | None:
     small_ratio = layer_ratio is not None and layer_ratio["ratio"] <= VANISHING_RATIO
     stalled = view.stalled
     if not found and not collapse and not (small_ratio and stalled):
-        return None
+        return _from_loss_alone(view)
     evidence: dict = {"stalled": stalled}
     confidence = 0.0
     if found:
@@ -107,6 +151,12 @@ def vanishing_gradient(view: RunView) -> Cause | None:
         confidence = max(confidence, 0.45) + 0.1 * strength(gap, 1, 100)
     if stalled:
         confidence += 0.05
+    zero = zero_gradient_layers(view)
+    if zero:
+        evidence["zero_gradient_layers"] = zero  # dead units' incoming weights: dead_relu's evidence
+    elif (activations_sampled(view) and not view.has("dead_relu", Severity.WARNING)
+          and not view.has("saturated_activation", Severity.WARNING)):
+        evidence["separated_by"] = "gradients small but not zero, with no dead or saturated activations"
     parts = []
     if layer_ratio is not None:
         parts.append(f"gradient of {layer_ratio['first']} is {layer_ratio['ratio']:.2g}x that of {layer_ratio['last']}")
@@ -116,3 +166,18 @@ def vanishing_gradient(view: RunView) -> Cause | None:
         parts.append(found[0].message)
     message = "gradients vanish toward the input: " + "; ".join(parts)
     return make_cause(view, "vanishing_gradient", confidence, evidence, message)
+
+
+def _from_loss_alone(view: RunView) -> Cause | None:
+    """A loss stuck from the start, with at most the global gradient norm logged: a candidate."""
+    if view.stall is None or view.sampled:
+        return None
+    norms = view.grad_norms[np.isfinite(view.grad_norms)]
+    median = float(np.median(norms)) if len(norms) else None
+    if median == 0.0:
+        return None  # exactly no gradient: dead units or a cut graph, not a vanishing one
+    tiny = median is not None and median <= TINY_GRAD_NORM
+    evidence = {"stall": view.stall, "median_grad_norm": median}
+    message = ("the loss is stuck from the start" + (f" and the gradient norm is tiny ({median:.2g})" if tiny else "")
+               + "; vanishing gradients are one candidate")
+    return make_cause(view, "vanishing_gradient", 0.5 if tiny else CANDIDATE, evidence, message)

@@ -1,59 +1,117 @@
-"""``lr_too_high`` and ``lr_too_low``, read from the update-to-weight ratio ||dW|| / ||W||.
+"""``lr_too_high`` and ``lr_too_low``, read from the update-to-weight ratio ||dW|| / ||W|| and the LR itself.
 
 Karpathy's heuristic (CS231n, "Neural Networks Part 3", 2016): the ratio should be around 1e-3 per layer; far
-above it the learning rate is too high, far below it too low. Here:
+above it the learning rate is too high, far below it too low.
 
-- too high: training is unstable (divergence, non-finite values, loss spikes, an exploding gradient) and, before
-  the trouble starts, the typical weight tensor's update ratio (median over tensors, then over the sampled
-  steps) is >= 1e-2 (10x the heuristic). The median, not the largest: when gradients vanish, the last layer
-  alone moves fast while the learning rate is fine for the rest. Without per-layer statistics, a divergence
-  finding alone makes it a weak (0.35) suspect.
-- too low: the loss stalled while every tensor's update ratio stayed <= 1e-5 (100x below the heuristic).
+Too high. What separates it from its look-alikes:
+- from ``exploding_gradient`` and ``unscaled_data``: *every* layer moves too far. Before the trouble, the typical
+  weight tensor's ratio (median over tensors, then over the sampled steps) is >= 1e-2 (10x the heuristic) and so
+  is the ratio of at least half the tensors, and the data is not off scale (large inputs or targets, or a first
+  loss orders of magnitude above a trivial predictor's, make every gradient and update large at any LR). One layer far ahead of the others is a problem of that layer (large
+  inputs move the first layer, vanishing gradients leave all but the last one still). Confidence 0.6 to 0.85
+  with instability or a stall; 0.5 without either when the typical ratio is >= 0.1 (the loss may still fall, but
+  each step rewrites a tenth of the weights).
+- the LR rose into the trouble (a warm-up or a schedule peak just before the instability): 0.65 (Cohen et al.
+  2021: past the stability edge gradient descent oscillates and diverges).
+- the loss oscillates (the doctor's ``oscillation`` finding) or climbed back and stayed up, with no update ratios
+  recorded and no LR rise: the usual suspect, not a separated one (0.5). Recorded ratios that are not large
+  across the layers speak against the learning rate: no cause then.
+
+Too low: the weights barely move (every tensor's ratio <= 1e-5, 100x below the heuristic, median over the
+sampled steps) while the loss declines slowly and smoothly or not at all: 0.6 to 0.8. From logs without
+per-layer statistics, a logged LR <= 1e-6 with such a loss: 0.6. A loss stuck from the start with neither
+measured is a candidate (0.4) among the causes of a stall (dead units, vanishing gradients, saturation).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from trainguard.core.diagnosis.cause import Cause
-from trainguard.core.diagnosis.rules._make import make_cause, strength
+from trainguard.core.diagnosis.course import column_change
+from trainguard.core.diagnosis.rules._make import CANDIDATE, make_cause, strength
 from trainguard.core.diagnosis.run_view import RunView
-from trainguard.core.diagnosis.signals import max_layer_update_ratio, median_update_ratio
+from trainguard.core.diagnosis.signals import data_off_scale, max_layer_update_ratio, update_ratio_spread
 from trainguard.core.findings import Severity
 
-__all__ = ["lr_too_high", "lr_too_low"]
+__all__ = ["lr_too_high", "lr_too_low", "lr_rise_before"]
 
 HIGH_RATIO = 1e-2
+HUGE_RATIO = 1e-1
+ALL_LAYERS_SHARE = 0.5
 LOW_RATIO = 1e-5
+TINY_LR = 1e-6
+LR_RISE = 1.2
+
+
+def lr_rise_before(view: RunView, step: int | None) -> float | None:
+    """The logged LR just before ``step`` over the LR of the stretch before that (None without an LR)."""
+    if step is None or not np.isfinite(view.lrs).any():
+        return None
+    at = view.point_of(step)
+    return column_change(view.lrs, at, max(2, len(view.lrs) // 20))
 
 
 def lr_too_high(view: RunView) -> Cause | None:
-    if not view.unstable:
-        return None
     onset = view.first_unstable_step
-    typical = median_update_ratio(view, before=onset)
-    lrs = sorted({s.lr for s in view.stats if s.lr is not None})
-    evidence = {"unstable_from_step": onset, "median_update_ratio": typical,
-                "max_update_ratio": max_layer_update_ratio(view, before=onset), "lrs": lrs[:4]}
-    if typical is None:
-        if not view.has("divergence", Severity.WARNING):
-            return None
-        return make_cause(view, "lr_too_high", 0.35, evidence,
-                          f"the loss diverged from step {onset}; no per-layer update ratios were recorded")
-    if typical < HIGH_RATIO:
+    oscillating = view.has("oscillation", Severity.WARNING)
+    troubled = view.unstable or view.stalled or oscillating
+    spread = update_ratio_spread(view, before=onset, large=HIGH_RATIO)
+    rise = lr_rise_before(view, onset) if view.unstable else None
+    evidence: dict = {"unstable_from_step": onset, "oscillating": oscillating,
+                      "lrs": sorted({float(x) for x in view.lrs[np.isfinite(view.lrs)]})[:4]}
+    if spread is not None:
+        evidence.update(spread)
+    if rise is not None:
+        evidence["lr_rise_before_trouble"] = round(rise, 3)
+    all_layers = (spread is not None and spread["median_update_ratio"] >= HIGH_RATIO
+                  and spread["share_of_layers_large"] >= ALL_LAYERS_SHARE)
+    # Data far from unit scale makes the gradients, and so every update, large at any learning rate.
+    off_scale = data_off_scale(view)
+    if off_scale:
+        evidence["data_off_scale"] = off_scale
+    if all_layers and (troubled or spread["median_update_ratio"] >= HUGE_RATIO):
+        typical = spread["median_update_ratio"]
+        if not off_scale:
+            evidence["separated_by"] = "update-to-weight ratios large across the layers, not in one layer"
+        confidence = 0.6 + 0.25 * strength(typical, HIGH_RATIO, 1.0) if troubled else 0.5
+        message = (f"updates are {typical:.2g} of the weights per step in most layers"
+                   f"{f' before step {onset}' if onset is not None else ''} (about 1e-3 is healthy): the learning "
+                   f"rate is too high")
+        return make_cause(view, "lr_too_high", confidence, evidence, message)
+    if rise is not None and rise >= LR_RISE:
+        evidence["separated_by"] = "the learning rate rose into the instability"
+        message = f"the learning rate rose {rise:.3g}x just before the trouble at step {onset}: it is too high there"
+        return make_cause(view, "lr_too_high", 0.65, evidence, message)
+    if not (view.unstable and (view.climb or view.has("divergence", Severity.WARNING))) and not oscillating:
         return None
-    confidence = 0.45 + 0.3 * strength(typical, HIGH_RATIO, 1.0)
-    message = (f"updates are {typical:.2g} of the weights per step before step {onset} "
-               f"(about 1e-3 is healthy): the learning rate is too high")
-    return make_cause(view, "lr_too_high", confidence, evidence, message)
+    if spread is not None:
+        return None  # the updates were measured and are not large across the layers: evidence against the LR
+    what = "the loss oscillates" if oscillating else f"the loss climbed back from step {onset} and stayed up"
+    return make_cause(view, "lr_too_high", 0.5, evidence, f"{what}: a learning rate too high is the usual cause")
 
 
 def lr_too_low(view: RunView) -> Cause | None:
-    if view.unstable or not view.stalled:
+    if view.unstable:
+        return None
+    losses = view.losses[np.isfinite(view.losses)]
+    slow = len(losses) >= 10 and float(np.median(losses[-5:])) >= 0.7 * float(np.median(losses[:5]))
+    if not (slow or view.stalled):
         return None
     largest = max_layer_update_ratio(view)
-    if largest is None or largest > LOW_RATIO:
-        return None
-    confidence = 0.5 + 0.2 * strength(LOW_RATIO / max(largest, 1e-30), 1.0, 100.0)
-    evidence = {"max_update_ratio": largest, "median_update_ratio": median_update_ratio(view),
-                "lrs": sorted({s.lr for s in view.stats if s.lr is not None})[:4]}
-    message = (f"the loss stalled while no tensor moved more than {largest:.2g} of its norm per step "
-               f"(about 1e-3 is healthy): the learning rate is too low")
-    return make_cause(view, "lr_too_low", confidence, evidence, message)
+    lrs = view.lrs[np.isfinite(view.lrs)]
+    lr = float(np.median(lrs)) if len(lrs) else None
+    evidence: dict = {"max_update_ratio": largest, "median_lr": lr, "stalled": view.stalled}
+    if largest is not None and largest <= LOW_RATIO:
+        evidence["separated_by"] = "every layer's update-to-weight ratio is tiny"
+        confidence = 0.6 + 0.2 * strength(LOW_RATIO / max(largest, 1e-30), 1.0, 100.0)
+        message = (f"the loss barely declines while no tensor moved more than {largest:.2g} of its norm per step "
+                   f"(about 1e-3 is healthy): the learning rate is too low")
+        return make_cause(view, "lr_too_low", confidence, evidence, message)
+    if largest is None and lr is not None and lr <= TINY_LR:
+        evidence["separated_by"] = "the logged learning rate is tiny"
+        message = f"the loss barely declines at a learning rate of {lr:.2g}: it is too low"
+        return make_cause(view, "lr_too_low", 0.6, evidence, message)
+    if view.stall and largest is None and (lr is None or lr <= 1e-4):
+        message = "the loss is stuck from the start; a learning rate too low is one candidate"
+        return make_cause(view, "lr_too_low", CANDIDATE, {**evidence, "stall": view.stall}, message)
+    return None

@@ -20,6 +20,7 @@ def bn_inference_mode(view: RunView) -> Cause | None:
     modules = sorted({m for f in found for m in f.evidence.get("modules", [f.where])})
     troubled = view.unstable or view.stalled
     evidence = {"modules": modules[:8], "count": max(f.evidence.get("count", 1) for f in found),
-                "steps": [f.step for f in found][:8], "unstable_or_stalled": troubled}
+                "steps": [f.step for f in found][:8], "unstable_or_stalled": troubled,
+                "separated_by": "modules measured in eval mode while gradients flow"}
     message = f"{evidence['count']} module(s) in eval mode during training ({', '.join(modules[:3])})"
     return make_cause(view, "bn_inference_mode", 0.9 if troubled else 0.6, evidence, message)

@@ -1,0 +1,142 @@
+"""The course of the loss over a whole run, from its finite points alone: what a coarse, loss-only log (one row
+every ``logging_steps``, an epoch-level CSV) carries as well as a live guard's every-step stream.
+
+Every measure here counts *points*, not steps, so a log written every 10 steps reads like one written every
+step. Each is a pure function of arrays (steps, losses, an optional column) returning its numbers, or None when
+the run does not show the pattern; the rules and the doctor's analyses share them.
+
+- ``first_loss_scale``: the first loss against the loss a trivial predictor of standardized targets gives
+  (mean squared error ~1 when it predicts 0; cross-entropy ln K <= ln 1e6 ~ 14 for uniform predictions over K
+  classes). A first loss >= 1e3 is orders of magnitude above any of them: the targets, or the outputs the inputs
+  produce, are far from unit scale (LeCun et al. 1998, "Efficient BackProp", sec. 4.3).
+- ``stall_from_start``: after at most its first 10% of points the loss never improves again, at a level no
+  better than half the first loss or at a trivial predictor's level (ln K for K <= 20 classes, or the targets'
+  second moment when known): the network outputs (about) a constant. SageMaker Debugger's ``LossNotDecreasing``
+  compares losses between intervals the same way.
+- ``climb``: the final level is >= 1.5x the best level and has given back >= 25% of the progress from the start
+  to the best (the shape of AUTOTRAINER's and TensorFlow's divergence checks, on block medians so a spike does
+  not count).
+- ``column_change``: a column's median just before a point against an earlier stretch (an LR that rose into the
+  trouble; a gradient-norm run-up before a spike).
+- ``recovery``: whether the loss came back after a point (a bad batch) or stayed up (a scale or LR problem).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["FIRST_LOSS_UNSCALED", "first_loss_scale", "trivial_level", "stall_from_start", "climb",
+           "column_change", "recovery", "levels"]
+
+FIRST_LOSS_UNSCALED = 1e3
+_TRIVIAL_CLASSES = range(2, 21)
+_TRIVIAL_TOLERANCE = 0.02
+_STALL_FLAT = 0.05
+_STALL_DIP = 0.10
+_CLIMB = 1.5
+_GIVEN_BACK = 0.25
+_MIN_POINTS = 8
+
+
+def levels(losses: np.ndarray, blocks: int = 20, min_size: int = 2) -> np.ndarray:
+    """Median of each of about ``blocks`` consecutive blocks (at least ``min_size`` points each): the loss's
+    course without its minibatch noise and isolated spikes."""
+    size = max(min_size, len(losses) // blocks)
+    full = len(losses) // size
+    if full == 0:
+        return np.array([float(np.median(losses))]) if len(losses) else np.empty(0)
+    return np.median(losses[: full * size].reshape(full, size), axis=1)
+
+
+def first_loss_scale(losses: np.ndarray, trivial: float | None = None) -> dict | None:
+    """The first finite loss (median of the first 3 points) when it is orders of magnitude above the trivial
+    predictor's loss of standardized targets: >= 1e3, or >= 1e3x ``trivial`` when the targets' own trivial
+    loss is known and at least 1."""
+    finite = losses[np.isfinite(losses)]
+    if len(finite) < 3:
+        return None
+    first = float(np.median(finite[:3]))
+    reference = max(1.0, trivial or 1.0)
+    if not first >= FIRST_LOSS_UNSCALED * reference:
+        return None
+    return {"first_loss": first, "trivial_reference": reference, "orders_above": round(math.log10(first / reference), 2)}
+
+
+def trivial_level(level: float, targets_second_moment: float | None = None) -> dict | None:
+    """Which trivial predictor's loss ``level`` sits at, if any: uniform cross-entropy over K classes (ln K,
+    K <= 20), or the mean squared error of predicting 0 for targets of known second moment."""
+    if not (math.isfinite(level) and level > 0):
+        return None
+    if targets_second_moment and abs(level / targets_second_moment - 1) <= 5 * _TRIVIAL_TOLERANCE:
+        return {"trivial_predictor": "mse of a constant prediction", "trivial_loss": targets_second_moment}
+    for k in _TRIVIAL_CLASSES:
+        if abs(level / math.log(k) - 1) <= _TRIVIAL_TOLERANCE:
+            return {"trivial_predictor": f"uniform over {k} classes", "trivial_loss": round(math.log(k), 4)}
+    return None
+
+
+def stall_from_start(losses: np.ndarray, targets_second_moment: float | None = None) -> dict | None:
+    """The loss stopped improving after at most its first 10% of points, stuck far above zero: at no better
+    than half its first value, or at a trivial predictor's level."""
+    finite = losses[np.isfinite(losses)]
+    if len(finite) < 2 * _MIN_POINTS:
+        return None
+    start = max(1, len(finite) // 10)
+    rest = levels(finite[start:], blocks=10)
+    early, late = float(rest[0]), float(np.median(finite[-max(3, len(finite) // 10):]))
+    if not (early > 1e-3 and late > 1e-3):
+        return None
+    flat = abs(late / early - 1) <= _STALL_FLAT and float(rest.min()) >= (1 - _STALL_DIP) * early
+    first = float(np.median(finite[:3]))
+    trivial = trivial_level(late, targets_second_moment)
+    if not flat or not (trivial or late >= 0.5 * first):
+        return None
+    return {"first_loss": first, "stalled_at": late, "from_point": start, "points": int(len(finite)),
+            **(trivial or {})}
+
+
+def climb(losses: np.ndarray) -> dict | None:
+    """The loss climbed back from its best level and stayed up (positive losses only: a loss that can be
+    negative has no scale to be far above)."""
+    finite = losses[np.isfinite(losses)]
+    if len(finite) < 2 * _MIN_POINTS or (finite <= 0).any():
+        return None
+    logs = np.log(finite)
+    course = np.log(levels(finite, min_size=4))
+    tail = max(1, len(course) // 10)
+    best_i = int(np.argmin(course[:-tail]))
+    best, final, start = float(course[best_i]), float(np.median(course[-tail:])), float(course[0])
+    rise = final - best
+    # The point-to-point noise of the log-loss (scaled MAD of its differences, over sqrt 2): a climb must stand
+    # out of it, so a flat, noisy loss whose block medians wander is no divergence.
+    noise = 1.4826 * float(np.median(np.abs(np.diff(logs)))) / math.sqrt(2)
+    if rise < max(math.log(_CLIMB), 3 * noise) or (start > best and rise < _GIVEN_BACK * (start - best)):
+        return None
+    block = len(finite) / len(course)
+    return {"start_loss": math.exp(start), "best_loss": math.exp(best), "final_loss": math.exp(final),
+            "final_over_best": round(math.exp(rise), 3), "onset_point": int(best_i * block + block / 2)}
+
+
+def column_change(values: np.ndarray, at: int, width: int) -> float | None:
+    """Median of the finite values in points ``at - width .. at`` over that of the ``4 * width`` points before
+    them; None when either stretch has fewer than 2 values or the earlier median is not positive."""
+    recent = values[max(0, at - width):at + 1]
+    earlier = values[max(0, at - 5 * width):max(0, at - width)]
+    recent, earlier = recent[np.isfinite(recent)], earlier[np.isfinite(earlier)]
+    if len(recent) < 2 or len(earlier) < 2:
+        return None
+    before = float(np.median(earlier))
+    return float(np.median(recent)) / before if before > 0 else None
+
+
+def recovery(losses: np.ndarray, at: int, span: int = 20) -> dict | None:
+    """The loss before point ``at`` (median of up to ``span`` finite points) against after it (points
+    ``at + 2 ..``, up to ``span``, skipping the spike's own tail); None with fewer than 2 points on a side."""
+    before = losses[max(0, at - span):at]
+    after = losses[at + 2:at + 2 + span]
+    before, after = before[np.isfinite(before)], after[np.isfinite(after)]
+    if len(before) < 2 or len(after) < 2:
+        return None
+    b, a = float(np.median(before)), float(np.median(after))
+    return {"loss_before": b, "loss_after": a, "recovered": bool(b > 0 and a <= 2.0 * b)}
