@@ -94,9 +94,10 @@ def test_a_broken_exporter_is_switched_off_and_the_run_goes_on(tmp_path):
         warnings.simplefilter("always")
         guarded_run(log=tmp_path / "run.jsonl", exporters=[broken])
     assert len(calls) == 1
-    assert sum("exporter broken failed" in str(w.message) for w in caught) == 1
+    assert sum("internal error in its exporter broken" in str(w.message) for w in caught) == 1
     log = read_runlog(tmp_path / "run.jsonl")
     assert len(log.steps) == STEPS and log.end["status"] == "ok"
+    assert [f.where for f in log.findings if f.code == "guard_internal_error"] == ["exporter broken"]
 
 
 def test_an_exporter_that_is_not_callable_is_refused():

@@ -9,7 +9,7 @@ from torch import nn
 
 import trainguard
 from trainguard import policies
-from trainguard.adapters.torch.repair import unitwise_clip_
+from trainguard.adapters.torch.effector import unitwise_clip_
 from trainguard.core.actions import Action
 from trainguard.core.policies import Policy
 from trainguard.core.policies.clipping import unitwise_clip

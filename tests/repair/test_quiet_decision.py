@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainguard.adapters.torch.repair import _EPS, _quiet
+from trainguard.adapters.torch.effector import _EPS, _quiet
 from trainguard.core.policies import Plan, step_decision
 
 _values = st.one_of(st.floats(min_value=-1e6, max_value=1e6, width=32),

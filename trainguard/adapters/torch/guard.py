@@ -19,82 +19,43 @@ Non-finite localisation: at the first non-finite step of an episode, the guard r
 weights. With a deferred fetch it knows only later, and searches only while the weights are unchanged since
 (see ``_finish``). Nothing is hooked before that.
 
-Repair hooks: a policy other than ``"observe"`` is built by ``trainguard.adapters.torch.repair.make_repairer``
-and called around each update, through :class:`StepContext` and :class:`Repairer` below.
+The guard only translates: ``measure.py`` turns tensors into statistics, the framework-free
+:class:`~trainguard.core.session.Session` keeps the history, runs the detectors and the policy, measures the
+actions' effects, writes the run log and the exporters, and ``effector.py`` carries the policy's orders out
+around each update (``update.py``: what a repairer sees, the optimizer step taken or skipped).
 
 Containment: any exception in the guard's own work (statistics, hooks, detectors, run log, repairer) is
 caught; training goes on exactly as if unguarded (the optimizer steps), the failing part is switched off, and
-the failure is reported once: a ``RuntimeWarning``, an ``internal_error`` event in the run log and a finding
-``guard_internal_error`` of severity WARNING (a warning because the run itself is fine but part of its
-monitoring is now off, which the user must not miss). Exceptions raised by ``optimizer.step()`` itself are the
-user's and propagate unchanged.
+the failure is reported once (:mod:`trainguard.core.containment`). Exceptions raised by ``optimizer.step()``
+itself are the user's and propagate unchanged.
 """
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 
-from trainguard.adapters.containment import INTERNAL_ERROR, Contained
-from trainguard.adapters.torch import collect, distributed, forensic, hooks
-from trainguard.adapters.torch.modes import eval_mode_modules, mode_sensitive_modules
+from trainguard.adapters.torch import collect, distributed, hooks
+from trainguard.adapters.torch.effector import TorchEffector
+from trainguard.adapters.torch.measure import Measurer
+from trainguard.adapters.torch.modes import eval_mode_modules
 from trainguard.adapters.torch.record import PendingStep, all_finite, fetch
+from trainguard.adapters.torch.update import Repairer, StepContext, UserRepair, apply_update, is_repairer
 from trainguard.core.actions import Action
+from trainguard.core.containment import INTERNAL_ERROR
 from trainguard.core.detector import Detector
-from trainguard.core.diagnosis import Cause, StatsHistory, diagnose
+from trainguard.core.diagnosis import Cause, StatsHistory
 from trainguard.core.findings import Finding
 from trainguard.core.monitor import Monitor
+from trainguard.core.policies import TrainingStopped, get_policy
 from trainguard.core.presets import Preset, get_preset
+from trainguard.core.schedule import schedule
+from trainguard.core.session import REPAIRER, PolicyRepair, Session, check_guard_arguments, policy_name
 from trainguard.core.stats import StepStats
 from trainguard.io.runlog import RunLogWriter
 
 __all__ = ["Guard", "StepContext", "Repairer", "INTERNAL_ERROR"]
-
-@dataclass
-class StepContext:
-    """What a repairer sees before the update of one step. Tensors are on the device; reading them syncs.
-
-    ``grad_norm`` and ``finite`` are computed from ``vector`` when first read: a repairer that decides from
-    ``host`` on a quiet step launches no kernel at all."""
-
-    step: int
-    loss: torch.Tensor  # detached 0-dim
-    vector: torch.Tensor  # [loss, ||g_1||, ..., ||g_n||], float32 on the device (collect.step_vector)
-    params: list[nn.Parameter]  # the parameters that have a gradient, forward order
-    names: list[str]
-    host: list[float] | None = None  # ``vector`` read back where that is free (CPU); None on an accelerator
-
-    @functools.cached_property
-    def grad_norm(self) -> torch.Tensor:
-        """Global L2 norm of the gradients, 0-dim float32 (before any clipping)."""
-        return torch.linalg.vector_norm(self.vector[1:])
-
-    @functools.cached_property
-    def finite(self) -> torch.Tensor:
-        """0-dim bool: the loss and every gradient are finite."""
-        return torch.isfinite(self.vector).all()
-
-
-class Repairer(Protocol):
-    """A repair policy, as the guard calls it (built by ``repair.make_repairer(policy, guard)``).
-
-    ``before_update`` may change the gradients in place (clipping) and returns whether to apply this update:
-    a Python bool, or a 0-dim bool tensor on the device so that the decision needs no host sync (see
-    ``Guard._apply_update``). ``after_update`` runs when the step's statistics have been fetched (up to
-    ``fetch_every - 1`` steps later on GPU) with the findings they raised, and returns the actions it took;
-    the guard logs them and appends them to ``guard.actions``. A repairer may read and change
-    ``guard.model``, ``guard.optimizer``, ``guard.scheduler``; ``guard.step_count``, ``guard.monitor`` and
-    ``guard.log`` are there to read.
-    """
-
-    def before_update(self, ctx: StepContext) -> bool | torch.Tensor: ...
-
-    def after_update(self, stats: StepStats, findings: tuple[Finding, ...]) -> list[Action]: ...
-
-    def close(self) -> None: ...
 
 
 def _named_parameters(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[list[nn.Parameter], list[str]]:
@@ -116,21 +77,12 @@ def _named_parameters(model: nn.Module, optimizer: torch.optim.Optimizer) -> tup
     return params, names
 
 
-def _make_repairer(policy: Any, guard: Guard) -> Repairer | None:
-    if isinstance(policy, str) and policy == "observe":
-        return None
-    if all(callable(getattr(policy, hook, None)) for hook in ("before_update", "after_update", "close")):
-        return policy  # a Repairer object of the user's own
-    try:
-        from trainguard.adapters.torch import repair
-    except ModuleNotFoundError as e:
-        if e.name != "trainguard.adapters.torch.repair":
-            raise
-        raise ValueError(f"unknown policy {policy!r}; this version of trainguard offers only 'observe'") from None
-    return repair.make_repairer(policy, guard)
+def _groups_shape(optimizer: torch.optim.Optimizer) -> tuple[int, ...]:
+    """How many parameters each param group holds: changes when ``add_param_group`` is called."""
+    return tuple(len(group["params"]) for group in optimizer.param_groups)
 
 
-class Guard(Contained):
+class Guard:
     """Watches a PyTorch training loop; ``step(loss)`` replaces ``optimizer.step()``.
 
     Args:
@@ -148,6 +100,8 @@ class Guard(Contained):
         exporters: callables receiving each recorded StepStats, Finding and Action (``trainguard.exports``:
             TensorBoard, W&B, MLflow). Under torch.distributed the statistics are reduced across ranks and
             only rank 0 writes the log and exports (``trainguard.adapters.torch.distributed``).
+
+    The optimizer's param groups are followed as they change (``optimizer.add_param_group``).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, policy: Any = "safe",
@@ -157,71 +111,85 @@ class Guard(Contained):
             raise TypeError(f"Guard needs the torch.nn.Module being trained, got {type(model).__name__}")
         if not hasattr(optimizer, "param_groups") or not callable(getattr(optimizer, "step", None)):
             raise TypeError(f"Guard needs the model's torch.optim.Optimizer, got {type(optimizer).__name__}")
-        if detectors is not None and not isinstance(detectors, Detector):
-            raise TypeError(f"detectors= takes a trainguard Detector (see trainguard.core.detector), "
-                            f"got {type(detectors).__name__}")
+        exporters = check_guard_arguments(policy=policy, log=log, detectors=detectors, exporters=exporters)
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.preset = get_preset(preset)
-        # the cadences, read every step
-        self._layer_every, self._mode_every = self.preset.layer_every, self.preset.mode_every
-        self._data_batches, self._forensic_steps = self.preset.data_batches, self.preset.forensic_steps
+        self.schedule = schedule(self.preset)
         self.policy = policy
+        built_policy = None if is_repairer(policy) else get_policy(policy)  # an unknown name: a one-line error
         # a torch.compile'd model is named by its original module ("0.weight", not "_orig_mod.0.weight")
-        self.params, self.names = _named_parameters(getattr(model, "_orig_mod", model), optimizer)
+        self._named_model = getattr(model, "_orig_mod", model)
+        self.params, self.names = _named_parameters(self._named_model, optimizer)
+        self._groups = _groups_shape(optimizer)
         self.device = self.params[0].device if self.params else torch.device("cpu")
-        # Every gradient float32 on one device (the usual case): the norms need no conversion.
-        self._plain = all(p.dtype == torch.float32 and p.device == self.device for p in self.params)
         if fetch_every is None:
             fetch_every = 1 if self.device.type == "cpu" else self.preset.fetch_every
         if not isinstance(fetch_every, int) or isinstance(fetch_every, bool) or fetch_every < 1:
             raise ValueError(f"fetch_every must be a positive integer, got {fetch_every!r}")
         self.fetch_every = fetch_every
-        self.monitor = Monitor(detectors)
         self.step_count = 0
-        self.actions: list[Action] = []
-        # Kept for diagnose(): the first steps, the recent ones, a thinned middle (the run log keeps them all).
-        self.history = StatsHistory()
-        self._findings: list[Finding] = []
         self._pending: list[PendingStep] = []
-        self._disabled: set[str] = set()
         self._inputs: Any = None
         self._previous_finite = True  # the last fetched step was finite (a non-finite episode starts after it)
-        self._mode_modules = mode_sensitive_modules(getattr(model, "_orig_mod", model))
-        self._running_buffers: list[tuple[str, torch.Tensor]] | None = None  # found on the first forensic step
-        self._probe = hooks.ActivationProbe(model)
-        if hasattr(model, "_orig_mod"):  # torch.compile'd: adding and removing hooks would force recompilations
-            self._disabled.add("activation hooks")
-        self._reduce = distributed.step_reducer(model)  # None outside a process group
-        if self._reduce is not None and distributed.is_sharded(model):
-            self._disabled.add("layer statistics")  # FSDP: per-tensor statistics of shards are not reduced
-        if self._reduce is not None:  # its own forward on some ranks only could wait forever on a collective
-            self._disabled.add("non-finite localisation")
         self._closed = False
-        self.log: RunLogWriter | None = None
-        self._repairer: Repairer | None = None
-        self._repairer = _make_repairer(policy, self)
-        if exporters:
-            from trainguard import exports
-            exporters = exports.check_exporters(exporters)
-        if log is not None and distributed.is_log_rank():
+        reduce = distributed.step_reducer(model)  # None outside a process group
+        self._measure = Measurer(model, optimizer, self.device, reduce)
+        self._measure.plain = all(p.dtype == torch.float32 and p.device == self.device for p in self.params)
+        writer = None
+        log_rank = distributed.is_log_rank()
+        if log is not None and log_rank:
             try:
-                self.log = RunLogWriter(log, framework=f"torch {torch.__version__}", parameters=self.names,
-                                        config={"policy": policy if isinstance(policy, str) else type(policy).__name__,
-                                                "preset": self.preset.name})
+                writer = RunLogWriter(log, framework=f"torch {torch.__version__}", parameters=self.names,
+                                      config={"policy": policy_name(policy), "preset": self.preset.name})
             except OSError as e:
                 raise ValueError(f"cannot open run log {log}: {e.strerror or e}") from None
-        if exporters and distributed.is_log_rank():
-            self.log = exports.ExportingLog(self.log, exporters)
-        if self._layer_sampled(0) and "activation hooks" not in self._disabled:
-            self._probe.install()
+        self.session = Session(detectors=detectors, log=writer, exporters=exporters if log_rank else (),
+                               framework="torch", step=lambda: self.step_count)
+        self._containment = self.session.containment
+        self._containment.on_disabled(self._on_part_disabled)
+        if hasattr(model, "_orig_mod"):  # torch.compile'd: adding and removing hooks would force recompilations
+            self._containment.switch_off("activation hooks")
+        if reduce is not None and distributed.is_sharded(model):
+            self._containment.switch_off("layer statistics")  # FSDP: per-tensor statistics of shards are not reduced
+        if reduce is not None:  # its own forward on some ranks only could wait forever on a collective
+            self._containment.switch_off("non-finite localisation")
+        self._effector: TorchEffector | None = None
+        self._repairer: Repairer | TorchEffector | None = None  # what runs before each update
+        if is_repairer(policy):
+            self._repairer = policy
+            self.session.start(lambda: UserRepair(policy))
+        elif built_policy is not None:
+            self._effector = self._repairer = TorchEffector(model, optimizer, scheduler, lambda: self.step_count,
+                                                            snapshots="snapshots" in built_policy.needs)
+            self.session.start(lambda: PolicyRepair(built_policy, self._effector))
+        if self.schedule.layers.due(0):
+            self._try("activation hooks", self._measure.probe.install)
 
     # ----------------------------------------------------------------- public
     @property
     def findings(self) -> list[Finding]:
         """Every finding so far, in the order raised (detectors' and the guard's own internal errors)."""
-        return self._findings
+        return self.session.findings
+
+    @property
+    def actions(self) -> list[Action]:
+        """Every action taken so far, each logged once its effect is measured."""
+        return self.session.actions
+
+    @property
+    def history(self) -> StatsHistory:
+        """The statistics kept for the diagnosis: the first steps, the recent ones, a thinned middle."""
+        return self.session.history
+
+    @property
+    def monitor(self) -> Monitor:
+        return self.session.monitor
+
+    @property
+    def log(self) -> RunLogWriter | None:
+        return self.session.log
 
     def step(self, loss: torch.Tensor, batch_size: int | None = None, *, inputs: Any = None, targets: Any = None,
              epoch: int | None = None) -> tuple[Finding, ...]:
@@ -229,8 +197,12 @@ class Guard(Contained):
         returns the findings raised by the statistics fetched during this call."""
         if self._closed:
             raise RuntimeError("guard.step() called after guard.close()")
+        if not isinstance(loss, torch.Tensor):
+            loss = _loss_tensor(loss)
         step = self.step_count
         self._inputs = inputs
+        if _groups_shape(self.optimizer) != self._groups:
+            self._follow_param_groups()
         params = self.params
         grads = [p.grad for p in params]
         if any(g is None for g in grads):
@@ -240,37 +212,30 @@ class Guard(Contained):
             names = [self.names[i] for i in with_grad]
         else:
             names = self.names
-        if not isinstance(loss, torch.Tensor):
-            loss = torch.tensor(float(loss))
-        sampled = self._layer_sampled(step)
+        disabled = self._containment.disabled
+        measure = self._measure
+        sampled = self.schedule.layers.due(step)
 
         entry = before = None
-        if "statistics" not in self._disabled:
+        if "statistics" not in disabled:
             try:
-                entry = self._measure(step, loss, grads, names, epoch, batch_size)
+                entry = measure.step(step, loss, grads, names, epoch, batch_size)
             except Exception as e:  # noqa: BLE001 - containment
-                self._contain("statistics", e)
+                self._containment.contain("statistics", e)
         if entry is not None and sampled:
-            before = self._try("layer statistics", self._measure_layers, entry, params, grads)
-            self._try("activation hooks", self._collect_activations, entry)
-        elif self._probe.installed:
-            self._probe.remove()
-        if entry is not None and step < self._data_batches:
-            self._try("data summary", self._summarise_data, entry, inputs, targets)
-        if entry is not None and step < self._forensic_steps:
-            self._try("forensic recording", self._record_forensics, entry, inputs, targets)
-        if entry is not None and (step % self._mode_every == 0 or step < self._forensic_steps):
-            entry.eval_mode_modules = eval_mode_modules(self._mode_modules)
-        if entry is not None and inputs is not None and self.fetch_every == 1:
-            # CPU: reading the step's values is free, so a NaN is located now, with the weights that made it.
-            self._try("non-finite localisation", self._locate_now, entry, inputs)
+            before = self._try("layer statistics", measure.layers, entry, params, grads)
+            self._try("activation hooks", measure.activations, entry)
+        elif measure.probe.installed:
+            measure.probe.remove()
+        if entry is not None:
+            self._measure_context(entry, step, inputs, targets)
 
         apply: bool | torch.Tensor = True
-        if self._repairer is not None and "repairer" not in self._disabled:
+        if self._repairer is not None and REPAIRER not in disabled:
             try:
                 apply = self._repairer.before_update(self._context(step, loss, grads, params, names, entry))
             except Exception as e:  # noqa: BLE001 - containment: the update is applied as if unguarded
-                self._contain("repairer", e)
+                self._containment.contain(REPAIRER, e)
                 apply = True
         applied = self._apply_update(apply)
 
@@ -287,14 +252,13 @@ class Guard(Contained):
         found: tuple[Finding, ...] = ()
         if len(self._pending) >= self.fetch_every:
             found = self.flush()
-        if (self._layer_sampled(self.step_count) and "statistics" not in self._disabled
-                and "activation hooks" not in self._disabled):
-            self._try("activation hooks", self._probe.install)
+        if self.schedule.layers.due(self.step_count) and "statistics" not in disabled:
+            self._try("activation hooks", measure.probe.install)
         return found
 
     def flush(self) -> tuple[Finding, ...]:
-        """Fetches the pending statistics now (one host-device sync), feeds them to the detectors, the run log
-        and the repairer; returns the findings they raised."""
+        """Fetches the pending statistics now (one host-device sync), feeds them to the session (detectors,
+        run log, repair); returns the findings they raised."""
         entries, self._pending = self._pending, []
         if not entries:
             return ()
@@ -307,16 +271,20 @@ class Guard(Contained):
                 unchanged.append(not applied_since)
             unchanged.reverse()
         except Exception as e:  # noqa: BLE001 - containment
-            self._contain("statistics", e)
+            self._containment.contain("statistics", e)
             return ()
         found: list[Finding] = []
         for entry, weights_unchanged in zip(entries, unchanged):
             try:
                 stats = self._finish(entry, weights_unchanged)
             except Exception as e:  # noqa: BLE001 - containment
-                self._contain("statistics", e)
+                self._containment.contain("statistics", e)
                 return tuple(found)
-            found.extend(self._observe(stats))
+            result = self.session.observe(stats)
+            found.extend(result.findings)
+            if result.stop is not None:
+                self._end("stopped")
+                raise TrainingStopped(result.stop, stats.step)
         return tuple(found)
 
     def locate_non_finite(self, inputs: Any) -> str | None:
@@ -332,26 +300,25 @@ class Guard(Contained):
         in the diagnosis is the guard's own: it is contained like any other and gives ``[]``."""
         if not self._closed:
             self.flush()
-        causes = self._try("diagnosis", diagnose, list(self.history), self._findings, "torch")
-        return causes if causes is not None else []
+        return self.session.diagnose()
 
     def close(self, status: str = "ok") -> None:
-        """Reads the pending statistics, removes the hooks, closes the repairer and the run log."""
+        """Reads the pending statistics, removes the hooks, hands out the open actions, writes the diagnosis and
+        closes the run log."""
         if self._closed:
             return
-        self.flush()
-        self._probe.remove()
-        if self._repairer is not None and "repairer" not in self._disabled:
-            try:
-                self._repairer.close()
-            except Exception as e:  # noqa: BLE001 - containment
-                self._contain("repairer", e)
-        if self.log is not None and "run log" not in self._disabled:
-            try:
-                self.log.close(status)
-            except Exception as e:  # noqa: BLE001 - containment
-                self._contain("run log", e)
+        try:
+            self.flush()  # may end the run "stopped" and raise TrainingStopped
+        finally:
+            if not self._closed:
+                self._end(status)
+
+    def _end(self, status: str) -> None:
         self._closed = True
+        self._measure.probe.remove()
+        self.session.close(status, self.step_count)
+        if self._effector is not None:
+            self._effector.release()
 
     def __enter__(self) -> Guard:
         return self
@@ -363,74 +330,31 @@ class Guard(Contained):
             self.close("interrupted" if issubclass(exc_type, KeyboardInterrupt) else "error")
 
     # --------------------------------------------------------------- measuring
-    def _layer_sampled(self, step: int) -> bool:
-        return step % self._layer_every == 0 or step < self._forensic_steps
+    def _follow_param_groups(self) -> None:
+        """``optimizer.add_param_group`` since the last step: watch (and repair) the new parameters too."""
+        self.params, self.names = _named_parameters(self._named_model, self.optimizer)
+        self._groups = _groups_shape(self.optimizer)
+        self._measure.plain = all(p.dtype == torch.float32 and p.device == self.device for p in self.params)
+        if self._effector is not None:
+            self._effector.forget_snapshots()
+        self.session.event("param_groups_changed", self.step_count, parameters=self.names)
 
-    def _measure(self, step: int, loss: torch.Tensor, grads: list[torch.Tensor], names: list[str],
-                 epoch: int | None, batch_size: int | None) -> PendingStep:
-        lrs = [group["lr"] for group in self.optimizer.param_groups]
-        tensor_lrs = any(isinstance(lr, torch.Tensor) for lr in lrs)
-        entry = PendingStep(step, epoch, batch_size, () if tensor_lrs else tuple(float(lr) for lr in lrs), names)
-        vector = collect.step_vector(loss, grads, self.device, self._plain)
-        entry.add("step", vector if self._reduce is None else self._reduce(vector), self.device)
-        if tensor_lrs:
-            entry.add("lrs", torch.stack([torch.as_tensor(lr, dtype=torch.float32, device=self.device)
-                                          for lr in lrs]), self.device)
-        return entry
-
-    def _measure_layers(self, entry: PendingStep, params: list[nn.Parameter],
-                        grads: list[torch.Tensor]) -> list[torch.Tensor] | None:
-        """Per-tensor statistics known before the update; returns the weights' copy for the update ratio."""
-        if not params:
-            return None
-        weights = [p.detach() for p in params]
-        entry.numels = [g.numel() for g in grads]
-        entry.add("weight_norm", collect.tensor_norms(weights), self.device)
-        entry.add("grad_sparsity", collect.grad_sparsity(grads), self.device)
-        return collect.snapshot(weights)
+    def _measure_context(self, entry: PendingStep, step: int, inputs: Any, targets: Any) -> None:
+        """What the schedule asks of this step besides the gradients: data, forensics, modes, a NaN's origin."""
+        plan = self.schedule
+        if plan.data.due(step):
+            self._try("data summary", self._measure.data, entry, inputs, targets)
+        if plan.forensic.due(step):
+            self._try("forensic recording", self._measure.forensics, entry, inputs, targets)
+        if plan.modes.due(step):
+            entry.eval_mode_modules = eval_mode_modules(self._measure.mode_modules)
+        if inputs is not None and self.fetch_every == 1:
+            # CPU: reading the step's values is free, so a NaN is located now, with the weights that made it.
+            self._try("non-finite localisation", self._locate_now, entry, inputs)
 
     def _measure_after_update(self, entry: PendingStep, params: list[nn.Parameter], grads: list[torch.Tensor],
                               names: list[str], before: list[torch.Tensor]) -> None:
-        weights = [p.detach() for p in params]
-        entry.add("update_norm", collect.update_norms(weights, before), self.device)
-        adam = []
-        for group in self.optimizer.param_groups:
-            betas = group.get("betas")
-            beta2 = float(betas[1]) if betas is not None else None
-            eps = float(group.get("eps", 1e-8))
-            for p in group["params"]:
-                state = self.optimizer.state.get(p)
-                if state and "exp_avg_sq" in state and p.grad is not None:
-                    adam.append((p, collect.adam_moments(p.grad, state["exp_avg_sq"], state.get("step", 1.0),
-                                                         beta2, eps)))
-        if adam:
-            index = {id(p): i for i, p in enumerate(params)}
-            adam.sort(key=lambda item: index.get(id(item[0]), len(index)))
-            entry.adam_names = [names[index[id(p)]] for p, _ in adam if id(p) in index]
-            entry.add("adam", torch.cat([values for p, values in adam if id(p) in index]), self.device)
-
-    def _collect_activations(self, entry: PendingStep) -> None:
-        meta, values = self._probe.collect()
-        if self._probe.error is not None:
-            error, self._probe.error = self._probe.error, None
-            raise error
-        if values is not None:
-            entry.activation_meta = meta
-            entry.add("activations", values, self.device)
-
-    def _summarise_data(self, entry: PendingStep, inputs: Any, targets: Any) -> None:
-        for key, data in (("inputs", inputs), ("targets", targets)):
-            if isinstance(data, torch.Tensor) and data.is_floating_point() and data.numel() > 0:
-                entry.add(key, collect.data_summary(data), self.device)
-
-    def _record_forensics(self, entry: PendingStep, inputs: Any, targets: Any) -> None:
-        """The "forensic" preset's first steps: batch fingerprint and running statistics, for ``trainguard diff``
-        (each reads back at once: a sync the preset accepts for those steps only)."""
-        if inputs is not None or targets is not None:
-            entry.batch_fingerprint = forensic.batch_fingerprint(inputs, targets)
-        if self._running_buffers is None:
-            self._running_buffers = forensic.running_stat_buffers(self.model)
-        entry.buffers = forensic.buffer_stats(self._running_buffers)
+        self._measure.after_update(entry, params, names, before)
 
     def _locate_now(self, entry: PendingStep, inputs: Any) -> None:
         if self._previous_finite and not entry.step_finite():
@@ -442,38 +366,15 @@ class Guard(Contained):
         vector = entry.pieces.get("step") if entry is not None else None
         host = None
         if vector is None:  # statistics off
-            vector = collect.step_vector(loss, grads, self.device, self._plain)
+            vector = collect.step_vector(loss, grads, self.device, self._measure.plain)
         elif vector.device.type == "cpu":  # a read that costs no sync, and spares the repairer two kernels
             host = entry.prefetch("step")
         return StepContext(step=step, loss=loss.detach(), vector=vector, params=list(params), names=list(names),
                            host=host)
 
-    # ---------------------------------------------------------------- updating
     def _apply_update(self, apply: bool | torch.Tensor) -> bool | torch.Tensor:
-        """Steps the optimizer, or not.
+        return apply_update(self.optimizer, apply)
 
-        A Python bool decides directly. A 0-dim bool tensor goes, with torch's fused optimizers (SGD, Adam,
-        AdamW, Adagrad with ``fused=True``: ``_step_supports_amp_scaling``), to the optimizer as ``found_inf``,
-        the way ``torch.amp.GradScaler`` skips a step: the kernel leaves the weights and the optimizer state
-        (momentum, moments, Adam's step count) untouched on the device, with no sync. Any other optimizer
-        reads the tensor with one ``.item()``: a host sync on GPU, free on CPU. Returns what was applied: a
-        bool, or the device flag.
-        """
-        if isinstance(apply, torch.Tensor):
-            optimizer = self.optimizer
-            if getattr(optimizer, "_step_supports_amp_scaling", False) and optimizer.defaults.get("fused"):
-                optimizer.found_inf = (~apply.bool()).float()  # type: ignore[attr-defined]
-                try:
-                    optimizer.step()
-                finally:
-                    del optimizer.found_inf  # type: ignore[attr-defined]
-                return apply
-            apply = bool(apply.item())
-        if apply:
-            self.optimizer.step()
-        return bool(apply)
-
-    # --------------------------------------------------------------- observing
     def _finish(self, entry: PendingStep, weights_unchanged: bool) -> StepStats:
         """Turns fetched values into StepStats.
 
@@ -491,50 +392,17 @@ class Guard(Contained):
         self._previous_finite = finite
         return entry.build()
 
-    def _observe(self, stats: StepStats) -> tuple[Finding, ...]:
-        self.history.append(stats)
-        found: tuple[Finding, ...] = ()
-        if "detectors" not in self._disabled:
-            try:
-                found = self.monitor.observe(stats)
-            except Exception as e:  # noqa: BLE001 - containment
-                self._contain("detectors", e, stats.step)
-        self._findings.extend(found)
-        if self.log is not None and "run log" not in self._disabled:
-            try:
-                self.log.step(stats)
-                for finding in found:
-                    self.log.finding(finding)
-            except Exception as e:  # noqa: BLE001 - containment
-                self._contain("run log", e, stats.step)
-        if self._repairer is not None and "repairer" not in self._disabled:
-            try:
-                actions = list(self._repairer.after_update(stats, found))
-            except Exception as e:  # noqa: BLE001 - containment
-                self._contain("repairer", e, stats.step)
-                actions = []
-            self.actions.extend(actions)
-            if actions and self.log is not None and "run log" not in self._disabled:
-                try:
-                    for action in actions:
-                        self.log.action(action)
-                except Exception as e:  # noqa: BLE001 - containment
-                    self._contain("run log", e, stats.step)
-            if getattr(self._repairer, "stop_reason", None):
-                self._stop_training(self._repairer.stop_reason, stats.step)
-        return found
-
-    def _stop_training(self, diagnosis: str, step: int) -> None:
-        """The repair policy gave up: close the run (status "stopped") and raise ``trainguard.TrainingStopped``."""
-        from trainguard.core.policies import TrainingStopped
-
-        self.close("stopped")
-        raise TrainingStopped(diagnosis, step)
-
     # ------------------------------------------------------------- containment
-    def _current_step(self) -> int:
-        return self.step_count
+    def _try(self, part: str, fn: Any, *args: Any) -> Any:
+        return self._containment.run(part, fn, *args)
 
     def _on_part_disabled(self, part: str) -> None:
         if part == "activation hooks":
-            self._probe.remove()
+            self._measure.probe.remove()
+
+
+def _loss_tensor(loss: Any) -> torch.Tensor:
+    """A Python number as the step's loss; anything else is the caller's mistake, said in one line."""
+    if isinstance(loss, bool) or not isinstance(loss, (int, float)) and not hasattr(loss, "__float__"):
+        raise TypeError(f"guard.step(loss) takes the loss tensor (or a number), got {type(loss).__name__}")
+    return torch.tensor(float(loss))

@@ -1,11 +1,14 @@
 """Forward hooks: activation health on sampled forwards, and the search for the first non-finite module.
 
-Neither costs anything while it is not needed: the activation probe's hooks exist only for the one forward
+Neither costs anything while it is not needed: the activation probe's hook exists only for the one forward
 the guard samples, and the non-finite search runs its own forward, once, after a NaN/Inf has been seen.
+
+Nothing of trainguard is left on the user's model between steps: the probe listens through torch's global
+module forward hook (``register_module_forward_hook``), keyed by module identity, so ``copy.deepcopy(model)``
+(an EMA copy) carries no hook and ``torch.save(model)`` pickles nothing of trainguard.
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
 import torch
@@ -59,30 +62,34 @@ def _health(kind: str, inputs: tuple[Any, ...], output: torch.Tensor) -> torch.T
 class ActivationProbe:
     """Records activation health during ONE training forward (the first grad-enabled call of each module).
 
-    ``install()`` before the forward, ``collect()`` after it (which removes the hooks). The model's own output
+    ``install()`` before the forward, ``collect()`` after it (which removes the hook). The model's own output
     is recorded too, as ``OUTPUT`` with kind ``"output"`` (its std shows a collapse of the predictions).
+    One global forward hook serves every module (see the module docstring); other models' calls are ignored.
     A hook never raises into the user's forward: a failure is kept in ``error`` for the guard to report.
     """
 
     def __init__(self, model: nn.Module):
         self.model = model
-        self.targets = [(name, kind, m) for name, m in model.named_modules() if (kind := activation_kind(m))]
+        self.targets = {id(m): (name, kind) for name, m in model.named_modules() if (kind := activation_kind(m))}
+        self.targets.setdefault(id(model), (OUTPUT, "output"))
         self.records: dict[str, tuple[str, torch.Tensor]] = {}
-        self.handles: list[torch.utils.hooks.RemovableHandle] = []
+        self.handle: torch.utils.hooks.RemovableHandle | None = None
         self.error: BaseException | None = None
 
     @property
     def installed(self) -> bool:
-        return bool(self.handles)
+        return self.handle is not None
 
     def install(self) -> None:
         self.remove()
         self.records = {}
-        for name, kind, module in self.targets:
-            self.handles.append(module.register_forward_hook(functools.partial(self._record, name, kind)))
-        self.handles.append(self.model.register_forward_hook(functools.partial(self._record, OUTPUT, "output")))
+        self.handle = torch.nn.modules.module.register_module_forward_hook(self._record)
 
-    def _record(self, name: str, kind: str, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+    def _record(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        target = self.targets.get(id(module))
+        if target is None:
+            return
+        name, kind = target
         if name in self.records or not torch.is_grad_enabled() or not isinstance(output, torch.Tensor):
             return  # an evaluation pass, a second micro-batch, or an output we cannot summarise
         try:
@@ -93,7 +100,7 @@ class ActivationProbe:
             self.remove()
 
     def collect(self) -> tuple[list[tuple[str, str]], torch.Tensor | None]:
-        """Removes the hooks; returns ``[(name, kind)]`` in forward order and their values (2 per module)."""
+        """Removes the hook; returns ``[(name, kind)]`` in forward order and their values (2 per module)."""
         self.remove()
         records, self.records = self.records, {}
         if not records:
@@ -102,9 +109,9 @@ class ActivationProbe:
         return meta, torch.cat([values for _, values in records.values()])
 
     def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-        self.handles = []
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
 
 
 def _non_finite(value: Any) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["Snapshot", "SnapshotStore", "take_snapshot", "restore_snapshot"]
+__all__ = ["Snapshot", "SnapshotStore", "take_snapshot", "check_snapshot", "restore_snapshot"]
 
 
 def _to_cpu(value: Any) -> Any:
@@ -62,13 +62,46 @@ def take_snapshot(label: int, model: torch.nn.Module, optimizer: torch.optim.Opt
     return Snapshot(label, model_state, optimizer_state, scheduler_state, rng, size)
 
 
+def check_snapshot(snap: Snapshot, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Raises ``ValueError`` when ``snap`` cannot be restored into ``model`` and ``optimizer`` as they are now
+    (a parameter added, removed or reshaped, a param group added since): nothing is touched."""
+    current = model.state_dict()
+    if current.keys() != snap.model.keys():
+        changed = sorted(current.keys() ^ snap.model.keys())
+        raise ValueError(f"the snapshot of step {snap.label} does not fit the model any more "
+                         f"(tensors added or removed since: {', '.join(changed[:3])})")
+    for name, value in current.items():
+        saved = snap.model[name]
+        if isinstance(value, torch.Tensor) and isinstance(saved, torch.Tensor) and value.shape != saved.shape:
+            raise ValueError(f"the snapshot of step {snap.label} does not fit the model any more ({name} is "
+                             f"{tuple(value.shape)}, was {tuple(saved.shape)})")
+    groups = [len(group["params"]) for group in optimizer.param_groups]
+    saved_groups = [len(group["params"]) for group in snap.optimizer.get("param_groups", ())]
+    if groups != saved_groups:
+        raise ValueError(f"the snapshot of step {snap.label} does not fit the optimizer any more "
+                         f"(parameters per group {groups}, were {saved_groups})")
+
+
 def restore_snapshot(snap: Snapshot, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                      scheduler: Any = None) -> None:
     """Puts every state back, in place: parameters keep their identity, so the optimizer still holds them.
 
-    The optimizer and scheduler get copies, because ``Optimizer.load_state_dict`` may keep the very tensors it
-    is given (``.to()`` on the same device and dtype does not copy) and would then update the snapshot in place.
+    All or nothing: the snapshot is checked first (:func:`check_snapshot`), and if a load still fails half-way
+    the states already changed are put back from a copy taken just before, then the error is raised, so model
+    and optimizer never disagree. The optimizer and scheduler get copies, because ``Optimizer.load_state_dict``
+    may keep the very tensors it is given (``.to()`` on the same device and dtype does not copy) and would then
+    update the snapshot in place.
     """
+    check_snapshot(snap, model, optimizer)
+    undo = take_snapshot(snap.label, model, optimizer, scheduler)
+    try:
+        _load(snap, model, optimizer, scheduler)
+    except BaseException:
+        _load(undo, model, optimizer, scheduler)
+        raise
+
+
+def _load(snap: Snapshot, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
     with torch.no_grad():
         model.load_state_dict(snap.model)
     optimizer.load_state_dict(_to_cpu(snap.optimizer))

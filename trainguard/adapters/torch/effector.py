@@ -1,46 +1,39 @@
-"""The torch executor of the repair policies: turns a :class:`~trainguard.core.policies.Plan` into changes to
-gradients, LRs, the optimizer, the model and its snapshots.
+"""The torch effector: carries out a :class:`~trainguard.core.policies.Plan` on gradients, LRs, the optimizer,
+the model and its snapshots. The decisions are the core's (:class:`trainguard.core.session.PolicyRepair`).
 
-``make_repairer(policy, guard)`` is called by the guard for any policy but ``"observe"``. Per step:
-
-- ``before_update``: skip (the optimizer is not stepped at all, so momentum and Adam moments stay untouched),
-  clip (``clip_grad_norm_``'s arithmetic, by value, unit-wise AGC), scale the LRs for this one optimizer step,
-  prepare the StableAdamW cap. On CPU the decision reads the step's norm (free there). On an accelerator it is
-  made on the device: the apply flag and the clip factor are tensors, and the guard hands the flag to a fused
-  optimizer as AMP's ``found_inf`` (no host sync); other optimizers read it once per step, as GradScaler does.
+- ``before_update`` (the guard calls it before the optimizer step, with a :class:`StepContext`): skip (the
+  optimizer is not stepped at all, so momentum and Adam moments stay untouched), clip (``clip_grad_norm_``'s
+  arithmetic, by value, unit-wise AGC), scale the LRs for this one optimizer step, prepare the StableAdamW cap.
+  On CPU the decision reads the step's norm (free there). On an accelerator it is made on the device: the apply
+  flag and the clip factor are tensors, and the guard hands the flag to a fused optimizer as AMP's ``found_inf``
+  (no host sync); other optimizers read it once per step, as GradScaler does.
 - after the optimizer step (a step post-hook): the LRs are put back exactly as they were, so a user's LR
   scheduler, which reads and writes ``param_group['lr']``, never sees the back-off; the Adam update cap.
-- ``after_update``: the policy reads the step's statistics and findings; the one-shot orders are carried out
-  (snapshot, rollback, moment reset, modules back to train mode, stop); the actions are returned to the guard
-  for the run log once their effect has been measured (:class:`~trainguard.core.policies.effects.EffectTracker`).
+- ``executed`` / ``carry_out`` (the session calls them once the step's statistics are fetched): the skip or clip
+  the standing orders made of the step, then the one-shot orders (snapshot, rollback, moment reset, modules
+  back to train mode) and the next standing orders.
 
-Stopping: when the policy gives up, ``stop_reason`` is set and the guard raises
-:class:`trainguard.TrainingStopped` with the diagnosis once the actions are logged.
+A rollback is all or nothing: the snapshot is checked against the current model and optimizer before anything
+is touched, and a restore that fails half-way puts back what it had already changed (see ``snapshot.py``).
 """
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from trainguard.adapters.torch.snapshot import SnapshotStore, restore_snapshot, take_snapshot
 from trainguard.core.actions import Action
 from trainguard.core.findings import Finding
-from trainguard.core.policies import NO_STEP, Plan, Policy, get_policy, step_decision
-from trainguard.core.policies.effects import EffectTracker
+from trainguard.core.policies import Plan, step_decision
+from trainguard.core.session import Carried, standing
 from trainguard.core.stats import StepStats
 
-__all__ = ["make_repairer", "TorchRepairer", "unitwise_clip_"]
+__all__ = ["TorchEffector", "unitwise_clip_"]
 
 _EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s
-_NO_ORDERS = Plan()  # what each step's policy update starts from (immutable, so one is enough)
-
-
-def make_repairer(policy: str | Policy, guard: Any) -> TorchRepairer | None:
-    built = get_policy(policy)
-    return None if built is None else TorchRepairer(built, guard)
 
 
 def _quiet(plan: Plan, host: list[float]) -> bool:
@@ -68,21 +61,17 @@ def unitwise_clip_(params: list[torch.Tensor], grads: list[torch.Tensor], clippi
         g.copy_(torch.where(g_norm > max_norm, g * (max_norm / g_norm.clamp_min(1e-6)), g))
 
 
-class TorchRepairer:
-    def __init__(self, policy: Policy, guard: Any, effect_window: int = 5):
-        self.policy = policy
-        self.state = policy.init()
-        self.guard = guard
+class TorchEffector:
+    """See the module docstring. ``step`` says the guard's current step (the label of a snapshot taken now)."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                 step: Callable[[], int], snapshots: bool):
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self._step = step
         self.plan = Plan()
-        self._error: Exception | None = None
-        try:  # the standing orders for step 0
-            plan, self.state = policy.update(NO_STEP, (), Plan(), self.state)
-            self.plan = plan._replace(actions=())
-        except Exception as e:  # noqa: BLE001 - raised at the first step, where the guard contains it
-            self._error = e
-        self.effects = EffectTracker(effect_window)
-        self.snapshots = SnapshotStore(keep=1) if "snapshots" in policy.needs else None
-        self.stop_reason: str | None = None
+        self.snapshots = SnapshotStore(keep=1) if snapshots else None
         self._plans: dict[int, Plan] = {}  # plan in force at each step not yet observed
         self._skip_left = 0  # batches still to skip after a rollback
         self._skipped: list[int] = []  # steps skipped since the last rollback
@@ -90,18 +79,19 @@ class TorchRepairer:
         self._saved_lrs: list[Any] | None = None
         self._adam_cap: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         # An optimizer without step hooks (not a torch.optim.Optimizer) gets its LRs back at the next call instead.
-        register = getattr(guard.optimizer, "register_step_post_hook", None)
+        register = getattr(optimizer, "register_step_post_hook", None)
         self._hook = register(self._after_optimizer_step) if callable(register) else None
+
+    def stand(self, plan: Plan) -> None:
+        self.plan = standing(plan)
 
     # ------------------------------------------------------------ before the update
     def before_update(self, ctx: Any) -> bool | torch.Tensor:
-        if self._error is not None:
-            raise self._error
         self._restore_lrs()
         if self._adam_cap:
             self._adam_cap = []
         if self.snapshots is not None and not self.snapshots.snapshots:
-            self.snapshots.add(take_snapshot(ctx.step, self.guard.model, self.guard.optimizer, self.guard.scheduler))
+            self.snapshots.add(take_snapshot(ctx.step, self.model, self.optimizer, self.scheduler))
         if self._skip_left > 0:
             self._skip_left -= 1
             self._skipped.append(ctx.step)
@@ -144,14 +134,14 @@ class TorchRepairer:
         return apply
 
     def _scale_lrs(self, scale: float) -> None:
-        groups = self.guard.optimizer.param_groups
+        groups = self.optimizer.param_groups
         self._saved_lrs = [group["lr"] for group in groups]
         for group in groups:
             group["lr"] = group["lr"] * scale
 
     def _restore_lrs(self) -> None:
         if self._saved_lrs is not None:
-            for group, lr in zip(self.guard.optimizer.param_groups, self._saved_lrs):
+            for group, lr in zip(self.optimizer.param_groups, self._saved_lrs):
                 group["lr"] = lr
             self._saved_lrs = None
 
@@ -159,7 +149,7 @@ class TorchRepairer:
         """StableAdamW (Wortsman et al. 2023): each tensor's update shrinks by ``min(1, cap / RMS)``, RMS of
         ``g / sqrt(v_hat)`` with this step's second moment. The weights are copied so the cap can be applied
         after the optimizer step."""
-        optimizer = self.guard.optimizer
+        optimizer = self.optimizer
         for group in optimizer.param_groups:
             betas, eps = group.get("betas"), float(group.get("eps", 1e-8))
             if betas is None:
@@ -187,30 +177,11 @@ class TorchRepairer:
         self._adam_cap = []
 
     # ------------------------------------------------------------- after the update
-    def after_update(self, stats: StepStats, findings: tuple[Finding, ...]) -> list[Action]:
+    def executed(self, stats: StepStats, findings: tuple[Finding, ...]) -> list[Action]:
+        """The skip or clip that the standing orders made of this step, as actions."""
         if self._hook is None:
             self._after_optimizer_step(None, None, None)
         self._restore_lrs()  # a skipped step never reached the post-hook; the user's scheduler steps next
-        done: list[Action] = []
-        executed = self._executed(stats, findings)
-        plan, self.state = self.policy.update(stats, tuple(findings), _NO_ORDERS, self.state)
-        done += self.effects.observe(stats)
-        for action in executed + list(plan.actions):
-            self.effects.add(action, stats)
-        self._carry_out(plan, stats)
-        if self._rollback is not None and self._skip_left == 0 and self._skipped and stats.step >= self._skipped[-1]:
-            self.effects.add(self._skipped_record(), None)
-        if (plan.snapshot or plan.rollback is not None or plan.reset_moments or plan.restore_modules
-                or plan.stop is not None or plan.actions):
-            plan = plan._replace(snapshot=0, rollback=None, reset_moments=False, restore_modules=(), stop=None,
-                                 actions=())
-        self.plan = plan
-        if self.stop_reason is not None:
-            done += self.effects.flush()
-        return done
-
-    def _executed(self, stats: StepStats, findings: tuple[Finding, ...]) -> list[Action]:
-        """The skip or clip that the standing orders made of this step, as actions."""
         plan = self._plans.pop(stats.step, None)
         if self._plans:
             for old in [s for s in self._plans if s < stats.step]:
@@ -226,20 +197,18 @@ class TorchRepairer:
         if not decision.apply:
             return [Action("skip_step", stats.step, reason, {"grad_norm": norm, "skip_above": plan.skip_above,
                                                              "why": decision.reason}, {})]
-        if decision.clip_coef < 1.0:
-            return [Action("clip", stats.step, "grad_outlier" if reason == "clip" else reason,
-                           {"max_norm": plan.clip_norm, "grad_norm": norm, "coef": decision.clip_coef}, {})]
-        return []
+        return [Action("clip", stats.step, "grad_outlier" if reason == "clip" else reason,
+                       {"max_norm": plan.clip_norm, "grad_norm": norm, "coef": decision.clip_coef}, {})]
 
-    def _carry_out(self, plan: Plan, stats: StepStats) -> None:
-        guard = self.guard
+    def carry_out(self, plan: Plan, stats: StepStats) -> Carried:
+        stop = None
         if plan.snapshot and self.snapshots is not None:
             self.snapshots.keep = plan.snapshot
-            self.snapshots.add(take_snapshot(guard.step_count, guard.model, guard.optimizer, guard.scheduler))
+            self.snapshots.add(take_snapshot(self._step(), self.model, self.optimizer, self.scheduler))
         if plan.rollback is not None and self.snapshots is not None:
-            self._restore(plan, stats)
+            stop = self._restore(plan, stats)
         if plan.reset_moments:
-            for state in guard.optimizer.state.values():
+            for state in self.optimizer.state.values():
                 for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
                     if isinstance(state.get(key), torch.Tensor):
                         state[key].zero_()
@@ -248,32 +217,35 @@ class TorchRepairer:
                 elif "step" in state:
                     state["step"] = 0
         if plan.adam_eps is not None:
-            for group in guard.optimizer.param_groups:
+            for group in self.optimizer.param_groups:
                 if "eps" in group and group["eps"] < plan.adam_eps:
                     group["eps"] = plan.adam_eps
         for name in plan.restore_modules:
-            guard.model.get_submodule(name).train(True)
+            self.model.get_submodule(name).train(True)
         for action in plan.actions:
             if action.kind == "restore_mode":
                 modules = ", ".join(action.params["modules"])
                 what = "put back in train mode" if action.params["restored"] else "left as they are"
                 warnings.warn(f"trainguard: modules in eval mode while training at step {action.step}: {modules} "
-                              f"({what}); call model.train() before training", UserWarning, stacklevel=4)
-        if plan.stop is not None:
-            self.stop_reason = plan.stop
+                              f"({what}); call model.train() before training", UserWarning, stacklevel=5)
+        actions: tuple[Action, ...] = ()
+        if self._rollback is not None and self._skip_left == 0 and self._skipped and stats.step >= self._skipped[-1]:
+            actions = (self._skipped_record(),)
+        self.stand(plan)
+        return Carried(actions=actions, stop=stop)
 
-    def _restore(self, plan: Plan, stats: StepStats) -> None:
+    def _restore(self, plan: Plan, stats: StepStats) -> str | None:
         order = plan.rollback
         candidates = [s for s in self.snapshots.snapshots if s.label <= order.label]
         if not candidates:
-            self.stop_reason = f"rollback ordered at step {stats.step} but no snapshot at or before {order.label}"
-            return
+            return f"rollback ordered at step {stats.step} but no snapshot at or before {order.label}"
         snap = candidates[-1]
-        restore_snapshot(snap, self.guard.model, self.guard.optimizer, self.guard.scheduler)
+        restore_snapshot(snap, self.model, self.optimizer, self.scheduler)
         self.snapshots.forget_after(snap.label)
         self._skip_left = order.skip_batches
         self._skipped = []
         self._rollback = next((a for a in plan.actions if a.kind == "rollback"), None)
+        return None
 
     def _skipped_record(self) -> Action:
         rollback, steps = self._rollback, self._skipped
@@ -282,19 +254,25 @@ class TorchRepairer:
                       {"steps": steps, "count": len(steps), "after_rollback_at": rollback.step if rollback else None},
                       {})
 
+    def forget_snapshots(self) -> None:
+        """The parameters changed (``add_param_group``): the snapshots no longer fit; a fresh one is taken before
+        the next update."""
+        if self.snapshots is not None:
+            self.snapshots.snapshots = []
+
     # ----------------------------------------------------------------------- close
-    def close(self) -> None:
+    def release(self) -> None:
+        """Leaves the optimizer as it found it: the LRs back, its step hook removed."""
         self._restore_lrs()
         if self._hook is not None:
             self._hook.remove()
-        pending = self.effects.flush()
-        if self._skipped:
-            pending.append(self._skipped_record())
-        log = getattr(self.guard, "log", None)
-        self.guard.actions.extend(pending)
-        if log is not None and not log.closed:
-            for action in pending:
-                log.action(action)
-            if self.snapshots is not None:
-                log.event("snapshots", self.guard.step_count, held=len(self.snapshots.snapshots),
-                          bytes_held=self.snapshots.nbytes, bytes_peak=self.snapshots.peak_nbytes)
+            self._hook = None
+
+    def close(self) -> Carried:
+        self.release()
+        actions = (self._skipped_record(),) if self._skipped else ()
+        events = ()
+        if self.snapshots is not None:
+            events = (("snapshots", {"held": len(self.snapshots.snapshots), "bytes_held": self.snapshots.nbytes,
+                                     "bytes_peak": self.snapshots.peak_nbytes}),)
+        return Carried(actions=actions, events=events)
