@@ -51,8 +51,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from benchmarks.corpus.registry import CORPUS_DIR, PARTS, CaseFile, discover, in_part, write_holdout
-from benchmarks.corpus.run_one import RESULT_NAME, VARIANTS
+from benchmarks.corpus.registry import (CORPUS_DIR, PARTS, CaseFile, declared_fields, discover, in_part,
+                                       write_holdout)
+from benchmarks.corpus.run_one import PEER_VARIANTS, RESULT_NAME, VARIANTS
 
 __all__ = ["main", "VARIANTS_OF", "LOG_VISIBLE_CAUSES", "GRADIENT_CAUSES", "score_case", "totals", "run_cases",
            "CONFIDENT"]
@@ -109,6 +110,8 @@ def _trainguard_version() -> str:
 
 
 def _version(case: CaseFile, variant: str) -> str:
+    if variant in PEER_VARIANTS:  # a peer's run depends on the case and on the installed peer
+        return _case_version(case) + "+" + variant
     guarded = VARIANTS[variant][0] is not None
     return _case_version(case) + ("+" + _trainguard_version() if guarded else "")
 
@@ -171,13 +174,14 @@ def execute(run: Run, timeout_s: float) -> dict[str, Any]:
 
 
 def run_cases(cases: list[CaseFile], cache_dir: Path = CACHE_DIR, jobs: int = 2, rerun: bool = False,
-              timeout_s: float = TIMEOUT_S, progress: Callable[[str], None] | None = None
+              timeout_s: float = TIMEOUT_S, progress: Callable[[str], None] | None = None,
+              variants_of: Callable[[CaseFile], tuple[str, ...]] = lambda case: VARIANTS_OF[case.kind]
               ) -> dict[str, dict[str, dict[str, Any]]]:
     """case name -> variant -> result record, running what the cache does not hold."""
     results: dict[str, dict[str, dict[str, Any]]] = {c.name: {} for c in cases}
     todo = []
     for case in cases:
-        for variant in VARIANTS_OF[case.kind]:
+        for variant in variants_of(case):
             run = Run(case, variant, cache_dir / case.name / variant)
             record = None if rerun else cached(run)
             if record is None:
@@ -497,7 +501,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.peers:
         from benchmarks.corpus.peers import peer_totals, print_peers, run_peers
 
-        peers = run_peers(rows, args.cache_dir)
+        torch_cases = {c.name for c in cases if declared_fields(c).get("framework") == "torch"}
+        live = run_cases(cases, args.cache_dir, args.jobs, args.rerun, args.timeout,
+                         progress=lambda line: print(line, file=sys.stderr, flush=True),
+                         variants_of=lambda c: tuple(PEER_VARIANTS) if c.name in torch_cases else ())
+        peers = run_peers(rows, args.cache_dir, live)
         print_peers(peers, rows, console)
         peers = {"totals": peer_totals(peers, rows),
                  "status": {name: result["status"] for name, result in peers.items()},

@@ -7,8 +7,12 @@ Each peer reads what it reads by design, with its defaults, from the same runs a
 | losslint | 0.4 | log files (CSV, ``trainer_state.json``, JSONL, TensorBoard) | ``losslint check NATIVE_LOG --format json`` |
 | trainpulse | 0.4 | per-step values pushed to ``Monitor.log(name, step, value)`` | the native log's loss, LR and gradient norm, row by row |
 | training-doctor | 0.1 | per-step values pushed to ``Doctor.log(step, **metrics)`` (its CSV loader takes no trainer_state.json) | the native log's loss, LR, gradient norm and evaluation loss, row by row, ``check()`` after each |
-| stabilityguard | 0.3 | a live optimizer wrapper and model hooks | not run: it has no log reader, and wrapping each case's optimizer is not done |
-| arc-vigil | 1.0 | a live model (``BendexMonitor(model).observe(step)``) | not run, for the same reason |
+| stabilityguard | 0.3 | a live optimizer (``GuardedOptimizer(optimizer, model)``, which skips spiking steps) | wraps the optimizer of each PyTorch-loop case in an extra run (variant ``peer_stabilityguard``) |
+| arc-vigil | 1.0 | a live model (``BendexMonitor(model).observe(step)``) | observes each PyTorch-loop case's model every step, before the optimizer step, in an extra run (``peer_arc_vigil``) |
+
+The two live peers are wired in where a case asks for trainguard's guard (``ctx.torch_guard``/``ctx.torch_step``):
+only the ``torch`` cases, whose loops call those; they have no Keras, HF or Lightning form. stabilityguard flags a
+run when it counted a gradient spike; arc-vigil when it reported an instability event (it has no severities).
 
 The values handed to trainpulse and training-doctor are read from the native log by trainguard's own reader
 (``trainguard.doctor.read_run``): the same rows the doctor scores. A peer *flags* a run when it reports something
@@ -23,19 +27,20 @@ import math
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["PEERS", "Peer", "run_peers", "print_peers", "peer_totals"]
+from benchmarks.corpus.case import RunContext
+
+__all__ = ["PEERS", "Peer", "run_peers", "print_peers", "peer_totals", "LIVE_PEERS", "LivePeerContext"]
 
 
 @dataclass(frozen=True)
 class Peer:
     name: str  # the PyPI name
     module: str  # what ``import`` takes
-    check: Callable[[Path], list[str]] | None  # native log -> what it flagged (at warning or above)
-    why_not_run: str = ""
+    check: Callable[[Path], list[str]] | None  # native log -> what it flagged; None: a live peer
 
 
 def _rows(path: Path) -> list[dict[str, float]]:
@@ -89,12 +94,73 @@ def _training_doctor(path: Path) -> list[str]:
                    if d.severity.value in ("warning", "critical")})
 
 
+class _StabilityGuardWatch:
+    def __init__(self, model: Any, optimizer: Any, folder: Path) -> None:
+        from stabilityguard import GuardedOptimizer
+
+        self.optimizer = GuardedOptimizer(optimizer, model, log_dir=str(folder))  # its defaults otherwise
+
+    def step(self, loss: Any) -> None:
+        self.optimizer.step(loss=float(loss.detach()))
+
+    def flagged(self) -> list[str]:
+        spikes, skips = self.optimizer.total_spikes, self.optimizer.total_skips
+        return [f"{spikes} gradient spikes ({skips} steps skipped)"] if spikes else []
+
+    def close(self) -> None:
+        self.optimizer.close()
+
+
+class _ArcVigilWatch:
+    def __init__(self, model: Any, optimizer: Any, folder: Path) -> None:
+        from arc_vigil import BendexMonitor
+
+        self.monitor, self.optimizer, self.steps = BendexMonitor(model), optimizer, 0
+
+    def step(self, loss: Any) -> None:
+        self.monitor.observe(self.steps)  # the gradients of this step, the weights before its update
+        self.optimizer.step()
+        self.steps += 1
+
+    def flagged(self) -> list[str]:
+        return [f"{e['mode']} event at step {e['step']} (suspect {e['suspect_module']})" for e in self.monitor.events]
+
+    def close(self) -> None:
+        pass
+
+
+LIVE_PEERS: dict[str, Callable[[Any, Any, Path], Any]] = {"stabilityguard": _StabilityGuardWatch,
+                                                          "arc-vigil": _ArcVigilWatch}
+
+
+@dataclass
+class LivePeerContext(RunContext):
+    """A run context whose "guard" is a live peer: PyTorch-loop cases only (``torch_guard``/``torch_step``)."""
+
+    peer: str = ""
+    watches: list[Any] = field(default_factory=list)
+
+    def torch_guard(self, model: Any, optimizer: Any, name: str = "run", **kwargs: Any) -> Any:
+        watch = LIVE_PEERS[self.peer](model, optimizer, self.outdir / f"{self.peer}_{name}")
+        self.watches.append(watch)
+        return watch
+
+    def torch_step(self, guard: Any, optimizer: Any, loss: Any, **kwargs: Any) -> None:
+        guard.step(loss)
+
+    def close(self, guard: Any) -> None:
+        guard.close()
+
+    def flagged(self) -> list[str]:
+        return [what for watch in self.watches for what in watch.flagged()]
+
+
 PEERS = [
     Peer("losslint", "losslint", _losslint),
     Peer("trainpulse", "trainpulse", _trainpulse),
     Peer("training-doctor", "training_doctor", _training_doctor),
-    Peer("stabilityguard", "stabilityguard", None, "a live optimizer wrapper with no log reader; not wrapped"),
-    Peer("arc-vigil", "arc_vigil", None, "a live model monitor with no log reader; not wrapped"),
+    Peer("stabilityguard", "stabilityguard", None),  # live: the peer_stabilityguard run of each torch case
+    Peer("arc-vigil", "arc_vigil", None),  # live: the peer_arc_vigil run
 ]
 
 
@@ -102,15 +168,24 @@ def _installed(peer: Peer) -> bool:
     return importlib.util.find_spec(peer.module) is not None
 
 
-def run_peers(rows: list[dict[str, Any]], cache_dir: Path) -> dict[str, Any]:
-    """For each peer: per case, what it flagged on the ``observe`` run's native log (and the fixed twin's)."""
+def run_peers(rows: list[dict[str, Any]], cache_dir: Path,
+              live: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """For each peer: per case, what it flagged: a log peer on the ``observe`` run's native log (and the fixed
+    twin's), a live peer in its own run (``live``: case -> variant -> run_one's result record)."""
     out: dict[str, Any] = {}
     for peer in PEERS:
         if not _installed(peer):
             out[peer.name] = {"status": "not installed (pip install -e '.[bench]')", "cases": {}}
             continue
         if peer.check is None:
-            out[peer.name] = {"status": f"installed, not run: {peer.why_not_run}", "cases": {}}
+            cases = {}
+            for case, runs in live.items():
+                for record in runs.values():
+                    if record.get("peer", {}).get("name") == peer.name:
+                        cases[case] = {"observe": {"flagged": record["peer"]["flagged"]}}
+                    elif record.get("status") != "ok" and peer.name.replace("-", "_") in record["variant"]:
+                        cases[case] = {"observe": {"error": record.get("status", "failed")}}
+            out[peer.name] = {"status": "run", "cases": cases}
             continue
         cases = {}
         for row in rows:
@@ -161,11 +236,13 @@ def print_peers(peers: dict[str, Any], rows: list[dict[str, Any]], console: Any)
     table = Table(title="PyPI peers on the same runs (native logs)", title_justify="left")
     for column in ("peer", "faulty detected", "fixed twins flagged", "healthy flagged", "errors on a log", "note"):
         table.add_column(column)
+    live = {p.name for p in PEERS if p.check is None}
     for name, result in peers.items():
         if name in totals:
             t = totals[name]
             table.add_row(name, *(_fraction(t[k]) for k in ("faulty_detected", "fixed_flagged", "healthy_flagged",
-                                                           "errors")), "")
+                                                           "errors")),
+                          "live, in its own run (PyTorch loops only)" if name in live else "reads the native log")
         else:
             table.add_row(name, "-", "-", "-", "-", result["status"])
     console.print(table)

@@ -13,6 +13,7 @@ Keras state, and a run that hangs or crashes costs that run only. The variants:
 | ``unguarded`` | none | the case (healthy: the reference ``auto`` must equal bitwise) |
 | ``fixed`` | none | the fixed twin (faulty: the reference final loss) |
 | ``fixed_observe`` | observe | the fixed twin (its findings are false alarms) |
+| ``peer_stabilityguard``, ``peer_arc_vigil`` | that peer, live | the case (``--peers``, PyTorch loops) |
 
 What is read after the run: every run log ``OUTDIR/*.jsonl`` (findings, actions and the live diagnosis: the log's
 ``diagnosis`` record when the guard wrote one, else ``trainguard.diagnosis.diagnose_log`` on the log), and the
@@ -32,12 +33,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-__all__ = ["VARIANTS", "RESULT_NAME", "run_case", "analyse_outdir", "native_log", "main"]
+__all__ = ["VARIANTS", "PEER_VARIANTS", "RESULT_NAME", "run_case", "analyse_outdir", "native_log", "main"]
 
 # variant -> (policy, fixed)
 VARIANTS: dict[str, tuple[str | None, bool]] = {
     "observe": ("observe", False), "auto": ("auto", False), "unguarded": (None, False),
     "fixed": (None, True), "fixed_observe": ("observe", True)}
+# A live PyPI peer in the guard's place (benchmarks/corpus/peers.py; PyTorch-loop cases only): variant -> peer.
+PEER_VARIANTS = {"peer_stabilityguard": "stabilityguard", "peer_arc_vigil": "arc-vigil"}
 RESULT_NAME = "result.json"
 
 
@@ -146,14 +149,20 @@ def run_case(case_path: Path, variant: str, outdir: Path) -> dict[str, Any]:
     from benchmarks.corpus.registry import CaseFile, load_case
     from trainguard import TrainingStopped
 
-    policy, fixed = VARIANTS[variant]
+    policy, fixed = VARIANTS.get(variant, (None, False))
     record: dict[str, Any] = {"case": case_path.stem, "variant": variant, "policy": policy, "fixed": fixed,
                               "status": "ok"}
+    if variant in PEER_VARIANTS:
+        from benchmarks.corpus.peers import LivePeerContext
+
+        ctx: RunContext = LivePeerContext(outdir=outdir, peer=PEER_VARIANTS[variant])
+    else:
+        ctx = RunContext(outdir=outdir, policy=policy, fixed=fixed)
     started = time.perf_counter()
     try:
         module = load_case(CaseFile(case_path.stem, case_path.parent.name, case_path))
         record["meta"] = dataclasses.asdict(module.CASE)
-        outcome = module.run(RunContext(outdir=outdir, policy=policy, fixed=fixed))
+        outcome = module.run(ctx)
         record["outcome"] = {"final_loss": _finite_or_none(outcome.final_loss), "fingerprint": outcome.fingerprint,
                              "steps": outcome.steps, "stopped": outcome.stopped,
                              "extra": {k: _finite_or_none(v) for k, v in outcome.extra.items()
@@ -167,6 +176,10 @@ def run_case(case_path: Path, variant: str, outdir: Path) -> dict[str, Any]:
         record["status"] = "failed"
         record["error"] = "".join(traceback.format_exception(type(e), e, e.__traceback__)[-6:])[-3000:]
     record["seconds"] = round(time.perf_counter() - started, 2)
+    if variant in PEER_VARIANTS:
+        if record["status"] != "failed":
+            record["peer"] = {"name": PEER_VARIANTS[variant], "flagged": ctx.flagged()}
+        return record
     if record["status"] != "failed":
         try:
             record.update(analyse_outdir(outdir, guarded=policy is not None))
@@ -179,7 +192,7 @@ def run_case(case_path: Path, variant: str, outdir: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Runs one corpus case (see benchmarks.diagnosis).")
     parser.add_argument("case_file", type=Path)
-    parser.add_argument("--variant", choices=sorted(VARIANTS), required=True)
+    parser.add_argument("--variant", choices=sorted([*VARIANTS, *PEER_VARIANTS]), required=True)
     parser.add_argument("--outdir", type=Path, required=True)
     args = parser.parse_args(argv)
     if not args.case_file.is_file():
