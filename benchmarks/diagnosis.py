@@ -53,7 +53,7 @@ from typing import Any, Callable
 
 from benchmarks.corpus.registry import (CORPUS_DIR, PARTS, CaseFile, declared_fields, discover, in_part,
                                        write_holdout)
-from benchmarks.corpus.run_one import PEER_VARIANTS, RESULT_NAME, VARIANTS
+from benchmarks.corpus.run_one import PEER_VARIANTS, RECORD_VERSION, RESULT_NAME, VARIANTS
 
 __all__ = ["main", "VARIANTS_OF", "LOG_VISIBLE_CAUSES", "GRADIENT_CAUSES", "score_case", "totals", "run_cases",
            "CONFIDENT"]
@@ -93,10 +93,10 @@ def _hash_files(paths: list[Path]) -> str:
 
 
 def _case_version(case: CaseFile) -> str:
-    """The case, its folder's helper modules and the protocol: what an unguarded run depends on."""
+    """The case, its folder's helper modules, the protocol and the record's layout: what an unguarded run's
+    record depends on."""
     helpers = sorted(p for p in case.path.parent.glob("_*.py"))
-    protocol = [CORPUS_DIR / "case.py", CORPUS_DIR / "run_one.py"]
-    return _hash_files([case.path, *helpers, *protocol])
+    return f"r{RECORD_VERSION}:" + _hash_files([case.path, *helpers, CORPUS_DIR / "case.py"])
 
 
 _TRAINGUARD_VERSION: str | None = None
@@ -116,6 +116,9 @@ def _version(case: CaseFile, variant: str) -> str:
     return _case_version(case) + ("+" + _trainguard_version() if guarded else "")
 
 
+_RUNNING: set[subprocess.Popen] = set()  # the runs in flight, killed when the benchmark is interrupted
+
+
 @dataclass
 class Run:
     case: CaseFile
@@ -132,7 +135,9 @@ def cached(run: Run) -> dict[str, Any] | None:
         record = json.loads(run.result_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return record if record.get("version") == _version(run.case, run.variant) else None
+    # A failed or timed-out run is tried again: it may have been the machine's load or an interruption.
+    usable = record.get("status") in ("ok", "stopped") and record.get("version") == _version(run.case, run.variant)
+    return record if usable else None
 
 
 def execute(run: Run, timeout_s: float) -> dict[str, Any]:
@@ -150,12 +155,15 @@ def execute(run: Run, timeout_s: float) -> dict[str, Any]:
     started = time.perf_counter()
     with open(partial / "output.log", "wb") as output:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+                                   start_new_session=True)  # its own process group: killed with its children
+        _RUNNING.add(process)
         try:
             process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        finally:
+            _RUNNING.discard(process)
     wall = round(time.perf_counter() - started, 2)
     try:
         record = json.loads((partial / RESULT_NAME).read_text(encoding="utf-8"))
@@ -188,7 +196,8 @@ def run_cases(cases: list[CaseFile], cache_dir: Path = CACHE_DIR, jobs: int = 2,
                 todo.append(run)
             else:
                 results[case.name][variant] = record
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
         futures = {pool.submit(execute, run, timeout_s): run for run in todo}
         for done, future in enumerate(as_completed(futures), start=1):
             run = futures[future]
@@ -197,6 +206,12 @@ def run_cases(cases: list[CaseFile], cache_dir: Path = CACHE_DIR, jobs: int = 2,
             if progress:
                 progress(f"[{done}/{len(todo)}] {run.case.name} {run.variant}: {record['status']} "
                          f"({record['wall_s']:.1f} s)")
+    except BaseException:  # Ctrl-C: no run may outlive the benchmark
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in list(_RUNNING):
+            os.killpg(process.pid, signal.SIGKILL)
+        raise
+    pool.shutdown()
     return results
 
 
@@ -418,14 +433,14 @@ SECONDS_FILE = REPO / "tests" / "corpus" / "run_seconds.json"
 
 
 def write_seconds(results: dict[str, dict[str, dict[str, Any]]], path: Path = SECONDS_FILE) -> None:
-    """Merges the measured seconds (the run and the reading of its logs, imports excluded) of each run into
+    """Merges the measured CPU seconds (the run and the reading of its logs, imports excluded) of each run into
     ``path``; a run that failed is recorded as None (never fast)."""
     try:
         recorded = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         recorded = {}
     for name, runs in results.items():
-        recorded[name] = {variant: (record.get("seconds") if record.get("status") == "ok" else None)
+        recorded[name] = {variant: (record.get("cpu_s") if record.get("status") == "ok" else None)
                           for variant, record in sorted(runs.items())}
     path.write_text(json.dumps(dict(sorted(recorded.items())), indent=1) + "\n", encoding="utf-8")
 
@@ -454,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--show-cases", action="store_true", help="with --part holdout: print its cases' rows")
     parser.add_argument("--write-holdout", action="store_true", help="write the corpus' holdout.json and exit")
     parser.add_argument("--write-seconds", action="store_true",
-                        help="record each run's measured seconds in tests/corpus/run_seconds.json (the fast "
+                        help="record each run's CPU seconds in tests/corpus/run_seconds.json (the fast "
                              "subset of the test suite is chosen by them)")
     parser.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds per run (default 120)")
     parser.add_argument("--corpus", type=Path, default=CORPUS_DIR, help=argparse.SUPPRESS)
@@ -470,6 +485,9 @@ def main(argv: list[str] | None = None) -> int:
         write_holdout(every, args.corpus / "holdout.json")
         print(f"wrote {args.corpus / 'holdout.json'}: {sum(c.held_out for c in every)} of {len(every)} held out")
         return 0
+    if args.write_seconds and args.corpus.resolve() != CORPUS_DIR:
+        print("benchmarks.diagnosis: --write-seconds records the repository's corpus only", file=sys.stderr)
+        return 2
     if args.jobs < 1:
         print("benchmarks.diagnosis: --jobs must be at least 1", file=sys.stderr)
         return 2

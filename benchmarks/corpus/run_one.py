@@ -33,7 +33,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-__all__ = ["VARIANTS", "PEER_VARIANTS", "RESULT_NAME", "run_case", "analyse_outdir", "native_log", "main"]
+__all__ = ["VARIANTS", "PEER_VARIANTS", "RESULT_NAME", "RECORD_VERSION", "run_case", "analyse_outdir", "native_log", "main"]
 
 # variant -> (policy, fixed)
 VARIANTS: dict[str, tuple[str | None, bool]] = {
@@ -42,6 +42,8 @@ VARIANTS: dict[str, tuple[str | None, bool]] = {
 # A live PyPI peer in the guard's place (benchmarks/corpus/peers.py; PyTorch-loop cases only): variant -> peer.
 PEER_VARIANTS = {"peer_stabilityguard": "stabilityguard", "peer_arc_vigil": "arc-vigil"}
 RESULT_NAME = "result.json"
+# The result record's layout: the benchmark's cache holds records of this version only.
+RECORD_VERSION = 2
 
 
 def native_log(outdir: Path) -> Path | None:
@@ -158,7 +160,7 @@ def run_case(case_path: Path, variant: str, outdir: Path) -> dict[str, Any]:
         ctx: RunContext = LivePeerContext(outdir=outdir, peer=PEER_VARIANTS[variant])
     else:
         ctx = RunContext(outdir=outdir, policy=policy, fixed=fixed)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     try:
         module = load_case(CaseFile(case_path.stem, case_path.parent.name, case_path))
         record["meta"] = dataclasses.asdict(module.CASE)
@@ -175,7 +177,10 @@ def run_case(case_path: Path, variant: str, outdir: Path) -> dict[str, Any]:
     except Exception as e:
         record["status"] = "failed"
         record["error"] = "".join(traceback.format_exception(type(e), e, e.__traceback__)[-6:])[-3000:]
+    # Wall time depends on what else the machine runs; CPU time (one thread) much less: the test suite's fast
+    # subset is chosen by it.
     record["seconds"] = round(time.perf_counter() - started, 2)
+    record["cpu_s"] = round(time.process_time() - cpu_started, 2)
     if variant in PEER_VARIANTS:
         if record["status"] != "failed":
             record["peer"] = {"name": PEER_VARIANTS[variant], "flagged": ctx.flagged()}
