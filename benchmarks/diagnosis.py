@@ -418,6 +418,26 @@ def print_report(rows: list[dict[str, Any]], parts: dict[str, list[dict[str, Any
     console.print(table)
 
 
+def by_cause(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, int]]]:
+    """The faulty cases' figures per cause (issue 16 asks for auto's per cause)."""
+    causes = sorted({r["cause"] for r in rows if r["kind"] == "faulty"})
+    return {cause: totals([r for r in rows if r["kind"] == "faulty" and r["cause"] == cause]) for cause in causes}
+
+
+def print_by_cause(rows: list[dict[str, Any]], console: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title="faulty cases by cause", title_justify="left")
+    keys = ("faulty_detected_live", "top_cause_right_live", "top_cause_right_doctor", "confident_wrong_live",
+            "auto_within_2x")
+    table.add_column("cause")
+    for key in keys:
+        table.add_column(next(label for k, label, *_ in MEASURES if k == key).replace(" (live)", " live"))
+    for cause, figures in by_cause(rows).items():
+        table.add_row(cause, *(_fraction(figures[k]) for k in keys))
+    console.print(table)
+
+
 def _worst_cell(view: dict[str, Any]) -> str:
     if not view["ran"]:
         return f"[red]{view.get('error') or 'failed'}[/]"
@@ -515,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"trainguard diagnosis benchmark: {len(cases)} cases ({args.part}), "
                   f"{time.perf_counter() - started:.0f} s")
     print_report(rows, shown_parts, show_rows, console)
+    if show_rows and any(r["kind"] == "faulty" for r in rows):  # one case a cause would be a per-case row
+        print_by_cause(rows, console)
     peers = None
     if args.peers:
         from benchmarks.corpus.peers import peer_totals, print_peers, run_peers
@@ -533,6 +555,7 @@ def main(argv: list[str] | None = None) -> int:
                   "command": "python -m benchmarks.diagnosis " + " ".join(argv if argv is not None else sys.argv[1:]),
                   "part": args.part, "trainguard_source": _trainguard_version(),
                   "totals": {part: totals(part_rows) for part, part_rows in shown_parts.items()},
+                  "by_cause": by_cause(rows) if show_rows else {},
                   "cases": rows if show_rows else [], "peers": peers}
         args.json.write_text(json.dumps(_json_safe(report), indent=1), encoding="utf-8")
     return 0
