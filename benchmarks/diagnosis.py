@@ -523,15 +523,19 @@ def main(argv: list[str] | None = None) -> int:
     if not cases:
         print(f"benchmarks.diagnosis: no cases in the {args.part} part of {args.corpus}", file=sys.stderr)
         return 2
+    show_rows = args.part != "holdout" or args.show_cases
+
+    def progress(line: str) -> None:
+        # Held-out runs are counted, not named, unless their rows may be shown.
+        print(line if show_rows else line.split("]")[0] + "] a held-out run", file=sys.stderr, flush=True)
+
     started = time.perf_counter()
-    results = run_cases(cases, args.cache_dir, args.jobs, args.rerun, args.timeout,
-                        progress=lambda line: print(line, file=sys.stderr, flush=True))
+    results = run_cases(cases, args.cache_dir, args.jobs, args.rerun, args.timeout, progress=progress)
     rows = [score_case(c, results[c.name]) for c in cases]
     if args.write_seconds:
         write_seconds(results)
     parts = {"dev": [r for r in rows if not r["held_out"]], "holdout": [r for r in rows if r["held_out"]]}
     shown_parts = {args.part: rows} if args.part != "all" else {**parts, "all": rows}
-    show_rows = args.part != "holdout" or args.show_cases
     console.print(f"trainguard diagnosis benchmark: {len(cases)} cases ({args.part}), "
                   f"{time.perf_counter() - started:.0f} s")
     print_report(rows, shown_parts, show_rows, console)
@@ -543,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch_cases = {c.name for c in cases if declared_fields(c).get("framework") == "torch"}
         live = run_cases(cases, args.cache_dir, args.jobs, args.rerun, args.timeout,
-                         progress=lambda line: print(line, file=sys.stderr, flush=True),
+                         progress=progress,
                          variants_of=lambda c: tuple(PEER_VARIANTS) if c.name in torch_cases else ())
         peers = run_peers(rows, args.cache_dir, live)
         print_peers(peers, rows, console)
