@@ -5,40 +5,19 @@ import math
 from typing import Any, NamedTuple
 
 from trainguard.core.causes import cause_doc_link
+from trainguard.core.diagnosis.fixes import FIXES
 from trainguard.core.findings import Severity
 
-__all__ = ["DoctorFinding", "CODES", "FIXES", "fix_for", "json_step", "json_safe"]
+__all__ = ["DoctorFinding", "CODES", "fix_for", "json_step", "json_safe"]
 
 # Finding codes of the whole-series analyses; streaming detectors and run logs may add their own codes.
 CODES = ("non_finite", "divergence", "loss_spike", "periodic_spike", "oscillation", "plateau", "overfitting",
          "parse")
 
-FIXES: dict[str, str] = {
-    "none": "Nothing to change in training; check how the log was written.",
-    "unscaled_data": "Standardise the inputs and targets (zero mean, unit variance) before training.",
-    "lr_too_high": "Lower the learning rate (try 3-10x lower), lengthen the warm-up, or clip the gradient norm.",
-    "lr_too_low": "Raise the learning rate (an LR range test finds the largest stable one).",
-    "vanishing_gradient": "Use a non-saturating activation (ReLU/GELU), He/Xavier initialisation, "
-                          "normalisation layers or residual connections.",
-    "exploding_gradient": "Clip the global gradient norm (e.g. torch.nn.utils.clip_grad_norm_(params, 1.0)) "
-                          "and check the initialisation.",
-    "batch_size_dependent_loss": "Drop the last partial batch (drop_last=True) or average the loss over the "
-                                 "batch (reduction='mean') so a small batch does not weigh more.",
-    "adam_epsilon": "Raise Adam's epsilon (1e-8 -> 1e-6 .. 1e-4) so near-zero second moments cannot blow "
-                    "the update up, or use a decaying LR.",
-    "bad_batch": "Find the batch at that step (fix the seed, log the batch indices) and check its data; "
-                 "skipping the step or clipping gradients contains it.",
-    "bn_inference_mode": "Keep BatchNorm layers in training mode while training (model.train()).",
-    "dead_relu": "Lower the learning rate, use LeakyReLU/GELU, or re-initialise the dead units.",
-    "saturated_activation": "Normalise the pre-activations or use a non-saturating activation.",
-    "overfitting": "Stop at the best evaluation step (early stopping / keep the best checkpoint), add "
-                   "regularisation (weight decay, dropout, augmentation) or more data.",
-}
-
-
 def fix_for(cause: str) -> str:
-    """The fix text for a cause; it ends with the cause's documentation link."""
-    text = FIXES.get(cause, "Read the cause's explanation for what to change.")
+    """The fix text for a cause (the diagnosis engine's summary, one catalogue for the guard and the doctor);
+    it ends with the cause's documentation link."""
+    text = FIXES[cause][0] if cause in FIXES else "Nothing to change in training; check how the log was written."
     return f"{text} See {cause_doc_link(cause)}"
 
 

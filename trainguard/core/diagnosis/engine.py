@@ -12,7 +12,7 @@
 4. Causes below ``min_confidence`` (0.3) are dropped; the rest are ranked by confidence.
 5. Uncertain rather than confidently wrong: a rule reaches 0.6 only with evidence that separates its cause from
    the look-alikes (``evidence["separated_by"]``, enforced by ``rules._make``). When the leading root cause
-   stays below 0.6 and another root cause is within ``TIE`` (0.1) of it, the diagnosis starts with an
+   stays below 0.6 and another root cause is less than ``TIE`` (0.1) below it, the diagnosis starts with an
    ``uncertain`` cause whose evidence lists the candidates, each with its confidence, its message and what
    would separate it (``WOULD_SEPARATE``); the candidates follow it in the list.
 
@@ -78,7 +78,7 @@ EXPLAINS: tuple[Explains, ...] = (
     # Measured dead or saturated units make the gradients vanish and the loss stall.
     Explains("dead_relu", _STALL_CAUSES, _separated),
     Explains("saturated_activation", _STALL_CAUSES, _separated),
-    Explains("vanishing_gradient", frozenset({"lr_too_low"}), _always),
+    Explains("vanishing_gradient", frozenset({"lr_too_low"}), _separated),
     # Every layer moving too far makes the gradient explode; an explosion makes a spike look like a bad batch.
     Explains("lr_too_high", frozenset({"exploding_gradient", "bad_batch"}), _separated),
     Explains("exploding_gradient", frozenset({"bad_batch"}), _always),
@@ -135,7 +135,7 @@ def _uncertain(ranked: list[Cause], framework: str) -> list[Cause]:
     roots = [c for c in ranked if "explained_by" not in c.evidence]
     if not roots or roots[0].confidence >= CONFIDENT:
         return []
-    close = [c for c in roots if c.confidence >= roots[0].confidence - TIE]
+    close = [c for c in roots if c.confidence > roots[0].confidence - TIE]
     if len(close) < 2:
         return []
     candidates = [{"code": c.code, "confidence": c.confidence, "message": c.message,

@@ -4,9 +4,9 @@ Rule: on the coarse trend (about 20 block medians) the run's final level is at l
 log scale; on a linear scale, the best level again in absolute terms) and has given back at least a quarter of the
 progress from the first level to the best. Comparing levels rather than points keeps spikes and minibatch noise
 out; requiring the loss to stay up keeps warm restarts (SGDR) out, since they come back down. The onset is the
-last point near the best level before the climb. Causes: an LR that rose into the climb (lr_too_high), a long
-calm phase with shrinking gradient norms before an abrupt blow-up (adam_epsilon, the "Adam goes haywire after
-200k batches" pattern), a gradient-norm run-up (exploding_gradient); otherwise the LR is the usual suspect.
+last point near the best level before the climb. The evidence carries the clues the diagnosis engine weighs
+(``trainguard.core.diagnosis``): an LR that rose into the climb, a long calm phase with shrinking gradient norms
+before an abrupt blow-up (the "Adam goes haywire after 200k batches" pattern), a gradient-norm run-up.
 """
 from __future__ import annotations
 
@@ -64,19 +64,12 @@ def analyse_divergence(sig: Signals) -> list[DoctorFinding]:
     # Abrupt: half of the climb done within a tenth of the run.
     half_up = onset + int(np.argmax(level[onset:] >= best + 0.5 * rise))
     abrupt = (sig.steps[half_up] - sig.steps[onset]) <= 0.1 * max(1.0, sig.steps[-1] - sig.steps[0])
-    if lr and lr["lr_rising"]:
-        cause = "lr_too_high"
-    elif calm and calm["calm"] and abrupt and calm.get("shrinking", not (run_up and run_up["run_up"])):
-        cause = "adam_epsilon"
-    elif run_up and run_up["run_up"]:
-        cause = "exploding_gradient"
-    else:
-        cause = "lr_too_high"
+    evidence["abrupt"] = bool(abrupt)
     if sig.n < len(sig.series.loss):
         evidence["ends_non_finite"] = bool(not np.isfinite(sig.series.loss[-1]))
     message = (f"loss diverges from step {evidence['onset_step']}: best {evidence['best_loss']:g} at step "
                f"{evidence['best_step']}, {evidence['final_loss']:g} at the end")
-    return [DoctorFinding("divergence", Severity.ERROR, float(sig.steps[onset]), cause, evidence, message)]
+    return [DoctorFinding("divergence", Severity.ERROR, float(sig.steps[onset]), "none", evidence, message)]
 
 
 def _unscale(sig: Signals, v: float) -> float:

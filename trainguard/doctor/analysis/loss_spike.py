@@ -2,9 +2,9 @@
 
 Rule: a robust z-score of the log-loss against a block-median trend of at least 6 and a jump to at least 1.5x
 the trend (the OLMo / ZClip family of spike rules use a rolling robust z; the ratio floor keeps very smooth runs
-from flagging tiny bumps). Spikes that belong to a periodic pattern are left to ``periodic_spike``. A spike
-without a gradient-norm run-up points at the data of that batch (bad_batch); one on a smaller batch at
-batch-size dependence; one after a run-up at exploding gradients, or at the LR if it was rising.
+from flagging tiny bumps). Spikes that belong to a periodic pattern are left to ``periodic_spike``. The evidence
+carries the clues the diagnosis engine weighs: the batch size at the spike, a gradient-norm run-up before it,
+an LR that rose.
 """
 from __future__ import annotations
 
@@ -51,15 +51,10 @@ def analyse_loss_spike(sig: Signals) -> list[DoctorFinding]:
         for clue in (batch, run_up):
             if clue:
                 evidence.update(clue)
-        if batch and batch["smaller"]:
-            cause = "batch_size_dependent_loss"
-        elif run_up and run_up["run_up"]:
-            cause = "lr_too_high" if lr and lr["lr_rising"] else "exploding_gradient"
-            evidence.update(lr or {})
-        else:
-            cause = "bad_batch"
-            if run_up is None:
-                evidence["grad_norm_run_up"] = "not logged"
+        if lr:
+            evidence.update(lr)
+        if run_up is None:
+            evidence["grad_norm_run_up"] = "not logged"
         big = sig.z[i] >= _WARNING_Z and episode.height >= _TAIL_FACTOR * tail
         if sig.log_scale:
             big = big and np.exp(episode.height) >= _WARNING_RATIO
@@ -67,7 +62,7 @@ def analyse_loss_spike(sig: Signals) -> list[DoctorFinding]:
         step = float(sig.steps[i])
         message = (f"loss spike at step {json_step(step)}: {evidence_round(loss)} against a trend of "
                    f"{evidence_round(trend)}" + (f" ({evidence['ratio']:g}x)" if sig.log_scale else ""))
-        found.append(DoctorFinding("loss_spike", severity, step, cause, evidence, message))
+        found.append(DoctorFinding("loss_spike", severity, step, "none", evidence, message))
     return found
 
 

@@ -2,9 +2,8 @@
 
 Rule as in Keras ``TerminateOnNaN``. A non-finite gradient norm with a finite loss is what fp16 loss scaling logs
 when it skips an overflowing step (torch ``GradScaler``, Hugging Face Trainer), so it is information unless it
-is frequent. The cause is read from what came before the first NaN: a gradient-norm run-up (exploding gradients,
-or an LR that rose), a long calm phase with shrinking gradient norms (Adam's epsilon), or nothing (a bad batch
-when the run recovered).
+is frequent. The evidence carries what came before the first NaN, for the diagnosis engine: a gradient-norm
+run-up, an LR that rose, a long calm phase with shrinking gradient norms, whether the run recovered.
 """
 from __future__ import annotations
 
@@ -33,24 +32,15 @@ def analyse_non_finite(sig: Signals) -> list[DoctorFinding]:
                     "recovered": recovered}
         if onset > 0:
             evidence["last_finite_loss"] = float(f"{float(series.loss[sig.finite_idx[onset - 1]]):.4g}")
-        cause = "exploding_gradient"
         run_up = grad_run_up(sig, onset) if onset > 0 else None
         lr = lr_change(sig, onset, max(5, onset // 5)) if onset > 0 else None
         calm = calm_shrinking_phase(sig, onset) if onset > 0 else None
         for clue in (run_up, lr, calm):
             if clue:
                 evidence.update(clue)
-        if lr and lr["lr_rising"]:
-            cause = "lr_too_high"
-        elif calm and calm["calm"] and calm.get("shrinking"):
-            cause = "adam_epsilon"
-        elif run_up and run_up["run_up"]:
-            cause = "exploding_gradient"
-        elif recovered and not (run_up and run_up["run_up"]) and evidence["non_finite_steps"] <= 3:
-            cause = "bad_batch"
         message = (f"loss is non-finite at step {evidence['first_step']} ({evidence['non_finite_steps']} step(s)"
                    f"{', recovered after' if recovered else ', never recovered'})")
-        found.append(DoctorFinding("non_finite", Severity.ERROR, float(series.step[first]), cause, evidence,
+        found.append(DoctorFinding("non_finite", Severity.ERROR, float(series.step[first]), "none", evidence,
                                    message))
     grad = series.optional("grad_norm")
     if grad is not None:
@@ -63,7 +53,7 @@ def analyse_non_finite(sig: Signals) -> list[DoctorFinding]:
                         "share": float(f"{share:.3g}")}
             message = (f"gradient norm is non-finite on {int(grad_bad.sum())} step(s) with a finite loss "
                        f"(fp16 loss scaling skips such steps; frequent ones mean overflowing gradients)")
-            found.append(DoctorFinding("non_finite", severity, float(series.step[first]), "exploding_gradient",
+            found.append(DoctorFinding("non_finite", severity, float(series.step[first]), "none",
                                        evidence, message))
     return found
 

@@ -75,4 +75,4 @@ def analyse_oscillation(sig: Signals) -> list[DoctorFinding]:
         # (datasets taken in turn, unshuffled batches) as an LR past the stability edge.
         severity = Severity.INFO
         evidence["note"] = "present from the start under a steady LR: a fixed data order gives the same pattern"
-    return [DoctorFinding("oscillation", severity, float(sig.steps[onset]), "lr_too_high", evidence, message)]
+    return [DoctorFinding("oscillation", severity, float(sig.steps[onset]), "none", evidence, message)]

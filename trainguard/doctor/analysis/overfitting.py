@@ -49,7 +49,7 @@ def analyse_overfitting(sig: Signals) -> list[DoctorFinding]:
     }
     message = (f"evaluation loss rises from {evidence['best_eval_loss']:g} (step {evidence['best_eval_step']}) to "
                f"{evidence['last_eval_loss']:g} while the training loss falls")
-    return [DoctorFinding("overfitting", Severity.WARNING, float(steps[best]), "overfitting", evidence, message)]
+    return [DoctorFinding("overfitting", Severity.WARNING, float(steps[best]), "none", evidence, message)]
 
 
 def _train_level(sig: Signals, step: float) -> float:

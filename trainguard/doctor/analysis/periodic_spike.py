@@ -112,16 +112,16 @@ def analyse_periodic_spike(sig: Signals) -> list[DoctorFinding]:
     if batch:
         evidence.update(batch)
     if batch and batch["smaller"]:
-        cause, where = "batch_size_dependent_loss", "on steps with a smaller batch"
+        pattern, where = "smaller_batch", "on steps with a smaller batch"
     elif spe and at_epoch_end < 0.5 and abs(period.steps / spe[0] - round(period.steps / spe[0])) < 0.05:
-        cause, where = "bad_batch", "at the same place in every epoch (the same batch each epoch?)"
+        pattern, where = "same_place_each_epoch", "at the same place in every epoch (the same batch each epoch?)"
     elif spe and at_epoch_end < 0.5:
-        cause, where = "bad_batch", "with a period that is not a whole number of epochs"
+        pattern, where = "not_whole_epochs", "with a period that is not a whole number of epochs"
     else:
-        cause, where = "batch_size_dependent_loss", ("at epoch ends" if spe else
-                                                     "with a fixed period (likely the epoch end)")
+        pattern, where = "epoch_end", ("at epoch ends" if spe else "with a fixed period (likely the epoch end)")
+    evidence["pattern"] = pattern
     message = (f"{len(period.peaks)} loss spikes every {evidence['period_steps']:g} steps, {where}")
-    return [DoctorFinding("periodic_spike", Severity.WARNING, float(sig.steps[period.peaks[0]]), cause, evidence,
+    return [DoctorFinding("periodic_spike", Severity.WARNING, float(sig.steps[period.peaks[0]]), "none", evidence,
                           message)]
 
 

@@ -20,8 +20,6 @@ __all__ = ["analyse_plateau"]
 _MIN_POINTS = 10
 _FLAT = 0.05
 _NEVER_BELOW = 0.10
-_TINY_GRAD_NORM = 1e-4
-_TINY_LR = 1e-6
 
 
 def analyse_plateau(sig: Signals) -> list[DoctorFinding]:
@@ -50,15 +48,5 @@ def analyse_plateau(sig: Signals) -> list[DoctorFinding]:
         evidence["median_grad_norm"] = evidence_round(float(np.median(grad)))
     if len(lr):
         evidence["median_lr"] = evidence_round(float(np.median(lr)))
-    if len(grad) and np.median(grad) <= _TINY_GRAD_NORM:
-        cause = "vanishing_gradient"
-    elif len(lr) and np.median(lr) <= _TINY_LR:
-        cause = "lr_too_low"
-    elif len(grad):
-        cause = "lr_too_low"
-    else:
-        cause = "vanishing_gradient" if len(lr) else "lr_too_low"
-        evidence["note"] = ("no gradient-norm column: vanishing gradients and a too-low LR look alike here; "
-                            "log grad_norm to tell them apart")
     message = f"loss stays at {evidence['last_loss']:g} from the start ({evidence['points']} points, no progress)"
-    return [DoctorFinding("plateau", Severity.WARNING, float(sig.steps[0]), cause, evidence, message)]
+    return [DoctorFinding("plateau", Severity.WARNING, float(sig.steps[0]), "none", evidence, message)]

@@ -59,13 +59,22 @@ def adam_epsilon(view: RunView, follow_steps: int = 100) -> Cause | None:
 
 
 def _from_loss_alone(view: RunView) -> Cause | None:
-    """From a log without per-layer statistics: the doctor found a long calm phase whose gradient norms shrank,
-    then an abrupt blow-up (its ``calm``/``shrinking`` clues). Adam is not confirmed by such a log: 0.5."""
+    """From a log without per-layer statistics, the doctor's clues on a divergence or a NaN: a long calm phase
+    whose gradient norms shrank >= 5x, then the blow-up (0.6: an LR too high or an explosion shows no such calm
+    shrink first); with no gradient norm logged, a long calm then an abrupt blow-up (0.55)."""
     for f in view.findings:
-        if f.code in ("divergence", "non_finite") and f.evidence.get("calm") and f.evidence.get("shrinking"):
-            message = (f"the loss blew up at step {f.step} after a long calm phase whose gradient norms shrank "
-                       f"{f.evidence.get('grad_norm_shrink', 0):.2g}x: with Adam, its second moment lags")
-            return make_cause(view, "adam_epsilon", 0.5, dict(f.evidence), message)
+        if f.code not in ("divergence", "non_finite") or not f.evidence.get("calm"):
+            continue
+        evidence = dict(f.evidence)
+        if evidence.get("shrinking"):
+            evidence["separated_by"] = "a long calm phase whose gradient norms shrank, then the blow-up"
+            message = (f"the loss blew up at step {f.step} after a long calm phase whose gradient norms shrank to "
+                       f"{evidence.get('grad_norm_shrink', 0):.2g}x: with Adam, its second moment lags")
+            return make_cause(view, "adam_epsilon", 0.6, evidence, message)
+        if "shrinking" not in evidence and (f.code == "non_finite" or evidence.get("abrupt")):
+            message = (f"the loss blew up abruptly at step {f.step} after a long calm phase (no gradient norm "
+                       f"logged): with Adam, a second moment shrunk by the calm lags the returning gradients")
+            return make_cause(view, "adam_epsilon", 0.55, evidence, message)
     return None
 
 

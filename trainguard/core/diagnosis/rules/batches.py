@@ -53,10 +53,10 @@ def _from_periodic_spikes(view: RunView) -> Cause | None:
     if not found:
         return None
     evidence = dict(found[0].evidence)
-    if evidence.get("smaller"):
+    if evidence.get("pattern") == "smaller_batch":
         evidence["separated_by"] = "the periodic spikes fall on smaller-than-usual batches"
         return make_cause(view, "batch_size_dependent_loss", 0.8, evidence, found[0].message)
-    if evidence.get("smaller") is None and evidence.get("at_epoch_boundary_share", 1.0) >= 0.5:
+    if evidence.get("pattern") == "epoch_end" and not evidence.get("usual_batch_size"):
         return make_cause(view, "batch_size_dependent_loss", 0.55, evidence, found[0].message)
     return None
 
@@ -65,8 +65,7 @@ def bad_batch(view: RunView) -> Cause | None:
     spikes = {f.step for f in view.of("loss_spike") if f.evidence.get("cause") not in _NOT_A_BATCH}
     events = sorted(spikes | set(view.nonfinite_steps))
     periodic = view.of("periodic_spike", Severity.WARNING)
-    if periodic and not periodic[0].evidence.get("smaller") and periodic[0].evidence.get(
-            "at_epoch_boundary_share", 1.0) < 0.5:
+    if periodic and periodic[0].evidence.get("pattern") in ("same_place_each_epoch", "not_whole_epochs"):
         return make_cause(view, "bad_batch", 0.5, dict(periodic[0].evidence),
                           periodic[0].message + ": the same batch in every epoch?")
     if not events or len(_episodes(events)) > MAX_BAD_BATCHES or view.has("batch_size_loss", Severity.WARNING) \
@@ -82,7 +81,7 @@ def bad_batch(view: RunView) -> Cause | None:
         if back is None or not back["recovered"]:
             return None
         recovered.append({"step": step, "loss_before": back["loss_before"], "loss_after": back["loss_after"]})
-        run_up = column_change(view.grad_norms, at - 1, 3)
+        run_up = column_change(view.grad_norms, at - 1, 5)
         if run_up is not None:
             run_ups.append(run_up)
     by_step = {s.step: s for s in view.stats}

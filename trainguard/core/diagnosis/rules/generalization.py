@@ -13,6 +13,7 @@ import numpy as np
 from trainguard.core.diagnosis.cause import Cause
 from trainguard.core.diagnosis.rules._make import make_cause
 from trainguard.core.diagnosis.run_view import RunView
+from trainguard.core.findings import Severity
 
 __all__ = ["overfitting"]
 
@@ -24,7 +25,7 @@ def overfitting(view: RunView) -> Cause | None:
     points = [(s.step, s.extra["val_loss"]) for s in view.stats
               if s.extra.get("val_loss") is not None and math.isfinite(s.extra["val_loss"])]
     if len(points) < MIN_EVALUATIONS:
-        return None
+        return _from_finding(view)
     val = np.array([v for _, v in points])
     best = int(np.argmin(val))
     best_step, best_val, last_val = points[best][0], float(val[best]), float(val[-1])
@@ -46,3 +47,14 @@ def overfitting(view: RunView) -> Cause | None:
     message = (f"validation loss rose {rise:.0%} above its best (step {best_step}) while the training loss fell "
                f"from {train_then:.3g} to {train_now:.3g}")
     return make_cause(view, "overfitting", 0.5 + 0.3 * min(1.0, rise), evidence, message)
+
+
+def _from_finding(view: RunView) -> Cause | None:
+    """An ``overfitting`` finding of the doctor (evaluation rows it read from a log) when the statistics carry
+    no validation loss."""
+    found = view.of("overfitting", Severity.WARNING)
+    if not found:
+        return None
+    evidence = {**found[0].evidence, "separated_by": "the validation loss rose while the training loss fell"}
+    rise = float(evidence.get("eval_rise", 0.0) or 0.0)
+    return make_cause(view, "overfitting", 0.5 + 0.3 * min(1.0, rise), evidence, found[0].message)

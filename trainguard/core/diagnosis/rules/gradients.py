@@ -19,7 +19,8 @@ What separates them from their look-alikes:
   recovered is that batch's gradient, not an explosion (``bad_batch``).
 - exploding vs ``lr_too_high``: the updates were ordinary across the layers before the blow-up; when most layers
   already moved >= 1e-2 of their norm per step on data of unit scale, the learning rate is the candidate, and
-  this rule stays below 0.6 (off-scale data makes every update large at any learning rate).
+  this rule stays below 0.6 (off-scale data makes every update large at any learning rate). With no update
+  ratios recorded (a log with the global gradient norm only) nothing separates the two: at most 0.55.
 - exploding vs ``unscaled_data``: the engine lets large inputs explain the explosion (``EXPLAINS``).
 - vanishing vs ``dead_relu`` and ``saturated_activation``: activations were sampled and show neither dead nor
   saturated units, and no weight tensor gets exactly-zero gradients (dead units' incoming weights do). Without
@@ -91,7 +92,7 @@ def exploding_gradient(view: RunView) -> Cause | None:
     if (spread is not None and spread["median_update_ratio"] >= 1e-2 and spread["share_of_layers_large"] >= 0.5
             and not off_scale):
         evidence["large_updates_across_layers"] = spread["median_update_ratio"]  # lr_too_high's evidence
-    elif top_rise >= 10 or grew or nonfinite_after:
+    elif (top_rise >= 10 or grew or nonfinite_after) and (spread is not None or off_scale):
         evidence["separated_by"] = ("the gradient norm grew and stayed up (or went non-finite) while the updates "
                                     "were ordinary across the layers")
     if growth is not None and growth["growth"] >= 10:

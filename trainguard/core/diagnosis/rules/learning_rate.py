@@ -14,8 +14,9 @@ Too high. What separates it from its look-alikes:
 - the LR rose into the trouble (a warm-up or a schedule peak just before the instability): 0.65 (Cohen et al.
   2021: past the stability edge gradient descent oscillates and diverges).
 - the loss oscillates (the doctor's ``oscillation`` finding) or climbed back and stayed up, with no update ratios
-  recorded and no LR rise: the usual suspect, not a separated one (0.5). Recorded ratios that are not large
-  across the layers speak against the learning rate: no cause then.
+  recorded and no LR rise: the usual suspect, not a separated one (0.5; 0.4 when the doctor saw a long calm
+  phase at that LR first). Recorded ratios that are not large across the layers speak against the learning
+  rate: no cause then.
 
 Too low: the weights barely move (every tensor's ratio <= 1e-5, 100x below the heuristic, median over the
 sampled steps) while the loss declines slowly and smoothly or not at all: 0.6 to 0.8. From logs without
@@ -56,7 +57,10 @@ def lr_too_high(view: RunView) -> Cause | None:
     oscillating = view.has("oscillation", Severity.WARNING)
     troubled = view.unstable or view.stalled or oscillating
     spread = update_ratio_spread(view, before=onset, large=HIGH_RATIO)
-    rise = lr_rise_before(view, onset) if view.unstable else None
+    # An LR rise counts before trouble that lasts (a climb, a divergence, a NaN), not before a spike the run
+    # recovered from: warm-ups raise the LR while isolated bad batches come and go.
+    lasting = view.climb or view.has("divergence", Severity.WARNING) or view.nonfinite_steps
+    rise = lr_rise_before(view, onset) if lasting else None
     evidence: dict = {"unstable_from_step": onset, "oscillating": oscillating,
                       "lrs": sorted({float(x) for x in view.lrs[np.isfinite(view.lrs)]})[:4]}
     if spread is not None:
@@ -78,6 +82,11 @@ def lr_too_high(view: RunView) -> Cause | None:
                    f"{f' before step {onset}' if onset is not None else ''} (about 1e-3 is healthy): the learning "
                    f"rate is too high")
         return make_cause(view, "lr_too_high", confidence, evidence, message)
+    oscillation_rise = next((f.evidence.get("lr_ratio") for f in view.of("oscillation", Severity.WARNING)
+                             if f.evidence.get("lr_rising")), None)
+    if rise is None and oscillation_rise is not None:
+        rise = float(oscillation_rise)
+        evidence["lr_rise_before_trouble"] = round(rise, 3)
     if rise is not None and rise >= LR_RISE:
         evidence["separated_by"] = "the learning rate rose into the instability"
         message = f"the learning rate rose {rise:.3g}x just before the trouble at step {onset}: it is too high there"
@@ -87,7 +96,12 @@ def lr_too_high(view: RunView) -> Cause | None:
     if spread is not None:
         return None  # the updates were measured and are not large across the layers: evidence against the LR
     what = "the loss oscillates" if oscillating else f"the loss climbed back from step {onset} and stayed up"
-    return make_cause(view, "lr_too_high", 0.5, evidence, f"{what}: a learning rate too high is the usual cause")
+    # The same LR served a long calm phase before the trouble: weaker evidence against it.
+    calm_first = any(f.evidence.get("calm") for f in view.findings if f.code in ("divergence", "non_finite"))
+    if calm_first:
+        evidence["calm_before"] = True
+    return make_cause(view, "lr_too_high", 0.4 if calm_first else 0.5, evidence,
+                      f"{what}: a learning rate too high is the usual cause")
 
 
 def lr_too_low(view: RunView) -> Cause | None:
