@@ -34,7 +34,8 @@ def test_seed003_fires_at_step_3_before_non_finite_naming_the_first_layer():
     exploding = [f for f in found if f.code == "exploding_gradient"]
     assert len(exploding) == 1
     finding = exploding[0]
-    assert (finding.step, finding.severity, finding.where) == (3, Severity.ERROR, "fc1.weight")
+    # WARNING, not ERROR (docs/severity.md): sustained growth harms the run; the NaN at step 7 is what breaks it.
+    assert (finding.step, finding.severity, finding.where) == (3, Severity.WARNING, "fc1.weight")
     assert finding.evidence["rule"] == "sustained_growth"
     assert finding.evidence["growth"] == pytest.approx(10624 / 637.18)
     assert finding.evidence["layer_growth"]["fc1.weight"] > finding.evidence["layer_growth"]["fc2.weight"]
@@ -62,7 +63,8 @@ def test_robust_outlier_fires_once_at_the_spike_and_names_the_layer_that_grew():
     found, _ = replay(exploding_gradient(), stream)
     assert len(found) == 1
     finding = found[0]
-    assert (finding.step, finding.severity, finding.evidence["rule"]) == (150, Severity.WARNING, "robust_z")
+    # INFO (docs/severity.md): a brief gradient outlier on a calm loss, the run is fine.
+    assert (finding.step, finding.severity, finding.evidence["rule"]) == (150, Severity.INFO, "robust_z")
     assert finding.evidence["z"] >= 6 and finding.evidence["ratio_to_median"] >= 5
     assert finding.where == "fc.weight"
 
@@ -109,13 +111,13 @@ def test_one_sudden_jump_is_not_sustained_growth():
     assert found == []
 
 
-def test_an_outlier_warning_escalates_once_to_an_error():
+def test_an_outlier_escalates_once_to_a_warning_when_it_keeps_growing():
     norms = list(calm_norms(100))
     stream = [StepStats(step=i, loss=1.0, grad_norm=float(g)) for i, g in enumerate(norms)]
     stream += [StepStats(step=100 + i, loss=1.0 + i, grad_norm=g) for i, g in enumerate([6.0, 12.0, 40.0, 200.0])]
     found, _ = replay(exploding_gradient(), stream)
     # The stretch starts at the outlier (6.0): 200 / 6 = 33x over three rises while the loss rose.
-    assert [(f.step, f.severity) for f in found] == [(100, Severity.WARNING), (103, Severity.ERROR)]
+    assert [(f.step, f.severity) for f in found] == [(100, Severity.INFO), (103, Severity.WARNING)]
     assert found[1].evidence["rules"] == ["sustained_growth", "robust_z"]
 
 
@@ -182,4 +184,31 @@ def test_a_jump_then_a_wiggle_is_an_outlier_not_sustained_growth():
     losses = [1e-5] * 100 + [4e-4] * 4
     found, _ = replay(exploding_gradient(), [StepStats(step=i, loss=l, grad_norm=float(g))
                                           for i, (l, g) in enumerate(zip(losses, norms))])
-    assert [(f.step, f.severity, f.evidence["rule"]) for f in found] == [(100, Severity.WARNING, "robust_z")]
+    assert [(f.step, f.severity, f.evidence["rule"]) for f in found] == [(100, Severity.INFO, "robust_z")]
+
+
+def test_a_gradient_that_jumps_with_a_much_larger_loss_jump_is_new_data_not_an_explosion():
+    # A curriculum switch (measured on a healthy run): the norm rises 1.4x, 1.3x, then jumps 36x (66x in all) while
+    # the loss jumps 560x; an explosion's gradient runs ahead of its loss (seed 003: 16.7x against 1.9x).
+    norms = list(calm_norms(100, level=0.075)) + [0.105, 0.137, 4.94, 4.1, 3.9]
+    losses = [0.0192] * 100 + [0.0195, 0.0193, 10.7, 9.0, 8.5]
+    found, _ = replay(exploding_gradient(), [StepStats(step=i, loss=l, grad_norm=float(g))
+                                          for i, (l, g) in enumerate(zip(losses, norms))])
+    assert [(f.step, f.severity, f.evidence["rule"]) for f in found] == [(102, Severity.INFO, "robust_z")]
+
+
+def test_a_dead_network_with_a_zero_median_gradient_norm_raises_nothing():
+    # Keras fit on a network that died: the median gradient norm is 0; an occasional non-zero norm once divided
+    # by it (ZeroDivisionError). No level, no outlier; growth from exactly 0 is not measured either.
+    norms = [0.0] * 60 + [1e-3, 0.0, 0.0, 2e-3, 0.5, 0.0] + [0.0] * 30
+    found, _ = replay(exploding_gradient(), [StepStats(step=i, loss=0.693, grad_norm=g) for i, g in enumerate(norms)])
+    assert found == []
+
+
+def test_a_loss_rising_from_exactly_zero_vetoes_growth():
+    # A confident classifier's float32 loss is exactly 0, then a rare-class batch: loss 0 -> 0.02 with the gradient.
+    norms = list(calm_norms(100, level=1e-3)) + [1e-4, 1e-2, 0.3]
+    losses = [1e-4] * 100 + [0.0, 1e-3, 0.02]
+    found, _ = replay(exploding_gradient(), [StepStats(step=i, loss=l, grad_norm=float(g))
+                                          for i, (l, g) in enumerate(zip(losses, norms))])
+    assert [f.evidence["rule"] for f in found] == ["robust_z"]

@@ -62,9 +62,10 @@ def test_a_small_first_norm_with_a_small_last_norm_is_not_vanishing():
     assert found == []
 
 
-def test_persisting_to_ten_samples_escalates_once_to_error():
+def test_persisting_vanishing_stays_one_warning():
+    # The ladder (docs/severity.md): layers that do not learn harm the run (WARNING); they do not break it (ERROR).
     found, _ = replay(vanishing_gradient(), sampled(net(first=dict(grad_norm=1e-7)), samples=15))
-    assert [(f.step, f.severity) for f in found] == [(50, Severity.WARNING), (225, Severity.ERROR)]
+    assert [(f.step, f.severity) for f in found] == [(50, Severity.WARNING)]
 
 
 def test_sagemaker_abs_mean_names_the_earliest_vanishing_tensor():
@@ -135,4 +136,4 @@ def test_tiny_gradients_of_a_converged_network_are_not_vanishing():
     # The same gradients while the loss has not moved from its start are vanishing.
     stuck = [StepStats(step=s.step, loss=0.05, lrs=s.lrs, layers=s.layers) for s in stream]
     assert [(f.step, f.severity, f.evidence["rule"]) for f in replay(vanishing_gradient(), stuck)[0]] == [
-        (352, Severity.WARNING, "grad_abs_mean"), (359, Severity.ERROR, "grad_abs_mean")]
+        (352, Severity.WARNING, "grad_abs_mean")]  # no ERROR on the ladder: layers not learning is harm

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, NamedTuple
 from trainguard.core.findings import Finding, Severity
 from trainguard.core.stats import StepStats
 
-__all__ = ["Detector", "chain", "replay", "Episode", "ARMED", "episode_update"]
+__all__ = ["Detector", "chain", "parts", "replay", "Episode", "ARMED", "episode_update"]
 
 Findings = tuple[Finding, ...]
 
@@ -28,6 +28,14 @@ class Detector(NamedTuple):
     name: str
     init: Callable[[], Any]
     update: Callable[[StepStats, Any], tuple[Findings, Any]]
+    # The detectors a chain is made of, nested chains flattened (empty for a single detector): the monitor runs
+    # each on its own, so that one that raises is switched off alone.
+    parts: tuple[Detector, ...] = ()
+
+
+def parts(detector: Detector) -> tuple[Detector, ...]:
+    """The single detectors ``detector`` is made of, in order (itself when it is not a chain)."""
+    return detector.parts or (detector,)
 
 
 def chain(*detectors: Detector) -> Detector:
@@ -46,7 +54,8 @@ def chain(*detectors: Detector) -> Detector:
             new_states.append(s)
         return tuple(found), tuple(new_states)
 
-    return Detector("chain(" + ",".join(d.name for d in detectors) + ")", init, update)
+    flat = tuple(single for d in detectors for single in parts(d))
+    return Detector("chain(" + ",".join(d.name for d in detectors) + ")", init, update, flat)
 
 
 def replay(detector: Detector, stream: Iterable[StepStats]) -> tuple[list[Finding], Any]:

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = ["Window", "window", "push", "values", "robust_z", "median_mad", "RobustTrack", "robust_track", "track_size",
-           "track_push", "track_z", "track_exact"]
+           "track_push", "track_z", "track_exact", "track_values"]
 
 MAD_TO_SIGMA = 1.4826
 
@@ -109,6 +109,12 @@ def track_exact(t: RobustTrack, rel_floor: float = 1e-3) -> tuple[float, float]:
         return t.median, t.scale
     buffer, count = _merge(t.buffer, t.count, t.pending)
     return _median_scale(buffer[:count], rel_floor)
+
+
+def track_values(t: RobustTrack) -> np.ndarray:
+    """The window's values, pending ones included, in no particular order."""
+    buffer, count = _merge(t.buffer, t.count, t.pending) if t.pending else (t.buffer, t.count)
+    return buffer[:min(count, len(buffer))]
 
 
 def _merge(buffer: np.ndarray, count: int, pending: tuple[float, ...]) -> tuple[np.ndarray, int]:

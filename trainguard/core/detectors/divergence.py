@@ -1,26 +1,34 @@
-"""``divergence``: the loss climbing back up, far above the best it reached.
+"""``divergence``: the loss climbing back up, far above the best it reached, and not coming back down.
 
-Two rules on positive losses (a loss that can go negative has no scale to be "far above"; the rules skip it):
+Two rules on positive losses (a loss that can go negative, as a policy gradient's or an ELBO's, has no scale to
+be "far above": once a loss <= 0 is seen the detector stops judging the run):
 
-* **Diverged** (ERROR) — the loss is above ``factor`` (10) times the best smoothed loss and above the starting
-  (first finite) loss on ``patience`` (3) consecutive steps: the run has lost everything it learned. The shape of
-  AUTOTRAINER's and TensorFlow's divergence checks (loss above a multiple of its minimum), made robust to
-  minibatch noise by smoothing the minimum and requiring consecutive steps.
-* **Rising** (WARNING) — the smoothed loss is at least ``rise_factor`` (2) times its best *and* has given back at
-  least ``regress`` (25%) of the progress from the start to the best, on ``rise_patience`` (10) consecutive
-  steps. The second condition keeps a converged run quiet: a loss that went 2.3 -> 0.001 and wobbles to 0.003
-  has tripled but given back 0.1% of its progress.
+* **Diverged** (ERROR: the run is broken) — the loss is above ``factor`` (10) times the best smoothed loss and
+  above the starting (first finite) loss on ``patience`` (3) consecutive steps, and either it grew by another
+  ``factor`` over them (an explosion: seed 003 goes 2.2e6 -> 1e23 in three steps) or it has stayed there
+  ``sustain`` (50) steps with its recent level (the median of the last ``level_window`` (25) losses) still above
+  half of its peak since: the run has lost everything it learned and is not getting it back. The shape of
+  AUTOTRAINER's and TensorFlow's divergence checks (loss above a multiple of its minimum), made robust to a
+  change of data (a curriculum switch, a new task: the loss jumps, then falls again) by asking that it keep
+  growing or not recover.
+* **Rising** (WARNING: the run is being harmed) — the recent level is at least ``rise_factor`` (2) times the best
+  smoothed loss, has given back at least ``regress`` (25%) of the progress from the start to the best, and has
+  stayed within 10% of its peak since the rise began, on ``rise_patience`` (50) consecutive steps. The second
+  condition keeps a converged run quiet (a loss that went 2.3 -> 0.001 and wobbles to 0.003 has tripled but given
+  back 0.1% of its progress); the third a shift the run recovers from. Steps within ``rise_patience`` of a rise
+  of the learning rate are not counted: a warm-up, a OneCycle ramp or a warm restart (SGDR) raises the loss on
+  purpose, and the run is judged once the learning rate stops rising.
 
-The smoothed loss is a bias-corrected exponential moving average (as Adam's moments) with a ``halflife`` of 10
-steps, fed with the loss capped at twice the current average so that a lone spike barely moves it; its lowest
-value is the "best". One finding per episode, one more on escalation from WARNING to ERROR; re-arms after
+The best smoothed loss is the lowest value of a bias-corrected exponential moving average (as Adam's moments)
+with a ``halflife`` of 10 steps, fed with the loss capped at twice the current average so that a lone spike
+barely moves it. One finding per episode, one more on escalation from WARNING to ERROR; re-arms after
 ``rearm_after`` (50) steps on which neither rule holds. Non-finite losses are skipped (``non_finite`` reports
 them).
 
 >>> from trainguard.core.stats import StepStats
 >>> det = divergence()
 >>> state = det.init()
->>> losses = [1.0] * 5 + [0.5] * 20 + [20.0] * 3
+>>> losses = [1.0] * 5 + [0.5] * 20 + [20.0, 300.0, 9000.0]
 >>> for step, loss in enumerate(losses):
 ...     found, state = det.update(StepStats(step=step, loss=loss), state)
 >>> found[0].step, found[0].severity.name
@@ -45,52 +53,73 @@ class DivergenceState(NamedTuple):
     ema: float  # EMA of the finite losses, started at 0 ...
     ema_weight: float  # ... and 1 - decay**n, so that ema / ema_weight is the bias-corrected average (Adam's)
     best: float  # lowest smoothed loss so far (inf: none yet)
-    far_steps: int  # consecutive steps meeting the "diverged" rule
+    recent: tuple[float, ...]  # the last `level_window` finite losses
+    far_losses: tuple[float, ...]  # the losses of the current stretch meeting "far above", oldest first
+    far_peak: float  # highest recent level during that stretch
     rising_steps: int  # consecutive steps meeting the "rising" rule
+    rise_peak: float  # highest recent level during that stretch
+    lr: float | None  # the previous step's learning rate
+    lr_rose_at: int  # the last step whose learning rate was above the one before (-inf: never)
+    judged: bool  # False once a loss <= 0 was seen: the loss has no scale
     episode: Episode
 
 
-def divergence(factor: float = 10.0, patience: int = 3, rise_factor: float = 2.0, regress: float = 0.25,
-               rise_patience: int = 10, halflife: float = 10.0, rearm_after: int = 50) -> Detector:
+def divergence(factor: float = 10.0, patience: int = 3, sustain: int = 50, rise_factor: float = 2.0,
+               regress: float = 0.25, rise_patience: int = 50, halflife: float = 10.0, level_window: int = 25,
+               rearm_after: int = 50) -> Detector:
     alpha = 1.0 - 0.5 ** (1.0 / halflife)
 
     def init() -> DivergenceState:
-        return DivergenceState(math.nan, 0.0, 0.0, math.inf, 0, 0, ARMED)
+        return DivergenceState(math.nan, 0.0, 0.0, math.inf, (), (), 0.0, 0, 0.0, None, -(10 ** 18), True, ARMED)
 
     def update(stats: StepStats, state: DivergenceState):
         loss = stats.loss
-        if not finite(loss) or not stats.loss_finite:
-            return (), state
+        lr = stats.lr if finite(stats.lr) else None
+        lr_rose_at = stats.step if (lr is not None and state.lr is not None and lr > state.lr) else state.lr_rose_at
+        if not finite(loss) or not stats.loss_finite or not state.judged:
+            return (), state._replace(lr=lr if lr is not None else state.lr, lr_rose_at=lr_rose_at)
+        if loss <= 0:
+            return (), state._replace(judged=False, lr=lr, lr_rose_at=lr_rose_at)
         start = loss if math.isnan(state.start) else state.start
         best = state.best
         ema, ema_weight = robust_ema(state.ema, state.ema_weight, loss, alpha)
         smooth = ema / ema_weight
-        far_steps = rising_steps = 0
-        if 0 < best < math.inf:
-            far_steps = state.far_steps + 1 if loss > factor * best and loss > start else 0
-            rising = smooth >= rise_factor * best and smooth - best >= regress * (start - best)
-            rising_steps = state.rising_steps + 1 if rising else 0
+        recent = (state.recent + (loss,))[-level_window:]
+        level = sorted(recent)[len(recent) // 2]
+        far_losses, far_peak, rising_steps, rise_peak = (), 0.0, 0, 0.0
         severity = None
-        if far_steps >= patience:
-            severity = Severity.ERROR
-        elif rising_steps >= rise_patience:
-            severity = Severity.WARNING
+        if 0 < best < math.inf:
+            if loss > factor * best and loss > start:
+                far_losses = (state.far_losses + (loss,))[-(sustain + 1):]
+                far_peak = max(state.far_peak, level)
+                exploding = len(far_losses) >= patience and loss >= factor * far_losses[-patience]
+                stuck = len(far_losses) > sustain and level >= 0.5 * far_peak
+                if exploding or stuck:
+                    severity = Severity.ERROR
+            schedule_rising = stats.step - lr_rose_at < rise_patience
+            if (level >= rise_factor * best and level - best >= regress * (start - best) and not schedule_rising
+                    and level >= 0.9 * max(state.rise_peak, level)):
+                rising_steps, rise_peak = state.rising_steps + 1, max(state.rise_peak, level)
+                if severity is None and rising_steps >= rise_patience:
+                    severity = Severity.WARNING
         report, episode = episode_update(state.episode, severity, rearm_after)
-        new_state = DivergenceState(start, ema, ema_weight, min(best, smooth), far_steps, rising_steps,
-                                    episode)
+        new_state = DivergenceState(start, ema, ema_weight, min(best, smooth), recent, far_losses, far_peak,
+                                    rising_steps, rise_peak, lr, lr_rose_at, True, episode)
         if not report:
             return (), new_state
-        given_back = (smooth - best) / (start - best) if start > best else None
+        given_back = (level - best) / (start - best) if start > best else None
         evidence = {"rule": "diverged" if severity == Severity.ERROR else "rising", "loss": loss,
-                    "smoothed_loss": smooth, "best_smoothed_loss": best, "start_loss": start,
+                    "recent_level": level, "smoothed_loss": smooth, "best_smoothed_loss": best, "start_loss": start,
                     "ratio_to_best": loss / best, "progress_given_back": given_back,
-                    "steps": far_steps if severity == Severity.ERROR else rising_steps}
+                    "steps": len(far_losses) if severity == Severity.ERROR else rising_steps}
         if severity == Severity.ERROR:
+            how = ("and still growing" if len(far_losses) <= sustain
+                   else "without coming back down")
             message = (f"divergence at step {stats.step}: loss {loss:.4g} is {loss / best:.3g}x its best "
-                       f"{best:.4g} and above the starting loss {start:.4g} for {far_steps} steps")
+                       f"{best:.4g} and above the starting loss {start:.4g} for {len(far_losses)} steps, {how}")
         else:
-            message = (f"loss rising at step {stats.step}: smoothed loss {smooth:.4g} is {smooth / best:.3g}x "
-                       f"its best {best:.4g}")
+            message = (f"loss rising at step {stats.step}: its recent level {level:.4g} is {level / best:.3g}x "
+                       f"its best {best:.4g} after {rising_steps} steps of rising")
             if given_back is not None:
                 message += f", giving back {given_back:.0%} of the progress since the start"
         return (Finding("divergence", severity, stats.step, None, evidence, message),), new_state

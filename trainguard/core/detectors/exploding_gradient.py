@@ -3,14 +3,18 @@ layer than in the last.
 
 Three rules, each cited with its default:
 
-* **Robust outlier** (WARNING) — the global gradient norm's robust z-score against the last ``window`` (128)
-  finite norms is >= ``z`` (6) and the norm is >= ``min_ratio`` (5) times their median, after ``min_history`` (20)
-  norms. Median/MAD as in OLMo's spike rule and ZClip (Kumar et al. 2025). The ratio floor is ours: minibatch noise
-  is heavy-tailed, and seed 003's healthy twin reaches z = 8 at 3.1x its median without anything going wrong.
-* **Sustained growth** (ERROR) — the norm rose by >= ``step_rise`` (1.3x) on each of 2 to ``growth_steps`` (4)
-  consecutive steps and grew >= ``growth`` (10) times over them while the loss did not fall. This catches an
-  explosion before a window of history exists (seed 003 rises 1.9x, 1.7x, 5.1x: fires at step 3, goes NaN at
-  step 7). Without a loss, it is a WARNING. Once ``min_history`` norms are known the norm must also reach
+* **Robust outlier** (INFO: a brief gradient outlier, the run is fine) — the global gradient norm's robust z-score
+  against the last ``window`` (128) finite norms is >= ``z`` (6) and the norm is >= ``min_ratio`` (5) times their
+  median, after ``min_history`` (20) norms. Median/MAD as in OLMo's spike rule and ZClip (Kumar et al. 2025). The
+  ratio floor is ours: minibatch noise is heavy-tailed, and seed 003's healthy twin reaches z = 8 at 3.1x its
+  median without anything going wrong. A window whose median is 0 (a dead network) has no outliers.
+* **Sustained growth** (WARNING: the run will be harmed) — the norm rose by >= ``step_rise`` (1.3x) on each of 2
+  to ``growth_steps`` (4) consecutive steps and grew >= ``growth`` (10) times over them while the loss did not
+  fall. This catches an explosion before a window of history exists (seed 003 rises 1.9x, 1.7x, 5.1x: fires at
+  step 3, goes NaN at step 7). The gradient must also have grown at least as the square of the loss: in an
+  unstable update the gradient runs ahead of the loss (seed 003: 16.7x against 1.9x), while new data (a
+  curriculum switch, a rare class in a small batch) moves the loss as much as the gradient or more (a squared
+  error grows as the square of its gradient). Once ``min_history`` norms are known the norm must also reach
   ``min_ratio`` times their median: near convergence a minibatch gradient norm can rise 10x from a dip back to
   its usual level (the healthy twin of the unscaled-data scenario). A stretch starts, at the earliest, at the first
   robust outlier of a run of outliers: one jump (a data shift) and a wiggle after it are not "sustained", while an
@@ -23,7 +27,8 @@ Three rules, each cited with its default:
 For the first two rules, when the step carries per-layer statistics, ``where`` names the weight tensor whose
 gradient norm grew most since the last sampled step before the rise (``evidence["layer_growth"]``).
 
-One finding per episode, and one more if a warning escalates to an error; the detector re-arms after
+The detector never raises an ERROR: a broken run shows it as ``non_finite`` or ``divergence`` (docs/severity.md).
+One finding per episode, and one more if an INFO escalates to a WARNING; the detector re-arms after
 ``rearm_after`` (25) steps on which no rule holds. Steps with a non-finite gradient norm are skipped (that is
 ``non_finite``'s finding) and never enter the window.
 
@@ -38,7 +43,7 @@ above half the threshold, so a stale median never decides a finding.
 >>> for step, (loss, norm) in enumerate([(27133, 637), (17524, 1228), (17790, 2086), (50819, 10624)]):
 ...     found, state = det.update(StepStats(step=step, loss=loss, grad_norm=norm), state)
 >>> found[0].step, found[0].severity.name, found[0].evidence["rule"]
-(3, 'ERROR', 'sustained_growth')
+(3, 'WARNING', 'sustained_growth')
 """
 from __future__ import annotations
 
@@ -84,10 +89,10 @@ def exploding_gradient(z: float = 6.0, min_ratio: float = 5.0, window: int = 128
             grown = None  # a rise from a dip back to the usual level, not an explosion
         ratio_hits, first_last = _ratio(stats, state.ratio_hits, ratio) if stats.layers else (state.ratio_hits, None)
         severity = None
-        if grown is not None:
-            severity = Severity.WARNING if math.isnan(loss) or math.isnan(grown[3]) else Severity.ERROR
-        elif outlier is not None or ratio_hits >= ratio_patience:
+        if grown is not None or ratio_hits >= ratio_patience:
             severity = Severity.WARNING
+        elif outlier is not None:
+            severity = Severity.INFO
         report, episode = episode_update(state.episode, severity, rearm_after)
         baseline = state.baseline
         sampled = _kernel_norms(stats) if stats.layers else ()
@@ -107,7 +112,7 @@ def exploding_gradient(z: float = 6.0, min_ratio: float = 5.0, window: int = 128
             factor, steps, start_norm, start_loss = grown
             rules.append("sustained_growth")
             evidence.update(growth=factor, rising_steps=steps, start_grad_norm=start_norm)
-            if severity == Severity.ERROR:
+            if not math.isnan(loss) and not math.isnan(start_loss):
                 evidence.update(loss=loss, start_loss=start_loss)
         if outlier is not None:
             rules.append("robust_z")
@@ -139,6 +144,8 @@ def _outlier(norms: RobustTrack, norm: float, z: float, min_ratio: float,
     if track_size(norms) < min_history or track_z(norms, norm) < z / 2:  # cheap, possibly stale bound
         return None
     median, scale = track_exact(norms)
+    if median <= 0:  # most recent gradients are exactly zero (a dead network): no level to be an outlier of
+        return None
     score = (norm - median) / scale
     if score >= z and norm >= min_ratio * median:
         return score, median
@@ -148,13 +155,25 @@ def _outlier(norms: RobustTrack, norm: float, z: float, min_ratio: float,
 def _growth(recent: tuple[tuple[float, float], ...], rises: int,
             growth: float) -> tuple[float, int, float, float] | None:
     """(factor, steps, start norm, start loss) of the longest rising stretch of >= 2 steps, ending now, that grew
-    >= ``growth`` times while the loss did not fall (an unknown loss does not veto)."""
+    >= ``growth`` times while the loss did not fall, and grew at least as the square of the loss's growth (an
+    unknown loss does not veto)."""
     norm, loss = recent[-1]
     for steps in range(rises, 1, -1):
         start_norm, start_loss = recent[-1 - steps]
         if start_norm > 0 and norm >= growth * start_norm and not loss < start_loss:
-            return norm / start_norm, steps, start_norm, start_loss
+            factor = norm / start_norm
+            if factor < _loss_growth(start_loss, loss) ** 2:
+                continue  # the loss jumped with the gradient: new data, not an unstable update
+            return factor, steps, start_norm, start_loss
     return None
+
+
+def _loss_growth(start: float, now: float) -> float:
+    """How many times the loss grew (1 when either is unknown or the start is negative, which has no scale); from a
+    loss of exactly 0, any rise is infinite."""
+    if math.isnan(start) or math.isnan(now) or now <= start or start < 0:
+        return 1.0
+    return now / start if start > 0 else math.inf
 
 
 def _ratio(stats: StepStats, hits: int, threshold: float):

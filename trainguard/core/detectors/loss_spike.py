@@ -1,22 +1,40 @@
-"""``loss_spike``: a loss far above its recent level, and whether the gradient norm spiked first.
+"""``loss_spike``: a loss far above its recent level; judged, on the severity ladder (docs/severity.md), by what
+the run does next.
 
-Rule (OLMo's spike rule, z >= 6 over 128 steps; PaLM's rollback-and-skip): the loss's rise above its recent level
-has a robust z-score >= ``z`` (6) against the rises of the last ``window`` (128) finite losses, after
+Spike onset (OLMo's spike rule, z >= 6 over 128 steps; PaLM's rollback-and-skip): the loss's rise above its recent
+level has a robust z-score >= ``z`` (6) against the rises of the last ``window`` (128) finite losses, after
 ``min_history`` (20) of them, and the loss is at least ``min_rise`` (30%) above that level. The recent level is a
 short bias-corrected EMA (``level_halflife`` 8 steps, a lone spike capped at twice the level) and the rise is
 ``(loss - level) / |level|``. Judging rises rather than raw losses is ours: early in training the loss falls 2-3x
 within 128 steps, which inflates a raw-loss MAD until a 4x spike scores z < 6. The 30% floor is ours too: in a
-very quiet run a 10% bump is six MADs, yet no one calls it a spike.
+very quiet run a 10% bump is six MADs, yet no one calls it a spike. The z-score's scale is at least what the
+window's 97.5th percentile implies (``_tail_z``): minibatch losses are heavy-tailed, and a MAD alone scored z >= 6
+on 1 step in 6 of a healthy imbalanced classifier with batch 8 (docs/severity.md).
+
+A spike episode is judged when it ends, or when it repeats:
+
+* **Recovered** (INFO) — the loss is back within ``min_rise`` of the level it left on ``recovered_steps`` (3)
+  consecutive steps, or the median loss of the ``settle_steps`` (20) steps after the onset is: an isolated spike
+  the run recovered from (a bad batch, heavy-tailed minibatch noise). Reported when the episode ends.
+* **Level shift** (WARNING) — ``settle_steps`` after the onset the median loss since it is still more than
+  ``min_rise`` above the level it left, and its rise above that level exceeds the 97.5th percentile of the rises in
+  the window before the spike, and it is not coming down (the median of the second half of those steps is above
+  80% of the first half's): the run lost ground and stays there. A loss that jumps and then falls steadily is a
+  change of data the run is learning (a curriculum switch, a new task): INFO.
+* **Repeated** (WARNING) — the ``recurring``-th (12th) spike onset within ``window`` steps. Calibrated on healthy
+  runs (docs/severity.md): the most onsets in 128 steps of any healthy run measured was 8 (a classifier of a
+  4%-positive class with batch 8, whose loss sits near 0 between positive batches), so the count is taken 1.5x
+  above that. Onsets count once the window is full: the tail of fewer values is too loose to judge a repeat. One such warning per
+  repeated stretch; it ends after ``window`` steps without an onset.
+
+A loss spike is never an ERROR: a run that is broken shows it as ``non_finite`` or ``divergence``.
 
 ``evidence["grad_norm_led"]`` says whether the global gradient norm was itself anomalous (robust z >= ``grad_z``
 (4) against its own window) at the spike's step or up to ``lead_steps`` (3) steps before: True points at an
 optimizer instability (a large update, then the loss), False at the data (a bad batch on a calm gradient),
-None when there is not enough gradient-norm history to tell.
-
-An isolated spike is a WARNING; the ``recurring``-th (3rd) spike within ``window`` steps is an ERROR (repeated
-spikes are the instability OLMo and PaLM act on). One finding per spike; the detector re-arms after
-``rearm_after`` (10) steps below the threshold. Non-finite losses are skipped (``non_finite`` reports them) and
-never enter the window; a recent level of exactly 0 has no scale, and its step is not judged.
+None when there is not enough gradient-norm history to tell. A finding's ``step`` is the spike's onset;
+``evidence["judged_at"]`` is the step it was judged on. Non-finite losses are skipped (``non_finite`` reports them)
+and never enter the window; a recent level of exactly 0 has no scale, and its step is not judged.
 
 Per-step cost (~5 µs on one CPU core): two ``window.RobustTrack`` windows (rises, gradient norms), as in
 ``exploding_gradient``: cached medians refreshed every 16 steps, exact on a candidate step.
@@ -27,21 +45,43 @@ Per-step cost (~5 µs on one CPU core): two ``window.RobustTrack`` windows (rise
 >>> for step in range(40):
 ...     found, state = det.update(StepStats(step=step, loss=1.0 + 0.01 * (step % 3), grad_norm=1.0), state)
 >>> found, state = det.update(StepStats(step=40, loss=5.0, grad_norm=1.0), state)
->>> found[0].severity.name, found[0].evidence["grad_norm_led"]
-('WARNING', False)
+>>> found
+()
+>>> for step in range(41, 44):
+...     found, state = det.update(StepStats(step=step, loss=1.0, grad_norm=1.0), state)
+>>> found[0].step, found[0].severity.name, found[0].evidence["outcome"], found[0].evidence["grad_norm_led"]
+(40, 'INFO', 'recovered', False)
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+import math
+from typing import Any, NamedTuple
 
-from trainguard.core.detector import ARMED, Detector, Episode, episode_update
+import numpy as np
+
 from trainguard.core.detectors._read import finite
 from trainguard.core.detectors._smooth import robust_ema
+from trainguard.core.detector import Detector
 from trainguard.core.findings import Finding, Severity
 from trainguard.core.stats import StepStats
-from trainguard.core.window import RobustTrack, robust_track, track_exact, track_push, track_size, track_z
+from trainguard.core.window import (RobustTrack, robust_track, track_exact, track_push, track_size, track_values,
+                                    track_z)
 
-__all__ = ["loss_spike", "LossSpikeState"]
+__all__ = ["loss_spike", "LossSpikeState", "SpikeEpisode"]
+
+TAIL_QUANTILE, TAIL_SIGMAS = 0.975, 1.96  # a normal's 97.5th percentile is 1.96 sigma above its median
+RECOVERING = 0.8  # a loss whose median fell by 20% from the first to the second half of the settling steps
+
+
+class SpikeEpisode(NamedTuple):
+    """A spike waiting to be judged."""
+
+    onset: int  # step of the spike
+    level: float  # the recent level the loss left
+    tail_rise: float  # the 97.5th percentile of the rises before it
+    evidence: dict[str, Any]  # what was measured at the onset
+    after: tuple[float, ...]  # the losses since the onset, at most settle_steps
+    back: int  # consecutive steps, ending now, back within min_rise of the level
 
 
 class LossSpikeState(NamedTuple):
@@ -50,17 +90,19 @@ class LossSpikeState(NamedTuple):
     level_weight: float  # ... with its bias correction
     norms: RobustTrack  # the last `window` finite global gradient norms
     grad_spike_step: int  # last step whose gradient norm was anomalous (-1: none)
-    onsets: tuple[int, ...]  # steps of the spikes reported within the last `window` steps
-    episode: Episode
+    onsets: tuple[int, ...]  # spike onsets within the last `window` steps
+    pending: SpikeEpisode | None  # the spike being judged
+    repeating: bool  # a repeated-spikes warning was given and no `window` steps without an onset passed since
+    was_spike: bool  # whether the previous finite loss was a spike
 
 
 def loss_spike(z: float = 6.0, window: int = 128, min_history: int = 20, min_rise: float = 0.3,
-               level_halflife: float = 8.0, grad_z: float = 4.0, lead_steps: int = 3, recurring: int = 3,
-               rearm_after: int = 10) -> Detector:
+               level_halflife: float = 8.0, grad_z: float = 4.0, lead_steps: int = 3, recurring: int = 12,
+               recovered_steps: int = 3, settle_steps: int = 20) -> Detector:
     alpha = 1.0 - 0.5 ** (1.0 / level_halflife)
 
     def init() -> LossSpikeState:
-        return LossSpikeState(robust_track(window), 0.0, 0.0, robust_track(window), -1, (), ARMED)
+        return LossSpikeState(robust_track(window), 0.0, 0.0, robust_track(window), -1, (), None, False, False)
 
     def update(stats: StepStats, state: LossSpikeState):
         step = stats.step
@@ -80,45 +122,89 @@ def loss_spike(z: float = 6.0, window: int = 128, min_history: int = 20, min_ris
             return (), state._replace(norms=norms, grad_spike_step=grad_spike_step, level_ema=level_ema,
                                       level_weight=level_weight)
         rise = (loss - level) / abs(level)
-        spike = None
+        spike, tail, kept = None, math.nan, rise
         if rise >= min_rise and track_size(state.rises) >= min_history:
-            score = _robust_z(state.rises, rise, z)
+            score, tail = _tail_z(state.rises, rise, z)
             if score >= z:
-                spike = score
+                # The window keeps the spike as its own q97.5 (as ZClip feeds its EMA the clipped norm), so that
+                # spikes that repeat do not become the tail they are judged against.
+                spike, kept = score, tail
         onsets = state.onsets
         if onsets and onsets[0] <= step - window:
             onsets = tuple(s for s in onsets if s > step - window)
-        severity = None
-        if spike is not None:
-            severity = Severity.ERROR if len(onsets) + 1 >= recurring else Severity.WARNING
-        report, episode = episode_update(state.episode, severity, rearm_after)
-        if report:
-            onsets += (step,)
-        new_state = LossSpikeState(track_push(state.rises, rise), level_ema, level_weight, norms, grad_spike_step,
-                                   onsets, episode)
-        if not report:
-            return (), new_state
-
-        if grad_spike_step >= 0 and step - grad_spike_step <= lead_steps:
-            led = True
-        elif track_size(state.norms) >= min_history:
-            led = False
-        else:
-            led = None
-        evidence = {"loss": loss, "recent_level": level, "rise": rise, "z": spike,
-                    "grad_norm": norm if finite(norm) else None, "grad_norm_led": led,
-                    "spikes_in_window": len(onsets)}
-        if led:
-            evidence["grad_spike_step"] = grad_spike_step
-        text = {True: f"the gradient norm spiked first (step {grad_spike_step})",
-                False: "the gradient norm did not spike (a bad batch?)",
-                None: "not enough gradient-norm history to tell whether it led"}[led]
-        kind = f"{len(onsets)} spikes within {window} steps" if severity == Severity.ERROR else "loss spike"
-        message = (f"{kind} at step {step}: loss {loss:.4g} is {rise:.0%} above its recent level {level:.4g} "
-                   f"(robust z {spike:.3g}); {text}")
-        return (Finding("loss_spike", severity, step, None, evidence, message),), new_state
+        repeating = state.repeating and bool(onsets)
+        found: list[Finding] = []
+        pending = state.pending
+        if pending is not None:
+            pending, judged = _judge(pending, loss, step, min_rise, recovered_steps, settle_steps)
+            if judged is not None and not repeating:
+                found.append(judged)
+        new_onset = spike is not None and not state.was_spike  # a spike several steps long is one onset
+        if new_onset:
+            if track_size(state.rises) >= window:  # a window still filling has a loose tail: its onsets don't count
+                onsets += (step,)
+            evidence = {"loss": loss, "recent_level": level, "rise": rise, "z": spike,
+                        "grad_norm": norm if finite(norm) else None,
+                        "grad_norm_led": _led(step, grad_spike_step, state.norms, lead_steps, min_history),
+                        "spikes_in_window": len(onsets)}
+            if evidence["grad_norm_led"]:
+                evidence["grad_spike_step"] = grad_spike_step
+            if len(onsets) >= recurring and not repeating:
+                repeating, pending = True, None
+                found.append(_finding(step, Severity.WARNING, "repeated", evidence, step, window))
+            elif pending is None and not repeating:
+                pending = SpikeEpisode(step, level, tail, evidence, (), 0)
+        new_state = LossSpikeState(track_push(state.rises, kept), level_ema, level_weight, norms, grad_spike_step,
+                                   onsets, pending, repeating, spike is not None)
+        return tuple(found), new_state
 
     return Detector("loss_spike", init, update)
+
+
+def _judge(episode: SpikeEpisode, loss: float, step: int, min_rise: float, recovered_steps: int,
+           settle_steps: int) -> tuple[SpikeEpisode | None, Finding | None]:
+    """The episode after one more loss, and its finding once it is judged (then the episode is None)."""
+    band = episode.level + min_rise * abs(episode.level)
+    back = episode.back + 1 if loss <= band else 0
+    after = episode.after + (loss,)
+    if back >= recovered_steps:
+        return None, _finding(episode.onset, Severity.INFO, "recovered", episode.evidence, step, len(after))
+    if len(after) < settle_steps:
+        return episode._replace(after=after, back=back), None
+    settled = sorted(after)[len(after) // 2]
+    # A shift: the median loss since the spike sits above the band and above 90% of the single losses before it
+    # (for independent noise, a median of 20 above its own q97.5 has a chance far below 1e-9).
+    half = len(after) // 2
+    falling = sorted(after[half:])[half // 2] <= RECOVERING * sorted(after[:half])[half // 2]
+    if settled <= band or (settled - episode.level) / abs(episode.level) <= episode.tail_rise or falling:
+        return None, _finding(episode.onset, Severity.INFO, "recovered", episode.evidence, step, len(after))
+    evidence = {**episode.evidence, "settled_loss": settled}
+    return None, _finding(episode.onset, Severity.WARNING, "level_shift", evidence, step, len(after))
+
+
+def _led(step: int, grad_spike_step: int, norms: RobustTrack, lead_steps: int, min_history: int) -> bool | None:
+    if grad_spike_step >= 0 and step - grad_spike_step <= lead_steps:
+        return True
+    return False if track_size(norms) >= min_history else None
+
+
+def _finding(onset: int, severity: Severity, outcome: str, evidence: dict[str, Any], judged_at: int,
+             span: int) -> Finding:
+    evidence = {**evidence, "outcome": outcome, "judged_at": judged_at}
+    led = evidence["grad_norm_led"]
+    cause = {True: f"the gradient norm spiked first (step {evidence.get('grad_spike_step')})",
+             False: "the gradient norm did not spike (a bad batch?)",
+             None: "not enough gradient-norm history to tell whether it led"}[led]
+    head = (f"loss {evidence['loss']:.4g} is {evidence['rise']:.0%} above its recent level "
+            f"{evidence['recent_level']:.4g} (robust z {evidence['z']:.3g}); {cause}")
+    if outcome == "recovered":
+        message = f"isolated loss spike at step {onset}: {head}; the loss was back within {span} steps"
+    elif outcome == "level_shift":
+        message = (f"loss level shift at step {onset}: {head}; {span} steps later the loss still sits at "
+                   f"{evidence['settled_loss']:.4g}")
+    else:
+        message = f"repeated loss spikes: {evidence['spikes_in_window']} within {span} steps, at step {onset}: {head}"
+    return Finding("loss_spike", severity, onset, None, evidence, message)
 
 
 def _robust_z(track: RobustTrack, x: float, threshold: float) -> float:
@@ -128,3 +214,17 @@ def _robust_z(track: RobustTrack, x: float, threshold: float) -> float:
         return cheap
     median, scale = track_exact(track)
     return (x - median) / scale
+
+
+def _tail_z(track: RobustTrack, x: float, threshold: float) -> tuple[float, float]:
+    """Robust z of ``x`` whose scale is also at least what the window's upper tail implies: ``(q97.5 - median) /
+    1.96`` (a normal's q97.5 is 1.96 sigma above its median, so on Gaussian noise this is the MAD's sigma).
+    Minibatch losses are heavy-tailed (a batch of 4 with a mislabelled sample, a rare class in a batch of 8):
+    their MAD sees only the bulk, and the tail would score z >= 6 every few steps. The MAD-only z bounds this one
+    from above, so it screens the candidates. Returns (z, the window's q97.5; NaN when not computed)."""
+    cheap = track_z(track, x)
+    if cheap < threshold / 2:
+        return cheap, math.nan
+    median, scale = track_exact(track)
+    upper = float(np.quantile(track_values(track), TAIL_QUANTILE))
+    return (x - median) / max(scale, (upper - median) / TAIL_SIGMAS), upper

@@ -11,8 +11,11 @@ What a plateau means depends on how far the run got, measured against the starti
 ``start_steps`` (20) finite losses). The first window starts after them and one half-life, so a run stuck from
 the start is reported after ~250 steps; a plateau reached later takes the window plus the EMA's settling time.
 
-* smoothed loss >= ``1 - stuck_progress`` (90%) of the start: stuck from the start — WARNING (a learning
-  rate far too low, vanishing gradients, a loss that cannot see the targets);
+* smoothed loss >= ``1 - stuck_progress`` (90%) of the start: stuck from the start — WARNING when the weights
+  barely move (the median update ratio ||dW|| / ||W|| of the weight tensors on the latest sampled step is below
+  ``still_update`` (1e-4), a tenth of the ~1e-3 of a healthy run (Karpathy, "A Recipe for Training Neural
+  Networks"): a learning rate far too low, dead or vanishing gradients) or when no update ratio is known; INFO
+  when they move (the two losses of a GAN stay near their start by design while both networks learn);
 * below that but above ``converged`` (5%) of the start: a plateau after progress — INFO (a schedule's cue);
 * at or below 5% of the start: a run that has finished learning — nothing. A flat tail after a big drop is
   convergence, not a pathology.
@@ -37,7 +40,7 @@ import math
 from typing import NamedTuple
 
 from trainguard.core.detector import ARMED, Detector, Episode, episode_update
-from trainguard.core.detectors._read import finite
+from trainguard.core.detectors._read import finite, kernels
 from trainguard.core.detectors._smooth import robust_ema
 from trainguard.core.findings import Finding, Severity
 from trainguard.core.stats import StepStats
@@ -54,21 +57,24 @@ class PlateauState(NamedTuple):
     ema_weight: float  # ... and 1 - decay**n: ema / ema_weight is the bias-corrected average
     history: tuple[tuple[int, float], ...]  # (step, smoothed loss) checkpoints covering the last `window` steps
     level: float  # smoothed loss when the current plateau was reported (NaN: none)
+    update_ratio: float  # median update ratio of the weight tensors on the latest sampled step (NaN: unknown)
     episode: Episode
 
 
 def plateau(window: int = 200, min_improvement: float = 0.01, halflife: float = 50.0, converged: float = 0.05,
-            stuck_progress: float = 0.1, rearm_improvement: float = 0.05, start_steps: int = 20) -> Detector:
+            stuck_progress: float = 0.1, rearm_improvement: float = 0.05, start_steps: int = 20,
+            still_update: float = 1e-4) -> Detector:
     alpha = 1.0 - 0.5 ** (1.0 / halflife)
     every = max(1, window // CHECKPOINTS)
 
     def init() -> PlateauState:
-        return PlateauState(0.0, 0, 0.0, 0.0, (), math.nan, ARMED)
+        return PlateauState(0.0, 0, 0.0, 0.0, (), math.nan, math.nan, ARMED)
 
     def update(stats: StepStats, state: PlateauState):
         loss, step = stats.loss, stats.step
+        update_ratio = _median_update_ratio(stats) if stats.layers else state.update_ratio
         if not finite(loss) or not stats.loss_finite:
-            return (), state
+            return (), state._replace(update_ratio=update_ratio)
         start_sum, start_count = state.start_sum, state.start_count
         if start_count < start_steps:
             start_sum, start_count = start_sum + loss, start_count + 1
@@ -90,10 +96,12 @@ def plateau(window: int = 200, min_improvement: float = 0.01, halflife: float = 
                 level = math.nan
         elif reference is not None and smooth > reference[1] - min_improvement * abs(reference[1]):
             severity = _severity(smooth, start, converged, stuck_progress)
+            if severity == Severity.WARNING and update_ratio >= still_update:
+                severity = Severity.INFO  # stalled while the weights move: not stuck (a GAN)
         report, episode = episode_update(state.episode, severity, 1)
         if report:
             level = smooth
-        new_state = PlateauState(start_sum, start_count, ema, ema_weight, history, level, episode)
+        new_state = PlateauState(start_sum, start_count, ema, ema_weight, history, level, update_ratio, episode)
         if not report:
             return (), new_state
         ref_step, ref_loss = reference
@@ -101,8 +109,12 @@ def plateau(window: int = 200, min_improvement: float = 0.01, halflife: float = 
                     "improvement": (ref_loss - smooth) / abs(ref_loss) if ref_loss else 0.0,
                     "min_improvement": min_improvement, "start_loss": start,
                     "fraction_of_start": smooth / start if start > 0 else None}
+        if not math.isnan(update_ratio):
+            evidence["update_ratio"] = update_ratio
         if severity == Severity.WARNING:
             text = f"no progress since the start ({start:.4g})"
+        elif start > 0 and smooth / start >= 1.0 - stuck_progress:
+            text = f"no progress since the start ({start:.4g}), while the weights move (update ratio {update_ratio:.2g})"
         elif start > 0:
             text = f"at {smooth / start:.0%} of the starting loss {start:.4g}"
         else:
@@ -112,6 +124,11 @@ def plateau(window: int = 200, min_improvement: float = 0.01, halflife: float = 
         return (Finding("plateau", severity, step, None, evidence, message),), new_state
 
     return Detector("plateau", init, update)
+
+
+def _median_update_ratio(stats: StepStats) -> float:
+    ratios = sorted(w.update_ratio for w in kernels(stats.layers) if finite(w.update_ratio))
+    return ratios[len(ratios) // 2] if ratios else math.nan
 
 
 def _reference(history: tuple[tuple[int, float], ...], at_or_before: int) -> tuple[int, float] | None:

@@ -19,8 +19,9 @@ half-life 20 steps) is below ``converged`` (0.1%) of the first finite loss; the 
 relative, still is.
 
 ``where`` names the earliest tensor (forward order) a rule holds for; ``evidence`` lists them all. A rule must
-hold on ``patience`` (3) consecutive sampled steps to fire (WARNING), so one odd batch does not; it escalates to
-ERROR at ``error_patience`` (10). Re-arms after ``rearm_after`` (3) sampled steps on which no rule holds. Steps
+hold on ``patience`` (3) consecutive sampled steps to fire (WARNING), so one odd batch does not. It never
+escalates to an ERROR: layers that do not learn harm the run, but it is not broken (docs/severity.md). Re-arms
+after ``rearm_after`` (3) sampled steps on which no rule holds. Steps
 without per-layer statistics or with non-finite gradients are skipped.
 
 >>> from trainguard.core.stats import LayerStats, StepStats
@@ -61,7 +62,7 @@ class VanishingGradientState(NamedTuple):
 
 def vanishing_gradient(ratio: float = 1e-3, first_norm: float = 1e-4, abs_mean: float = 1e-7,
                        update_ratio: float = 1e-8, lr_fraction: float = 0.01, converged: float = 1e-3,
-                       patience: int = 3, error_patience: int = 10, rearm_after: int = 3) -> Detector:
+                       patience: int = 3, rearm_after: int = 3) -> Detector:
     alpha = 1.0 - 0.5 ** (1.0 / 20.0)
 
     def init() -> VanishingGradientState:
@@ -85,12 +86,7 @@ def vanishing_gradient(ratio: float = 1e-3, first_norm: float = 1e-4, abs_mean: 
         held = (_autotrainer(weights, ratio, first_norm), [] if at_minimum else _small_abs_mean(weights, abs_mean),
                 _small_updates(weights, update_ratio) if judge_updates and not at_minimum else [])
         hits = tuple(h + 1 if found else 0 for h, found in zip(state.hits, held))
-        longest = max(hits)
-        severity = None
-        if longest >= error_patience:
-            severity = Severity.ERROR
-        elif longest >= patience:
-            severity = Severity.WARNING
+        severity = Severity.WARNING if max(hits) >= patience else None
         report, episode = episode_update(state.episode, severity, rearm_after)
         new_state = carried._replace(hits=hits, episode=episode)
         if not report:
