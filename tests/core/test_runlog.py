@@ -100,3 +100,83 @@ def test_log_without_diagnosis_record_reads_none_and_a_malformed_one_is_a_proble
         f.write('{"type":"diagnosis","causes":"lr_too_high"}\n')
     log = read_runlog(path)
     assert log.diagnosis is None and "line 3" in log.problems[0]
+
+
+def test_second_writer_on_an_open_log_is_refused_and_nothing_interleaves(tmp_path):
+    # F13: two guards on one log path interleaved their records silently into one "run".
+    from trainguard.io.runlog import RunLogInUseError
+    path = tmp_path / "run.jsonl"
+    first = RunLogWriter(path)
+    first.step(_stats(0, 1.0))
+    with pytest.raises(RunLogInUseError, match="another trainguard guard") as info:
+        RunLogWriter(path)
+    assert "\n" not in str(info.value)
+    first.step(_stats(1, 0.5))
+    first.close()
+    log = read_runlog(path)
+    assert [s.step for s in log.steps] == [0, 1] and log.problems == []
+    RunLogWriter(path).close()  # closed, the log takes the next run
+
+
+def test_second_process_on_an_open_log_is_refused(tmp_path):
+    import subprocess
+    import sys
+    path = tmp_path / "run.jsonl"
+    writer = RunLogWriter(path)
+    code = ("import sys; from trainguard.io.runlog import RunLogWriter, RunLogInUseError\n"
+            "try:\n    RunLogWriter(sys.argv[1])\nexcept RunLogInUseError as e:\n    print(e); sys.exit(3)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
+    writer.close()
+    assert done.returncode == 3 and "another trainguard guard" in done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("content", ["step,loss\n0,1.0\n", '{"loss": 1.0}\n', "notes\n"])
+def test_writer_refuses_a_file_that_is_not_a_run_log(tmp_path, content):
+    # F14: Guard(..., log="metrics.csv") appended JSON lines to the user's CSV.
+    path = tmp_path / "metrics.csv"
+    path.write_text(content)
+    with pytest.raises(RunLogError, match="something other than a trainguard run log"):
+        RunLogWriter(path)
+    assert path.read_text() == content
+    RunLogWriter(tmp_path / "empty.jsonl").close()  # an empty or new file is fine
+    (tmp_path / "blank.jsonl").write_text("")
+    RunLogWriter(tmp_path / "blank.jsonl").close()
+    assert read_runlog(tmp_path / "blank.jsonl").problems == []
+
+
+def test_writer_after_a_torn_last_line_starts_on_a_line_of_its_own(tmp_path):
+    path = tmp_path / "run.jsonl"
+    w = RunLogWriter(path)
+    w.step(_stats(0, 1.0))
+    w._file.write(b'{"type":"step","step":1,"lo')  # the process died mid-line
+    w._file.close()
+    w._file = None
+    w = RunLogWriter(path)
+    w.step(_stats(0, 2.0))
+    w.close()
+    log = read_runlog(path)
+    assert [s.loss for s in log.steps] == [2.0] and log.end == {"status": "ok", "steps": 1}
+
+
+@pytest.mark.parametrize("version", ['"x"', "null", "[1]", "1e400", "true", "1.5"])
+def test_header_version_that_is_not_a_whole_number_is_one_line_error(tmp_path, version):
+    # F2
+    path = tmp_path / "run.jsonl"
+    path.write_text('{"type":"header","schema":"trainguard.runlog","version":' + version + '}\n')
+    with pytest.raises(RunLogError, match="not a whole number"):
+        read_runlog(path)
+
+
+def test_huge_integers_read_as_infinity_and_wrong_types_skip_the_record(tmp_path):
+    # F4: a 401-digit loss raised OverflowError out of StepStats.from_dict.
+    path = tmp_path / "run.jsonl"
+    RunLogWriter(path).close()
+    with open(path, "a") as f:
+        f.write('{"type":"step","step":0,"loss":' + "9" * 401 + ',"grad_norm":-' + "9" * 401 + '}\n')
+        f.write('{"type":"step","step":"1","loss":1.0}\n')
+        f.write('{"type":"step","step":2,"loss":true}\n')
+        f.write('{"type":"step","step":' + "9" * 30 + ',"loss":1.0}\n')
+        f.write('{"type":"step","step":3,"layers":[{"name":5}]}\n')
+    log = read_runlog(path)
+    assert [(s.step, s.loss, s.grad_norm) for s in log.steps] == [(0, math.inf, -math.inf)]
+    assert [p.split(":")[0] for p in log.problems] == ["line 4", "line 5", "line 6", "line 7"]

@@ -68,11 +68,12 @@ def run(args: argparse.Namespace) -> int:
     for note in sorted({n for c in comparisons if c.guarded for n in c.guarded.notes}):
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
     if not args.no_html:
+        from trainguard.io.files import write_text_atomic
         from trainguard.scenarios.summary import html_report
 
         page = out / "demo.html"
-        page.write_text(html_report(comparisons, rows, HEADERS, f"{size} size, policy {POLICY!r}, "
-                                                                f"{elapsed:.0f} s"), encoding="utf-8")
+        write_text_atomic(page, html_report(comparisons, rows, HEADERS, f"{size} size, policy {POLICY!r}, "
+                                                                        f"{elapsed:.0f} s"))
         console.print(f"HTML report: {page}")
     console.print(f"run logs: {out}/<scenario>.jsonl  (read one with `trainguard report {out}/<scenario>.jsonl`)")
     return 1 if any(c.error for c in comparisons) else 0

@@ -28,6 +28,12 @@ def run(args: argparse.Namespace) -> int:
 
     if not math.isfinite(args.rtol) or args.rtol < 0:
         raise UserError(f"--rtol must be a finite number >= 0, got {args.rtol}")
+    if args.html:
+        from trainguard.io.files import InputError, check_output_path
+        try:  # before the work, so a mistyped command costs nothing
+            check_output_path(args.html, [args.run_a, args.run_b])
+        except InputError as e:
+            raise UserError(f"--html {e}") from None
     try:
         result = diff(args.run_a, args.run_b, rtol=args.rtol)
     except DiffInputError as e:

@@ -55,13 +55,20 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"no log files found in {', '.join(args.paths)} (looked for *.csv, *.jsonl, "
                         f"trainer_state.json, *tfevents*)")
     named = {Path(p) for p in args.paths if not Path(p).is_dir()}
+    if args.html:
+        from trainguard.io.files import InputError, check_output_path
+        try:  # before the work, so a mistyped command costs nothing
+            check_output_path(args.html, [*files, *named])
+        except InputError as e:
+            raise UserError(f"--html {e}") from None
     overrides = {role: getattr(args, f"{role}_col") for role in _ROLES}
     results = _diagnose_all(files, overrides, diagnose_file, show_progress=not args.json)
 
     if args.html:
         from trainguard.doctor.html_report import render_html
+        from trainguard.io.files import write_text_atomic
         try:
-            Path(args.html).write_text(render_html(results), encoding="utf-8")
+            write_text_atomic(args.html, render_html(results))
         except OSError as e:
             raise UserError(f"cannot write {args.html}: {e.strerror or e}") from None
     if args.json:

@@ -6,6 +6,7 @@ loss, and per-layer fields are filled only on the steps the preset samples.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -135,36 +136,49 @@ class StepStats:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StepStats:
-        """Inverse of :meth:`to_dict`. Unknown keys are ignored so newer logs stay readable."""
+        """Inverse of :meth:`to_dict`. Unknown keys are ignored so newer logs stay readable; a known field of the
+        wrong type raises TypeError/ValueError (the run-log reader skips that record and says so)."""
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["step"] = _whole(data["step"], "step")
+        for key in ("epoch", "batch_size"):
+            if kwargs.get(key) is not None:
+                kwargs[key] = _whole(kwargs[key], key)
+        for key in ("loss_finite", "grads_finite", "weights_finite", "applied"):
+            if key in kwargs and not isinstance(kwargs[key], bool):
+                raise TypeError(f"{key} is not true/false")
+        for key in ("first_nonfinite_grad", "first_nonfinite_module", "batch_fingerprint"):
+            if kwargs.get(key) is not None:
+                _text(kwargs[key], key)
         if "loss" in kwargs:
             kwargs["loss"] = _float_or_none(kwargs["loss"])
         if "grad_norm" in kwargs:
             kwargs["grad_norm"] = _float_or_none(kwargs["grad_norm"])
-        kwargs["lrs"] = tuple(_float_or_none(v) for v in kwargs.get("lrs", ()))
-        if "eval_mode_modules" in kwargs:
-            kwargs["eval_mode_modules"] = tuple(kwargs["eval_mode_modules"])
+        kwargs["lrs"] = tuple(_float_or_none(v) for v in _list(kwargs.get("lrs", []), "lrs"))
+        if kwargs.get("eval_mode_modules") is not None:
+            kwargs["eval_mode_modules"] = tuple(_text(m, "eval_mode_modules")
+                                                for m in _list(kwargs["eval_mode_modules"], "eval_mode_modules"))
         if "layers" in kwargs:
             kwargs["layers"] = tuple(
-                LayerStats(**{k: (v if k == "name" else _float_or_none(v)) for k, v in layer.items()})
-                for layer in kwargs["layers"]
+                LayerStats(**{k: (_text(v, k) if k == "name" else _float_or_none(v)) for k, v in layer.items()})
+                for layer in _list(kwargs["layers"], "layers")
             )
         if "activations" in kwargs:
             kwargs["activations"] = tuple(
-                ActivationStats(**{k: (v if k in ("name", "kind") else _float_or_none(v)) for k, v in a.items()})
-                for a in kwargs["activations"]
+                ActivationStats(**{k: (_text(v, k) if k in ("name", "kind") else _float_or_none(v))
+                                   for k, v in a.items()})
+                for a in _list(kwargs["activations"], "activations")
             )
         if "buffers" in kwargs:
             kwargs["buffers"] = tuple(
-                BufferStats(**{k: (v if k == "name" else _float_or_none(v)) for k, v in b.items()})
-                for b in kwargs["buffers"]
+                BufferStats(**{k: (_text(v, k) if k == "name" else _float_or_none(v)) for k, v in b.items()})
+                for b in _list(kwargs["buffers"], "buffers")
             )
         for key in ("inputs", "targets"):
-            if key in kwargs:
+            if kwargs.get(key) is not None:
                 kwargs[key] = TensorSummary(**{k: _float_or_none(v) for k, v in kwargs[key].items()})
         if "extra" in kwargs:
-            kwargs["extra"] = {k: _float_or_none(v) for k, v in kwargs["extra"].items()}
+            kwargs["extra"] = {_text(k, "extra"): _float_or_none(v) for k, v in kwargs["extra"].items()}
         return cls(**kwargs)
 
 
@@ -175,4 +189,33 @@ def _compact(d: dict[str, Any]) -> dict[str, Any]:
 def _float_or_none(value: Any) -> float | None:
     if value is None:
         return None
-    return float(value)  # float("nan") / float("inf") read the strings back
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError(f"{type(value).__name__} is not a number")
+    try:
+        return float(value)  # float("nan") / float("inf") read the strings back
+    except OverflowError:  # an integer beyond float range: as JSON's 1e400, an infinity
+        return math.inf if value > 0 else -math.inf
+
+
+_INT64 = 1 << 63
+
+
+def _whole(value: Any, key: str) -> int:
+    """A step, epoch or batch size: an integer within int64 (an integral float is accepted)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not -_INT64 <= value < _INT64:
+        raise TypeError(f"{key} is not a whole number")
+    return value
+
+
+def _text(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{key} is not text")
+    return value
+
+
+def _list(value: Any, key: str) -> list[Any]:
+    if not isinstance(value, list | tuple):
+        raise TypeError(f"{key} is not a list")
+    return value

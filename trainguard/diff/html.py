@@ -3,9 +3,9 @@ side by side and a per-layer divergence heat map. Built from the doctor's page a
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from trainguard.diff.result import DiffResult, format_value
+from trainguard.io.files import write_text_atomic
 from trainguard.report.html import badge, escape, page, paragraph, section, table
 from trainguard.report.svg import Marker, Series, heat_map, line_plot
 
@@ -17,7 +17,8 @@ _RUN_COLOURS = {"a": "#1f77b4", "b": "#d62728"}
 
 
 def write_html(result: DiffResult, path: str | os.PathLike[str]) -> None:
-    Path(path).write_text(render_html(result), encoding="utf-8")
+    """Writes the page all or nothing (a temporary file renamed over ``path``)."""
+    write_text_atomic(path, render_html(result))
 
 
 def render_html(result: DiffResult) -> str:

@@ -131,6 +131,11 @@ def line_plot(series: Sequence[Series], *, title: str = "", x_label: str = "", y
         out.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#888" font-size="12">'
                    f'no data</text></svg>')
         return "".join(out)
+    # Values near the float limit (a loss of 1e308) would overflow the axis arithmetic: such an axis is laid out
+    # in units of a power of two (exact), and its labels multiply back.
+    x_unit, y_unit = _unit(xs), _unit(ys)
+    xs, ys = xs / x_unit, ys / y_unit
+    prepared = [(s, x / x_unit, y / y_unit, colour) for s, x, y, colour in prepared]
     x0, x1 = float(xs.min()), float(xs.max())
     y0, y1 = float(ys.min()), float(ys.max())
     if x1 == x0:
@@ -152,13 +157,13 @@ def line_plot(series: Sequence[Series], *, title: str = "", x_label: str = "", y
     y_ticks = log_ticks(y0, y1) if log_y else nice_ticks(y0, y1)
     for t in y_ticks:
         yy = py(t)
-        label = _fmt(10 ** t) if log_y else _fmt(t)
+        label = _fmt(10 ** t) if log_y else _fmt(t * y_unit)
         out.append(f'<line x1="{left}" x2="{left + pw}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#eee"/>'
                    f'<text x="{left - 4}" y="{yy + 3:.1f}" text-anchor="end">{label}</text>')
     for t in nice_ticks(x0, x1, 6):
         xx = px(t)
         out.append(f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{top}" y2="{top + ph}" stroke="#f3f3f3"/>'
-                   f'<text x="{xx:.1f}" y="{top + ph + 14}" text-anchor="middle">{_fmt(t)}</text>')
+                   f'<text x="{xx:.1f}" y="{top + ph + 14}" text-anchor="middle">{_fmt(t * x_unit)}</text>')
     out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
     if x_label:
         out.append(f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle">{escape(x_label)}</text>')
@@ -170,7 +175,7 @@ def line_plot(series: Sequence[Series], *, title: str = "", x_label: str = "", y
     for m in markers:
         if not math.isfinite(m.x):
             continue
-        xx = px(m.x)
+        xx = px(m.x / x_unit)
         tip = escape(m.tooltip or m.label)
         out.append(f'<g class="marker"><title>{tip}</title>'
                    f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{top}" y2="{top + ph}" stroke="{m.color}" '
@@ -202,6 +207,12 @@ def line_plot(series: Sequence[Series], *, title: str = "", x_label: str = "", y
             lx += 24 + 7 * len(s.name)
     out.append("</svg>")
     return "".join(out)
+
+
+def _unit(values: np.ndarray) -> float:
+    """1, or the power of two that brings the largest magnitude under 1e300 (room for spans and padding)."""
+    largest = float(np.max(np.abs(values))) if len(values) else 0.0
+    return 1.0 if largest <= 1e300 else 2.0 ** math.ceil(math.log2(largest / 1e300))
 
 
 def _segments(finite: np.ndarray) -> list[slice]:

@@ -15,6 +15,7 @@ from trainguard.doctor.readers.json_reader import read_json_table, read_jsonl_ta
 from trainguard.doctor.readers.runlog_reader import read_runlog_table
 from trainguard.doctor.readers.tensorboard_reader import read_tensorboard_table
 from trainguard.doctor.series import ReadError, RunSeries
+from trainguard.io.files import InputError, local_copy
 from trainguard.io.runlog import is_runlog
 
 __all__ = ["find_logs", "detect_format", "read_run", "ReadError"]
@@ -22,8 +23,9 @@ __all__ = ["find_logs", "detect_format", "read_run", "ReadError"]
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
 
 
-def detect_format(path: Path) -> str | None:
-    name = path.name.lower()
+def detect_format(path: Path, name: str | None = None) -> str | None:
+    """The format by file name (``name``, default the path's), and for JSONL by the first line at ``path``."""
+    name = (name or path.name).lower()
     if "tfevents" in name:
         return "tensorboard"
     if name.endswith((".csv", ".tsv")):
@@ -79,16 +81,29 @@ def _newest_checkpoints(files: list[Path]) -> list[Path]:
 
 
 def read_run(path: Path, overrides: dict[str, str | None] | None = None) -> RunSeries:
-    """Reads one log file; raises :class:`ReadError` (one line) when nothing usable is in it."""
-    fmt = detect_format(path) or _sniff(path)
+    """Reads one log file; raises :class:`ReadError` (one line) when nothing usable is in it. A pipe or device
+    (``<(cat log.csv)``, a FIFO) is read once into a temporary file, up to a size cap."""
+    try:
+        with local_copy(path) as local:
+            try:
+                return _read_local(local, path, overrides)
+            except ReadError as e:
+                # The readers name the file they opened; the user named the stream.
+                raise ReadError(str(e).replace(str(local), str(path))) from None
+    except InputError as e:
+        raise ReadError(str(e)) from None
+
+
+def _read_local(local: Path, path: Path, overrides: dict[str, str | None] | None) -> RunSeries:
+    fmt = detect_format(local, path.name) or _sniff(local)
     if fmt == "runlog":
-        table, log = read_runlog_table(path)
+        table, log = read_runlog_table(local)
         series = build_series(table, path, fmt, overrides)
         series.logged_findings, series.logged_actions = list(log.findings), list(log.actions)
         return series
     reader = {"csv": read_csv_table, "jsonl": read_jsonl_table, "trainer_state": read_json_table,
               "tensorboard": read_tensorboard_table}[fmt]
-    table = reader(path)
+    table = reader(local)
     return build_series(table, path, fmt, overrides)
 
 

@@ -30,7 +30,7 @@ def read_jsonl_table(path: Path) -> MetricTable:
             continue
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply to be a line of metrics
             bad_lines.append(number)
             continue
         if isinstance(record, dict):
@@ -56,6 +56,8 @@ def read_json_table(path: Path) -> MetricTable:
         data = json.loads(text)
     except ValueError as e:
         raise ReadError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); truncated?") from None
+    except RecursionError:
+        raise ReadError(f"{path}: JSON nested too deeply to be a trainer state") from None
     rows = data.get("log_history") if isinstance(data, dict) else data
     if not isinstance(rows, list):
         raise ReadError(f"{path}: no 'log_history' list (is it a Hugging Face trainer_state.json?)")
@@ -113,12 +115,19 @@ class _Columns:
 
 
 def _flatten(row: dict[str, Any], prefix: str) -> Iterable[tuple[str, Any]]:
-    for key, value in row.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            yield from _flatten(value, name + "/")
-        else:
+    # With an explicit stack: a hostile line nested a thousand levels deep must not exhaust Python's recursion.
+    # Keys come out in the order a recursive walk gives.
+    stack = [(prefix, iter(row.items()))]
+    while stack:
+        prefix, items = stack[-1]
+        for key, value in items:
+            name = f"{prefix}{key}"
+            if isinstance(value, dict):
+                stack.append((name + "/", iter(value.items())))
+                break
             yield name, value
+        else:
+            stack.pop()
 
 
 def _number(raw: Any) -> float | None:
