@@ -113,3 +113,16 @@ def test_a_run_that_died_is_still_compared_and_noted(tmp_path, capsys):
     b = write_run(tmp_path / "b.jsonl", steps=6, close=False)
     code, out, _ = _run(capsys, write_run(tmp_path / "a.jsonl"), b)
     assert code == 0 and "no end record" in out and "in one run only" in out
+
+
+@pytest.mark.parametrize("side", ["A", "B"])
+def test_log_without_layer_statistics_is_refused_before_either_log_is_parsed(tmp_path, capsys, monkeypatch, side):
+    # Issue 13: a 1M-step log without per-layer statistics cost 20 s and 1.1 GB to read before the refusal.
+    import trainguard.diff.load as load
+
+    parsed = []
+    monkeypatch.setattr(load, "read_runlog", lambda path: parsed.append(path) or pytest.fail("parsed first"))
+    a = _no_layers(tmp_path / "a.jsonl") if side == "A" else write_run(tmp_path / "a.jsonl")
+    b = _no_layers(tmp_path / "b.jsonl") if side == "B" else write_run(tmp_path / "b.jsonl")
+    code, _, err = _run(capsys, a, b)
+    assert code == 2 and f"run {side}:" in err and "no per-layer statistics" in err and parsed == []

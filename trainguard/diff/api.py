@@ -7,7 +7,7 @@ import os
 from trainguard.core.stats import StepStats
 from trainguard.diff.causes import CauseContext, agreement, name_cause
 from trainguard.diff.compare import DEFAULT_RTOL, ForwardOrder, StepComparison, compare_step
-from trainguard.diff.load import DiffInputError, check_pair, load_run
+from trainguard.diff.load import DiffInputError, check_layers_recorded, check_pair, load_run
 from trainguard.diff.names import rename_step
 from trainguard.diff.result import CATEGORIES, DiffResult, Difference, RunInfo
 from trainguard.io.runlog import RunLog
@@ -30,6 +30,8 @@ def diff(a: RunSource, b: RunSource, *, rtol: float = DEFAULT_RTOL) -> DiffResul
     """
     if not (isinstance(rtol, (int, float)) and math.isfinite(rtol) and rtol >= 0):
         raise DiffInputError(f"rtol must be a finite number >= 0, got {rtol!r}")
+    check_layers_recorded(a, "A")
+    check_layers_recorded(b, "B")
     log_a, log_b = load_run(a, "A"), load_run(b, "B")
     parameters, renamed = check_pair(log_a, log_b)
     steps_a = _by_step(log_a.steps)

@@ -6,15 +6,22 @@ import os
 import re
 
 from trainguard.diff.names import component_map
-from trainguard.io.runlog import RunLog, RunLogError, read_runlog
+from trainguard.io.runlog import RunLog, RunLogError, is_runlog, read_runlog
 
-__all__ = ["DiffInputError", "load_run", "check_pair", "parameter_names", "module_of"]
+__all__ = ["DiffInputError", "check_layers_recorded", "load_run", "check_pair", "parameter_names", "module_of"]
 
 _FORENSIC_HINT = "record both runs with the guard's forensic preset (preset='forensic')"
 
 
 class DiffInputError(ValueError):
     """Two run logs that cannot be compared; the message is one line, fit for the user (exit code 2)."""
+
+
+def check_layers_recorded(source: str | os.PathLike[str] | RunLog, label: str) -> None:
+    """Refuses a run-log file without any per-layer record before it is parsed: a million-step log costs
+    seconds and a gigabyte to read, only to be refused by :func:`check_pair`."""
+    if not isinstance(source, RunLog) and is_runlog(source) and _mentions(source) == {b'"step"'}:
+        raise DiffInputError(f"run {label}: {source}: no per-layer statistics; {_FORENSIC_HINT}")
 
 
 def load_run(source: str | os.PathLike[str] | RunLog, label: str) -> RunLog:
@@ -34,6 +41,20 @@ def load_run(source: str | os.PathLike[str] | RunLog, label: str) -> RunLog:
     if not log.steps:
         raise DiffInputError(f"run {label}: {log.path}: no step records (truncated log, or the run never stepped)")
     return log
+
+
+def _mentions(path: str | os.PathLike[str], keys: tuple[bytes, ...] = (b'"step"', b'"layers"')) -> set[bytes]:
+    """Which of ``keys`` occur in the records after the header line: a byte scan, far cheaper than parsing."""
+    found: set[bytes] = set()
+    overlap = max(map(len, keys)) - 1
+    with open(path, "rb") as f:
+        f.readline()
+        tail = b""
+        while len(found) < len(keys) and (chunk := f.read(1 << 20)):
+            window = tail + chunk
+            found.update(key for key in keys if key in window)
+            tail = window[-overlap:]
+    return found
 
 
 def parameter_names(log: RunLog) -> tuple[str, ...]:
