@@ -12,7 +12,7 @@ from typing import Any
 from trainguard.core.actions import Action
 from trainguard.core.findings import Finding
 from trainguard.core.stats import StepStats
-from trainguard.exports import Record, scalars
+from trainguard.exports.scalars import Record, scalars
 
 __all__ = ["TensorBoardExporter"]
 

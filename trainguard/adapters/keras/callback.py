@@ -22,8 +22,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from trainguard.adapters.keras import collect
-from trainguard.adapters.keras.optimizer import GuardedOptimizer, StepRecord
+from trainguard.adapters.keras import collect, loop
+from trainguard.adapters.keras.optimizer import GuardedOptimizer
+from trainguard.adapters.keras.records import StepRecord
 from trainguard.adapters.keras.session import KerasSession
 from trainguard.core.detector import Detector
 from trainguard.core.presets import Preset, get_preset
@@ -41,16 +42,16 @@ class Guard(keras.callbacks.Callback):
         log: path of a JSONL run log to append to (``trainguard report PATH`` reads it), or None.
         preset: the statistics budget (``"economy"``, ``"standard"``, ``"full"``, ``"forensic"``).
         detectors: a core ``Detector`` in place of the default set.
+        exporters: callables receiving each recorded StepStats, Finding and Action (``trainguard.exports``).
 
     After training: ``guard.findings``, ``guard.actions``, ``guard.diagnose()``.
     """
 
     def __init__(self, policy: Any = "safe", log: str | None = None, preset: str | Preset = "standard",
-                 detectors: Detector | None = None):
+                 detectors: Detector | None = None, exporters: Any = ()):
         super().__init__()
-        from trainguard.core.policies import get_policy
-
-        get_policy(policy)  # a bad name fails here, with a one-line message, not mid-fit
+        # Bad arguments fail here, each with a one-line message, not mid-fit.
+        self.exporters = loop.check_arguments(policy, log, preset, detectors, exporters)
         self.policy = policy
         self.log_path = log
         self.preset = get_preset(preset)
@@ -129,7 +130,8 @@ class Guard(keras.callbacks.Callback):
             model.optimizer = wrapper
         self._wrapper = wrapper
         self.session = KerasSession(wrapper, self.policy, self.log_path, self.preset, model,
-                                    owned_by_optimizer=False, detectors=self.detectors, stop=self._stop)
+                                    owned_by_optimizer=False, detectors=self.detectors, exporters=self.exporters,
+                                    stop=self._stop)
         wrapper.host.session = self.session
         if keras.backend.backend() == "jax":
             self.session.before_host_write = self._jax_sync

@@ -29,52 +29,17 @@ optimizer, and the class is registered so a model compiled with a ``GuardedOptim
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
 
-from trainguard.adapters.keras import collect
+from trainguard.adapters.keras import collect, loop
+from trainguard.adapters.keras.records import HostSide, Orders, StepRecord
 from trainguard.core.policies.plan import Plan, step_decision
 
-__all__ = ["GuardedOptimizer", "Orders", "StepRecord"]
-
-
-class Orders(NamedTuple):
-    """The standing orders the wrapper executes, a host-side mirror of its ``tg_*`` variables."""
-
-    skip_non_finite: bool = False
-    skip_above: float = math.inf
-    clip_norm: float = math.inf
-    clip_value: float = math.inf
-    lr_scale: float = 1.0
-    skip_next: int = 0  # skip this many upcoming updates (rollback-and-skip)
-
-
-class StepRecord(NamedTuple):
-    """What one update measured: host numbers (eager updates) or arrays read from the state (compiled ones)."""
-
-    loss: Any  # float, scalar array, or None
-    grad_norms: Any  # one raw norm per trainable variable, in the optimizer's order (0 where no gradient)
-    skipped: Any  # bool
-    clipped: Any  # bool
-    grads: list | None  # the raw gradients, kept on the steps the guard samples per layer
-    index: int | None = None  # the update's number when known (compiled steps, where some are not seen)
-
-
-@dataclass
-class HostSide:
-    """Plain Python state of the wrapper, kept apart so Keras' attribute tracking leaves it alone."""
-
-    pending: list[StepRecord] = field(default_factory=list)
-    keep_grads: bool = False  # set by the guard on the steps it samples per layer
-    loss: Any = None  # the loss seen by scale_loss in this step (fit), or passed to apply (custom loops)
-    session: Any = None  # the host side that reads the records (KerasSession)
-    session_args: dict | None = None  # how to create it on the first update, for custom loops
-    traced_state: list | None = None  # JAX: the optimizer-state list of the step being traced (see callback)
-    made_by_guard: bool = False  # wrapped by the Guard callback for one fit (unwrapped at its end)
+__all__ = ["GuardedOptimizer"]
 
 
 @keras.saving.register_keras_serializable(package="trainguard")
@@ -93,30 +58,28 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
     """
 
     def __init__(self, inner_optimizer: keras.optimizers.Optimizer, policy: Any = "safe", log: str | None = None,
-                 preset: str = "standard", model: keras.Model | None = None, name: str | None = None,
-                 **kwargs: Any):
+                 preset: str = "standard", model: keras.Model | None = None, name: str | None = None, *,
+                 detectors: Any = None, exporters: Any = (), **kwargs: Any):
         if not isinstance(inner_optimizer, keras.optimizers.Optimizer):
             raise TypeError(f"GuardedOptimizer wraps a keras.optimizers.Optimizer, got {type(inner_optimizer).__name__}")
         if isinstance(inner_optimizer, GuardedOptimizer):
             raise TypeError("this optimizer is already guarded")
         if kwargs:
             raise ValueError(f"GuardedOptimizer does not take {', '.join(kwargs)}; set them on the inner optimizer")
-        if policy is not None:
-            from trainguard.core.policies import get_policy
-
-            get_policy(policy)  # a bad name fails here, with a one-line message
+        exporters = loop.check_arguments(policy, log, preset, detectors, exporters)
         super().__init__(learning_rate=0.0, name=name or f"guarded_{inner_optimizer.name}")
         self.inner_optimizer = inner_optimizer
         self.orders = Orders()
         # Custom loops: the optimizer creates its own session on the first update. Under fit the callback
         # makes the wrapper with session_args None and drives the session itself.
-        self.host = HostSide(session_args=dict(policy=policy, log=log, preset=preset, model=model))
+        self.host = HostSide(session_args=dict(policy=policy, log=log, preset=preset, model=model,
+                                               detectors=detectors, exporters=exporters))
         self._policy_config = policy if isinstance(policy, str) else None
         self._preset_config = preset
         if model is not None and getattr(model, "built", False):
             # Start watching now, so the first training step's forward pass is seen too (layer modes).
             self.build(model.trainable_variables)
-            self._run_session(None, drain=False)
+            loop.run_session(self, None, drain=False)
 
     # ----------------------------------------------------------------- variables
     def build(self, var_list):
@@ -219,7 +182,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
                 self.build(trainable_variables if trainable_variables is not None else [])
             self.built = True
         if self.host.session is None and self.host.session_args is not None:
-            self._run_session(None, drain=False)  # its standing orders hold from this first update on
+            loop.run_session(self, None, drain=False)  # its standing orders hold from this first update on
         grads = list(grads)
         variables = list(trainable_variables) if trainable_variables is not None else self._trainable_variables
         host = self.host
@@ -227,7 +190,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             host.loss = ops.stop_gradient(ops.convert_to_tensor(loss))
         if _is_eager(*[g for g in grads if g is not None]):
             self._apply_eager(grads, variables, trainable_variables)
-            self._run_session(batch_size, inputs, targets)
+            loop.run_session(self, batch_size, inputs, targets)
             return
         norms, total = self._measure(grads)
         skip = self._skip_condition(total)
@@ -404,19 +367,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         self.host.traced_state = state
         return new_tv, state
 
-    # ----------------------------------------------------------------- custom loops: the host side
-    def _run_session(self, batch_size: int | None, inputs=None, targets=None, drain: bool = True) -> None:
-        host = self.host
-        if host.session is None and host.session_args is not None:
-            from trainguard.adapters.keras.session import KerasSession
-
-            host.session = KerasSession(self, **host.session_args)
-            host.session_args = None
-        if drain and host.session is not None and host.session.owned_by_optimizer:
-            if inputs is not None or targets is not None:
-                host.session.see_batch(inputs, targets, batch_size)
-            host.session.drain(batch_size=batch_size)
-
+    # ----------------------------------------------------------------- custom loops: the results
     @property
     def findings(self):
         return [] if self.host.session is None else self.host.session.findings

@@ -11,69 +11,48 @@ goes on as if unguarded.
 """
 from __future__ import annotations
 
-import collections
 import math
 from typing import Any, Callable
 
 import keras
 import numpy as np
 
-from trainguard.adapters.containment import INTERNAL_ERROR, Contained
 from trainguard.adapters.keras import collect
 from trainguard.adapters.keras.activations import ActivationProbe
+from trainguard.adapters.keras.effector import KerasEffector
 from trainguard.adapters.keras.modes import ModeRecorder
-from trainguard.adapters.keras.optimizer import GuardedOptimizer, Orders, StepRecord
-from trainguard.adapters.keras.repair import KerasRepairer
+from trainguard.adapters.keras.records import StepRecord
 from trainguard.core.actions import Action
+from trainguard.core.containment import INTERNAL_ERROR
 from trainguard.core.detector import Detector
+from trainguard.core.diagnosis import Cause, StatsHistory
 from trainguard.core.findings import Finding
-from trainguard.core.monitor import Monitor
+from trainguard.core.policies import TrainingStopped, get_policy
 from trainguard.core.presets import Preset, get_preset
+from trainguard.core.schedule import schedule
+from trainguard.core.session import PolicyRepair, Session, policy_name
 from trainguard.core.stats import StepStats
 from trainguard.io.runlog import RunLogWriter
 
-__all__ = ["KerasSession", "INTERNAL_ERROR", "HISTORY"]
-
-HISTORY = 10_000  # recent statistics kept in memory for diagnosis (the run log keeps them all)
+__all__ = ["KerasSession", "INTERNAL_ERROR"]
 
 
-def live_detectors() -> Detector:
-    """The core's default detectors, plus those of the diagnosis' signal detectors (BatchNorm/Dropout modes,
-    data scale, Adam update RMS...) that the default set does not run, so their findings are raised live too."""
-    from trainguard.core.detector import chain
-    from trainguard.core.detectors import default_detectors
-    from trainguard.core.detectors.activation_health import activation_health
-    from trainguard.core.detectors.adam_update import adam_update
-    from trainguard.core.detectors.batch_size_loss import batch_size_loss
-    from trainguard.core.detectors.data_scale import data_scale
-    from trainguard.core.detectors.module_mode import module_mode
-
-    default = default_detectors()
-    extra = [d for d in (module_mode(), data_scale(), adam_update(), activation_health(), batch_size_loss())
-             if d.name not in default.name]
-    return chain(default, *extra) if extra else default
-
-
-class KerasSession(Contained):
-    def __init__(self, optimizer: GuardedOptimizer, policy: Any = "safe", log: Any = None,
+class KerasSession:
+    def __init__(self, optimizer: Any, policy: Any = "safe", log: Any = None,
                  preset: str | Preset = "standard", model: Any = None, *, owned_by_optimizer: bool = True,
-                 detectors: Detector | None = None, stop: Callable[[str], None] | None = None):
+                 detectors: Detector | None = None, exporters: Any = (),
+                 stop: Callable[[str], None] | None = None):
         if not optimizer.built:
             raise RuntimeError("the guarded optimizer must be built before its session starts")
         self.optimizer = optimizer
         self.model = model
         self.preset = get_preset(preset)
+        self.schedule = schedule(self.preset)
         self.owned_by_optimizer = owned_by_optimizer
         self.variables = list(optimizer._trainable_variables)
         self.names = [v.path for v in self.variables]
-        self.monitor = Monitor(detectors if detectors is not None else live_detectors())
-        self.history: collections.deque[StepStats] = collections.deque(maxlen=HISTORY)
-        self.actions: list[Action] = []
-        self._findings: list[Finding] = []
-        self._disabled: set[str] = set()
         self.step = 0
         self.epoch: int | None = None
-        self.stop_reason: str | None = None
         self._stop = stop
         self._before: list[np.ndarray] | None = None  # weights before the next sampled step's update
         self._previous_finite = True  # the last step's loss and gradients were finite
@@ -88,33 +67,53 @@ class KerasSession(Contained):
         # inference forward pass on the step's inputs for the activation probe, on sampled steps only.
         self.probe_forward: Callable[[Any], Any] | None = None
         self.last_inputs: Any = None
+        writer = None
+        if log is not None:
+            try:
+                writer = RunLogWriter(log, framework=f"keras {keras.__version__} ({keras.backend.backend()})",
+                                      parameters=self.names,
+                                      config={"policy": policy_name(policy), "preset": self.preset.name})
+            except OSError as e:
+                raise ValueError(f"cannot open run log {log}: {e.strerror or e}") from None
+        self.session = Session(detectors=detectors, log=writer, exporters=exporters, framework="keras",
+                               step=lambda: self.step)
+        self._containment = self.session.containment
         self.modes = ModeRecorder(model) if model is not None else None
         self.probe = ActivationProbe(model) if model is not None else None
         for part, hook in (("mode check", self.modes), ("activation probe", self.probe)):
             if hook is not None:
                 self._try(part, hook.install)
         self._paused_arm = False
-        self.log: RunLogWriter | None = None
-        if log is not None:
-            try:
-                self.log = RunLogWriter(log, framework=f"keras {keras.__version__} ({keras.backend.backend()})",
-                                        parameters=self.names,
-                                        config={"policy": policy if isinstance(policy, str) else getattr(
-                                            policy, "name", type(policy).__name__), "preset": self.preset.name})
-            except OSError as e:
-                raise ValueError(f"cannot open run log {log}: {e.strerror or e}") from None
-        self.repairer = KerasRepairer(policy, self) if policy not in (None, "observe") else None
+        built = get_policy(policy) if policy is not None else None
+        if built is not None:
+            effector = KerasEffector(optimizer, model, self.variables, lambda v: self.read(v),
+                                     lambda: self.before_host_write(), snapshots="snapshots" in built.needs)
+            self.session.start(lambda: PolicyRepair(built, effector))
         self._prepare_next_step()
 
     # ----------------------------------------------------------------- public
     @property
     def findings(self) -> list[Finding]:
-        return self._findings
+        return self.session.findings
 
-    def diagnose(self):
-        from trainguard.core.diagnosis import diagnose
+    @property
+    def actions(self) -> list[Action]:
+        return self.session.actions
 
-        return diagnose(list(self.history), self._findings, framework="keras")
+    @property
+    def history(self) -> StatsHistory:
+        return self.session.history
+
+    @property
+    def log(self) -> RunLogWriter | None:
+        return self.session.log
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self.session.stop_reason
+
+    def diagnose(self) -> list[Cause]:
+        return self.session.diagnose()
 
     def see_batch(self, inputs: Any = None, targets: Any = None, batch_size: int | None = None) -> None:
         """The data of the step about to run (the callback sees it through ``train_step``; custom loops pass it)."""
@@ -124,12 +123,13 @@ class KerasSession(Contained):
             batch_size = int(shape[0]) if shape else None
         self._batch = {"batch_size": batch_size}
         self.last_inputs = inputs
-        if self.step < self.preset.data_batches and "data summary" not in self._disabled:
+        disabled = self._containment.disabled
+        if self.schedule.data.due(self.step) and "data summary" not in disabled:
             summaries = self._try("data summary", lambda: (collect.data_summary(collect.first_leaf(inputs)),
                                                            collect.data_summary(collect.first_leaf(targets))))
             if summaries is not None:
                 self._batch["inputs"], self._batch["targets"] = summaries
-        if self.step < self.preset.forensic_steps and "batch fingerprint" not in self._disabled:
+        if self.schedule.forensic.due(self.step) and "batch fingerprint" not in disabled:
             self._batch["fingerprint"] = self._try("batch fingerprint", collect.batch_fingerprint, inputs, targets)
 
     def drain(self, *, batch_size: int | None = None, logs_loss: float | None = None,
@@ -174,27 +174,21 @@ class KerasSession(Contained):
         for hook in (self.probe, self.modes):
             if hook is not None:
                 hook.remove()
-        if self.log is not None and "run log" not in self._disabled:
-            try:
-                self.log.close(status)
-            except Exception as e:  # noqa: BLE001 - containment
-                self._contain("run log", e)
+        self.session.close(status, self.step)
         self._closed = True
 
     # ----------------------------------------------------------------- measuring
-    def _sampled(self, step: int) -> bool:
-        return step % self.preset.layer_every == 0 or step < self.preset.forensic_steps
-
     def _prepare_next_step(self) -> None:
         """Sets up what the next update keeps: its raw gradients and a copy of the weights on sampled steps."""
-        sampled = self._sampled(self.step)
-        self.optimizer.host.keep_grads = sampled and "layer statistics" not in self._disabled
+        sampled = self.schedule.layers.due(self.step)
+        disabled = self._containment.disabled
+        self.optimizer.host.keep_grads = sampled and "layer statistics" not in disabled
         self._before = None
-        if sampled and "layer statistics" not in self._disabled:
+        if sampled and "layer statistics" not in disabled:
             self._before = self._try("layer statistics", collect.weight_arrays, self.variables, self.read)
         if self.modes is not None:
             self.modes.clear()
-        if self.probe is not None and sampled and "activation probe" not in self._disabled:
+        if self.probe is not None and sampled and "activation probe" not in disabled:
             self.probe.arm()
 
     def _build(self, record: StepRecord, batch_size: int | None, logs_loss: float | None, last: bool,
@@ -213,7 +207,7 @@ class KerasSession(Contained):
         if not grads_finite:
             first_bad = self.names[int(np.argmin(np.isfinite(norms)))]
         loss_finite = loss is None or math.isfinite(loss)
-        sampled = self._sampled(step) and "layer statistics" not in self._disabled
+        sampled = self.schedule.layers.due(step) and "layer statistics" not in self._containment.disabled
         layers = ()
         finite = grads_finite and loss_finite
         # The weights are read on sampled steps and when a non-finite episode starts; in between, a finite step
@@ -240,14 +234,15 @@ class KerasSession(Contained):
             if self.probe.error is not None:
                 error, self.probe.error = self.probe.error, None
                 self.probe.remove()
-                self._contain("activation probe", error, step)
+                self._containment.contain("activation probe", error, step)
         eval_modes = None
-        if self.modes is not None and last and (step % self.preset.mode_every == 0
-                                                or step < self.preset.forensic_steps):
+        if self.modes is not None and last and self.schedule.modes.due(step):
             eval_modes = self.modes.inference_mode_layers()
+            if eval_modes is None and not self.modes.layers:  # no mode-sensitive layer at all: none in that mode
+                eval_modes = ()
         batch = self._batch if last else {}
         buffers = ()
-        if self.model is not None and step < self.preset.forensic_steps:
+        if self.model is not None and self.schedule.forensic.due(step):
             buffers = self._try("moving statistics", collect.moving_statistics, self.model) or ()
         extra = {}
         if self.optimizer.orders.lr_scale != 1.0:
@@ -284,60 +279,20 @@ class KerasSession(Contained):
 
     # ----------------------------------------------------------------- observing
     def _observe(self, stats: StepStats) -> tuple[Finding, ...]:
-        self.history.append(stats)
-        found: tuple[Finding, ...] = ()
-        if "detectors" not in self._disabled:
-            try:
-                found = self.monitor.observe(stats)
-            except Exception as e:  # noqa: BLE001 - containment
-                self._contain("detectors", e, stats.step)
-        self._findings.extend(found)
-        self._write(lambda log: (log.step(stats), [log.finding(f) for f in found]), stats.step)
-        if self.repairer is not None and "repairer" not in self._disabled:
-            try:
-                actions = self.repairer.after_update(stats, found)
-            except Exception as e:  # noqa: BLE001 - containment
-                self._contain("repairer", e, stats.step)
-                actions = []
-            self.actions.extend(actions)
-            self._write(lambda log: [log.action(a) for a in actions], stats.step)
-            if self.repairer.stop_reason and self.stop_reason is None:
-                self._stop_training(self.repairer.stop_reason, stats.step)
-        return found
+        result = self.session.observe(stats)
+        if result.stop is not None:
+            self._stop_training(result.stop, stats.step)
+        return result.findings
 
     def _stop_training(self, diagnosis: str, step: int) -> None:
         """The policy gave up. Under fit: ``model.stop_training`` (as Keras' ``TerminateOnNaN``), the run log
         ends "stopped" at ``on_train_end``. In a custom loop: close the run and raise ``TrainingStopped``, as the
         torch guard does."""
-        self.stop_reason = diagnosis
         if self._stop is not None:
             self._stop(diagnosis)
             return
-        from trainguard.core.policies import TrainingStopped
-
         self.close("stopped")
         raise TrainingStopped(diagnosis, step)
 
-    def note_unsupported(self, order: str, step: int, why: str) -> None:
-        self._write(lambda log: log.event("unsupported_order", step, order=order, why=why), step)
-
-    def _write(self, fn: Callable[[RunLogWriter], Any], step: int) -> None:
-        if self.log is None or "run log" in self._disabled:
-            return
-        try:
-            fn(self.log)
-        except Exception as e:  # noqa: BLE001 - containment
-            self._contain("run log", e, step)
-
-    # ----------------------------------------------------------------- containment
-    def _current_step(self) -> int:
-        return self.step
-
-    def _on_part_disabled(self, part: str) -> None:
-        if part == "repairer":
-            # Back to an unguarded update: no standing order may outlive the policy that gave it.
-            try:
-                self.optimizer.set_orders(Orders())
-            except Exception:  # noqa: BLE001
-                pass
-
+    def _try(self, part: str, fn: Callable[..., Any], *args: Any) -> Any:
+        return self._containment.run(part, fn, *args)

@@ -1,0 +1,177 @@
+"""The Keras effector: carries out the core policies' :class:`~trainguard.core.policies.Plan` on a Keras run.
+
+The decisions are the core's (``trainguard.core.session.PolicyRepair``: ``"safe"``, ``"auto"`` or the user's own
+chain); this module only executes the plan after each step:
+
+- standing orders (skip non-finite steps, skip gradient-norm outliers, clip to ``clip_norm``/``clip_value``, the
+  LR scale) become the wrapper's :class:`~trainguard.adapters.keras.records.Orders`, which the next updates
+  execute (the core's ``step_decision``, written with ``ops`` for compiled steps);
+- one-shot orders run on the host between steps: in-memory snapshots and rollback-and-skip (model weights and
+  optimizer state), resetting the optimizer's moments, raising Adam's epsilon.
+
+Not carried out on Keras, said once in the run log: unit-wise clipping (AGC) and the StableAdamW update cap need
+a per-tensor learning rate, which Keras optimizers do not expose; putting layers back in training mode cannot be
+done from outside, because Keras takes the mode per call (the finding names the fix: ``model(x, training=True)``).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+
+from trainguard.adapters.keras import collect
+from trainguard.adapters.keras.records import standing_orders
+from trainguard.core.actions import Action
+from trainguard.core.findings import Finding
+from trainguard.core.policies import Plan, step_decision
+from trainguard.core.session import Carried
+from trainguard.core.stats import StepStats
+
+__all__ = ["KerasEffector"]
+
+_UNSUPPORTED = {
+    "agc": "unit-wise clipping is not carried out on Keras; global-norm clipping is",
+    "adam_update_cap": "Keras optimizers have no per-tensor learning rate to cap the Adam update with",
+    "restore_mode": "Keras takes the mode per call: call the model with training=True in the training step",
+}
+
+
+class KerasEffector:
+    """``optimizer`` is the :class:`GuardedOptimizer`; ``read`` reads a variable's value and ``before_write``
+    runs before the host writes one (both differ under the JAX trainer, see the callback)."""
+
+    def __init__(self, optimizer: Any, model: Any, variables: list[Any], read: Callable[[Any], np.ndarray],
+                 before_write: Callable[[], None], snapshots: bool):
+        self.optimizer = optimizer
+        self.model = model
+        self.variables = variables
+        self.read = read
+        self.before_write = before_write
+        self.snapshots: dict[int, list[np.ndarray]] = {}
+        self._unsupported: set[str] = set()
+        self._window = 0  # batches still to skip after a rollback (the wrapper counts them down too)
+        self._rollback_skipped: list[int] = []  # steps skipped since the last rollback
+        self._rollback_step: int | None = None
+        if snapshots:
+            self._take_snapshot(0, keep=None)
+
+    def stand(self, plan: Plan) -> None:
+        self.optimizer.set_orders(standing_orders(plan))
+
+    # ----------------------------------------------------------------- per step
+    def executed(self, stats: StepStats, findings: tuple[Finding, ...]) -> list[Action]:
+        """What the wrapper did to this step under the orders it held, recorded as the torch effector does: a
+        skipped or clipped update, and the batches skipped after a rollback as one ``skip_batches`` action."""
+        orders = self.optimizer.orders
+        if self._window > 0:  # the wrapper skipped this batch, inside a rollback's skip window
+            self._window -= 1
+            self._rollback_skipped.append(stats.step)
+            return [self._skipped_record()] if self._window == 0 else []
+        norm = stats.grad_norm if stats.grad_norm is not None else math.nan
+        plan = Plan(skip_non_finite=orders.skip_non_finite, skip_above=orders.skip_above, clip_norm=orders.clip_norm)
+        decision = step_decision(plan, stats.loss_finite and stats.grads_finite, norm)
+        reason = next((f.code for f in findings if f.code in ("non_finite", "exploding_gradient", "loss_spike")),
+                      decision.reason)
+        if not stats.applied:
+            return [Action("skip_step", stats.step, reason, {"grad_norm": norm, "skip_above": orders.skip_above,
+                                                             "why": decision.reason}, {})]
+        if stats.extra.get("clipped"):
+            return [Action("clip", stats.step, "grad_outlier" if reason == "clip" else reason,
+                           {"max_norm": orders.clip_norm, "grad_norm": norm, "coef": decision.clip_coef}, {})]
+        return []
+
+    def carry_out(self, plan: Plan, stats: StepStats) -> Carried:
+        effects: dict[str, dict[str, Any]] = {}
+        events: list[tuple[str, dict[str, Any]]] = []
+        if plan.rollback is not None:
+            effects["rollback"] = self._rollback(plan.rollback.label)
+            if effects["rollback"]["restored"]:
+                self._window = plan.rollback.skip_batches
+                self._rollback_step = stats.step
+        if plan.snapshot:
+            self._take_snapshot(stats.step + 1, keep=plan.snapshot)
+        if plan.reset_moments:
+            effects["reset_moments"] = self._reset_moments()
+        if plan.adam_eps is not None:
+            effects["adam_eps"] = self._raise_epsilon(plan.adam_eps)
+        for order, active in (("agc", plan.agc_clipping is not None),
+                              ("adam_update_cap", plan.adam_update_cap is not None),
+                              ("restore_mode", bool(plan.restore_modules))):
+            if active:
+                effects[order] = {"applied": False, "why": _UNSUPPORTED[order]}
+                if order not in self._unsupported:
+                    self._unsupported.add(order)
+                    events.append(("unsupported_order", {"order": order, "why": _UNSUPPORTED[order]}))
+        for action in plan.actions:
+            if action.kind == "restore_mode":
+                warnings.warn(f"trainguard: layers in inference mode in a training step at step {action.step}: "
+                              f"{', '.join(action.params['modules'])}; call the model with training=True in the "
+                              "training step", UserWarning, stacklevel=6)
+        if plan.lr_scale != 1.0:
+            effects["lr_backoff"] = effects["backoff"] = {"lr_scale": plan.lr_scale}
+        orders = standing_orders(plan, self._window)
+        if orders != self.optimizer.orders or plan.rollback is not None:
+            self.before_write()
+            self.optimizer.set_orders(orders, force=plan.rollback is not None)
+        return Carried(effects=effects, events=tuple(events))
+
+    def _skipped_record(self) -> Action:
+        steps, self._rollback_skipped = self._rollback_skipped, []
+        return Action("skip_batches", steps[0], "rollback",
+                      {"steps": steps, "count": len(steps), "after_rollback_at": self._rollback_step}, {})
+
+    def close(self) -> Carried:
+        actions = (self._skipped_record(),) if self._rollback_skipped else ()
+        return Carried(actions=actions)
+
+    # ----------------------------------------------------------------- one-shot orders
+    def _state_variables(self) -> list[Any]:
+        model_vars = list(self.model.variables) if self.model is not None else list(self.variables)
+        seen = {id(v) for v in model_vars}
+        inner = self.optimizer.inner_optimizer
+        return model_vars + [v for v in inner.variables if id(v) not in seen]
+
+    def _take_snapshot(self, label: int, keep: int | None) -> None:
+        self.snapshots[label] = collect.weight_arrays(self._state_variables(), self.read)
+        if keep is not None:
+            for old in sorted(self.snapshots)[:-keep]:
+                del self.snapshots[old]
+
+    def _rollback(self, label: int) -> dict[str, Any]:
+        saved = self.snapshots.get(label)
+        if saved is None:
+            return {"restored": False, "why": f"no snapshot labelled {label} is held"}
+        variables = self._state_variables()
+        if len(saved) != len(variables) or any(tuple(np.shape(value)) != tuple(var.shape)
+                                               for var, value in zip(variables, saved)):
+            raise ValueError(f"the snapshot of step {label} does not fit the model and optimizer any more")
+        self.before_write()
+        for var, value in zip(variables, saved):
+            var.assign(value.astype(var.dtype) if hasattr(value, "astype") else value)
+        for newer in [k for k in self.snapshots if k > label]:
+            del self.snapshots[newer]
+        return {"restored": True, "to_step": label}
+
+    def _reset_moments(self) -> dict[str, Any]:
+        self.before_write()
+        inner = self.optimizer.inner_optimizer
+        shapes = {tuple(v.shape) for v in self.variables}
+        keep = {id(inner.iterations), id(getattr(inner, "_learning_rate", None))}
+        reset = 0
+        for var in inner.variables:
+            if id(var) in keep or tuple(var.shape) not in shapes or not tuple(var.shape):
+                continue
+            var.assign(np.zeros(tuple(var.shape), dtype=str(var.dtype)))
+            reset += 1
+        return {"reset_variables": reset}
+
+    def _raise_epsilon(self, eps: float) -> dict[str, Any]:
+        inner = self.optimizer.inner_optimizer
+        old = getattr(inner, "epsilon", None)
+        if old is None:
+            return {"applied": False, "why": "the optimizer has no epsilon"}
+        if old < eps:
+            inner.epsilon = float(eps)
+        return {"epsilon_before": old, "epsilon": max(old, eps)}
