@@ -11,8 +11,8 @@ from trainguard.core.findings import Severity
 __all__ = ["DoctorFinding", "CODES", "fix_for", "json_step", "json_safe"]
 
 # Finding codes of the whole-series analyses; streaming detectors and run logs may add their own codes.
-CODES = ("non_finite", "divergence", "loss_spike", "periodic_spike", "oscillation", "plateau", "overfitting",
-         "parse")
+CODES = ("non_finite", "loss_scale", "divergence", "loss_spike", "periodic_spike", "oscillation", "plateau",
+         "overfitting", "parse")
 
 def fix_for(cause: str) -> str:
     """The fix text for a cause (the diagnosis engine's summary, one catalogue for the guard and the doctor);

@@ -11,11 +11,13 @@ the run does not show the pattern; the rules and the doctor's analyses share the
   produce, are far from unit scale (LeCun et al. 1998, "Efficient BackProp", sec. 4.3).
 - ``stall_from_start``: after at most its first 10% of points the loss never improves again, at a level no
   better than half the first loss or at a trivial predictor's level (ln K for K <= 20 classes, or the targets'
-  second moment when known): the network outputs (about) a constant. SageMaker Debugger's ``LossNotDecreasing``
-  compares losses between intervals the same way.
-- ``climb``: the final level is >= 1.5x the best level and has given back >= 25% of the progress from the start
-  to the best (the shape of AUTOTRAINER's and TensorFlow's divergence checks, on block medians so a spike does
-  not count).
+  second moment when known), or it never gets 10% below its first value. SageMaker Debugger's
+  ``LossNotDecreasing`` compares losses between intervals the same way. A quiet stall (point-to-point noise of
+  the log-loss <= 5%) is a network that outputs (about) a constant; a jumpy one, steps that overshoot.
+- ``climb``: the final level is >= 1.5x the best level (a block median, or the first point when the loss rose
+  from there) and has given back >= 25% of the progress from the start to the best (the shape of AUTOTRAINER's
+  and TensorFlow's divergence checks, on block medians so a spike does not count), and the rise stands out of
+  the point-to-point noise (>= 3 robust standard deviations).
 - ``column_change``: a column's median just before a point against an earlier stretch (an LR that rose into the
   trouble; a gradient-norm run-up before a spike).
 - ``recovery``: whether the loss came back after a point (a bad batch) or stayed up (a scale or LR problem).
@@ -34,6 +36,7 @@ _TRIVIAL_CLASSES = range(2, 21)
 _TRIVIAL_TOLERANCE = 0.02
 _STALL_FLAT = 0.05
 _STALL_DIP = 0.10
+QUIET_NOISE = 0.05
 _CLIMB = 1.5
 _GIVEN_BACK = 0.25
 _MIN_POINTS = 8
@@ -77,23 +80,39 @@ def trivial_level(level: float, targets_second_moment: float | None = None) -> d
 
 
 def stall_from_start(losses: np.ndarray, targets_second_moment: float | None = None) -> dict | None:
-    """The loss stopped improving after at most its first 10% of points, stuck far above zero: at no better
-    than half its first value, or at a trivial predictor's level."""
+    """The loss made no progress: it stopped improving after at most its first 10% of points, stuck quietly far
+    above zero at no better than half its first value or at a trivial predictor's level, or it never got 10%
+    below its first value at all. ``noise`` is the point-to-point robust standard deviation of the log-loss after the
+    start: a network that outputs a constant has a quiet loss (only the batches' label mix moves it), one whose
+    steps overshoot a jumpy one (``quiet`` below ``QUIET_NOISE``)."""
     finite = losses[np.isfinite(losses)]
-    if len(finite) < 2 * _MIN_POINTS:
+    if len(finite) < 2 * _MIN_POINTS or (finite <= 0).any():
         return None
     start = max(1, len(finite) // 10)
-    rest = levels(finite[start:], blocks=10)
+    rest = levels(finite[start:], blocks=5)
     early, late = float(rest[0]), float(np.median(finite[-max(3, len(finite) // 10):]))
+    first = float(np.median(finite[:3]))
     if not (early > 1e-3 and late > 1e-3):
         return None
     flat = abs(late / early - 1) <= _STALL_FLAT and float(rest.min()) >= (1 - _STALL_DIP) * early
-    first = float(np.median(finite[:3]))
     trivial = trivial_level(late, targets_second_moment)
-    if not flat or not (trivial or late >= 0.5 * first):
+    lowest_start = min(first, float(finite[0]))  # a coarse log's first row may already be the best it got
+    # ... and did not climb far above it either (that is a divergence, ``climb``).
+    never_improved = (float(rest.min()) >= (1 - _STALL_DIP) * lowest_start
+                      and (1 - _STALL_DIP) * lowest_start <= late <= _CLIMB * lowest_start)
+    noise = _noise(np.log(finite[start:]))
+    # Flat after a first drop is a stall only when quiet too: a healthy run that converges within its first 10%
+    # to a noisy floor is flat as well, while a network that outputs a constant has a quiet loss.
+    if not ((flat and noise <= QUIET_NOISE and (trivial or late >= 0.5 * first)) or never_improved):
         return None
     return {"first_loss": first, "stalled_at": late, "from_point": start, "points": int(len(finite)),
+            "never_improved": bool(never_improved), "noise": round(noise, 4), "quiet": bool(noise <= QUIET_NOISE),
             **(trivial or {})}
+
+
+def _noise(logs: np.ndarray) -> float:
+    """Robust standard deviation of single points of a log-loss: scaled MAD of its differences over sqrt 2."""
+    return 1.4826 * float(np.median(np.abs(np.diff(logs)))) / math.sqrt(2) if len(logs) > 2 else 0.0
 
 
 def climb(losses: np.ndarray) -> dict | None:
@@ -107,10 +126,14 @@ def climb(losses: np.ndarray) -> dict | None:
     tail = max(1, len(course) // 10)
     best_i = int(np.argmin(course[:-tail]))
     best, final, start = float(course[best_i]), float(np.median(course[-tail:])), float(course[0])
+    if logs[0] < best:
+        # The loss rose from its very first point: a coarse log's first row (the mean of the first
+        # ``logging_steps`` losses) may already be the lowest the run ever was.
+        best_i, best = 0, float(logs[0])
     rise = final - best
     # The point-to-point noise of the log-loss (scaled MAD of its differences, over sqrt 2): a climb must stand
     # out of it, so a flat, noisy loss whose block medians wander is no divergence.
-    noise = 1.4826 * float(np.median(np.abs(np.diff(logs)))) / math.sqrt(2)
+    noise = _noise(logs)
     if rise < max(math.log(_CLIMB), 3 * noise) or (start > best and rise < _GIVEN_BACK * (start - best)):
         return None
     block = len(finite) / len(course)

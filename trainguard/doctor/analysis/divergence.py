@@ -1,6 +1,7 @@
 """``divergence``: the loss climbs back from its best level and stays up (or ends in NaN/Inf).
 
-Rule: on the coarse trend (about 20 block medians) the run's final level is at least 1.5x its best level (on a
+Rule: on the coarse trend (about 20 block medians; the first point counts when the loss rose from there) the
+run's final level is at least 1.5x its best level (on a
 log scale; on a linear scale, the best level again in absolute terms) and has given back at least a quarter of the
 progress from the first level to the best. Comparing levels rather than points keeps spikes and minibatch noise
 out; requiring the loss to stay up keeps warm restarts (SGDR) out, since they come back down. The onset is the
@@ -32,6 +33,10 @@ def analyse_divergence(sig: Signals) -> list[DoctorFinding]:
     start = float(np.median(sig.y[: max(2, sig.n // 20)]))
     best_i = int(np.argmin(level[:-tail])) if sig.n - tail > 0 else 0
     best = float(level[best_i])
+    if sig.y[0] < best:
+        # The loss rose from its very first point (a coarse log's first row, the mean of the first
+        # logging_steps losses, may be the lowest the run ever was: an LR that diverges from the start).
+        best_i, best = 0, float(sig.y[0])
     final = float(np.median(sig.y[-tail:]))
     rise = final - best
     if sig.log_scale:

@@ -7,7 +7,9 @@ of its power (about ln(128)/128 for a 256-point window). The finding needs the p
 A step size past the stability edge of the loss surface makes gradient descent overshoot back and forth
 (Cohen et al. 2021, "Gradient descent on neural networks typically occurs at the edge of stability"), hence
 lr_too_high, all the more when the LR was rising. A pattern present from the first window under a steady LR is only
-information: taking datasets in turn, or unshuffled batches, gives the same periodic loss.
+information while the loss keeps falling (below 0.7x its level a fifth into the run): taking datasets in turn,
+or unshuffled batches, gives the same periodic loss. Under an oscillation that stops the loss from falling the
+run is harmed whatever the reason: a warning.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ _MAX_WINDOWS = 64
 _MAX_PERIOD = 64
 _POWER_SHARE = 0.3
 _SWING = 0.03
+_STILL_FALLING = 0.7  # the final level below 0.7x the level a fifth into the run
 
 
 def analyse_oscillation(sig: Signals) -> list[DoctorFinding]:
@@ -70,9 +73,14 @@ def analyse_oscillation(sig: Signals) -> list[DoctorFinding]:
     message = (f"loss oscillates with a period of about {evidence['period_steps']:g} steps from step "
                f"{evidence['onset_step']} ({len(hits)} of {len(starts)} windows)")
     severity = Severity.WARNING
-    if onset == int(starts[0]) and len(starts) > 1 and not (lr and lr["lr_rising"]):
-        # A pattern there from the first step under a steady LR is as likely a fixed order of the data
-        # (datasets taken in turn, unshuffled batches) as an LR past the stability edge.
+    # Progress of the coarse trend from a fifth of the run to its end (log ratio on a log scale).
+    progress = float(sig.level[-1] - sig.level[sig.n // 5])
+    evidence["loss_progress_after_first_fifth"] = evidence_round(float(np.exp(progress)) if sig.log_scale else progress)
+    falling = progress <= np.log(_STILL_FALLING) if sig.log_scale else progress < 0
+    if onset == int(starts[0]) and len(starts) > 1 and not (lr and lr["lr_rising"]) and falling:
+        # A pattern there from the first step under a steady LR, while the loss keeps falling, is as likely a
+        # fixed order of the data (datasets taken in turn, unshuffled batches) as an LR past the stability edge.
+        # One under which the loss stops falling is harming the run either way.
         severity = Severity.INFO
         evidence["note"] = "present from the start under a steady LR: a fixed data order gives the same pattern"
     return [DoctorFinding("oscillation", severity, float(sig.steps[onset]), "none", evidence, message)]

@@ -18,7 +18,8 @@ What separates it from its look-alikes:
   instability. An exploding gradient or a too-high learning rate starts from an ordinary loss.
 - from ``bad_batch``: a scale problem is there from step 0; a bad batch is an isolated spike the loss recovers
   from.
-- Without instability, only a factor >= 10 is worth a note (0.3 to 0.5). Trouble that starts late is weighted
+- Without instability: a factor >= 10 and a loss that barely declines (the weights must grow by the targets'
+  scale, or the first layer saturates under the inputs'), 0.6; with a loss that declines, a note (0.3 to 0.5). Trouble that starts late is weighted
   0.6x: the data's scale is there from the first step.
 """
 from __future__ import annotations
@@ -62,6 +63,9 @@ def unscaled_data(view: RunView, early_steps: int = 500) -> Cause | None:
     elif view.unstable and "targets" in off:
         evidence["separated_by"] = "targets of a large scale from the first batch"
         confidence = 0.5 + 0.15 * strength(off["targets"]["scale_factor"], QUIET_FACTOR, 100.0)
+    elif view.stalled and not view.unstable:
+        evidence["separated_by"] = "data far from unit scale, and a loss that barely declines"
+        confidence = 0.6
     else:
         worst = max(info["scale_factor"] for info in off.values())
         confidence = 0.3 + 0.2 * strength(worst, QUIET_FACTOR, 1e3)

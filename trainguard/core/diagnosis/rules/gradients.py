@@ -114,12 +114,16 @@ def _rise_after(view: RunView, step: int, initial: float | None, span: int = 5) 
 
 
 def _sustained(view: RunView, step: int, initial: float | None, span: int = 20) -> bool:
-    """The gradient norm stayed up after ``step`` (median of the points +3..+span >= 3x the initial level), or
-    the loss did not come back; a one-step outlier on a bad batch does neither."""
+    """The gradient norm stayed up after ``step`` (median of the points +3..+span >= 3x its level in the
+    ``span`` points before, or the initial level at the start of the run), or the loss did not come back; a
+    one-step outlier on a bad batch does neither."""
     at = view.point_of(step)
     after = view.grad_norms[at + 3:at + 3 + span]
     after = after[np.isfinite(after)]
-    if initial and len(after) >= 2 and float(np.median(after)) >= STAYED_UP * initial:
+    before = view.grad_norms[max(0, at - span):at]
+    before = before[np.isfinite(before)]
+    level = float(np.median(before)) if len(before) >= 3 else initial
+    if level and len(after) >= 2 and float(np.median(after)) >= STAYED_UP * level:
         return True
     back = recovery(view.losses, at, span)
     return back is not None and not back["recovered"]
@@ -171,7 +175,7 @@ def vanishing_gradient(view: RunView) -> Cause | None:
 
 def _from_loss_alone(view: RunView) -> Cause | None:
     """A loss stuck from the start, with at most the global gradient norm logged: a candidate."""
-    if view.stall is None or view.sampled:
+    if view.stall is None or not view.stall["quiet"] or view.sampled:
         return None
     norms = view.grad_norms[np.isfinite(view.grad_norms)]
     median = float(np.median(norms)) if len(norms) else None

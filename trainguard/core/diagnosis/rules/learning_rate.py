@@ -17,6 +17,8 @@ Too high. What separates it from its look-alikes:
   recorded and no LR rise: the usual suspect, not a separated one (0.5; 0.4 when the doctor saw a long calm
   phase at that LR first). Recorded ratios that are not large across the layers speak against the learning
   rate: no cause then.
+- a jumpy loss (point-to-point noise > 5%) that never got 10% below its first value, with no update ratios
+  recorded: steps that overshoot (0.5). A quiet one is a constant output: dead units, vanishing gradients.
 
 Too low: the weights barely move (every tensor's ratio <= 1e-5, 100x below the heuristic, median over the
 sampled steps) while the loss declines slowly and smoothly or not at all: 0.6 to 0.8. From logs without
@@ -91,6 +93,13 @@ def lr_too_high(view: RunView) -> Cause | None:
         evidence["separated_by"] = "the learning rate rose into the instability"
         message = f"the learning rate rose {rise:.3g}x just before the trouble at step {onset}: it is too high there"
         return make_cause(view, "lr_too_high", 0.65, evidence, message)
+    jumpy_stall = view.stall is not None and not view.stall["quiet"] and view.stall["never_improved"]
+    if jumpy_stall and spread is None:
+        evidence["stall"] = view.stall
+        message = (f"the loss jumps around {view.stall['stalled_at']:.3g} and never got below its first value "
+                   f"({view.stall['first_loss']:.3g}): steps that overshoot, a learning rate too high, are the "
+                   f"usual cause")
+        return make_cause(view, "lr_too_high", 0.5, evidence, message)
     if not (view.unstable and (view.climb or view.has("divergence", Severity.WARNING))) and not oscillating:
         return None
     if spread is not None:
@@ -125,7 +134,7 @@ def lr_too_low(view: RunView) -> Cause | None:
         evidence["separated_by"] = "the logged learning rate is tiny"
         message = f"the loss barely declines at a learning rate of {lr:.2g}: it is too low"
         return make_cause(view, "lr_too_low", 0.6, evidence, message)
-    if view.stall and largest is None and (lr is None or lr <= 1e-4):
+    if view.stall and view.stall["quiet"] and largest is None and (lr is None or lr <= 1e-4):
         message = "the loss is stuck from the start; a learning rate too low is one candidate"
         return make_cause(view, "lr_too_low", CANDIDATE, {**evidence, "stall": view.stall}, message)
     return None
