@@ -179,3 +179,16 @@ def test_endless_device_is_refused_at_the_cap(capsys, monkeypatch, command):
     monkeypatch.setattr(files, "MAX_STREAM_BYTES", 1 << 20)
     code, _, err = cli(capsys, command, "/dev/zero")
     one_line_error(code, err, "longer than 1 MiB")
+
+
+def test_output_into_a_closed_pipe_stops_quietly(tmp_path, monkeypatch, capsys):
+    # `trainguard doctor --json log | head` ended in a BrokenPipeError traceback.
+    log = tmp_path / "log.csv"
+    log.write_text("step,loss\n" + "".join(f"{i},{1.0 / (i + 1)}\n" for i in range(50)))
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with open(write_end, "w") as closed_pipe:
+        monkeypatch.setattr(sys, "stdout", closed_pipe)
+        code = main(["doctor", "--json", str(log)])
+        monkeypatch.undo()
+    assert code == 141 and "Traceback" not in capsys.readouterr().err

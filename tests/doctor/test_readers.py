@@ -205,3 +205,16 @@ def test_semicolons_decimal_commas_and_crlf(tmp_path):
     path.write_bytes(b"step;loss\r\n0;1,5\r\n1;1,25\r\n")
     series = read_run(path)
     assert series.loss.tolist() == [1.5, 1.25] and series.problems == []
+
+
+def test_truncated_tensorboard_file_is_read_to_the_cut_and_says_so(run, tmp_path):
+    # Issue 13: a TensorBoard file cut at 11% was read as 33 of 300 steps with no parse warning.
+    whole = write_tensorboard(run, tmp_path / "tb")
+    assert not any("truncated" in p for p in read_run(whole).problems)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut" / whole.name
+    cut.parent.mkdir()
+    cut.write_bytes(data[:len(data) * 11 // 100])
+    series = read_run(cut)
+    assert 0 < len(series) < len(read_run(whole))
+    assert any(p.startswith("event file truncated") for p in series.problems), series.problems

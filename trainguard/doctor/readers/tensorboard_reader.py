@@ -1,8 +1,11 @@
 """TensorBoard event files, read with the tensorboard package's own loader (the optional ``tensorboard``
 extra). Each scalar tag becomes a column; rows are the union of the tags' steps, and a tag that was not
-written at a step is a missing cell. A step written twice keeps its last value."""
+written at a step is a missing cell. A step written twice keeps its last value. A file cut short mid-record
+(the loader stops there without a word) is read up to the cut, and the cut is listed in ``problems``."""
 from __future__ import annotations
 
+import mmap
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +42,11 @@ def read_tensorboard_table(path: Path) -> MetricTable:
     if not scalars:
         raise ReadError(f"{path}: no scalar summaries in this TensorBoard event file "
                         f"(damaged, or only images/histograms)")
+    torn = _torn_tail(path)
+    if torn and not problems:  # the loader stops quietly at a torn record: say the file is cut short
+        problems.append(f"event file truncated: its last {torn} byte(s) are an incomplete record (a run killed "
+                        f"mid-write, or a partial copy); read the {sum(map(len, scalars.values()))} scalars "
+                        f"before it")
     steps = np.unique(np.fromiter((s for tag in scalars.values() for s in tag), dtype=np.int64))
     values: dict[str, np.ndarray] = {"step": steps.astype(np.float64)}
     present: dict[str, np.ndarray] = {"step": np.ones(len(steps), dtype=bool)}
@@ -52,6 +60,23 @@ def read_tensorboard_table(path: Path) -> MetricTable:
         name = tag if tag != "step" else "tag:step"
         values[name], present[name] = column, has
     return MetricTable(values, present, problems)
+
+
+def _torn_tail(path: Path) -> int:
+    """Bytes after the last complete record. An event file is TFRecord-framed: each record is a little-endian
+    uint64 length, a 4-byte CRC of it, the data, and a 4-byte CRC of the data."""
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        position = 0
+        while position + 12 <= size:
+            (length,) = struct.unpack_from("<Q", data, position)
+            end = position + 12 + length + 4
+            if end > size:
+                break
+            position = end
+    return size - position
 
 
 def _scalar(value, tensor_util) -> float | None:
