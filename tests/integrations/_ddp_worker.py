@@ -7,6 +7,7 @@ the first step computed from the full gradients.
 """
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -60,11 +61,19 @@ def train(mode: str, out: str) -> None:
 
 def main(out: str, modes: list[str]) -> None:
     dist.init_process_group("gloo")
-    for mode in modes:
-        os.makedirs(os.path.join(out, mode), exist_ok=True)
-        dist.barrier()
-        train(mode, os.path.join(out, mode))
-    dist.destroy_process_group()
+    try:
+        for mode in modes:
+            os.makedirs(os.path.join(out, mode), exist_ok=True)
+            dist.barrier()
+            train(mode, os.path.join(out, mode))
+            # DDP's reducer and FSDP's state sit in reference cycles (module hooks, the guard) that hold the
+            # process group and its in-flight work: free them now, while the group and the interpreter are alive,
+            # not in a garbage collection during interpreter shutdown, where a gloo work object still alive
+            # aborts the process ("terminate called without an active exception").
+            gc.collect()
+        dist.barrier()  # no rank tears the group down while the other may still talk to it
+    finally:
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
