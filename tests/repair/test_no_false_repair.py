@@ -146,3 +146,40 @@ def test_the_comparison_sees_a_policy_that_does_act():
     assert guard.actions and guard.actions[0].kind == "clip"
     bare = _unguarded_weights(mlp_sgd_momentum)
     assert not all(torch.equal(a, b) for a, b in zip(bare.values(), clipped.state_dict().values()))
+
+
+# Issue 11, F12: long healthy Adam/AdamW runs, ordinary gradient noise over 3,000 steps. The previous default clip
+# (ZClip z=4, 3x the EMA mean) clipped seed 1 at step 1198 (Adam and AdamW), seed 13 at steps 2680 and 2719.
+F12_STEPS = 3000
+
+
+def _f12_run(seed: int, optimizer, guarded: bool):
+    """MLP 8-32-1, lr 1e-3, fresh Gaussian batches of 32, a noisy linear target; plain ``Guard(model, opt)``."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 1))
+    opt = optimizer(model.parameters(), lr=1e-3)
+    w = torch.randn(8, 1)
+    xs = torch.randn(F12_STEPS, 32, 8)
+    ys = xs @ w + 0.5 * torch.randn(F12_STEPS, 32, 1)
+    guard = trainguard.Guard(model, opt) if guarded else None
+    for x, y in zip(xs, ys):
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        if guard is not None:
+            guard.step(loss, batch_size=32)
+        else:
+            opt.step()
+    if guard is not None:
+        guard.close()
+    return model, guard
+
+
+@pytest.mark.parametrize("optimizer", [torch.optim.Adam, torch.optim.AdamW], ids=lambda o: o.__name__)
+@pytest.mark.parametrize("seed", [1, 13])
+def test_long_healthy_adam_runs_are_bitwise_untouched_by_the_default_policy(seed, optimizer):
+    bare, _ = _f12_run(seed, optimizer, guarded=False)
+    guarded, guard = _f12_run(seed, optimizer, guarded=True)
+    assert guard.actions == [], [(a.kind, a.step, a.reason, a.params) for a in guard.actions]
+    for (name, a), b in zip(bare.state_dict().items(), guarded.state_dict().values()):
+        assert torch.equal(a, b), f"{name} differs under the default policy"

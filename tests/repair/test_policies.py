@@ -13,6 +13,7 @@ from trainguard.core.policies import (
     LEVELS, Plan, RollbackOrder, adam_guard, auto, autoclip, chain, clip_global_norm, clip_value, escalate,
     get_policy, restore_mode, safe, skip_if_non_finite, skip_outliers, step_decision, zclip,
 )
+from trainguard.core.policies.clip import clip_outliers, outlier_threshold
 from trainguard.core.policies import lr_backoff as lrb
 from trainguard.core.policies import rollback as rb
 from trainguard.core.stats import LayerStats, StepStats
@@ -109,6 +110,41 @@ def test_zclip_clips_a_spike_and_is_not_inflated_by_it():
     before, after = plans[59].clip_norm, plans[60].clip_norm
     assert 1.0 < before < 50.0
     assert after < 1.5 * before  # the EMA was fed the clipped norm
+
+
+def heavy_tailed(n, seed, sigma, rare, start=0):
+    """Healthy gradient norms with heavy tails: lognormal noise, and a rare kind of batch (a minority class, a
+    mislabelled sample) whose norm is 10x the others'."""
+    rng = np.random.default_rng(seed)
+    norms = rng.lognormal(0.0, sigma, n) * np.where(rng.uniform(size=n) < rare, 10.0, 1.0)
+    return [StepStats(step=start + i, loss=1.0, grad_norm=float(g)) for i, g in enumerate(norms)]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.floats(0.0, 0.4), st.sampled_from([0.0, 0.1, 0.3]))
+def test_the_default_clip_never_acts_on_heavy_tailed_healthy_norms(seed, sigma, rare):
+    stream = heavy_tailed(1500, seed, sigma, rare)
+    plans = run(clip_outliers(), stream)
+    for stats, plan in zip(stream[1:], plans[:-1]):
+        assert step_decision(plan, True, stats.grad_norm) == (True, 1.0, None), stats
+
+
+def test_clip_outliers_clips_a_spike_to_its_threshold_and_is_not_inflated_by_it():
+    stream = heavy_tailed(200, 0, 0.3, 0.0) + [StepStats(step=200, loss=1.0, grad_norm=40.0)]  # past min_history
+    stream += heavy_tailed(40, 1, 0.3, 0.0, start=201)
+    plans = run(clip_outliers(), stream)
+    before = plans[199].clip_norm
+    assert 5.0 < before < 40.0
+    apply, coef, reason = step_decision(plans[199], True, 40.0)
+    assert apply and reason == "clip" and coef == pytest.approx(before / 40.0, rel=1e-4)
+    assert plans[-1].clip_norm < 1.2 * before  # the window kept the clipped norm
+
+
+def test_clip_outliers_has_no_threshold_on_a_window_of_zero_norms():
+    # A dead network: the median gradient norm is 0; there is no level to be an outlier of.
+    stream = [StepStats(step=i, loss=0.69, grad_norm=0.0 if i % 9 else 1e-3) for i in range(300)]
+    assert all(math.isinf(plan.clip_norm) for plan in run(clip_outliers(), stream))
+    assert math.isinf(outlier_threshold(np.zeros(50), 8.0, 10.0))
 
 
 def test_autoclip_threshold_is_a_percentile_of_the_norms():

@@ -1,9 +1,9 @@
 """The named policies: ``"observe"``, ``"safe"`` (the default) and ``"auto"``.
 
 - ``observe``: detect and log only (no policy at all: the adapter builds no repairer).
-- ``safe``: skip non-finite steps and extreme gradient-norm outliers, clip gradient-norm outliers (ZClip with a
-  conservative threshold, so only outliers are touched), warn about BatchNorm/Dropout left in eval mode, stop
-  after 20 non-finite steps in a row.
+- ``safe``: skip non-finite steps and extreme gradient-norm outliers, clip gradient-norm outliers
+  (:func:`clip_outliers`, calibrated on healthy runs so that only outliers are touched), warn about
+  BatchNorm/Dropout left in eval mode, stop after 20 non-finite steps in a row.
 - ``auto``: ``safe`` plus the escalating chain (clip -> LR back-off -> rollback -> stop), StableAdamW-style
   update capping for Adam when its update RMS runs far above 1, and BatchNorm/Dropout put back in train mode.
 
@@ -13,7 +13,7 @@ run (tests/repair/test_no_false_repair.py).
 from __future__ import annotations
 
 from trainguard.core.policies.adam_guard import adam_guard
-from trainguard.core.policies.clip import zclip
+from trainguard.core.policies.clip import clip_outliers
 from trainguard.core.policies.escalate import escalate
 from trainguard.core.policies.plan import Policy, chain
 from trainguard.core.policies.restore_mode import restore_mode
@@ -23,19 +23,15 @@ __all__ = ["POLICY_NAMES", "safe", "auto", "get_policy"]
 
 POLICY_NAMES = ("observe", "safe", "auto")
 
-# Outlier-only clipping: a norm must be 4 EMA standard deviations above the EMA mean and 3x the mean.
-_OUTLIER_Z, _OUTLIER_RATIO = 4.0, 3.0
-
 
 def safe(max_consecutive: int | None = 20) -> Policy:
-    return chain(skip_if_non_finite(max_consecutive), skip_outliers(),
-                 zclip(z=_OUTLIER_Z, min_ratio=_OUTLIER_RATIO), restore_mode(restore=False))
+    return chain(skip_if_non_finite(max_consecutive), skip_outliers(), clip_outliers(), restore_mode(restore=False))
 
 
 def auto(**escalation) -> Policy:
     """``escalation`` goes to :func:`escalate` (patience, snapshot_every, keep, max_rollbacks...)."""
-    return chain(skip_if_non_finite(None), skip_outliers(), zclip(z=_OUTLIER_Z, min_ratio=_OUTLIER_RATIO),
-                 escalate(**escalation), adam_guard(), restore_mode(restore=True))
+    return chain(skip_if_non_finite(None), skip_outliers(), clip_outliers(), escalate(**escalation), adam_guard(),
+                 restore_mode(restore=True))
 
 
 def get_policy(policy: str | Policy) -> Policy | None:
