@@ -131,6 +131,7 @@ class Guard:
         self.fetch_every = fetch_every
         self.step_count = 0
         self._pending: list[PendingStep] = []
+        self._open: tuple[Any, ...] | None = None  # a step between begin_update and end_update
         self._inputs: Any = None
         self._previous_finite = True  # the last fetched step was finite (a non-finite episode starts after it)
         self._closed = False
@@ -195,8 +196,19 @@ class Guard:
              epoch: int | None = None) -> tuple[Finding, ...]:
         """Measures this step, applies the update (``optimizer.step()``, unless a repair policy skips it) and
         returns the findings raised by the statistics fetched during this call."""
+        apply = self.begin_update(loss, batch_size, inputs=inputs, targets=targets, epoch=epoch)
+        return self.end_update(apply_update(self.optimizer, apply))
+
+    def begin_update(self, loss: torch.Tensor, batch_size: int | None = None, *, inputs: Any = None,
+                     targets: Any = None, epoch: int | None = None) -> bool | torch.Tensor:
+        """The first half of :meth:`step`, for a trainer that takes the optimizer step itself: measures the step
+        and lets the repair decide (it may clip the gradients or scale the LRs in place). Returns whether to
+        apply the update: a bool, or a 0-dim bool tensor on an accelerator (see ``update.apply_update``). The
+        caller applies it or not, then calls :meth:`end_update` with what was applied."""
         if self._closed:
             raise RuntimeError("guard.step() called after guard.close()")
+        if self._open is not None:
+            raise RuntimeError("guard.begin_update() called twice without end_update()")
         if not isinstance(loss, torch.Tensor):
             loss = _loss_tensor(loss)
         step = self.step_count
@@ -214,7 +226,6 @@ class Guard:
             names = self.names
         disabled = self._containment.disabled
         measure = self._measure
-        sampled = self.schedule.layers.due(step)
 
         entry = before = None
         if "statistics" not in disabled:
@@ -222,7 +233,7 @@ class Guard:
                 entry = measure.step(step, loss, grads, names, epoch, batch_size)
             except Exception as e:  # noqa: BLE001 - containment
                 self._containment.contain("statistics", e)
-        if entry is not None and sampled:
+        if entry is not None and self.schedule.layers.due(step):
             before = self._try("layer statistics", measure.layers, entry, params, grads)
             self._try("activation hooks", measure.activations, entry)
         elif measure.probe.installed:
@@ -237,8 +248,15 @@ class Guard:
             except Exception as e:  # noqa: BLE001 - containment: the update is applied as if unguarded
                 self._containment.contain(REPAIRER, e)
                 apply = True
-        applied = self._apply_update(apply)
+        self._open = (entry, params, names, before)
+        return apply
 
+    def end_update(self, applied: bool | torch.Tensor) -> tuple[Finding, ...]:
+        """The second half of :meth:`step`, after the optimizer step was taken (or not: ``applied``): measures
+        the update and reads the statistics every ``fetch_every`` steps; returns the findings they raised."""
+        if self._open is None:
+            return ()
+        (entry, params, names, before), self._open = self._open, None
         if entry is not None:
             if isinstance(applied, torch.Tensor):
                 entry.applied = None
@@ -246,19 +264,21 @@ class Guard:
             else:
                 entry.applied = applied
             if before is not None:
-                self._try("layer statistics", self._measure_after_update, entry, params, grads, names, before)
+                self._try("layer statistics", self._measure.after_update, entry, params, names, before)
             self._pending.append(entry)
         self.step_count += 1
         found: tuple[Finding, ...] = ()
         if len(self._pending) >= self.fetch_every:
             found = self.flush()
-        if self.schedule.layers.due(self.step_count) and "statistics" not in disabled:
-            self._try("activation hooks", measure.probe.install)
+        if self.schedule.layers.due(self.step_count) and "statistics" not in self._containment.disabled:
+            self._try("activation hooks", self._measure.probe.install)
         return found
 
     def flush(self) -> tuple[Finding, ...]:
         """Fetches the pending statistics now (one host-device sync), feeds them to the session (detectors,
         run log, repair); returns the findings they raised."""
+        if self._open is not None:  # between begin_update and end_update: the update is not measured yet
+            return ()
         entries, self._pending = self._pending, []
         if not entries:
             return ()
@@ -307,6 +327,7 @@ class Guard:
         closes the run log."""
         if self._closed:
             return
+        self._open = None
         try:
             self.flush()  # may end the run "stopped" and raise TrainingStopped
         finally:
@@ -352,10 +373,6 @@ class Guard:
             # CPU: reading the step's values is free, so a NaN is located now, with the weights that made it.
             self._try("non-finite localisation", self._locate_now, entry, inputs)
 
-    def _measure_after_update(self, entry: PendingStep, params: list[nn.Parameter], grads: list[torch.Tensor],
-                              names: list[str], before: list[torch.Tensor]) -> None:
-        self._measure.after_update(entry, params, names, before)
-
     def _locate_now(self, entry: PendingStep, inputs: Any) -> None:
         if self._previous_finite and not entry.step_finite():
             entry.located = True
@@ -371,9 +388,6 @@ class Guard:
             host = entry.prefetch("step")
         return StepContext(step=step, loss=loss.detach(), vector=vector, params=list(params), names=list(names),
                            host=host)
-
-    def _apply_update(self, apply: bool | torch.Tensor) -> bool | torch.Tensor:
-        return apply_update(self.optimizer, apply)
 
     def _finish(self, entry: PendingStep, weights_unchanged: bool) -> StepStats:
         """Turns fetched values into StepStats.

@@ -1,15 +1,16 @@
 """The guard for trainers that take the optimizer step themselves (Lightning, HF Transformers).
 
-:class:`TrainerStepGuard` is the plain :class:`~trainguard.adapters.torch.guard.Guard` (same statistics,
-detectors, repair policies, run log) with its ``step`` cut in two around the trainer's own update:
+:class:`TrainerStepGuard` holds a plain :class:`~trainguard.adapters.torch.guard.Guard` (same statistics,
+detectors, repair policies, run log) and drives its two halves around the trainer's own update:
 
 - ``before_update(loss, ...)``: between the last backward and the trainer's ``optimizer.step()`` (after the
-  AMP scaler's ``unscale_``). Measures, runs the repair policy (which may clip the gradients or scale the LRs
-  in place) and, when the policy skips the step, sets every gradient to ``None``: torch optimizers leave a
-  parameter without a gradient untouched, its momentum and Adam moments included (documented under
-  ``torch.optim.Optimizer.zero_grad(set_to_none=True)``), so the trainer's step changes nothing.
-- ``after_update()``: after the trainer's step. Measures the update (update ratio, Adam's moments) and reads the
-  statistics back, which feeds the detectors, the run log and the policy's one-shot orders (rollback, stop...).
+  AMP scaler's ``unscale_``): ``Guard.begin_update`` measures and lets the policy decide (it may clip the
+  gradients or scale the LRs in place). When the policy skips the step, every gradient is set to ``None``: torch
+  optimizers leave a parameter without a gradient untouched, its momentum and Adam moments included (documented
+  under ``torch.optim.Optimizer.zero_grad(set_to_none=True)``), so the trainer's step changes nothing.
+- ``after_update()``: after the trainer's step, ``Guard.end_update`` measures the update (update ratio, Adam's
+  moments) and reads the statistics back, which feeds the detectors, the run log and the policy's one-shot
+  orders (rollback, stop...).
 
 A stop ordered by the policy raises :class:`trainguard.TrainingStopped` from ``after_update``, as the plain
 guard's ``step`` does; the integrations turn it into their trainer's own way of stopping.
@@ -22,33 +23,59 @@ import torch
 from torch import nn
 
 from trainguard.adapters.torch.guard import Guard
+from trainguard.adapters.torch.integrations.options import GuardOptions
 from trainguard.core.findings import Finding
 
 __all__ = ["TrainerStepGuard", "split_batch", "batch_length"]
 
 
-class TrainerStepGuard(Guard):
+class TrainerStepGuard:
     """A :class:`Guard` whose update is the trainer's; see the module docstring."""
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, **kwargs: Any):
-        super().__init__(model, optimizer, **kwargs)
-        self._in_update = False  # between before_update and after_update: no fetch, no update measure yet
-        self._after: tuple[Any, ...] | None = None
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, options: GuardOptions,
+                 scheduler: Any = None):
+        self.guard = Guard(model, optimizer, scheduler=scheduler, **options.as_kwargs())
+        self._in_update = False  # between before_update and after_update
         self.last_applied = True
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self.guard._closed
+
+    @property
+    def findings(self) -> list[Finding]:
+        return self.guard.findings
+
+    @property
+    def actions(self) -> list[Any]:
+        return self.guard.actions
+
+    @property
+    def history(self) -> Any:
+        return self.guard.history
+
+    @property
+    def log(self) -> Any:
+        return self.guard.log
+
+    def event(self, kind: str, step: int | None = None, **data: Any) -> None:
+        """An event for the run log (the trainer's configuration)."""
+        self.guard.session.event(kind, step, **data)
+
+    def diagnose(self) -> list[Any]:
+        return self.guard.diagnose()
 
     def before_update(self, loss: torch.Tensor, batch_size: int | None = None, *, inputs: Any = None,
                       targets: Any = None, epoch: int | None = None) -> bool:
         """Measures the step and decides; returns whether the trainer's update will change the weights."""
-        self._in_update, self._after = True, None
-        try:
-            self.step(loss, batch_size, inputs=inputs, targets=targets, epoch=epoch)
-        except BaseException:
-            self._in_update = False
-            raise
+        apply = self.guard.begin_update(loss, batch_size, inputs=inputs, targets=targets, epoch=epoch)
+        if isinstance(apply, torch.Tensor):
+            apply = bool(apply.item())
+        if not apply:
+            for p in self.guard.params:
+                p.grad = None
+        self._in_update = True
+        self.last_applied = bool(apply)
         return self.last_applied
 
     def after_update(self) -> tuple[Finding, ...]:
@@ -57,34 +84,14 @@ class TrainerStepGuard(Guard):
         if not self._in_update:
             return ()
         self._in_update = False
-        after, self._after = self._after, None
-        if after is not None:
-            self._try("layer statistics", super()._measure_after_update, *after)
-        if len(self._pending) >= self.fetch_every:
-            return self.flush()
-        return ()
+        return self.guard.end_update(self.last_applied)
 
     def flush(self) -> tuple[Finding, ...]:
-        return () if self._in_update else super().flush()
+        return () if self._in_update else self.guard.flush()
 
     def close(self, status: str = "ok") -> None:
-        self._in_update, self._after = False, None
-        super().close(status)
-
-    def _apply_update(self, apply: bool | torch.Tensor) -> bool:
-        if isinstance(apply, torch.Tensor):
-            apply = bool(apply.item())
-        if not apply:
-            for p in self.params:
-                p.grad = None
-        self.last_applied = bool(apply)
-        return self.last_applied
-
-    def _measure_after_update(self, entry: Any, params: Any, grads: Any, names: Any, before: Any) -> None:
-        if self._in_update:  # the trainer has not stepped yet: measure in after_update
-            self._after = (entry, params, grads, names, before)
-        else:
-            super()._measure_after_update(entry, params, grads, names, before)
+        self._in_update = False
+        self.guard.close(status)
 
 
 def split_batch(batch: Any) -> tuple[Any, Any]:

@@ -1,0 +1,166 @@
+"""HF Transformers: ``trainguard.hf.Guard``, a ``TrainerCallback`` with the plain guard's statistics, policies and
+run log.
+
+>>> trainer = transformers.Trainer(model, args, train_dataset=data,
+...                                callbacks=[trainguard.hf.Guard(log="runs/exp.jsonl")])  # doctest: +SKIP
+
+It works through the Trainer's own callback events, once per optimizer step (not per micro-batch):
+
+- a forward hook on the model records the loss the model returns (``outputs["loss"]``, as ``Trainer.compute_loss``
+  reads it) and the inputs of each training forward; the step's loss is the mean over its micro-batches;
+- ``on_pre_optimizer_step``: the Trainer calls it after accelerate's ``clip_grad_norm_``, which unscales AMP
+  gradients first (the guard unscales them itself where a Trainer did not), so the gradients are unscaled; they
+  are also already clipped when ``max_grad_norm > 0`` (the Trainer's default is 1.0), so the guard's gradient norm
+  is the clipped one (see docs/integrations.md).
+  The policy decides there (see :mod:`trainguard.adapters.torch.integrations.trainer_step`): clip in place, scale the LRs for
+  this step, or skip it by setting the gradients to None so the Trainer's ``optimizer.step()`` changes nothing;
+- ``on_optimizer_step``: the update is measured and the statistics read, which feeds the detectors, the run log
+  and the policy's rollback / LR / stop orders;
+- a stop ordered by the policy sets ``control.should_training_stop`` (the diagnosis is in ``stopped``).
+
+Needs the ``hf`` extra (``pip install 'trainguard[hf]'``). See docs/integrations.md.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+try:
+    import transformers
+    from transformers import TrainerCallback
+except ImportError as e:  # pragma: no cover - exercised only without the extra
+    raise ImportError("trainguard.hf needs Transformers: pip install 'trainguard[hf]'") from e
+
+from trainguard.adapters.torch.integrations.options import GuardOptions
+from trainguard.adapters.torch.integrations.trainer_step import TrainerStepGuard, batch_length
+from trainguard.core.actions import Action
+from trainguard.core.diagnosis import Cause
+from trainguard.core.findings import Finding
+from trainguard.core.policies import TrainingStopped
+
+__all__ = ["Guard"]
+
+
+def _output_loss(output: Any) -> torch.Tensor | None:
+    loss = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
+    return loss if isinstance(loss, torch.Tensor) else None
+
+
+def _unscale(optimizer: Any) -> None:
+    """Unscales fp16 AMP gradients if the Trainer has not yet (it does in ``clip_grad_norm_``; older versions
+    only when ``max_grad_norm > 0``). GradScaler records the inf check, so its ``step`` still skips on overflow."""
+    scaler = getattr(optimizer, "scaler", None)
+    if scaler is None or not scaler.is_enabled():
+        return
+    try:
+        scaler.unscale_(optimizer.optimizer)
+    except RuntimeError as e:  # already unscaled since the last update: what we want
+        if "already been called" not in str(e):
+            raise
+
+
+class Guard(TrainerCallback):
+    """Watches (and by default repairs) a ``transformers.Trainer`` run.
+
+    Args: as :class:`trainguard.Guard` (``policy``, ``log``, ``preset``, ``detectors``, ``fetch_every``,
+    ``exporters``); the model, its optimizer and LR scheduler are taken from the Trainer when training begins.
+    """
+
+    def __init__(self, policy: Any = "safe", log: Any = None, preset: Any = "standard", *, detectors: Any = None,
+                 fetch_every: int | None = None, exporters: Any = ()):
+        self.options = GuardOptions(policy, log, preset, detectors, fetch_every, exporters)  # checked now, not mid-fit
+        self.guard: TrainerStepGuard | None = None
+        self.stopped: TrainingStopped | None = None
+        self._hook: Any = None
+        self._missing_loss_reported = False
+        self._reset_accumulation()
+
+    # ------------------------------------------------------------------ results
+    @property
+    def findings(self) -> list[Finding]:
+        return self.guard.findings if self.guard is not None else []
+
+    @property
+    def actions(self) -> list[Action]:
+        return self.guard.actions if self.guard is not None else []
+
+    def diagnose(self) -> list[Cause]:
+        return self.guard.diagnose() if self.guard is not None else []
+
+    # -------------------------------------------------------------------- events
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None,
+                       lr_scheduler: Any = None, **kwargs: Any) -> None:
+        # accelerate wraps the optimizer; the torch optimizer inside holds the param groups and the step hooks
+        optimizer = getattr(optimizer, "optimizer", optimizer)
+        self.guard = TrainerStepGuard(model, optimizer, self.options, scheduler=lr_scheduler)
+        self.guard.event("integration", 0, name="transformers", version=transformers.__version__,
+                         gradient_accumulation_steps=args.gradient_accumulation_steps,
+                         max_grad_norm=args.max_grad_norm, fp16=args.fp16, bf16=args.bf16)
+        self.stopped = None
+        self._reset_accumulation()
+        self._hook = model.register_forward_hook(self._record_forward, with_kwargs=True)
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not self._active:
+            return
+        losses, batch_size, inputs, targets = self._losses, self._batch_size, self._inputs, self._targets
+        self._reset_accumulation()
+        if not losses:
+            if not self._missing_loss_reported:
+                self._missing_loss_reported = True
+                warnings.warn("trainguard.hf.Guard: the model's outputs carry no 'loss' (a custom compute_loss?); "
+                              "these steps are not guarded", RuntimeWarning, stacklevel=2)
+            return
+        loss = torch.stack([loss.float() for loss in losses]).mean()
+        _unscale(kwargs.get("optimizer"))
+        self.guard.before_update(loss, batch_size, inputs=inputs, targets=targets, epoch=int(state.epoch or 0))
+
+    def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._active:
+            try:
+                self.guard.after_update()
+            except TrainingStopped as stop:
+                self._stop(control, stop)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        if self.guard is not None and not self.guard.closed:
+            try:
+                self.guard.flush()
+            except TrainingStopped as stop:
+                self._stop(control, stop)
+            self.guard.close("ok")
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def _active(self) -> bool:
+        return self.guard is not None and not self.guard.closed
+
+    def _record_forward(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+        """A training forward (grad enabled, train mode): keep its loss and its inputs."""
+        if not (module.training and torch.is_grad_enabled() and self._active):
+            return
+        loss = _output_loss(output)
+        if loss is None:
+            return
+        self._losses.append(loss.detach())
+        inputs = dict(kwargs) if kwargs else args
+        self._inputs, self._targets = inputs, kwargs.get("labels")
+        n = batch_length(inputs)
+        self._batch_size = None if n is None or self._batch_size is None else self._batch_size + n
+
+    def _reset_accumulation(self) -> None:
+        self._losses: list[torch.Tensor] = []
+        self._batch_size: int | None = 0
+        self._inputs: Any = None
+        self._targets: Any = None
+
+    def _stop(self, control: Any, stop: TrainingStopped) -> None:
+        self.stopped = stop
+        control.should_training_stop = True
+        warnings.warn(f"trainguard stopped training at step {stop.step}: {stop.diagnosis}", RuntimeWarning,
+                      stacklevel=2)
