@@ -51,6 +51,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from rich.markup import escape
+
 from benchmarks.corpus.registry import (CORPUS_DIR, PARTS, CaseFile, declared_fields, discover, in_part,
                                        write_holdout)
 from benchmarks.corpus.run_one import PEER_VARIANTS, RECORD_VERSION, RESULT_NAME, VARIANTS
@@ -88,7 +90,10 @@ def _hash_files(paths: list[Path]) -> str:
     h = hashlib.sha256()
     for path in paths:
         h.update(str(path.relative_to(REPO) if path.is_relative_to(REPO) else path).encode())
-        h.update(path.read_bytes())
+        try:
+            h.update(path.read_bytes())
+        except FileNotFoundError:  # a case removed while the benchmark runs: its run fails, the others go on
+            h.update(b"(missing)")
     return h.hexdigest()[:16]
 
 
@@ -130,14 +135,20 @@ class Run:
         return self.folder / RESULT_NAME
 
 
-def cached(run: Run) -> dict[str, Any] | None:
+def cached(run: Run, any_trainguard: bool = False) -> dict[str, Any] | None:
+    """The cached record if it describes the case and trainguard as they are (``any_trainguard``: whatever
+    trainguard it ran with)."""
     try:
         record = json.loads(run.result_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     # A failed or timed-out run is tried again: it may have been the machine's load or an interruption.
-    usable = record.get("status") in ("ok", "stopped") and record.get("version") == _version(run.case, run.variant)
-    return record if usable else None
+    if record.get("status") not in ("ok", "stopped"):
+        return None
+    version, wanted = str(record.get("version")), _version(run.case, run.variant)
+    if any_trainguard:
+        version, wanted = version.split("+")[0], wanted.split("+")[0]
+    return record if version == wanted else None
 
 
 def execute(run: Run, timeout_s: float) -> dict[str, Any]:
@@ -183,15 +194,15 @@ def execute(run: Run, timeout_s: float) -> dict[str, Any]:
 
 def run_cases(cases: list[CaseFile], cache_dir: Path = CACHE_DIR, jobs: int = 2, rerun: bool = False,
               timeout_s: float = TIMEOUT_S, progress: Callable[[str], None] | None = None,
-              variants_of: Callable[[CaseFile], tuple[str, ...]] = lambda case: VARIANTS_OF[case.kind]
-              ) -> dict[str, dict[str, dict[str, Any]]]:
+              variants_of: Callable[[CaseFile], tuple[str, ...]] = lambda case: VARIANTS_OF[case.kind],
+              any_trainguard: bool = False) -> dict[str, dict[str, dict[str, Any]]]:
     """case name -> variant -> result record, running what the cache does not hold."""
     results: dict[str, dict[str, dict[str, Any]]] = {c.name: {} for c in cases}
     todo = []
     for case in cases:
         for variant in variants_of(case):
             run = Run(case, variant, cache_dir / case.name / variant)
-            record = None if rerun else cached(run)
+            record = None if rerun else cached(run, any_trainguard)
             if record is None:
                 todo.append(run)
             else:
@@ -361,9 +372,17 @@ def _mark(flag: bool | None) -> str:
     return "-" if flag is None else ("yes" if flag else "no")
 
 
+def _error_cell(view: dict[str, Any]) -> str:
+    """The reason a view is missing, without the run folder's path that the doctor's messages start with."""
+    text = str(view.get("error") or "failed")
+    if text.startswith(("/", str(REPO))) and ": " in text:
+        text = text.split(": ", 1)[1]
+    return f"[red]{escape(text[:60])}[/]"
+
+
 def _cause_cell(view: dict[str, Any], right: bool) -> str:
     if not view["ran"]:
-        return f"[red]{view.get('error') or 'failed'}[/]"
+        return _error_cell(view)
     colour = "green" if right else ("yellow" if view["top"] in NOT_A_CAUSE else "red")
     return f"[{colour}]{view['top']}[/] {view['confidence']:.2f}" + ("" if view["detected"] else " [dim](quiet)[/]")
 
@@ -440,7 +459,7 @@ def print_by_cause(rows: list[dict[str, Any]], console: Any) -> None:
 
 def _worst_cell(view: dict[str, Any]) -> str:
     if not view["ran"]:
-        return f"[red]{view.get('error') or 'failed'}[/]"
+        return _error_cell(view)
     return f"[red]{view['worst']}[/]" if view["worst"] else "[green]none[/]"
 
 
@@ -486,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", action="store_true",
                         help="also run the PyPI peers on the same runs' native logs (the bench extra)")
     parser.add_argument("--rerun", action="store_true", help="ignore the cache")
+    parser.add_argument("--cached", action="store_true",
+                        help="reprint: take cached runs even when trainguard changed since they ran")
     parser.add_argument("--show-cases", action="store_true", help="with --part holdout: print its cases' rows")
     parser.add_argument("--write-holdout", action="store_true", help="write the corpus' holdout.json and exit")
     parser.add_argument("--write-seconds", action="store_true",
@@ -530,7 +551,8 @@ def main(argv: list[str] | None = None) -> int:
         print(line if show_rows else line.split("]")[0] + "] a held-out run", file=sys.stderr, flush=True)
 
     started = time.perf_counter()
-    results = run_cases(cases, args.cache_dir, args.jobs, args.rerun, args.timeout, progress=progress)
+    results = run_cases(cases, args.cache_dir, args.jobs, args.rerun, args.timeout, progress=progress,
+                        any_trainguard=args.cached)
     rows = [score_case(c, results[c.name]) for c in cases]
     if args.write_seconds:
         write_seconds(results)
@@ -545,9 +567,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.peers:
         from benchmarks.corpus.peers import peer_totals, print_peers, run_peers
 
-        torch_cases = {c.name for c in cases if declared_fields(c).get("framework") == "torch"}
+        torch_cases = {c.name for c in cases if c.path.is_file() and declared_fields(c).get("framework") == "torch"}
         live = run_cases(cases, args.cache_dir, args.jobs, args.rerun, args.timeout,
-                         progress=progress,
+                         progress=progress, any_trainguard=args.cached,
                          variants_of=lambda c: tuple(PEER_VARIANTS) if c.name in torch_cases else ())
         peers = run_peers(rows, args.cache_dir, live)
         print_peers(peers, rows, console)
