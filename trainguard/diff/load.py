@@ -6,7 +6,7 @@ import os
 import re
 
 from trainguard.diff.names import component_map
-from trainguard.io.runlog import RunLog, RunLogError, is_runlog, read_runlog
+from trainguard.io.runlog import RunLog, RunLogError, read_header, read_runlog
 
 __all__ = ["DiffInputError", "check_layers_recorded", "load_run", "check_pair", "parameter_names", "module_of"]
 
@@ -20,7 +20,13 @@ class DiffInputError(ValueError):
 def check_layers_recorded(source: str | os.PathLike[str] | RunLog, label: str) -> None:
     """Refuses a run-log file without any per-layer record before it is parsed: a million-step log costs
     seconds and a gigabyte to read, only to be refused by :func:`check_pair`."""
-    if not isinstance(source, RunLog) and is_runlog(source) and _mentions(source) == {b'"step"'}:
+    if isinstance(source, RunLog):
+        return
+    try:
+        read_header(source)
+    except (RunLogError, OSError):
+        return  # load_run says what is wrong with it
+    if _mentions(source) == {b'"step"'}:
         raise DiffInputError(f"run {label}: {source}: no per-layer statistics; {_FORENSIC_HINT}")
 
 

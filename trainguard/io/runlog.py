@@ -38,7 +38,7 @@ except ImportError:  # Windows: no advisory lock; one writer per log is then the
     fcntl = None  # type: ignore[assignment]
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "RunLogWriter", "RunLog", "RunLogError", "RunLogInUseError", "read_runlog",
-           "is_runlog"]
+           "read_header", "is_runlog"]
 
 SCHEMA = "trainguard.runlog"
 SCHEMA_VERSION = 1
@@ -219,6 +219,17 @@ def is_runlog(path: str | os.PathLike[str]) -> bool:
             return _is_header_line(f.readline(MAX_LINE_BYTES))
     except OSError:
         return False
+
+
+def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The checked header of a run-log file, reading its first line only; :class:`RunLogError` when the file
+    is no readable run log (or is a pipe or device, which reading the header would consume)."""
+    if not is_runlog(path):
+        raise RunLogError(f"{path}: not a trainguard run log")
+    with open(path, "rb") as f:
+        header = _loads(f.readline(MAX_LINE_BYTES))
+    _check_header(header, Path(path), 1)
+    return header
 
 
 def read_runlog(path: str | os.PathLike[str]) -> RunLog:
