@@ -43,5 +43,6 @@ def run(ctx: RunContext) -> Outcome:
     h = history.history
     lrs = [float(v) for v in h["learning_rate"]]
     return ctx.outcome(h["val_loss"][-1], model=model, steps=EPOCHS * math.ceil(1600 / 32),
-                       trivial_loss=float(y[1600:].var()), first_epoch_loss=h["loss"][0], final_loss_train=h["loss"][-1],
+                       trivial_loss=float(y[1600:].var()), first_epoch_loss=h["loss"][0],
+                       final_loss_train=h["loss"][-1],
                        best_val_loss=min(h["val_loss"]), lr_values=sorted(set(lrs), reverse=True))

@@ -2,14 +2,15 @@
 
 Recipe: PyTorch's "Training a Classifier" tutorial (https://pytorch.org/tutorials/beginner/blitz/
 cifar10_tutorial.html: ``batch_size=4``, ``CrossEntropyLoss``, ``SGD(lr=0.001, momentum=0.9)``, a small network,
-the running loss printed every 2,000 mini-batches), here an MLP 16-64-64-10 on a 10-class task of Gaussian blobs (two per class)
-with 20% of the training labels flipped to another class (the symmetric noise of Patrini et al., CVPR 2017). With
-four samples a batch, a batch of mislabelled samples costs several times the typical loss and the very next batch
-is ordinary again: isolated high-loss batches in a run that learns.
+the running loss printed every 2,000 mini-batches), here an MLP 16-64-64-10 on a 10-class task of Gaussian blobs
+(two per class) with 20% of the training labels flipped to another class (the symmetric noise of Patrini et al.,
+CVPR 2017). With four samples a batch, a batch of mislabelled samples costs several times the typical loss and
+the very next batch is ordinary again: isolated high-loss batches in a run that learns.
 
 Measured (unguarded, one thread, 1.6 s): training loss 2.31 over the first 20 batches -> 1.19 (mean of the last 10%
 of steps; ln 10 = 2.30 is the trivial predictor's, ~0.94 the floor that 20% noise leaves); held-out accuracy on
-clean labels 0.95 (chance 0.10).
+clean labels 0.95 (chance 0.10). After step 1,000 a batch's loss is at most 3.9x the mean of the 100 batches before
+it (99th percentile 2.6x, median 0.93x).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from benchmarks.corpus.healthy._common import Batches, flip_labels, tail_mean, t
 
 CASE = Case(name="torch_batch4_label_noise", kind="healthy", cause=None, framework="torch",
             source="https://pytorch.org/tutorials/beginner/blitz/cifar10_tutorial.html (batch 4, SGD 0.001 m0.9)",
-            symptom="none: per-batch loss jumps to 3-5x its running mean on batches of mislabelled samples")
+            symptom="none: single batches at up to 3.9x the mean of the 100 before them (mislabelled samples)")
 
 CLASSES, STEPS = 10, 3000
 
