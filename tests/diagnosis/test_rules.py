@@ -97,10 +97,10 @@ def test_eval_mode_batchnorm_is_the_root_of_the_explosion_it_causes():
     assert by_code(causes)["exploding_gradient"].evidence["explained_by"] == "bn_inference_mode"
 
 
-def test_eval_mode_alone_is_a_moderate_cause():
+def test_eval_mode_alone_in_a_run_that_trains_well_is_a_note():
     stats = [replace(s, eval_mode_modules=("bn",)) if s.eval_mode_modules is not None else s for s in healthy()]
     causes = diagnose(stats, [])
-    assert codes(causes) == ["bn_inference_mode"] and causes[0].confidence == 0.6
+    assert codes(causes) == ["bn_inference_mode"] and causes[0].confidence == 0.4  # a deliberate freeze, likely
 
 
 def _adam_calm_then_spike(n: int = 400, spike: int = 300):
@@ -210,10 +210,20 @@ def test_dead_relu_is_stronger_when_the_loss_stalled():
 
 
 def test_saturated_activation():
-    stats = [replace(s, activations=s.activations + (ActivationStats("sig", "sigmoid", saturated_fraction=0.9),))
+    stats = [replace(s, activations=(ActivationStats("sig", "sigmoid", saturated_fraction=0.9),) + s.activations)
              if s.activations else s for s in healthy()]
     causes = diagnose(stats, [])
     assert codes(causes) == ["saturated_activation"] and causes[0].evidence["layers"] == {"sig": 0.9}
+
+
+def test_a_saturated_final_sigmoid_is_a_confident_classifier_unless_the_loss_stalled():
+    def final_sigmoid(stats):
+        return [replace(s, activations=s.activations[:-1] + (ActivationStats("sig", "sigmoid", saturated_fraction=0.9),
+                                                             s.activations[-1])) if s.activations else s
+                for s in stats]
+    assert diagnose(final_sigmoid(healthy()), []) == []
+    stalled = diagnose(final_sigmoid([replace(s, loss=1.0) for s in healthy()]), [])
+    assert codes(stalled)[0] == "saturated_activation"
 
 
 def _with_val(stats, val):

@@ -48,6 +48,7 @@ def print_diagnoses(results: list[RunDiagnosis], console: Console | None = None,
             hidden = len(result.findings)
             console.print("[green]healthy[/green]: no findings" + (f" ({hidden} below the shown severity)"
                                                                     if hidden else ""))
+            _print_causes(result, console)
             continue
         table = Table(show_lines=False, expand=True)
         for name in ("severity", "step", "finding", "cause", "what"):
@@ -56,6 +57,7 @@ def print_diagnoses(results: list[RunDiagnosis], console: Console | None = None,
             table.add_row(f"[{_STYLE[f.severity]}]{f.severity.name.lower()}[/]", str(json_step(f.step)), f.code,
                           f.cause, escape(f.message))
         console.print(table)
+        _print_causes(result, console)
         for cause in dict.fromkeys(f.cause for f in shown if f.severity >= Severity.WARNING and f.cause != "none"):
             fix = next(f.fix for f in shown if f.cause == cause)
             console.print(f"  [bold]fix ({cause})[/bold]: {escape(fix)}")
@@ -63,3 +65,18 @@ def print_diagnoses(results: list[RunDiagnosis], console: Console | None = None,
     worst = max((r.worst for r in readable if r.worst is not None), default=None)
     console.print(f"\n{len(results)} file(s), {len(results) - len(readable)} unreadable; worst finding: "
                   f"{worst.name.lower() if worst is not None else 'none'}")
+
+
+def _print_causes(result: RunDiagnosis, console: Console) -> None:
+    """The diagnosis engine's ranked causes: the root first; for ``uncertain``, its candidates."""
+    if not result.causes:
+        return
+    top = result.causes[0]
+    console.print(f"  [bold]diagnosis[/bold]: {top.code} ({top.confidence:.0%}): {escape(top.message)}")
+    if top.code == "uncertain":
+        for candidate in top.evidence.get("candidates", []):
+            console.print(f"    candidate {candidate['code']} ({candidate['confidence']:.0%}); would separate it: "
+                          f"{escape(candidate['would_separate'])}")
+    others = [c for c in result.causes[1:] if top.code != "uncertain" and "explained_by" not in c.evidence]
+    for cause in others[:3]:
+        console.print(f"    also: {cause.code} ({cause.confidence:.0%}): {escape(cause.message)}")

@@ -7,7 +7,10 @@ Rules, each on the activation records the adapter samples through forward hooks 
   with more than 50% dead units is flagged (``threshold_inactivity`` 1.0, ``threshold_layer`` 50.0).
 - ``saturated_activation``: more than ``saturated_layer_fraction`` (50%) of a sigmoid/tanh layer's inputs lie
   beyond the saturation bounds, where the derivative is ~0 (SageMaker Debugger's ``SaturatedActivation`` rule,
-  ``threshold_layer`` 50.0; the adapter documents the bounds it uses).
+  ``threshold_layer`` 50.0; the adapter documents the bounds it uses). On the model's final activation (the last
+  record before the output) it is INFO with ``final_activation``: a classifier's sigmoid saturates when its
+  predictions become confident, which is a good fit, not harm; the diagnosis counts it only with a stalled loss
+  (a tanh output that cannot reach the targets).
 - ``output_collapse``: the std of the model's output over the batch is below ``collapse_ratio`` (5%) of the
   targets' std: the predictions are nearly constant, the model predicts the mean (seed case 001, experiment 3:
   a deep sigmoid MLP answered 0.573, 0.574, 0.574 for inputs 1, 2, 3). The output is the record of kind
@@ -53,13 +56,15 @@ def activation_health(dead_layer_fraction: float = 0.5, saturated_layer_fraction
     def conditions(acts: tuple[ActivationStats, ...], target_std: float | None):
         """(code, layer, value, threshold, patience) for every condition that holds at this step."""
         held = []
+        hidden = [a for a in acts if a.kind != "output"]
+        final = hidden[-1].name if hidden else None
         for a in acts:
             if a.kind == "relu" and _finite(a.dead_fraction) and a.dead_fraction > dead_layer_fraction:
                 held.append(("dead_relu", a.name, a.dead_fraction, dead_layer_fraction, patience))
             if (a.kind in _SATURATING and _finite(a.saturated_fraction)
                     and a.saturated_fraction > saturated_layer_fraction):
-                held.append(("saturated_activation", a.name, a.saturated_fraction, saturated_layer_fraction,
-                             patience))
+                code = "saturated_output" if a.name == final else "saturated_activation"
+                held.append((code, a.name, a.saturated_fraction, saturated_layer_fraction, patience))
         output = next((a for a in acts if a.kind == "output"), None) or acts[-1]
         if output is not None and _finite(output.output_std) and target_std:
             ratio = output.output_std / target_std
@@ -98,9 +103,13 @@ def _finding(code: str, name: str, value: float, threshold: float, samples: int,
     if code == "dead_relu":
         message = f"{value:.0%} of the ReLU units in {name} are dead (no positive output over the batch)"
         evidence["dead_fraction"] = value
-    elif code == "saturated_activation":
+    elif code in ("saturated_activation", "saturated_output"):
         message = f"{value:.0%} of the inputs of {name} are in the flat, saturated part of the activation"
         evidence["saturated_fraction"] = value
+        if code == "saturated_output":
+            # The model's final sigmoid/tanh: confident predictions saturate it in a model that fits well.
+            return Finding("saturated_activation", Severity.INFO, step, name, {**evidence, "final_activation": True},
+                           message + " (the model's final activation)")
     else:
         message = (f"the output of {name} is nearly constant: its std over the batch is {value:.2g} of the "
                    f"targets' std ({target_std:.3g})")

@@ -75,6 +75,8 @@ EXPLAINS: tuple[Explains, ...] = (
     Explains("adam_epsilon", _INSTABILITY_CAUSES, _separated),
     Explains("batch_size_dependent_loss", _INSTABILITY_CAUSES, _separated),
     Explains("unscaled_data", _INSTABILITY_CAUSES, lambda c: bool(c.evidence.get("explains_instability"))),
+    Explains("unscaled_data", frozenset({"saturated_activation", "vanishing_gradient", "dead_relu", "adam_epsilon",
+                                         "lr_too_low"}), lambda c: bool(c.evidence.get("explains_stall"))),
     # Measured dead or saturated units make the gradients vanish and the loss stall.
     Explains("dead_relu", _STALL_CAUSES, _separated),
     Explains("saturated_activation", _STALL_CAUSES, _separated),

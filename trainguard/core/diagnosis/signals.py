@@ -69,10 +69,17 @@ def update_ratio_spread(view: RunView, before: int | None = None, large: float =
     if not rows:
         return None
     medians = [float(np.median(r)) for r in rows]
+    # ||g|| / ||W|| of the weight tensors: a gradient far larger than the weights it updates is a gradient
+    # problem whatever the learning rate (Pascanu et al. 2013).
+    grad_to_weight = [float(np.median(g)) for s in view.sampled if before is None or s.step < before
+                      if (g := [l.grad_norm / l.weight_norm for l in s.layers if not _is_bias(l.name)
+                                and l.grad_norm is not None and l.weight_norm and math.isfinite(l.grad_norm)
+                                and math.isfinite(l.weight_norm)])]
     return {"median_update_ratio": float(np.median(medians)),
             "share_of_layers_large": float(np.median([np.mean(np.asarray(r) >= large) for r in rows])),
             "largest_over_median": float(np.median([max(r) / m for r, m in zip(rows, medians) if m > 0]
                                                    or [float("nan")])),
+            "median_grad_to_weight": float(np.median(grad_to_weight)) if grad_to_weight else None,
             "samples": len(rows)}
 
 

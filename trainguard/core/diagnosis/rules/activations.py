@@ -3,7 +3,9 @@
 SageMaker Debugger's ``DeadRelu`` and ``SaturatedActivation`` rules flag a layer with more than 50% dead or
 saturated units. What separates them from each other and from vanishing gradients is measured, not inferred:
 the activation statistics themselves (a unit that never fires; an input in the flat part of a sigmoid/tanh).
-With such a finding: 0.6, and 0.75 when the loss stalled (the dead or saturated layer then explains it).
+With such a finding: 0.6, and 0.75 when the loss stalled (the dead or saturated layer then explains it). The
+model's final sigmoid/tanh (the last activation record before the output) counts as saturated only when the loss
+stalled: a classifier whose predictions became confident saturates it by fitting well.
 
 Without activation statistics, exactly-zero gradients separate dead units from vanishing ones: a dead ReLU
 unit's incoming weights get a gradient of exactly 0, a vanishing one a tiny non-zero one. Weight tensors with
@@ -26,16 +28,29 @@ __all__ = ["dead_relu", "saturated_activation"]
 
 
 def _from_findings(view: RunView, code: str, value_key: str, what: str) -> Cause | None:
-    found = view.of(code, Severity.WARNING)
+    stalled = view.stalled
+    # A saturated final activation is a confident classifier unless the loss stalled.
+    final = _final_activation(view) if code == "saturated_activation" else None
+    found = [f for f in view.of(code)
+             if (f.severity >= Severity.WARNING and (final is None or f.where != final))
+             or (stalled and final is not None and f.where == final)]
     if not found:
         return None
     layers = {f.where: f.evidence.get(value_key) for f in found}
-    stalled = view.stalled
     evidence = {"layers": layers, "steps": [f.step for f in found][:8], "stalled": stalled,
                 "separated_by": f"activation statistics: units {what}"}
     worst = max(layers, key=lambda name: layers[name] or 0.0)
     message = f"{layers[worst]:.0%} of the units of {worst} are {what}" + (", and the loss stalled" if stalled else "")
     return make_cause(view, code, 0.75 if stalled else 0.6, evidence, message)
+
+
+def _final_activation(view: RunView) -> str | None:
+    """The model's last activation record before its output (the classifier's sigmoid, a regressor's tanh)."""
+    for s in reversed(view.stats):
+        hidden = [a for a in s.activations if a.kind != "output"]
+        if hidden:
+            return hidden[-1].name
+    return None
 
 
 def _stall_candidate(view: RunView, code: str, what: str) -> Cause | None:

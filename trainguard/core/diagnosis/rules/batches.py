@@ -4,19 +4,24 @@
 smaller-than-usual batch, all in one direction; seed case 004), strengthened when loss spikes fall on those
 small batches (the spike period equals the steps per epoch).
 
-``bad_batch``: at most ``MAX_BAD_BATCHES`` (3) isolated loss spikes (of any severity: an isolated spike the run
-recovers from is information on the severity ladder, and exactly this cause's evidence) or non-finite steps,
+``bad_batch``: at most ``MAX_BAD_BATCHES`` (3) isolated loss spikes or non-finite steps (a spike of warning, or
+one of information at least ``BIG_SPIKE`` (10x) the loss before it: an isolated spike the run recovers from is
+information on the severity ladder, and a 10x one is this cause's evidence; smaller ones are minibatch noise),
 after each of which the loss comes back to where it was (the median of the next points within 2x of the median
 of the points before; counted in points, so a coarse ``logging_steps`` log reads like an every-step one), with
 no sustained gradient growth before them and no periodic pattern. That is what a corrupt or mislabelled batch
 looks like (PaLM, Chowdhery et al. 2022: spikes tied to particular batches that disappear when those batches
 are skipped). The batch fingerprints, when recorded, identify the batches.
 
+A spike where the logged LR jumped (a warm restart, SGDR) is the schedule's, not a batch's.
+
 Separated from ``unscaled_data`` (a scale problem from step 0: the first loss is not a spike) and from
 ``exploding_gradient`` (a norm that stays up) by the recovery itself: 0.6 when every event recovered and the
 gradient norm, where logged, did not run up (>= 3x) in the points before; 0.5 otherwise.
 """
 from __future__ import annotations
+
+import numpy as np
 
 from trainguard.core.diagnosis.cause import Cause
 from trainguard.core.diagnosis.course import column_change, recovery
@@ -27,6 +32,7 @@ from trainguard.core.findings import Severity
 __all__ = ["batch_size_dependent_loss", "bad_batch"]
 
 MAX_BAD_BATCHES = 3
+BIG_SPIKE = 10.0
 RUN_UP = 3.0
 # A spike the live detector itself tied to the batch size or to the LR is not a batch's fault.
 _NOT_A_BATCH = ("batch_size_dependent_loss", "lr_too_high")
@@ -62,7 +68,8 @@ def _from_periodic_spikes(view: RunView) -> Cause | None:
 
 
 def bad_batch(view: RunView) -> Cause | None:
-    spikes = {f.step for f in view.of("loss_spike") if f.evidence.get("cause") not in _NOT_A_BATCH}
+    spikes = {f.step for f in view.of("loss_spike") if f.evidence.get("cause") not in _NOT_A_BATCH
+              and (f.severity >= Severity.WARNING or _height(view, f.step) >= BIG_SPIKE)}
     events = sorted(spikes | set(view.nonfinite_steps))
     periodic = view.of("periodic_spike", Severity.WARNING)
     if periodic and periodic[0].evidence.get("pattern") in ("same_place_each_epoch", "not_whole_epochs"):
@@ -77,6 +84,9 @@ def bad_batch(view: RunView) -> Cause | None:
     recovered, run_ups = [], []
     for step in events:
         at = view.point_of(step)
+        lr_jump = column_change(view.lrs, at, 2)
+        if lr_jump is not None and lr_jump >= 1.2:
+            return None  # the LR jumped there (a warm restart): the schedule, not the batch
         back = recovery(view.losses, at)
         if back is None or not back["recovered"]:
             return None
@@ -97,6 +107,17 @@ def bad_batch(view: RunView) -> Cause | None:
     message = (f"isolated trouble at step(s) {', '.join(map(str, events))}, after which the loss came back: "
                f"the batch(es) at those steps look bad")
     return make_cause(view, "bad_batch", 0.6, evidence, message)
+
+
+def _height(view: RunView, step: int) -> float:
+    """The loss at ``step`` over the median of the (up to 20) finite losses before it; 0 when unknown."""
+    at = view.point_of(step)
+    before = view.losses[max(0, at - 20):at]
+    before = before[np.isfinite(before)]
+    loss = view.losses[at]
+    if len(before) < 2 or not np.isfinite(loss) or float(np.median(before)) <= 0:
+        return 0.0
+    return float(loss / np.median(before))
 
 
 def _episodes(steps: list[int], gap: int = 5) -> list[list[int]]:

@@ -19,7 +19,9 @@ What separates it from its look-alikes:
 - from ``bad_batch``: a scale problem is there from step 0; a bad batch is an isolated spike the loss recovers
   from.
 - Without instability: a factor >= 10 and a loss that barely declines (the weights must grow by the targets'
-  scale, or the first layer saturates under the inputs'), 0.6; with a loss that declines, a note (0.3 to 0.5). Trouble that starts late is weighted
+  scale, or the first layer saturates under the inputs'), 0.6 to 0.9 (log10 of the factor from 10 to 1000); the
+  scale then explains the saturated units, the collapsed output (vanishing gradients) and a lagging Adam it
+  causes. With a loss that declines, a note (0.3 to 0.5). Trouble that starts late is weighted
   0.6x: the data's scale is there from the first step.
 """
 from __future__ import annotations
@@ -65,7 +67,10 @@ def unscaled_data(view: RunView, early_steps: int = 500) -> Cause | None:
         confidence = 0.5 + 0.15 * strength(off["targets"]["scale_factor"], QUIET_FACTOR, 100.0)
     elif view.stalled and not view.unstable:
         evidence["separated_by"] = "data far from unit scale, and a loss that barely declines"
-        confidence = 0.6
+        confidence = 0.6 + 0.3 * strength(max(info["scale_factor"] for info in off.values()), QUIET_FACTOR, 1e3)
+        # Inputs that far off push sigmoid/tanh units into their flat part and targets that far off leave the
+        # output unable to follow: the saturation, the collapsed output and the stall are how it shows.
+        evidence["explains_stall"] = True
     else:
         worst = max(info["scale_factor"] for info in off.values())
         confidence = 0.3 + 0.2 * strength(worst, QUIET_FACTOR, 1e3)

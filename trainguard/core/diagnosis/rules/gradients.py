@@ -22,6 +22,8 @@ What separates them from their look-alikes:
   this rule stays below 0.6 (off-scale data makes every update large at any learning rate). With no update
   ratios recorded (a log with the global gradient norm only) nothing separates the two: at most 0.55.
 - exploding vs ``unscaled_data``: the engine lets large inputs explain the explosion (``EXPLAINS``).
+- a gradient far larger than the weights it updates (median ||g|| / ||W|| >= 100 over the weight tensors) is an
+  explosion whatever the updates looked like, even on the first step (an RNN without clipping).
 - vanishing vs ``dead_relu`` and ``saturated_activation``: activations were sampled and show neither dead nor
   saturated units, and no weight tensor gets exactly-zero gradients (dead units' incoming weights do). Without
   activation statistics vanishing gradients stay below 0.6: a network of dead ReLUs has a tiny first/last
@@ -90,8 +92,11 @@ def exploding_gradient(view: RunView) -> Cause | None:
     spread = update_ratio_spread(view, before=view.first_unstable_step)
     off_scale = data_off_scale(view)
     if (spread is not None and spread["median_update_ratio"] >= 1e-2 and spread["share_of_layers_large"] >= 0.5
-            and not off_scale):
+            and not off_scale and (spread["median_grad_to_weight"] or 0.0) < 100):
         evidence["large_updates_across_layers"] = spread["median_update_ratio"]  # lr_too_high's evidence
+    elif spread is not None and (spread["median_grad_to_weight"] or 0.0) >= 100:
+        evidence["separated_by"] = "gradients far larger than the weights they update (||g|| / ||W|| >= 100)"
+        evidence["median_grad_to_weight"] = spread["median_grad_to_weight"]
     elif (top_rise >= 10 or grew or nonfinite_after) and (spread is not None or off_scale):
         evidence["separated_by"] = ("the gradient norm grew and stayed up (or went non-finite) while the updates "
                                     "were ordinary across the layers")

@@ -7,7 +7,9 @@ Too high. What separates it from its look-alikes:
 - from ``exploding_gradient`` and ``unscaled_data``: *every* layer moves too far. Before the trouble, the typical
   weight tensor's ratio (median over tensors, then over the sampled steps) is >= 1e-2 (10x the heuristic) and so
   is the ratio of at least half the tensors, and the data is not off scale (large inputs or targets, or a first
-  loss orders of magnitude above a trivial predictor's, make every gradient and update large at any LR). One layer far ahead of the others is a problem of that layer (large
+  loss orders of magnitude above a trivial predictor's, make every gradient and update large at any LR), and
+  the gradients are not themselves far larger than the weights (||g|| / ||W|| >= 100: the updates are large
+  because the gradient exploded, Pascanu et al. 2013). One layer far ahead of the others is a problem of that layer (large
   inputs move the first layer, vanishing gradients leave all but the last one still). Confidence 0.6 to 0.85
   with instability or a stall; 0.5 without either when the typical ratio is >= 0.1 (the loss may still fall, but
   each step rewrites a tenth of the weights).
@@ -44,6 +46,7 @@ ALL_LAYERS_SHARE = 0.5
 LOW_RATIO = 1e-5
 TINY_LR = 1e-6
 LR_RISE = 1.2
+HUGE_GRADIENT = 100.0  # ||g|| / ||W||: the gradient, not the learning rate, makes the updates large
 
 
 def lr_rise_before(view: RunView, step: int | None) -> float | None:
@@ -75,9 +78,10 @@ def lr_too_high(view: RunView) -> Cause | None:
     off_scale = data_off_scale(view)
     if off_scale:
         evidence["data_off_scale"] = off_scale
+    huge_gradients = spread is not None and (spread["median_grad_to_weight"] or 0.0) >= HUGE_GRADIENT
     if all_layers and (troubled or spread["median_update_ratio"] >= HUGE_RATIO):
         typical = spread["median_update_ratio"]
-        if not off_scale:
+        if not off_scale and not huge_gradients:
             evidence["separated_by"] = "update-to-weight ratios large across the layers, not in one layer"
         confidence = 0.6 + 0.25 * strength(typical, HIGH_RATIO, 1.0) if troubled else 0.5
         message = (f"updates are {typical:.2g} of the weights per step in most layers"
