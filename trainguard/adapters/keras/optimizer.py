@@ -17,8 +17,8 @@ What happens at each update, on every backend:
    rate multiplied by ``lr_scale`` for this step only.
 
 An eager update (the torch backend, custom loops) takes one fused norm pass and one small host read (the loss
-and the norms), decides in Python with the core's ``step_decision`` and queues its measurements for the host
-side (:mod:`trainguard.adapters.keras.session`). A compiled update (JAX) decides with ``ops.cond``: the orders
+and the norms), decides on those numbers (:mod:`~trainguard.adapters.keras.decision`, the one decision of every
+path) and queues its measurements for the host side (:mod:`trainguard.adapters.keras.session`). A compiled update (JAX) decides with ``ops.cond``: the orders
 live in optimizer variables (``tg_*``) that the step reads as state and the host side changes between steps, and
 the measurements are written back into variables, which the host reads after the step.
 
@@ -36,8 +36,8 @@ import numpy as np
 from keras import ops
 
 from trainguard.adapters.keras import collect, loop
+from trainguard.adapters.keras.decision import HOST, Decision, decide
 from trainguard.adapters.keras.records import HostSide, Orders, StepRecord
-from trainguard.core.policies.plan import Plan, step_decision
 
 __all__ = ["GuardedOptimizer"]
 
@@ -193,15 +193,15 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             loop.run_session(self, batch_size, inputs, targets)
             return
         norms, total = self._measure(grads)
-        skip = self._skip_condition(total)
-        clipped, new_grads = self._clip(grads, total)
+        decision = self._decide_in_graph(total)
+        clipped, new_grads = self._clip(grads, decision)
 
         def step():
             self._inner_apply(new_grads, trainable_variables, eager=False)
 
-        ops.cond(skip, lambda: None, step)
+        ops.cond(decision.skip, lambda: None, step)
         self.tg_grad_norms.assign(self._scatter(norms, variables))
-        self.tg_skipped.assign(ops.cast(self._recorded_skip(skip, total), "float32"))
+        self.tg_skipped.assign(ops.cast(decision.recorded_skip, "float32"))
         self.tg_clipped.assign(ops.cast(clipped, "float32"))
         self.tg_skip_next.assign(ops.maximum(self.tg_skip_next - 1.0, 0.0))
         self.tg_updates.assign_add(1.0)
@@ -210,7 +210,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
 
     def _apply_eager(self, grads, variables, trainable_variables) -> None:
         """An eager update (torch backend, custom loops): one fused norm pass and one small host read, then the
-        decision of the core's ``step_decision`` in Python."""
+        decision (:mod:`~trainguard.adapters.keras.decision`) on those host numbers."""
         host, orders = self.host, self.orders
         present = [g for g in grads if g is not None]
         values = collect.to_numpy(_step_vector(host.loss, present)).astype(np.float64)
@@ -223,22 +223,19 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             norms /= float(collect.to_numpy(self.inner_optimizer.dynamic_scale))
         with np.errstate(over="ignore", invalid="ignore"):
             total = float(np.sqrt(np.sum(np.square(norms))))
-        finite = math.isfinite(total) and (loss is None or math.isfinite(loss))
-        # Under loss scaling the LossScaleOptimizer skips non-finite steps itself, and must see them to lower
-        # its scale: the guard leaves them to it (and records them as skipped).
-        plan = Plan(skip_non_finite=orders.skip_non_finite and not scaled, skip_above=orders.skip_above,
-                    clip_norm=orders.clip_norm)
-        decision = step_decision(plan, finite, total)
-        skipped = not decision.apply or orders.skip_next > 0 or (scaled and not math.isfinite(total))
+        decision = decide(HOST, skip_non_finite=orders.skip_non_finite, skip_above=orders.skip_above,
+                          clip_norm=orders.clip_norm, in_skip_window=orders.skip_next > 0, total=total,
+                          loss_finite=loss is None or math.isfinite(loss), loss_scaled=scaled)
+        skipped = decision.recorded_skip
         if not skipped:
             new_grads = grads
-            if decision.clip_coef != 1.0:
-                new_grads = [None if g is None else g * decision.clip_coef for g in new_grads]
+            if decision.scale != 1.0:
+                new_grads = [None if g is None else g * decision.scale for g in new_grads]
             if math.isfinite(orders.clip_value):
                 v = orders.clip_value
                 new_grads = [None if g is None else ops.clip(g, -v, v) for g in new_grads]
             self._inner_apply(new_grads, trainable_variables, eager=True)
-        host.pending.append(StepRecord(loss, norms, skipped, decision.reason == "clip" and not skipped,
+        host.pending.append(StepRecord(loss, norms, skipped, decision.clipped and not skipped,
                                        grads if host.keep_grads else None))
         host.loss = None
         if orders.skip_next > 0:
@@ -257,12 +254,6 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             scale = ops.cast(self.inner_optimizer.dynamic_scale, "float32")
             norms, total = norms / scale, total / scale
         return norms, total
-
-    def _recorded_skip(self, skip, total):
-        """Skipped by the guard, or (under loss scaling) by the LossScaleOptimizer for a non-finite gradient."""
-        if self._loss_scaled():
-            return ops.logical_or(skip, ops.logical_not(ops.isfinite(total)))
-        return skip
 
     def _loss_scaled(self) -> bool:
         """Whether the inner optimizer is a ``LossScaleOptimizer`` (mixed precision): the gradients it receives
@@ -283,24 +274,19 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
                 k += 1
         return ops.stack(values)
 
-    def _skip_condition(self, total):
-        loss_bad = ops.zeros((), "bool")
+    def _decide_in_graph(self, total) -> Decision:
+        """The decision on tensors: the orders are read from the wrapper's variables (state under JAX)."""
+        loss_finite = True
         if self.host.loss is not None:
-            loss_bad = ops.logical_not(ops.all(ops.isfinite(self.host.loss)))
-        non_finite = ops.logical_or(ops.logical_not(ops.isfinite(total)), loss_bad)
-        if self._loss_scaled():  # the LossScaleOptimizer skips them itself (see _apply_eager)
-            non_finite = ops.zeros((), "bool")
-        return ops.any(ops.stack([
-            ops.logical_and(self.tg_skip_non_finite > 0.5, non_finite),
-            total > self.tg_skip_above,
-            self.tg_skip_next > 0.5,
-        ]))
+            loss_finite = ops.all(ops.isfinite(self.host.loss))
+        return decide(ops, skip_non_finite=self.tg_skip_non_finite > 0.5, skip_above=self.tg_skip_above,
+                      clip_norm=self.tg_clip_norm, in_skip_window=self.tg_skip_next > 0.5, total=total,
+                      loss_finite=loss_finite, loss_scaled=self._loss_scaled())
 
-    def _clip(self, grads, total):
+    def _clip(self, grads, decision: Decision):
         """Global-norm clipping to ``clip_norm`` (Pascanu et al. 2013) and clamping to ``clip_value``."""
-        clipped = ops.logical_and(ops.isfinite(total), total > self.tg_clip_norm)
-        scale = ops.where(clipped, self.tg_clip_norm / ops.maximum(total, 1e-12), 1.0)
-        out = [None if g is None else g * ops.cast(scale, g.dtype) for g in grads]
+        clipped = decision.clipped
+        out = [None if g is None else g * ops.cast(decision.scale, g.dtype) for g in grads]
         if math.isfinite(self.orders.clip_value):
             v = self.orders.clip_value
             out = [None if g is None else ops.clip(g, -v, v) for g in out]
@@ -334,8 +320,8 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         with keras.StatelessScope(state_mapping=mapping):
             self.host.loss = None
             norms, total = self._measure(grads)
-            skip = self._skip_condition(total)
-            clipped, new_grads = self._clip(grads, total)
+            decision = self._decide_in_graph(total)
+            clipped, new_grads = self._clip(grads, decision)
             norms_full = self._scatter(norms, self._trainable_variables)
             skip_next = ops.maximum(self.tg_skip_next - 1.0, 0.0)
             updates = self.tg_updates + 1.0
@@ -356,9 +342,9 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         def keep():
             return list(trainable_variables), inner_vars
 
-        new_tv, new_inner = ops.cond(skip, keep, apply_inner)
+        new_tv, new_inner = ops.cond(decision.skip, keep, apply_inner)
         own_values = list(optimizer_variables[:own])
-        recorded_skip = ops.cast(self._recorded_skip(skip, total), "float32")
+        recorded_skip = ops.cast(decision.recorded_skip, "float32")
         for var, value in ((self.tg_grad_norms, norms_full), (self.tg_skipped, recorded_skip),
                            (self.tg_clipped, ops.cast(clipped, "float32")), (self.tg_skip_next, skip_next),
                            (self.tg_updates, updates)):
