@@ -22,7 +22,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from trainguard.adapters.keras import collect, loop
+from trainguard.adapters.keras import collect, loop, private
 from trainguard.adapters.keras.optimizer import GuardedOptimizer
 from trainguard.adapters.keras.records import StepRecord
 from trainguard.adapters.keras.session import KerasSession
@@ -214,7 +214,7 @@ class Guard(keras.callbacks.Callback):
         wrapper's ``tg_loss`` slot of the optimizer state the step returns. Without that method (another Keras
         version) the loss is recovered from the running epoch mean instead."""
         model, wrapper = self.model, self._wrapper
-        original = getattr(model, "_update_metrics_variables", None)
+        original = getattr(model, private.METRICS_UPDATE, None)
         if original is None:
             return
         slot = wrapper.own_index(wrapper.tg_loss)
@@ -228,7 +228,7 @@ class Guard(keras.callbacks.Callback):
             return original(metrics_variables, unscaled_loss, *args, **kwargs)
 
         update_metrics_variables._trainguard = True
-        object.__setattr__(model, "_update_metrics_variables", update_metrics_variables)
+        object.__setattr__(model, private.METRICS_UPDATE, update_metrics_variables)
         self._jax_loss_captured = False
         # The train function binds train_step when it is made (before on_train_begin): make it again so the
         # traced step goes through the patched methods and the wrapper.
@@ -245,7 +245,7 @@ class Guard(keras.callbacks.Callback):
         model.train_function = lambda state, iterator: step_function(state, peek(iterator))
 
     def _unpatch_train_step(self) -> None:
-        for name in ("train_step", "_update_metrics_variables"):
+        for name in ("train_step", private.METRICS_UPDATE):
             if getattr(self.model.__dict__.get(name), "_trainguard", False):
                 del self.model.__dict__[name]
 
@@ -274,8 +274,8 @@ class Guard(keras.callbacks.Callback):
         where = {id(v): (group, i) for group, variables in groups.items() for i, v in enumerate(variables)}
 
         def read(variable):
-            state = getattr(model, "_jax_state", None)
-            if state and not getattr(model, "_jax_state_synced", True) and id(variable) in where:
+            state, synced = private.jax_state(model)
+            if state and not synced and id(variable) in where:
                 group, i = where[id(variable)]
                 if state.get(group) is not None:
                     return np.asarray(state[group][i])
@@ -284,7 +284,7 @@ class Guard(keras.callbacks.Callback):
         return read
 
     def _jax_values(self):
-        state = getattr(self.model, "_jax_state", None)
+        state, _ = private.jax_state(self.model)
         if state and state.get("optimizer_variables") is not None:
             return state["optimizer_variables"]
         return None
@@ -296,6 +296,4 @@ class Guard(keras.callbacks.Callback):
         self.model(inputs, training=False)
 
     def _jax_sync(self) -> None:
-        sync = getattr(self.model, "jax_state_sync", None)
-        if callable(sync) and getattr(self.model, "_jax_state", None):
-            sync()
+        private.sync_jax_state(self.model)

@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 import keras
 import numpy as np
 
+from trainguard.adapters.keras import private
 from trainguard.core.stats import BufferStats, LayerStats, TensorSummary
 from trainguard.diff.fingerprint import fingerprint_arrays
 
@@ -99,11 +100,11 @@ def layer_stats(names: Sequence[str], grad_norms: np.ndarray, weights: Sequence[
 def adam_second_moments(optimizer: Any, read: Callable[[Any], np.ndarray] = to_numpy
                         ) -> dict[int, tuple[np.ndarray, float]] | None:
     """Adam-family second moments, bias-corrected, per trainable-variable index; None for other optimizers."""
-    velocities = getattr(optimizer, "_velocities", None)
+    velocities = private.velocities(optimizer)
     beta_2 = getattr(optimizer, "beta_2", None)
     if not velocities or beta_2 is None:
         return None
-    steps = float(read(optimizer._iterations))
+    steps = float(read(private.iterations_variable(optimizer)))
     correction = 1.0 - float(beta_2) ** max(steps, 1.0)
     eps = float(getattr(optimizer, "epsilon", 1e-7) or 1e-7)
     return {i: (read(v) / np.float32(correction), eps) for i, v in enumerate(velocities) if v is not None}
@@ -111,9 +112,9 @@ def adam_second_moments(optimizer: Any, read: Callable[[Any], np.ndarray] = to_n
 
 def learning_rate(optimizer: Any, read: Callable[[Any], np.ndarray] = to_numpy) -> float:
     """The optimizer's current learning rate (a float, a variable or a schedule of its iterations)."""
-    lr = optimizer._learning_rate
+    lr = private.learning_rate_slot(optimizer)
     if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
-        return float(to_numpy(lr(read(optimizer._iterations))))
+        return float(to_numpy(lr(read(private.iterations_variable(optimizer)))))
     if isinstance(lr, keras.Variable):
         return float(read(lr))
     return float(to_numpy(lr() if callable(lr) else lr))

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from trainguard.adapters.keras import collect
+from trainguard.adapters.keras import collect, private
 from trainguard.adapters.keras.records import standing_orders
 from trainguard.core.actions import Action
 from trainguard.core.findings import Finding
@@ -158,7 +158,7 @@ class KerasEffector:
         self.before_write()
         inner = self.optimizer.inner_optimizer
         shapes = {tuple(v.shape) for v in self.variables}
-        keep = {id(inner.iterations), id(getattr(inner, "_learning_rate", None))}
+        keep = {id(inner.iterations), id(private.learning_rate_slot(inner))}
         reset = 0
         for var in inner.variables:
             if id(var) in keep or tuple(var.shape) not in shapes or not tuple(var.shape):

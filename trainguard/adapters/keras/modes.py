@@ -20,6 +20,8 @@ from typing import Any, Callable
 
 import keras
 
+from trainguard.adapters.keras import private
+
 __all__ = ["ModeRecorder", "mode_sensitive_layers", "all_layers", "wrap_call"]
 
 _DROPOUT_TYPES = tuple(getattr(keras.layers, name) for name in (
@@ -29,9 +31,9 @@ _DROPOUT_TYPES = tuple(getattr(keras.layers, name) for name in (
 
 def all_layers(model: Any) -> list:
     """Every layer inside ``model``, nested ones included."""
-    flatten = getattr(model, "_flatten_layers", None)
-    if callable(flatten):
-        return list(flatten(include_self=False, recursive=True))
+    nested = private.nested_layers(model)
+    if nested is not None:
+        return nested
     found = []
     for layer in getattr(model, "layers", []):
         found.append(layer)

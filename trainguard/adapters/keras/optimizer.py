@@ -35,7 +35,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from trainguard.adapters.keras import collect, loop
+from trainguard.adapters.keras import collect, loop, private
 from trainguard.adapters.keras.decision import HOST, Decision, decide
 from trainguard.adapters.keras.records import HostSide, Orders, StepRecord
 
@@ -299,18 +299,9 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         if eager and self.orders.lr_scale == 1.0:
             inner.apply(grads, trainable_variables)
             return
-        # Scale the learning rate of this update only: the inner optimizer reads it through a callable.
-        base = inner._learning_rate
-        scale = self.orders.lr_scale if eager else self.tg_lr_scale
-
-        def scaled():
-            return inner_lr(base, inner) * scale
-
-        object.__setattr__(inner, "_learning_rate", scaled)
-        try:
+        # Scale the learning rate of this update only.
+        with private.scaled_learning_rate(inner, self.orders.lr_scale if eager else self.tg_lr_scale):
             inner.apply(grads, trainable_variables)
-        finally:
-            object.__setattr__(inner, "_learning_rate", base)
 
     # ----------------------------------------------------------------- JAX
     def stateless_apply(self, optimizer_variables, grads, trainable_variables):
@@ -328,15 +319,10 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         inner_vars = list(optimizer_variables[own:])
 
         def apply_inner():
-            base = self.inner_optimizer._learning_rate
             lr_scale = optimizer_variables[self.own_index(self.tg_lr_scale)]
-            object.__setattr__(self.inner_optimizer, "_learning_rate",
-                               lambda: inner_lr(base, self.inner_optimizer) * lr_scale)
-            try:
+            with private.scaled_learning_rate(self.inner_optimizer, lr_scale):
                 new_tv, new_inner = self.inner_optimizer.stateless_apply(inner_vars, new_grads,
                                                                          trainable_variables)
-            finally:
-                object.__setattr__(self.inner_optimizer, "_learning_rate", base)
             return list(new_tv), list(new_inner)
 
         def keep():
@@ -405,15 +391,6 @@ def _step_vector(loss, grads):
         return torch.cat([loss_part.to(device), torch.stack([n.to(device) for n in norms])])
     norms = [ops.sqrt(ops.sum(ops.square(ops.cast(g, "float32")))) for g in grads]
     return ops.concatenate([loss_part, ops.stack(norms)])
-
-
-def inner_lr(base, optimizer):
-    """The current learning rate held in ``base`` (a float, a variable, a schedule or a callable)."""
-    if isinstance(base, keras.optimizers.schedules.LearningRateSchedule):
-        return base(optimizer.iterations)
-    if callable(base) and not isinstance(base, keras.Variable):
-        return base()
-    return base
 
 
 def _is_eager(*tensors) -> bool:

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import keras
 import numpy as np
 
-from trainguard.adapters.keras import collect
+from trainguard.adapters.keras import collect, private
 from trainguard.adapters.keras.activations import ActivationProbe
 from trainguard.adapters.keras.effector import KerasEffector
 from trainguard.adapters.keras.modes import ModeRecorder
@@ -49,7 +49,7 @@ class KerasSession:
         self.preset = get_preset(preset)
         self.schedule = schedule(self.preset)
         self.owned_by_optimizer = owned_by_optimizer
-        self.variables = list(optimizer._trainable_variables)
+        self.variables = private.tracked_trainable_variables(optimizer)
         self.names = [v.path for v in self.variables]
         self.step = 0
         self.epoch: int | None = None
