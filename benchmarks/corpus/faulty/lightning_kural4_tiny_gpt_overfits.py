@@ -13,8 +13,8 @@ Here: a LightningModule with a 2-layer causal transformer (d=48, 4 heads, no dro
 stream and a 1,000-token validation stream of the same sparse first-order Markov "language", AdamW(lr=3e-3),
 batch 16 x 32 tokens, validation every 25 steps, up to 500 steps; ``CSVLogger(save_dir=outdir)`` writes train_loss
 every step and val_loss at every validation.
-final_loss: the last validation loss. Measured (unguarded, one thread): faulty: val_loss best BEST at step BEST_STEP,
-FAULTY_FINAL at the end while the training loss fell to TRAIN_END; fixed (stopped at step STOP): FIXED_FINAL.
+final_loss: the last validation loss. Measured (unguarded, one thread): faulty: val_loss best 2.17 at step 75,
+3.27 at the end while the training loss fell to 0.89; fixed (stopped at step 150): 2.29.
 """
 from __future__ import annotations
 

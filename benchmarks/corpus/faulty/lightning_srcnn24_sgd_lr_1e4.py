@@ -8,10 +8,11 @@ images, pixels in 0..1) with gradient descent at learning rate 1e-4.
 Answers: "Maybe you should train more with a more aggressive learning rate"; "Use bigger learning rate for more
 drastic changes." The fixed twin uses SGD at lr 0.1; nothing else changes.
 
-Here: a LightningModule with that network (filters halved: 32 and 16) on 16x16 patches of synthetic smooth textures (pixels 0..1), blurred by
-2x down- and up-sampling, weights N(0, 0.001) as in the paper, batch 32, 400 steps, ``CSVLogger(save_dir=outdir)``.
-Measured (unguarded, one thread): faulty: MSE FIRST -> FAULTY_FINAL (mean of the last 10% of steps); fixed:
-FIXED_FINAL; the blurred input itself scores BLUR_MSE.
+Here: a LightningModule with that network (filters halved: 32 and 16) on 16x16 patches of synthetic smooth
+textures (pixels 0..1), blurred by 2x down- and up-sampling, weights N(0, 0.001) as in the paper, batch 32,
+400 steps, ``CSVLogger(save_dir=outdir)``.
+Measured (unguarded, one thread): faulty: MSE 0.255 -> 0.221 (mean of the last 10% of steps); fixed: 0.0145;
+the blurred input itself scores 0.0107.
 """
 from __future__ import annotations
 

@@ -10,9 +10,10 @@ layer your signal is at most 0.25^4 = 1/256 the size that it was"; use ReLU acti
 swaps the hidden activations to ReLU; nothing else changes.
 
 Here: 64-bit binary inputs, a target that is a smooth nonlinear function of weighted bit sums (standardized), MLP
-64-256-256-256-256-1 (the 500 units scaled to 256 for time), SGD(lr=0.05) (the question does not name its optimizer), batch 64, 500 steps, MSE.
-Measured (unguarded, one thread): faulty FAULTY_FINAL (mean training MSE over the last 10% of steps; var(y) = 1);
-fixed FIXED_FINAL.
+64-256-256-256-256-1 (the 500 units scaled to 256 for time), SGD(lr=0.05) (the question does not name its
+optimizer), batch 64, 500 steps, MSE.
+Measured (unguarded, one thread): faulty 1.02 (mean training MSE over the last 10% of steps; var(y) = 1: the
+mean predictor); fixed 0.16.
 """
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ that is off scale by far.
 
 final_loss is the training MSE over var(target) (the fraction of the variance left unexplained), the same measure
 for both twins since their losses are in different units; mean over the last 10% of the 1,000 epochs.
-Measured (unguarded, one thread): faulty 1.78 of the target variance left (raw loss 5.8e20: worse than predicting the mean); fixed 0.00095.
+Measured (unguarded, one thread): faulty 1.78 of the target variance left (raw loss 5.8e20: worse than
+predicting the mean); fixed 0.00095.
 """
 from __future__ import annotations
 

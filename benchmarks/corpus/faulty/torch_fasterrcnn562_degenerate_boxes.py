@@ -12,8 +12,8 @@ Fix (the reporter's): drop the wrong samples; nothing else changes.
 Here: 16x16 images (pixels 0..255, scaled to 0..1) each holding one bright rectangle; a small CNN regresses
 (dx, dy, log dw, log dh) against a fixed 8x8 anchor with smooth L1, SGD(lr=0.01, momentum=0.9), batch 16; 4 of
 2,000 annotations have x1 and x2 swapped; 2 epochs.
-Measured (unguarded, one thread): faulty: loss FIRST -> nan at the first batch holding a wrong box (step FIRST_NAN),
-final nan; fixed: FIXED_FINAL (mean of the last 10% of steps).
+Measured (unguarded, one thread): faulty: loss 0.081 -> nan at the first batch holding a wrong box (step 10),
+final nan; fixed: 0.063 -> 0.036 (mean of the last 10% of steps).
 """
 from __future__ import annotations
 
@@ -64,8 +64,9 @@ def run(ctx: RunContext) -> Outcome:
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         images, boxes = images[keep], boxes[keep]
     images = images / 255.0
-    model = nn.Sequential(nn.Conv2d(1, 16, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, stride=2, padding=1),
-                          nn.ReLU(), nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 4))
+    model = nn.Sequential(nn.Conv2d(1, 16, 3, stride=2, padding=1), nn.ReLU(),
+                          nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 4))
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     guard = ctx.torch_guard(model, opt)
     losses = []

@@ -14,8 +14,8 @@ images (pixels 0..255 scaled to 0..1) with 3 region classes, SGD(lr=0.05, moment
 epoch, validation every 25 iterations, 10 epochs.
 final_loss: the held-out per-pixel cross-entropy in eval mode, the same measure for both twins. extra: the median
 ratio of the first training loss of an epoch to the last loss of the epoch before (the reported jump).
-Measured (unguarded, one thread): faulty: jump ratio FAULTY_JUMP, held-out loss FAULTY_FINAL; fixed: jump ratio
-FIXED_JUMP, held-out loss FIXED_FINAL.
+Measured (unguarded, one thread): faulty: jump ratio 3.8, held-out loss 0.038; fixed: jump ratio 0.96,
+held-out loss 0.048.
 """
 from __future__ import annotations
 

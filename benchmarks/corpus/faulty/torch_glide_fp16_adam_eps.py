@@ -10,8 +10,8 @@ Fix (PR #6): "setting the eps variable to 1e-4 instead of the default 1e-8. This
 
 Here: a noise-prediction MLP 64-128-128-64 (SiLU) in float16 trained on the diffusion objective (predict the noise
 added to a sample at a random noise level), MSE computed in float32, Adam(lr=1e-4), batch 32, 300 steps.
-Measured (unguarded, one thread): faulty: loss 1.03 at step 0, nan from step 1 on, final nan; fixed (eps 1e-4):
-1.03 -> FIXED_FINAL (mean of the last 10% of steps).
+Measured (unguarded, one thread): faulty: loss 1.08 at step 0, nan from step 1 on, final nan; fixed (eps 1e-4):
+1.08 -> 0.45 (mean of the last 10% of steps).
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ Fix (the PR's): for the last batch of the epoch, divide by the number of batches
 Here: a 2-layer GRU sequence classifier (a stand-in for the NMT model's per-batch loss), 19 batches of 16 per
 epoch, batch_multiplier 4 (4 full groups and a leftover of 3), Adam(lr=2e-3), 25 epochs.
 final_loss: the mean per-batch training loss over the last 10% of batches (the quantity JoeyNMT logs), both twins.
-Measured (unguarded, one thread): faulty FAULTY_FINAL; fixed FIXED_FINAL.
+Measured (unguarded, one thread): faulty 0.066 (100 updates); fixed 0.0022 (125 updates).
 """
 from __future__ import annotations
 

@@ -13,7 +13,8 @@ layers; nothing else changes.
 Here: the 10 BCD digits, SGD(lr=0.5) one pattern at a time in random order, MSE, 300 epochs; seed 1, a run in which
 a unit ends up saturated on the wrong side, as reported.
 extra: the share of output pre-activations beyond |2.5| (tanh' < 0.03) and of output signs that are wrong.
-Measured (unguarded, one thread): faulty FAULTY_FINAL (mean loss over the last 10% of steps); fixed FIXED_FINAL.
+Measured (unguarded, one thread): faulty 0.115 (mean loss over the last 10% of steps), 46% of output
+pre-activations beyond |2.5|, 2.9% of output signs wrong; fixed 0.012, 1.4% beyond |2.5|, none wrong.
 """
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ Fix: divide by the number of samples in the batch (``len(x)``); nothing else cha
 Here: an MLP 16-64-64-10 on 1,050 samples of a 10-class Gaussian-blob task, batch 128 (8 full batches and one of 26
 per epoch), SGD(lr=0.1, momentum=0.9), 40 epochs.
 final_loss: the held-out cross-entropy (mean over 1,000 samples), the same measure for both twins.
-Measured (unguarded, one thread): faulty: logged loss at the partial batches 0.2x the neighbouring full batches',
-held-out loss FAULTY_FINAL; fixed: FIXED_FINAL.
+Measured (unguarded, one thread): faulty: logged loss at the partial batches 0.10x the full batch before them
+(median; 0.51x in the fixed twin, a noisier 26-sample mean), held-out loss 0.107; fixed: 0.103.
 """
 from __future__ import annotations
 
