@@ -2,7 +2,8 @@
 (``benchmarks/corpus/``, docs/corpus.md), live and from the logs, scored per case and in total.
 
     python -m benchmarks.diagnosis [--part dev|holdout|all] [--case NAME ...] [--jobs N] [--json FILE]
-                                   [--peers] [--rerun] [--show-cases] [--write-holdout]
+                                   [--peers [PEER ...]] [--rerun] [--cached] [--show-cases]
+                                   [--write-holdout] [--write-seconds]
 
 Each run is a fresh ``python -m benchmarks.corpus.run_one`` process (one thread, ``KERAS_BACKEND=torch``), stopped
 after ``--timeout`` seconds (120) and then reported as failed. A faulty case runs four times: ``observe`` (live
@@ -502,8 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", nargs="+", default=[], metavar="NAME", help="only these cases")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (default 2)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write every figure here")
-    parser.add_argument("--peers", action="store_true",
-                        help="also run the PyPI peers on the same runs' native logs (the bench extra)")
+    parser.add_argument("--peers", nargs="*", metavar="PEER",
+                        help="also run the PyPI peers (all, or those named) on the same runs (the bench extra)")
     parser.add_argument("--rerun", action="store_true", help="ignore the cache")
     parser.add_argument("--cached", action="store_true",
                         help="reprint: take cached runs even when trainguard changed since they ran")
@@ -563,29 +564,37 @@ def main(argv: list[str] | None = None) -> int:
     print_report(rows, shown_parts, show_rows, console)
     if show_rows and any(r["kind"] == "faulty" for r in rows):  # one case a cause would be a per-case row
         print_by_cause(rows, console)
-    peers = None
-    if args.peers:
-        from benchmarks.corpus.peers import peer_totals, print_peers, run_peers
+    report = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+              "command": "python -m benchmarks.diagnosis " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "part": args.part, "trainguard_source": _trainguard_version(),
+              "totals": {part: totals(part_rows) for part, part_rows in shown_parts.items()},
+              "by_cause": by_cause(rows) if show_rows else {}, "cases": rows if show_rows else [], "peers": None}
+    if args.json:  # written now and again after the peers: an interrupted peer run keeps trainguard's figures
+        args.json.write_text(json.dumps(_json_safe(report), indent=1), encoding="utf-8")
+    if args.peers is not None:
+        from benchmarks.corpus.peers import PEERS, peer_totals, print_peers, run_peers
 
+        chosen = args.peers or [p.name for p in PEERS]
+        unknown = sorted(set(chosen) - {p.name for p in PEERS})
+        if unknown:
+            print(f"benchmarks.diagnosis: unknown peers {unknown}; known: {[p.name for p in PEERS]}", file=sys.stderr)
+            return 2
+        live_variants = tuple(v for v, peer in PEER_VARIANTS.items() if peer in chosen)
         torch_cases = {c.name for c in cases if c.path.is_file() and declared_fields(c).get("framework") == "torch"}
         live = run_cases(cases, args.cache_dir, args.jobs, args.rerun, args.timeout,
                          progress=progress, any_trainguard=args.cached,
-                         variants_of=lambda c: tuple(PEER_VARIANTS) if c.name in torch_cases else ())
-        peers = run_peers(rows, args.cache_dir, live)
+                         variants_of=lambda c: live_variants if c.name in torch_cases else ())
+        peers = run_peers(rows, args.cache_dir, live, chosen)
         print_peers(peers, rows, console)
-        peers = {"totals": peer_totals(peers, rows),
-                 "status": {name: result["status"] for name, result in peers.items()},
-                 "cases": {name: result["cases"] for name, result in peers.items()} if show_rows else {}}
-    if args.json:
-        report = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                  "command": "python -m benchmarks.diagnosis " + " ".join(argv if argv is not None else sys.argv[1:]),
-                  "part": args.part, "trainguard_source": _trainguard_version(),
-                  "totals": {part: totals(part_rows) for part, part_rows in shown_parts.items()},
-                  "by_cause": by_cause(rows) if show_rows else {},
-                  "cases": rows if show_rows else [], "peers": peers}
-        args.json.write_text(json.dumps(_json_safe(report), indent=1), encoding="utf-8")
+        report["peers"] = {"totals": peer_totals(peers, rows),
+                           "status": {name: result["status"] for name, result in peers.items()},
+                           "cases": {name: result["cases"] for name, result in peers.items()} if show_rows else {}}
+        if args.json:
+            args.json.write_text(json.dumps(_json_safe(report), indent=1), encoding="utf-8")
     return 0
 
 
 if __name__ == "__main__":
+    # Killed (a CI timeout, kill PID): unwind as on Ctrl-C, so that no run outlives the benchmark.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     sys.exit(main())

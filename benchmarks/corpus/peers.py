@@ -168,12 +168,14 @@ def _installed(peer: Peer) -> bool:
     return importlib.util.find_spec(peer.module) is not None
 
 
-def run_peers(rows: list[dict[str, Any]], cache_dir: Path,
-              live: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+def run_peers(rows: list[dict[str, Any]], cache_dir: Path, live: dict[str, dict[str, dict[str, Any]]],
+              chosen: list[str] | None = None) -> dict[str, Any]:
     """For each peer: per case, what it flagged: a log peer on the ``observe`` run's native log (and the fixed
     twin's), a live peer in its own run (``live``: case -> variant -> run_one's result record)."""
     out: dict[str, Any] = {}
     for peer in PEERS:
+        if chosen is not None and peer.name not in chosen:
+            continue
         if not _installed(peer):
             out[peer.name] = {"status": "not installed (pip install -e '.[bench]')", "cases": {}}
             continue
