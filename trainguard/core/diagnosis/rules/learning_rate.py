@@ -22,8 +22,9 @@ Too high. What separates it from its look-alikes:
 - a jumpy loss (point-to-point noise > 5%) that never got 10% below its first value, with no update ratios
   recorded: steps that overshoot (0.5). A quiet one is a constant output: dead units, vanishing gradients.
 
-Too low: the weights barely move (every tensor's ratio <= 1e-5, 100x below the heuristic, median over the
-sampled steps) while the loss declines slowly and smoothly or not at all: 0.6 to 0.8. From logs without
+Too low: the weights barely move (every weight tensor's ratio <= 1e-4, 10x below the heuristic, median over the
+sampled steps of the largest) while the loss declines slowly (the last 5 losses above 0.7x the first 5) or not
+at all: 0.6 to 0.8 (growing as the ratio falls to 1e-6). From logs without
 per-layer statistics, a logged LR <= 1e-6 with such a loss: 0.6. A loss stuck from the start with neither
 measured is a candidate (0.4) among the causes of a stall (dead units, vanishing gradients, saturation).
 """
@@ -43,7 +44,7 @@ __all__ = ["lr_too_high", "lr_too_low", "lr_rise_before"]
 HIGH_RATIO = 1e-2
 HUGE_RATIO = 1e-1
 ALL_LAYERS_SHARE = 0.5
-LOW_RATIO = 1e-5
+LOW_RATIO = 1e-4
 TINY_LR = 1e-6
 LR_RISE = 1.2
 HUGE_GRADIENT = 100.0  # ||g|| / ||W||: the gradient, not the learning rate, makes the updates large
