@@ -407,7 +407,8 @@ def print_report(rows: list[dict[str, Any]], parts: dict[str, list[dict[str, Any
                         f"{'[green]ok[/]' if r['auto_within_2x'] else '[red]>2x[/]'}")
                 table.add_row(r["case"] + (" [red](failed: " + ",".join(r["failed"]) + ")[/]" if r["failed"] else ""),
                               r["framework"], r["cause"], _cause_cell(r["live"], r["live_right"]),
-                              _cause_cell(r["doctor"], r["doctor_right"]) + ("" if r["signal_in_log"] else " [dim]*[/]"),
+                              _cause_cell(r["doctor"], r["doctor_right"])
+                              + ("" if r["signal_in_log"] else " [dim]*[/]"),
                               fixed or "-", loss, f"{r['seconds']:.0f}")
             console.print(table)
             console.print("[dim]*: a log of loss/lr/eval loss does not carry this cause's signal "

@@ -2,13 +2,17 @@
 
 Each peer reads what it reads by design, with its defaults, from the same runs as trainguard:
 
-| peer | version | what it reads | how the benchmark feeds it |
-| --- | --- | --- | --- |
-| losslint | 0.4 | log files (CSV, ``trainer_state.json``, JSONL, TensorBoard) | ``losslint check NATIVE_LOG --format json`` |
-| trainpulse | 0.4 | per-step values pushed to ``Monitor.log(name, step, value)`` | the native log's loss, LR and gradient norm, row by row |
-| training-doctor | 0.1 | per-step values pushed to ``Doctor.log(step, **metrics)`` (its CSV loader takes no trainer_state.json) | the native log's loss, LR, gradient norm and evaluation loss, row by row, ``check()`` after each |
-| stabilityguard | 0.3 | a live optimizer (``GuardedOptimizer(optimizer, model)``, which skips spiking steps) | wraps the optimizer of each PyTorch-loop case in an extra run (variant ``peer_stabilityguard``) |
-| arc-vigil | 1.0 | a live model (``BendexMonitor(model).observe(step)``) | observes each PyTorch-loop case's model every step, before the optimizer step, in an extra run (``peer_arc_vigil``) |
+- losslint 0.4 reads log files (CSV, ``trainer_state.json``, JSONL, TensorBoard): ``losslint check NATIVE_LOG
+  --format json``.
+- trainpulse 0.4 takes per-step values pushed to ``Monitor.log(name, step, value)``: the native log's loss, LR and
+  gradient norm, row by row.
+- training-doctor 0.1 takes per-step values pushed to ``Doctor.log(step, **metrics)`` (its CSV loader reads no
+  ``trainer_state.json``): the native log's loss, LR, gradient norm and evaluation loss, row by row, each row
+  checked as it arrives.
+- stabilityguard 0.3 wraps a live optimizer (``GuardedOptimizer(optimizer, model)``, which skips the steps it finds
+  spiking): it wraps each PyTorch-loop case's optimizer in an extra run (variant ``peer_stabilityguard``).
+- arc-vigil 1.0 watches a live model (``BendexMonitor(model).observe(step)``): it observes each PyTorch-loop case's
+  model every step, before the optimizer step, in an extra run (``peer_arc_vigil``).
 
 The two live peers are wired in where a case asks for trainguard's guard (``ctx.torch_guard``/``ctx.torch_step``):
 only the ``torch`` cases, whose loops call those; they have no Keras, HF or Lightning form. stabilityguard flags a

@@ -33,7 +33,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-__all__ = ["VARIANTS", "PEER_VARIANTS", "RESULT_NAME", "RECORD_VERSION", "run_case", "analyse_outdir", "native_log", "main"]
+__all__ = ["VARIANTS", "PEER_VARIANTS", "RESULT_NAME", "RECORD_VERSION", "run_case", "analyse_outdir", "native_log",
+           "main"]
 
 # variant -> (policy, fixed)
 VARIANTS: dict[str, tuple[str | None, bool]] = {
