@@ -180,3 +180,17 @@ def test_huge_integers_read_as_infinity_and_wrong_types_skip_the_record(tmp_path
     log = read_runlog(path)
     assert [(s.step, s.loss, s.grad_norm) for s in log.steps] == [(0, math.inf, -math.inf)]
     assert [p.split(":")[0] for p in log.problems] == ["line 4", "line 5", "line 6", "line 7"]
+
+
+def test_overlong_line_is_skipped_in_bounded_reads_and_the_rest_is_read(tmp_path, monkeypatch):
+    import trainguard.io.runlog as runlog
+    path = tmp_path / "run.jsonl"
+    w = RunLogWriter(path)
+    w.step(_stats(0, 1.0))
+    w.event("note", 0, text="x" * 5000)
+    w.step(_stats(1, 0.5))
+    w.close()
+    monkeypatch.setattr(runlog, "MAX_LINE_BYTES", 1024)
+    log = read_runlog(path)
+    assert [s.step for s in log.steps] == [0, 1] and log.end is not None
+    assert len(log.problems) == 1 and log.problems[0].startswith("line 3: longer than")

@@ -61,7 +61,7 @@ def _copy_stream(source: Path, target: Path, limit: int, wait_s: float) -> None:
     # O_NONBLOCK: opening a FIFO that no one writes to would otherwise block forever; poll() then waits with a
     # deadline for each chunk.
     try:
-        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)
+        fd = os.open(source, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         raise InputError(f"{source}: cannot read ({e.strerror or e})") from None
     written = 0
