@@ -194,3 +194,25 @@ def test_overlong_line_is_skipped_in_bounded_reads_and_the_rest_is_read(tmp_path
     log = read_runlog(path)
     assert [s.step for s in log.steps] == [0, 1] and log.end is not None
     assert len(log.problems) == 1 and log.problems[0].startswith("line 3: longer than")
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="POSIX fork")
+def test_closing_releases_the_lock_even_while_a_forked_child_holds_the_file(tmp_path):
+    # DataLoader workers are forked with the open log; a closed guard must not keep the path locked for them.
+    import os
+    path = tmp_path / "run.jsonl"
+    writer = RunLogWriter(path)
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child holds its copy of the log's file until the parent has checked
+        os.close(write_end)
+        os.read(read_end, 1)
+        os._exit(0)
+    os.close(read_end)
+    try:
+        writer.close()
+        RunLogWriter(path).close()
+    finally:
+        os.write(write_end, b"x")
+        os.close(write_end)
+        os.waitpid(child, 0)

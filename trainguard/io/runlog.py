@@ -70,7 +70,7 @@ class RunLogWriter:
         self._file: IO[bytes] | None = open(self.path, "a+b")
         try:
             _lock(self._file, self.path)
-            self._check_appendable()
+            _check_appendable(self._file, self.path)
         except BaseException:
             self._file.close()
             raise
@@ -84,21 +84,6 @@ class RunLogWriter:
             "config": config or {},
             "parameters": list(parameters),
         })
-
-    def _check_appendable(self) -> None:
-        assert self._file is not None
-        if not stat.S_ISREG(os.fstat(self._file.fileno()).st_mode):
-            return  # /dev/null and the like: nothing to protect
-        size = self._file.seek(0, os.SEEK_END)
-        if size == 0:
-            return
-        self._file.seek(0)
-        if not _is_header_line(self._file.readline(MAX_LINE_BYTES)):
-            raise RunLogError(f"{self.path}: holds something other than a trainguard run log; trainguard appends "
-                              f"only to its own logs, so choose another log path")
-        self._file.seek(size - 1)
-        if self._file.read(1) != b"\n":  # a run that died mid-line: start ours on a line of its own
-            self._file.write(b"\n")
 
     def _write(self, record: dict[str, Any]) -> None:
         if self._file is None:
@@ -135,7 +120,9 @@ class RunLogWriter:
         try:
             self._write({"type": "end", "status": status, "steps": self.steps})
         finally:
-            self._file.close()  # also releases the lock
+            if fcntl is not None:  # explicitly: a forked DataLoader worker may still share the open file
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
             self._file = None
 
     @property
@@ -190,6 +177,22 @@ def _lock(file: IO[bytes], path: Path) -> None:
                                f"log; close it first or give each run its own log path") from None
     except OSError:
         pass  # a file system without locks (some network mounts): write unlocked rather than not at all
+
+
+def _check_appendable(file: IO[bytes], path: Path) -> None:
+    """Refuses a non-empty regular file that is not a run log; after a torn last line, starts a new one."""
+    if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+        return  # /dev/null and the like: nothing to protect
+    size = file.seek(0, os.SEEK_END)
+    if size == 0:
+        return
+    file.seek(0)
+    if not _is_header_line(file.readline(MAX_LINE_BYTES)):
+        raise RunLogError(f"{path}: holds something other than a trainguard run log; trainguard appends only to "
+                          f"its own logs, so choose another log path")
+    file.seek(size - 1)
+    if file.read(1) != b"\n":  # a run that died mid-line: start ours on a line of its own
+        file.write(b"\n")
 
 
 def _loads(line: bytes | str) -> Any:
