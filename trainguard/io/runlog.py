@@ -18,6 +18,7 @@ truncated last line and says so in ``problems``.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import math
@@ -121,7 +122,8 @@ class RunLogWriter:
             self._write({"type": "end", "status": status, "steps": self.steps})
         finally:
             if fcntl is not None:  # explicitly: a forked DataLoader worker may still share the open file
-                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+                with contextlib.suppress(OSError):  # a file system without locks
+                    fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
             self._file.close()
             self._file = None
 
