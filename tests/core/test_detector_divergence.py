@@ -83,3 +83,38 @@ def test_seed003_healthy_twin_does_not_diverge():
     for stats in seed003_stream("healthy"):
         found, state = detector.update(stats, state)
         assert found == ()
+
+
+def run_lr(detector, losses, lrs):
+    return replay(detector, [StepStats(step=i, loss=float(l), lrs=(float(r),))
+                             for i, (l, r) in enumerate(zip(losses, lrs))])[0]
+
+
+def test_a_curriculum_switch_the_run_learns_down_from_is_not_divergence():
+    # New data at step 300: the loss jumps 30x above its best, above the start, then is learned down (tau 40 steps).
+    t = np.arange(300)
+    losses = np.concatenate([decaying(300), 0.2 * (1.0 + 29.0 * np.exp(-t / 40.0)) * (1 + 0.05 * np.sin(t))])
+    assert run(divergence(), losses) == []
+
+
+def test_warm_restarts_raising_the_loss_are_not_divergence():
+    # SGDR: every 200 steps the LR jumps back to its peak and the loss rises 3x for a while, then falls again.
+    t = np.arange(800)
+    lrs = 0.1 * 0.5 * (1 + np.cos(np.pi * (t % 200) / 200))
+    losses = decaying(800, 2.0, 0.05) * (1.0 + 2.0 * np.exp(-(t % 200) / 30.0) * (t >= 200))
+    assert run_lr(divergence(), losses, lrs) == []
+
+
+def test_a_loss_that_went_negative_is_not_judged_afterwards():
+    # A policy gradient's loss: once it has been <= 0 it has no scale; later positive swings are not divergence.
+    losses = np.concatenate([decaying(100, 1.0, 0.1), [-0.05] * 5, np.geomspace(0.1, 50.0, 100)])
+    assert run(divergence(), losses) == []
+
+
+def test_a_loss_that_climbs_and_stays_high_is_an_error_after_100_steps():
+    # A learning rate 100x too high that stalls high instead of exploding: 4.8 -> ~170 and stays there.
+    losses = np.concatenate([decaying(100, 5.0, 4.8, noise=0.02), np.geomspace(4.8, 170.0, 20),
+                             170.0 * (1.0 + 0.1 * np.random.default_rng(1).uniform(-1, 1, 150))])
+    found = run(divergence(), losses)
+    assert [(f.severity, f.evidence["rule"]) for f in found][-1] == (Severity.ERROR, "diverged")
+    assert found[-1].step >= 100 + 100

@@ -6,7 +6,7 @@ be "far above": once a loss <= 0 is seen the detector stops judging the run):
 * **Diverged** (ERROR: the run is broken) — the loss is above ``factor`` (10) times the best smoothed loss and
   above the starting (first finite) loss on ``patience`` (3) consecutive steps, and either it grew by another
   ``factor`` over them (an explosion: seed 003 goes 2.2e6 -> 1e23 in three steps) or it has stayed there
-  ``sustain`` (50) steps with its recent level (the median of the last ``level_window`` (25) losses) still above
+  ``sustain`` (100) steps with its recent level (the median of the last ``level_window`` (25) losses) still above
   half of its peak since: the run has lost everything it learned and is not getting it back. The shape of
   AUTOTRAINER's and TensorFlow's divergence checks (loss above a multiple of its minimum), made robust to a
   change of data (a curriculum switch, a new task: the loss jumps, then falls again) by asking that it keep
@@ -64,7 +64,7 @@ class DivergenceState(NamedTuple):
     episode: Episode
 
 
-def divergence(factor: float = 10.0, patience: int = 3, sustain: int = 50, rise_factor: float = 2.0,
+def divergence(factor: float = 10.0, patience: int = 3, sustain: int = 100, rise_factor: float = 2.0,
                regress: float = 0.25, rise_patience: int = 50, halflife: float = 10.0, level_window: int = 25,
                rearm_after: int = 50) -> Detector:
     alpha = 1.0 - 0.5 ** (1.0 / halflife)

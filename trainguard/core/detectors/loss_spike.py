@@ -14,17 +14,18 @@ on 1 step in 6 of a healthy imbalanced classifier with batch 8 (docs/severity.md
 A spike episode is judged when it ends, or when it repeats:
 
 * **Recovered** (INFO) — the loss is back within ``min_rise`` of the level it left on ``recovered_steps`` (3)
-  consecutive steps, or the median loss of the ``settle_steps`` (20) steps after the onset is: an isolated spike
+  consecutive steps, or the median loss of the ``settle_steps`` (50) steps after the onset is: an isolated spike
   the run recovered from (a bad batch, heavy-tailed minibatch noise). Reported when the episode ends.
 * **Level shift** (WARNING) — ``settle_steps`` after the onset the median loss since it is still more than
   ``min_rise`` above the level it left, and its rise above that level exceeds the 97.5th percentile of the rises in
   the window before the spike, and it is not coming down (the median of the second half of those steps is above
-  80% of the first half's): the run lost ground and stays there. A loss that jumps and then falls steadily is a
-  change of data the run is learning (a curriculum switch, a new task): INFO.
-* **Repeated** (WARNING) — the ``recurring``-th (12th) spike onset within ``window`` steps. Calibrated on healthy
-  runs (docs/severity.md): the most onsets in 128 steps of any healthy run measured was 8 (a classifier of a
-  4%-positive class with batch 8, whose loss sits near 0 between positive batches), so the count is taken 1.5x
-  above that. Onsets count once the window is full: the tail of fewer values is too loose to judge a repeat. One such warning per
+  90% of the first half's): the run lost ground and stays there. A loss that jumps and then falls steadily is a
+  change of data the run is learning (a curriculum switch, a new task): INFO. So is a loss raised by the
+  learning rate rising within ``settle_steps`` before the onset or since (a warm restart, SGDR).
+* **Repeated** (WARNING) — the ``recurring``-th (4th) spike onset within ``window`` steps (OLMo and PaLM act on
+  spikes that recur). Measured on healthy runs (docs/severity.md): at most 3 onsets in 128 steps. The tail-aware
+  scale also bounds it from above: spikes that recur become the window's q97.5 (about its 3 largest values) and
+  stop scoring z >= 6, so the count to reach must stay at about that. Onsets count once the window is full: the tail of fewer values is too loose to judge a repeat. One such warning per
   repeated stretch; it ends after ``window`` steps without an onset.
 
 A loss spike is never an ERROR: a run that is broken shows it as ``non_finite`` or ``divergence``.
@@ -70,7 +71,7 @@ from trainguard.core.window import (RobustTrack, robust_track, track_exact, trac
 __all__ = ["loss_spike", "LossSpikeState", "SpikeEpisode"]
 
 TAIL_QUANTILE, TAIL_SIGMAS = 0.975, 1.96  # a normal's 97.5th percentile is 1.96 sigma above its median
-RECOVERING = 0.8  # a loss whose median fell by 20% from the first to the second half of the settling steps
+RECOVERING = 0.9  # a loss whose median fell by 10% from the first to the second half of the settling steps
 
 
 class SpikeEpisode(NamedTuple):
@@ -94,18 +95,24 @@ class LossSpikeState(NamedTuple):
     pending: SpikeEpisode | None  # the spike being judged
     repeating: bool  # a repeated-spikes warning was given and no `window` steps without an onset passed since
     was_spike: bool  # whether the previous finite loss was a spike
+    lr: float | None  # the previous step's learning rate
+    lr_rose_at: int  # the last step whose learning rate was above the one before
 
 
 def loss_spike(z: float = 6.0, window: int = 128, min_history: int = 20, min_rise: float = 0.3,
-               level_halflife: float = 8.0, grad_z: float = 4.0, lead_steps: int = 3, recurring: int = 12,
-               recovered_steps: int = 3, settle_steps: int = 20) -> Detector:
+               level_halflife: float = 8.0, grad_z: float = 4.0, lead_steps: int = 3, recurring: int = 4,
+               recovered_steps: int = 3, settle_steps: int = 50) -> Detector:
     alpha = 1.0 - 0.5 ** (1.0 / level_halflife)
 
     def init() -> LossSpikeState:
-        return LossSpikeState(robust_track(window), 0.0, 0.0, robust_track(window), -1, (), None, False, False)
+        return LossSpikeState(robust_track(window), 0.0, 0.0, robust_track(window), -1, (), None, False, False, None,
+                              -(10 ** 18))
 
     def update(stats: StepStats, state: LossSpikeState):
         step = stats.step
+        lr = stats.lr if finite(stats.lr) else None
+        lr_rose_at = step if (lr is not None and state.lr is not None and lr > state.lr) else state.lr_rose_at
+        state = state._replace(lr=lr if lr is not None else state.lr, lr_rose_at=lr_rose_at)
         norms, grad_spike_step = state.norms, state.grad_spike_step
         norm = stats.grad_norm
         if finite(norm) and stats.grads_finite:
@@ -122,13 +129,11 @@ def loss_spike(z: float = 6.0, window: int = 128, min_history: int = 20, min_ris
             return (), state._replace(norms=norms, grad_spike_step=grad_spike_step, level_ema=level_ema,
                                       level_weight=level_weight)
         rise = (loss - level) / abs(level)
-        spike, tail, kept = None, math.nan, rise
+        spike, tail = None, math.nan
         if rise >= min_rise and track_size(state.rises) >= min_history:
             score, tail = _tail_z(state.rises, rise, z)
             if score >= z:
-                # The window keeps the spike as its own q97.5 (as ZClip feeds its EMA the clipped norm), so that
-                # spikes that repeat do not become the tail they are judged against.
-                spike, kept = score, tail
+                spike = score
         onsets = state.onsets
         if onsets and onsets[0] <= step - window:
             onsets = tuple(s for s in onsets if s > step - window)
@@ -136,7 +141,8 @@ def loss_spike(z: float = 6.0, window: int = 128, min_history: int = 20, min_ris
         found: list[Finding] = []
         pending = state.pending
         if pending is not None:
-            pending, judged = _judge(pending, loss, step, min_rise, recovered_steps, settle_steps)
+            pending, judged = _judge(pending, loss, step, min_rise, recovered_steps, settle_steps,
+                                     pending.onset - lr_rose_at <= settle_steps)
             if judged is not None and not repeating:
                 found.append(judged)
         new_onset = spike is not None and not state.was_spike  # a spike several steps long is one onset
@@ -154,16 +160,18 @@ def loss_spike(z: float = 6.0, window: int = 128, min_history: int = 20, min_ris
                 found.append(_finding(step, Severity.WARNING, "repeated", evidence, step, window))
             elif pending is None and not repeating:
                 pending = SpikeEpisode(step, level, tail, evidence, (), 0)
-        new_state = LossSpikeState(track_push(state.rises, kept), level_ema, level_weight, norms, grad_spike_step,
-                                   onsets, pending, repeating, spike is not None)
+        new_state = LossSpikeState(track_push(state.rises, rise), level_ema, level_weight, norms, grad_spike_step,
+                                   onsets, pending, repeating, spike is not None, state.lr, lr_rose_at)
         return tuple(found), new_state
 
     return Detector("loss_spike", init, update)
 
 
 def _judge(episode: SpikeEpisode, loss: float, step: int, min_rise: float, recovered_steps: int,
-           settle_steps: int) -> tuple[SpikeEpisode | None, Finding | None]:
-    """The episode after one more loss, and its finding once it is judged (then the episode is None)."""
+           settle_steps: int, scheduled: bool) -> tuple[SpikeEpisode | None, Finding | None]:
+    """The episode after one more loss, and its finding once it is judged (then the episode is None).
+    ``scheduled``: the learning rate rose shortly before the onset or since, so a loss that stays up is the
+    schedule's (a warm restart), not a shift."""
     band = episode.level + min_rise * abs(episode.level)
     back = episode.back + 1 if loss <= band else 0
     after = episode.after + (loss,)
@@ -173,10 +181,11 @@ def _judge(episode: SpikeEpisode, loss: float, step: int, min_rise: float, recov
         return episode._replace(after=after, back=back), None
     settled = sorted(after)[len(after) // 2]
     # A shift: the median loss since the spike sits above the band and above 90% of the single losses before it
-    # (for independent noise, a median of 20 above its own q97.5 has a chance far below 1e-9).
+    # (for independent noise, a median of 50 above its own q97.5 has a chance far below 1e-9).
     half = len(after) // 2
     falling = sorted(after[half:])[half // 2] <= RECOVERING * sorted(after[:half])[half // 2]
-    if settled <= band or (settled - episode.level) / abs(episode.level) <= episode.tail_rise or falling:
+    if (settled <= band or (settled - episode.level) / abs(episode.level) <= episode.tail_rise or falling
+            or scheduled):
         return None, _finding(episode.onset, Severity.INFO, "recovered", episode.evidence, step, len(after))
     evidence = {**episode.evidence, "settled_loss": settled}
     return None, _finding(episode.onset, Severity.WARNING, "level_shift", evidence, step, len(after))

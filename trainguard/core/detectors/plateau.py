@@ -20,7 +20,10 @@ the start is reported after ~250 steps; a plateau reached later takes the window
 * at or below 5% of the start: a run that has finished learning — nothing. A flat tail after a big drop is
   convergence, not a pathology.
 
-One finding per plateau; it ends when the smoothed loss falls ``rearm_improvement`` (5%) below the level where the
+A stall is flat: the smoothed loss stayed within ``flat_band`` (10%) of its value a window ago at every
+checkpoint since (a loss that jumped on new data and is coming back down is not a plateau). A window across which
+the learning rate rose (a warm restart, a warm-up) is not judged: the schedule raised the
+loss on purpose. One finding per plateau; it ends when the smoothed loss falls ``rearm_improvement`` (5%) below the level where the
 plateau was reported. The relative tests use |loss|, and a loss whose start is not positive gets INFO only.
 Non-finite losses are skipped.
 
@@ -58,23 +61,28 @@ class PlateauState(NamedTuple):
     history: tuple[tuple[int, float], ...]  # (step, smoothed loss) checkpoints covering the last `window` steps
     level: float  # smoothed loss when the current plateau was reported (NaN: none)
     update_ratio: float  # median update ratio of the weight tensors on the latest sampled step (NaN: unknown)
+    lr: float | None  # the previous step's learning rate
+    lr_rose_at: int  # the last step whose learning rate was above the one before
     episode: Episode
 
 
 def plateau(window: int = 200, min_improvement: float = 0.01, halflife: float = 50.0, converged: float = 0.05,
             stuck_progress: float = 0.1, rearm_improvement: float = 0.05, start_steps: int = 20,
-            still_update: float = 1e-4) -> Detector:
+            still_update: float = 1e-4, flat_band: float = 0.1) -> Detector:
     alpha = 1.0 - 0.5 ** (1.0 / halflife)
     every = max(1, window // CHECKPOINTS)
 
     def init() -> PlateauState:
-        return PlateauState(0.0, 0, 0.0, 0.0, (), math.nan, math.nan, ARMED)
+        return PlateauState(0.0, 0, 0.0, 0.0, (), math.nan, math.nan, None, -(10 ** 18), ARMED)
 
     def update(stats: StepStats, state: PlateauState):
         loss, step = stats.loss, stats.step
         update_ratio = _median_update_ratio(stats) if stats.layers else state.update_ratio
+        lr = stats.lr if finite(stats.lr) else None
+        lr_rose_at = step if (lr is not None and state.lr is not None and lr > state.lr) else state.lr_rose_at
+        lr = lr if lr is not None else state.lr
         if not finite(loss) or not stats.loss_finite:
-            return (), state._replace(update_ratio=update_ratio)
+            return (), state._replace(update_ratio=update_ratio, lr=lr, lr_rose_at=lr_rose_at)
         start_sum, start_count = state.start_sum, state.start_count
         if start_count < start_steps:
             start_sum, start_count = start_sum + loss, start_count + 1
@@ -94,14 +102,16 @@ def plateau(window: int = 200, min_improvement: float = 0.01, halflife: float = 
                 severity = Severity(state.episode.reported)
             else:
                 level = math.nan
-        elif reference is not None and smooth > reference[1] - min_improvement * abs(reference[1]):
+        elif (reference is not None and smooth > reference[1] - min_improvement * abs(reference[1])
+              and lr_rose_at < reference[0] and _flat(history, reference, smooth, flat_band)):
             severity = _severity(smooth, start, converged, stuck_progress)
             if severity == Severity.WARNING and update_ratio >= still_update:
                 severity = Severity.INFO  # stalled while the weights move: not stuck (a GAN)
         report, episode = episode_update(state.episode, severity, 1)
         if report:
             level = smooth
-        new_state = PlateauState(start_sum, start_count, ema, ema_weight, history, level, update_ratio, episode)
+        new_state = PlateauState(start_sum, start_count, ema, ema_weight, history, level, update_ratio, lr, lr_rose_at,
+                                 episode)
         if not report:
             return (), new_state
         ref_step, ref_loss = reference
@@ -129,6 +139,13 @@ def plateau(window: int = 200, min_improvement: float = 0.01, halflife: float = 
 def _median_update_ratio(stats: StepStats) -> float:
     ratios = sorted(w.update_ratio for w in kernels(stats.layers) if finite(w.update_ratio))
     return ratios[len(ratios) // 2] if ratios else math.nan
+
+
+def _flat(history: tuple[tuple[int, float], ...], reference: tuple[int, float], smooth: float, band: float) -> bool:
+    """Whether the smoothed loss stayed within ``band`` (relative) since the reference: a stall, not a loss that
+    rose (new data, a bad stretch) and is coming back down."""
+    seen = [loss for step, loss in history if step >= reference[0]] + [smooth]
+    return max(seen) - min(seen) <= band * abs(reference[1])
 
 
 def _reference(history: tuple[tuple[int, float], ...], at_or_before: int) -> tuple[int, float] | None:
