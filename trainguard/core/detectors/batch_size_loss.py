@@ -12,8 +12,8 @@ last ``reference`` (4) full-batch losses. The same comparison on full batches me
 trend. A small batch *moved* the loss when its log ratio, less the full batches' median log ratio (the trend),
 is at least log(``min_ratio``) (1.5x) and ``noise_z`` (3) robust standard deviations of the full batches' log
 ratios (median/MAD, judged once ``min_noise`` (8) of them exist). The detector fires (WARNING, once per run)
-when at least ``min_events`` (3) small batches were seen and at least two thirds of them moved the loss, all in
-the same direction. The evidence gives the ratios, the period between small batches and the ratio a loss
+when at least ``min_events`` (3) small batches moved the loss, and at least two thirds of those seen did, all in
+the same direction (two of three moving alike happens by chance in a noisy loss). The evidence gives the ratios, the period between small batches and the ratio a loss
 proportional to 1/batch_size would give (usual / small).
 """
 from __future__ import annotations
@@ -85,7 +85,9 @@ def _pattern(events, usual: int, min_events: int, step: int) -> Finding | None:
         return None
     signs = np.array([m for *_, m in events])
     up, down = int((signs > 0).sum()), int((signs < 0).sum())
-    if (up and down) or max(up, down) * 3 < 2 * len(events):
+    # Two small batches out of three moving the same way happen by chance in a noisy loss: at least
+    # `min_events` must have moved, and two thirds of all of them.
+    if (up and down) or max(up, down) < min_events or max(up, down) * 3 < 2 * len(events):
         return None
     ratios = np.array([r for _, r, _, _ in events])
     steps = [s for s, *_ in events]

@@ -1,7 +1,7 @@
 """``divergence``: the loss climbs back from its best level and stays up (or ends in NaN/Inf).
 
 Rule: on the coarse trend (about 20 block medians; the first point counts when the loss rose from there) the
-run's final level is at least 1.5x its best level (on a
+run's final level is at least 1.5x its best level and 3 point-to-point noise deviations above it (on a
 log scale; on a linear scale, the best level again in absolute terms) and has given back at least a quarter of the
 progress from the first level to the best. Comparing levels rather than points keeps spikes and minibatch noise
 out; requiring the loss to stay up keeps warm restarts (SGDR) out, since they come back down. The onset is the
@@ -40,7 +40,10 @@ def analyse_divergence(sig: Signals) -> list[DoctorFinding]:
     final = float(np.median(sig.y[-tail:]))
     rise = final - best
     if sig.log_scale:
-        climbed = rise >= _RISE
+        # ... and out of the point-to-point noise (scaled MAD of the log-loss's differences over sqrt 2): the
+        # block medians of a short, noisy epoch-level log wander by more than 1.5x.
+        noise = 1.4826 * float(np.median(np.abs(np.diff(sig.y)))) / np.sqrt(2)
+        climbed = rise >= max(_RISE, 3 * noise)
     else:
         climbed = rise >= max(abs(best), 1e-12) and rise >= 5 * float(np.median(sig.scale))
     progress = start - best

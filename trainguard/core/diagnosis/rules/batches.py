@@ -5,8 +5,9 @@ smaller-than-usual batch, all in one direction; seed case 004), strengthened whe
 small batches (the spike period equals the steps per epoch).
 
 ``bad_batch``: at most ``MAX_BAD_BATCHES`` (3) isolated loss spikes or non-finite steps (a spike of warning, or
-one of information at least ``BIG_SPIKE`` (10x) the loss before it: an isolated spike the run recovers from is
-information on the severity ladder, and a 10x one is this cause's evidence; smaller ones are minibatch noise),
+one of information at least ``BIG_SPIKE`` (10x) the loss before it and back above the run's first loss: an
+isolated spike the run recovers from is information on the severity ladder, and one that undid the training is
+this cause's evidence; smaller ones are minibatch noise),
 after each of which the loss comes back to where it was (the median of the next points within 2x of the median
 of the points before; counted in points, so a coarse ``logging_steps`` log reads like an every-step one), with
 no sustained gradient growth before them and no periodic pattern. That is what a corrupt or mislabelled batch
@@ -69,7 +70,7 @@ def _from_periodic_spikes(view: RunView) -> Cause | None:
 
 def bad_batch(view: RunView) -> Cause | None:
     spikes = {f.step for f in view.of("loss_spike") if f.evidence.get("cause") not in _NOT_A_BATCH
-              and (f.severity >= Severity.WARNING or _height(view, f.step) >= BIG_SPIKE)}
+              and (f.severity >= Severity.WARNING or _undid_training(view, f.step))}
     events = sorted(spikes | set(view.nonfinite_steps))
     periodic = view.of("periodic_spike", Severity.WARNING)
     if periodic and periodic[0].evidence.get("pattern") in ("same_place_each_epoch", "not_whole_epochs"):
@@ -109,15 +110,18 @@ def bad_batch(view: RunView) -> Cause | None:
     return make_cause(view, "bad_batch", 0.6, evidence, message)
 
 
-def _height(view: RunView, step: int) -> float:
-    """The loss at ``step`` over the median of the (up to 20) finite losses before it; 0 when unknown."""
+def _undid_training(view: RunView, step: int) -> bool:
+    """The loss at ``step`` is >= ``BIG_SPIKE`` times the median of the (up to 20) losses before it and back
+    above where training started (the median of its first 3 losses): the batch undid what was learnt. A near-zero
+    loss that jumps 10x to a value still far below the start is minibatch noise of a converged run."""
     at = view.point_of(step)
+    finite = view.losses[np.isfinite(view.losses)]
     before = view.losses[max(0, at - 20):at]
     before = before[np.isfinite(before)]
     loss = view.losses[at]
-    if len(before) < 2 or not np.isfinite(loss) or float(np.median(before)) <= 0:
-        return 0.0
-    return float(loss / np.median(before))
+    if len(before) < 2 or len(finite) < 3 or not np.isfinite(loss) or float(np.median(before)) <= 0:
+        return False
+    return bool(loss >= BIG_SPIKE * float(np.median(before)) and loss >= float(np.median(finite[:3])))
 
 
 def _episodes(steps: list[int], gap: int = 5) -> list[list[int]]:

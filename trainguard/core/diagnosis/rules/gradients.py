@@ -9,8 +9,9 @@ blow-up; clipping by global norm is their fix).
 
 Vanishing: the ``vanishing_gradient`` findings (AUTOTRAINER: ratio <= 1e-3 with ||G_first|| <= 1e-4; SageMaker
 Debugger: mean |g| < 1e-7; a weak note alone when the loss fell well, as a converged model's gradients are tiny
-too), the ``output_collapse`` finding (the output's std over the batch below 5% of the
-targets': the model predicts a constant, seed 001 experiment 3), AUTOTRAINER's ||G_first||/||G_last|| on the
+too), the ``output_collapse`` finding under a stalled loss (the output's std over the batch below 5% of the
+targets': the model predicts a constant, seed 001 experiment 3; a model whose loss then fell well was only
+slow to start), AUTOTRAINER's ||G_first||/||G_last|| on the
 sampled steps (<= 1e-2 supports it) and a stalled loss.
 
 What separates them from their look-alikes:
@@ -136,10 +137,11 @@ def _sustained(view: RunView, step: int, initial: float | None, span: int = 20) 
 
 def vanishing_gradient(view: RunView) -> Cause | None:
     found = view.of("vanishing_gradient", Severity.WARNING)
-    collapse = view.of("output_collapse", Severity.WARNING)
+    stalled = view.stalled
+    # A freshly initialized model's output is nearly constant too: a collapse counts when the loss stalled.
+    collapse = view.of("output_collapse", Severity.WARNING) if stalled else []
     layer_ratio = first_last_gradient_ratio(view)
     small_ratio = layer_ratio is not None and layer_ratio["ratio"] <= VANISHING_RATIO
-    stalled = view.stalled
     if not found and not collapse and not (small_ratio and stalled):
         return _from_loss_alone(view)
     evidence: dict = {"stalled": stalled}
