@@ -6,6 +6,7 @@ loss, and per-layer fields are filled only on the steps the preset samples.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -138,7 +139,7 @@ class StepStats:
     def from_dict(cls, data: dict[str, Any]) -> StepStats:
         """Inverse of :meth:`to_dict`. Unknown keys are ignored so newer logs stay readable; a known field of the
         wrong type raises TypeError/ValueError (the run-log reader skips that record and says so)."""
-        known = {f.name for f in fields(cls)}
+        known = _field_names(cls)
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["step"] = _whole(data["step"], "step")
         for key in ("epoch", "batch_size"):
@@ -180,6 +181,11 @@ class StepStats:
         if "extra" in kwargs:
             kwargs["extra"] = {_text(k, "extra"): _float_or_none(v) for k, v in kwargs["extra"].items()}
         return cls(**kwargs)
+
+
+@functools.cache
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in fields(cls))  # once per class: a million-step log calls from_dict per line
 
 
 def _compact(d: dict[str, Any]) -> dict[str, Any]:
