@@ -9,7 +9,7 @@ What separates it from its look-alikes:
   rate that is fine at unit scale diverges; with instability within the first ``early_steps`` (500) steps or 10%
   of the run they are the root cause (0.65 to 0.95, growing with log10 of the factor up to 100) and explain the
   explosion (seed 001, experiment 2: x in [0, 4], SGD 0.1). *Small* inputs (pixels in [0, 1]) lower the
-  curvature: they never explain an explosion, and are only worth a note at a factor >= 10.
+  curvature: they never explain an explosion.
 - Large *targets* (factor >= 10) make the loss and the output layer's gradients huge, which clipping bounds
   (seed 003: make_regression targets with std ~ 100s, fixed by gradient clipping in the seed): a contributing
   cause (0.5 to 0.65) next to the exploding gradient, which is the one to act on first.
@@ -21,8 +21,8 @@ What separates it from its look-alikes:
 - Without instability: a factor >= 10 and a loss that barely declines (the weights must grow by the targets'
   scale, or the first layer saturates under the inputs'), 0.6 to 0.9 (log10 of the factor from 10 to 1000); the
   scale then explains the saturated units, the collapsed output (vanishing gradients) and a lagging Adam it
-  causes. With a loss that declines, a note (0.3 to 0.5). Trouble that starts late is weighted
-  0.6x: the data's scale is there from the first step.
+  causes. With a loss that declines, no cause: nothing went wrong (the INFO ``data_scale`` finding notes it).
+- Trouble that starts late is weighted 0.6x: the data's scale is there from the first step.
 """
 from __future__ import annotations
 
@@ -72,8 +72,7 @@ def unscaled_data(view: RunView, early_steps: int = 500) -> Cause | None:
         # output unable to follow: the saturation, the collapsed output and the stall are how it shows.
         evidence["explains_stall"] = True
     else:
-        worst = max(info["scale_factor"] for info in off.values())
-        confidence = 0.3 + 0.2 * strength(worst, QUIET_FACTOR, 1e3)
+        return None  # off scale in a run that trains well: the data_scale finding notes it, nothing went wrong
     if view.unstable and not early:
         confidence *= 0.6  # trouble that starts late is not explained by the data's scale alone
     # Large inputs or a huge first loss, with trouble from the start, explain the instability (EXPLAINS).
