@@ -70,7 +70,8 @@ _INSTABILITY_CAUSES = frozenset({"exploding_gradient", "lr_too_high", "bad_batch
 _STALL_CAUSES = frozenset({"vanishing_gradient", "lr_too_low"})
 
 EXPLAINS: tuple[Explains, ...] = (
-    Explains("bn_inference_mode", _INSTABILITY_CAUSES | {"dead_relu"},
+    # BatchNorm in training mode would have normalized what the network saw, off-scale inputs included.
+    Explains("bn_inference_mode", _INSTABILITY_CAUSES | {"dead_relu", "unscaled_data"},
              lambda c: bool(c.evidence.get("unstable_or_stalled"))),
     Explains("adam_epsilon", _INSTABILITY_CAUSES, _separated),
     Explains("batch_size_dependent_loss", _INSTABILITY_CAUSES, _separated),

@@ -79,9 +79,8 @@ def bad_batch(view: RunView) -> Cause | None:
     if not events or len(_episodes(events)) > MAX_BAD_BATCHES or view.has("batch_size_loss", Severity.WARNING) \
             or periodic:
         return None
-    first_point = view.point_of(events[0])
-    if first_point < 3:
-        return None  # trouble at the very start is a property of the run, not of one batch
+    if view.point_of(events[0]) < max(10, len(view.stats) // 20):
+        return None  # trouble in the first points is a property of the run's start, not of one batch
     recovered, run_ups = [], []
     for step in events:
         at = view.point_of(step)
