@@ -5,7 +5,8 @@ be "far above": once a loss <= 0 is seen the detector stops judging the run):
 
 * **Diverged** (ERROR: the run is broken) — the loss is above ``factor`` (10) times the best smoothed loss and
   above the starting (first finite) loss on ``patience`` (3) consecutive steps, and either it grew by another
-  ``factor`` over them (an explosion: seed 003 goes 2.2e6 -> 1e23 in three steps) or it has stayed there
+  ``factor`` over them, sqrt(``factor``) of it before the last step (an explosion: seed 003 goes 2.2e6 -> 1.6e10
+  -> 1e23; a bad batch on top of a jump is one step) or it has stayed there
   ``sustain`` (100) steps with its recent level (the median of the last ``level_window`` (25) losses) still above
   half of its peak since: the run has lost everything it learned and is not getting it back. The shape of
   AUTOTRAINER's and TensorFlow's divergence checks (loss above a multiple of its minimum), made robust to a
@@ -92,7 +93,9 @@ def divergence(factor: float = 10.0, patience: int = 3, sustain: int = 100, rise
             if loss > factor * best and loss > start:
                 far_losses = (state.far_losses + (loss,))[-(sustain + 1):]
                 far_peak = max(state.far_peak, level)
-                exploding = len(far_losses) >= patience and loss >= factor * far_losses[-patience]
+                # Growth spread over the steps (each half of it >= sqrt(factor)), not one bad batch on top.
+                exploding = (len(far_losses) >= patience and loss >= factor * far_losses[-patience]
+                             and far_losses[-2] >= factor ** 0.5 * far_losses[-patience])
                 stuck = len(far_losses) > sustain and level >= 0.5 * far_peak
                 if exploding or stuck:
                     severity = Severity.ERROR
