@@ -29,8 +29,8 @@ from trainguard.core.policies.effects import EffectTracker
 from trainguard.core.policies.plan import NO_STEP, Plan, Policy
 from trainguard.core.stats import StepStats
 
-__all__ = ["Session", "StepResult", "Sink", "Repair", "PolicyRepair", "Effector", "Carried", "ExporterSink", "REPAIRER",
-           "standing", "policy_name", "check_exporters", "check_guard_arguments"]
+__all__ = ["Session", "StepResult", "Sink", "Repair", "PolicyRepair", "Effector", "Carried", "NOTHING", "ExporterSink",
+           "REPAIRER", "standing", "policy_name", "check_exporters", "check_guard_arguments"]
 
 REPAIRER = "repairer"  # the part that runs the policy and its effector
 
@@ -107,6 +107,7 @@ class Effector(Protocol):
 
 
 _NO_ORDERS = Plan()  # what each step's policy update starts from (immutable, so one is enough)
+NOTHING = Carried()  # what a quiet step carries (immutable: one for every step, no per-step object)
 
 
 def policy_name(policy: Any) -> str:
@@ -206,6 +207,8 @@ class PolicyRepair:
         stop = plan.stop if plan.stop is not None else carried.stop
         if stop is not None:
             done += effects.flush()
+        if not done and stop is None and not carried.events:
+            return NOTHING
         return Carried(actions=tuple(done), stop=stop, events=carried.events)
 
     def close(self) -> Carried:
@@ -295,6 +298,8 @@ class Session:
         except Exception as e:  # noqa: BLE001 - containment
             containment.contain(REPAIRER, e, stats.step)
             return StepResult(found, (), None, None)
+        if carried is NOTHING:
+            return StepResult(found, (), self.repair.plan, None)
         self._record(carried.actions, carried.events, stats.step)
         if carried.stop is not None and self.stop_reason is None:
             self.stop_reason = carried.stop

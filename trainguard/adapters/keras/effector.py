@@ -26,7 +26,7 @@ from trainguard.adapters.keras.records import standing_orders
 from trainguard.core.actions import Action
 from trainguard.core.findings import Finding
 from trainguard.core.policies import Plan, step_decision
-from trainguard.core.session import Carried
+from trainguard.core.session import NOTHING, Carried
 from trainguard.core.stats import StepStats
 
 __all__ = ["KerasEffector"]
@@ -115,7 +115,7 @@ class KerasEffector:
         if orders != self.optimizer.orders or plan.rollback is not None:
             self.before_write()
             self.optimizer.set_orders(orders, force=plan.rollback is not None)
-        return Carried(effects=effects, events=tuple(events))
+        return Carried(effects=effects, events=tuple(events)) if effects or events else NOTHING
 
     def _skipped_record(self) -> Action:
         steps, self._rollback_skipped = self._rollback_skipped, []

@@ -28,7 +28,7 @@ from trainguard.adapters.torch.snapshot import SnapshotStore, restore_snapshot, 
 from trainguard.core.actions import Action
 from trainguard.core.findings import Finding
 from trainguard.core.policies import Plan, step_decision
-from trainguard.core.session import Carried, standing
+from trainguard.core.session import NOTHING, Carried, standing
 from trainguard.core.stats import StepStats
 
 __all__ = ["TorchEffector", "unitwise_clip_"]
@@ -228,11 +228,10 @@ class TorchEffector:
                 what = "put back in train mode" if action.params["restored"] else "left as they are"
                 warnings.warn(f"trainguard: modules in eval mode while training at step {action.step}: {modules} "
                               f"({what}); call model.train() before training", UserWarning, stacklevel=5)
-        actions: tuple[Action, ...] = ()
-        if self._rollback is not None and self._skip_left == 0 and self._skipped and stats.step >= self._skipped[-1]:
-            actions = (self._skipped_record(),)
         self.stand(plan)
-        return Carried(actions=actions, stop=stop)
+        if self._rollback is not None and self._skip_left == 0 and self._skipped and stats.step >= self._skipped[-1]:
+            return Carried(actions=(self._skipped_record(),), stop=stop)
+        return NOTHING if stop is None else Carried(stop=stop)
 
     def _restore(self, plan: Plan, stats: StepStats) -> str | None:
         order = plan.rollback
