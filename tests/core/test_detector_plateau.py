@@ -9,7 +9,7 @@ from _seed003 import seed003_stream
 from trainguard.core.detectors import plateau
 from trainguard.core.findings import Severity
 from trainguard.core.detector import replay
-from trainguard.core.stats import StepStats
+from trainguard.core.stats import LayerStats, StepStats
 
 
 def run(detector, losses):
@@ -79,3 +79,28 @@ def test_seed003_healthy_twin_is_converged_not_on_a_plateau():
     for stats in seed003_stream("healthy"):
         found, state = detector.update(stats, state)
         assert found == ()
+
+
+def _with_updates(losses, update_ratio, every=25):
+    layers = (LayerStats("g.weight", update_ratio=update_ratio), LayerStats("d.weight", update_ratio=update_ratio))
+    return [StepStats(step=i, loss=float(l), layers=layers if i % every == 0 else ()) for i, l in enumerate(losses)]
+
+
+def test_a_stall_at_the_start_while_the_weights_move_is_info_and_with_still_weights_a_warning():
+    # A GAN's loss stays at its start while both networks learn (update ratio ~2e-3, measured); a learning rate far
+    # too low or dead units leave the weights still (update ratio < 1e-4).
+    losses = 0.69 * noise(1000)
+    moving, _ = replay(plateau(), _with_updates(losses, 2e-3))
+    still, _ = replay(plateau(), _with_updates(losses, 1e-6))
+    assert [(f.severity, f.evidence["update_ratio"]) for f in moving] == [(Severity.INFO, 2e-3)]
+    assert [f.severity for f in still] == [Severity.WARNING]
+
+
+def test_a_window_across_a_learning_rate_rise_is_not_judged():
+    # SGDR: the LR jumps back up every 150 steps: no window of 200 steps is free of a restart.
+    t = np.arange(1000)
+    lrs = 0.1 * 0.5 * (1 + np.cos(np.pi * (t % 150) / 150))
+    losses = 2.3 * noise(1000)
+    found, _ = replay(plateau(), [StepStats(step=i, loss=float(l), lrs=(float(r),)) for i, (l, r) in
+                                  enumerate(zip(losses, lrs))])
+    assert found == []
