@@ -23,7 +23,6 @@ from trainguard.adapters.keras.effector import KerasEffector
 from trainguard.adapters.keras.modes import ModeRecorder
 from trainguard.adapters.keras.records import StepRecord
 from trainguard.core.actions import Action
-from trainguard.core.containment import INTERNAL_ERROR
 from trainguard.core.detector import Detector
 from trainguard.core.diagnosis import Cause, StatsHistory
 from trainguard.core.findings import Finding
@@ -34,7 +33,7 @@ from trainguard.core.session import PolicyRepair, Session, policy_name
 from trainguard.core.stats import StepStats
 from trainguard.io.runlog import RunLogWriter
 
-__all__ = ["KerasSession", "INTERNAL_ERROR"]
+__all__ = ["KerasSession"]
 
 
 class KerasSession:

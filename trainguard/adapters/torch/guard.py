@@ -43,7 +43,6 @@ from trainguard.adapters.torch.modes import eval_mode_modules
 from trainguard.adapters.torch.record import PendingStep, all_finite, fetch
 from trainguard.adapters.torch.update import Repairer, StepContext, UserRepair, apply_update, is_repairer
 from trainguard.core.actions import Action
-from trainguard.core.containment import INTERNAL_ERROR
 from trainguard.core.detector import Detector
 from trainguard.core.diagnosis import Cause, StatsHistory
 from trainguard.core.findings import Finding
@@ -55,7 +54,7 @@ from trainguard.core.session import REPAIRER, PolicyRepair, Session, check_guard
 from trainguard.core.stats import StepStats
 from trainguard.io.runlog import RunLogWriter
 
-__all__ = ["Guard", "StepContext", "Repairer", "INTERNAL_ERROR"]
+__all__ = ["Guard", "StepContext", "Repairer"]
 
 
 def _named_parameters(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[list[nn.Parameter], list[str]]:
