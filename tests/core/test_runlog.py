@@ -216,3 +216,15 @@ def test_closing_releases_the_lock_even_while_a_forked_child_holds_the_file(tmp_
         os.write(write_end, b"x")
         os.close(write_end)
         os.waitpid(child, 0)
+
+
+def test_record_of_an_unknown_type_is_skipped_without_a_problem(tmp_path):
+    # A later minor addition (as the diagnosis record was) must not make the log look damaged, nor diff refuse it.
+    path = tmp_path / "run.jsonl"
+    w = RunLogWriter(path)
+    w.step(_stats(0, 1.0))
+    w._write({"type": "from_the_future", "anything": [1, 2]})
+    w.step(_stats(1, 0.5))
+    w.close()
+    log = read_runlog(path)
+    assert [s.step for s in log.steps] == [0, 1] and log.problems == []

@@ -126,3 +126,11 @@ def test_log_without_layer_statistics_is_refused_before_either_log_is_parsed(tmp
     b = _no_layers(tmp_path / "b.jsonl") if side == "B" else write_run(tmp_path / "b.jsonl")
     code, _, err = _run(capsys, a, b)
     assert code == 2 and f"run {side}:" in err and "no per-layer statistics" in err and parsed == []
+
+
+def test_a_record_type_from_a_later_minor_version_does_not_stop_the_comparison(tmp_path, capsys):
+    b = write_run(tmp_path / "b.jsonl")
+    with open(b, "a") as f:
+        f.write('{"type":"from_the_future","causes":[]}\n')
+    code, out, err = _run(capsys, write_run(tmp_path / "a.jsonl"), b)
+    assert code == 0 and "AGREE" in out and not err

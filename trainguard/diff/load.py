@@ -40,7 +40,7 @@ def load_run(source: str | os.PathLike[str] | RunLog, label: str) -> RunLog:
         except RunLogError as e:
             raise DiffInputError(f"run {label}: {e}") from None
     # A damaged line could hide the very step where the runs part; refuse rather than compare around it.
-    damaged = [p for p in log.problems if "unreadable record" in p or "unknown record type" in p]
+    damaged = [p for p in log.problems if "unreadable record" in p]
     if damaged:
         more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
         raise DiffInputError(f"run {label}: {log.path}: damaged or truncated run log, {damaged[0]}{more}")

@@ -313,8 +313,8 @@ def _read(f: IO[bytes], path: Path) -> RunLog:
                 log = RunLog(path=path, header=record, problems=log.problems + [
                     f"line {number}: file holds more than one run; reading the last",
                     *_check_header(record, path, number)])
-            else:
-                log.problems.append(f"line {number}: unknown record type {str(kind)[:40]!r}")
+            # Any other type is a later minor addition (as "diagnosis" was): skipped, so older readers keep
+            # reading newer logs.
         except RunLogError:
             raise
         except (ValueError, KeyError, TypeError, AttributeError) as e:
