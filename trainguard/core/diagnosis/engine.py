@@ -82,8 +82,10 @@ EXPLAINS: tuple[Explains, ...] = (
     Explains("dead_relu", _STALL_CAUSES, _separated),
     Explains("saturated_activation", _STALL_CAUSES, _separated),
     Explains("vanishing_gradient", frozenset({"lr_too_low"}), _separated),
-    # Every layer moving too far makes the gradient explode; an explosion makes a spike look like a bad batch.
-    Explains("lr_too_high", frozenset({"exploding_gradient", "bad_batch"}), _separated),
+    # Every layer moving too far makes the gradient explode, and pushes units into saturation or death; an
+    # explosion makes a spike look like a bad batch.
+    Explains("lr_too_high", frozenset({"exploding_gradient", "bad_batch", "dead_relu", "saturated_activation"}),
+             _separated),
     Explains("exploding_gradient", frozenset({"bad_batch"}), _always),
 )
 

@@ -6,7 +6,8 @@ above it the learning rate is too high, far below it too low.
 Too high. What separates it from its look-alikes:
 - from ``exploding_gradient`` and ``unscaled_data``: *every* layer moves too far. Before the trouble, the typical
   weight tensor's ratio (median over tensors, then over the sampled steps) is >= 1e-2 (10x the heuristic) and so
-  is the ratio of at least half the tensors, and the data is not off scale (large inputs or targets, or a first
+  is the ratio of at least half the tensors (over at least 3 sampled steps, or one whose updates were larger than
+  the weights), and the data is not off scale (large inputs or targets, or a first
   loss orders of magnitude above a trivial predictor's, make every gradient and update large at any LR), and
   the gradients are not themselves far larger than the weights (||g|| / ||W|| >= 100: the updates are large
   because the gradient exploded, Pascanu et al. 2013). One layer far ahead of the others is a problem of that layer (large
@@ -47,6 +48,7 @@ ALL_LAYERS_SHARE = 0.5
 LOW_RATIO = 1e-4
 TINY_LR = 1e-6
 LR_RISE = 1.2
+MIN_SAMPLES = 3
 HUGE_GRADIENT = 100.0  # ||g|| / ||W||: the gradient, not the learning rate, makes the updates large
 
 
@@ -73,8 +75,12 @@ def lr_too_high(view: RunView) -> Cause | None:
         evidence.update(spread)
     if rise is not None:
         evidence["lr_rise_before_trouble"] = round(rise, 3)
+    # At least MIN_SAMPLES sampled steps: Adam's first update moves every weight by the LR itself (m / sqrt(v) is
+    # +-1 at step 1), larger than any later one, so one sample at the start says little, unless that update was
+    # larger than the weights themselves.
     all_layers = (spread is not None and spread["median_update_ratio"] >= HIGH_RATIO
-                  and spread["share_of_layers_large"] >= ALL_LAYERS_SHARE)
+                  and spread["share_of_layers_large"] >= ALL_LAYERS_SHARE
+                  and (spread["samples"] >= MIN_SAMPLES or spread["median_update_ratio"] >= 1.0))
     # Data far from unit scale makes the gradients, and so every update, large at any learning rate.
     off_scale = data_off_scale(view)
     if off_scale:
