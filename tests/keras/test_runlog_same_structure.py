@@ -75,3 +75,22 @@ def test_torch_and_keras_write_run_logs_of_one_structure(tmp_path):
     assert torch_log["actions"] == [("skip_step", NAN_STEP), ("skip_step", STEPS_PER_EPOCH + NAN_STEP)]
     assert "loss_after" in torch_log["effect fields"] and "diagnosis" in torch_log["types"]
     assert keras_log == torch_log
+
+
+@pytest.mark.parametrize("values", [[[1.0, 2.0], [3.0, float("nan")]], [[1.0, -4.0], [float("inf"), 0.5]],
+                                    [[0.5, 1.5], [2.5, 3.5]], [[1, 2], [3, 4]]], ids=["nan", "inf", "finite", "int"])
+def test_data_summaries_are_taken_alike(values):
+    from trainguard.adapters.keras.collect import data_summary as keras_summary
+    from trainguard.adapters.torch.collect import data_summary as torch_summary
+
+    array = np.asarray(values)
+    ours = keras_summary(array if array.dtype.kind == "i" else array.astype("float32"))
+    if array.dtype.kind == "i":  # class labels: no data scale on either side
+        assert ours is None
+        return
+    theirs = torch_summary(torch.from_numpy(array.astype("float32"))).tolist()
+    ours = [ours.mean, ours.std, ours.abs_max]
+    # A NaN or Inf shows on both sides (torch's fused std_mean turns an Inf mean into NaN; numpy keeps Inf).
+    assert list(np.isfinite(ours)) == list(np.isfinite(theirs))
+    finite = np.isfinite(theirs)
+    np.testing.assert_allclose(np.asarray(ours)[finite], np.asarray(theirs)[finite], rtol=1e-6)

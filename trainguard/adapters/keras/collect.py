@@ -5,7 +5,6 @@ Everything here runs on the host (numpy) and only on the steps the preset sample
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Sequence
 
 import keras
@@ -145,13 +144,13 @@ def moving_statistics(model: Any) -> tuple[BufferStats, ...]:
 
 
 def data_summary(x: Any) -> TensorSummary | None:
+    """``[mean, std, abs max]`` of a floating-point batch (population std), as the torch adapter takes it: a NaN
+    or Inf in the batch shows in the summary (it is not dropped), and integer data (class labels) has none."""
     if x is None:
         return None
     a = to_numpy(x)
-    if a.size == 0 or not np.issubdtype(a.dtype, np.number):
+    if a.size == 0 or not np.issubdtype(a.dtype, np.floating):
         return None
     a = a.astype(np.float64)
-    finite = a[np.isfinite(a)]
-    if finite.size == 0:
-        return TensorSummary(math.nan, math.nan, math.nan)
-    return TensorSummary(float(finite.mean()), float(finite.std()), float(np.abs(finite).max()))
+    with np.errstate(invalid="ignore", over="ignore"):
+        return TensorSummary(float(a.mean()), float(a.std()), float(np.abs(a).max()))
