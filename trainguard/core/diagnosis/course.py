@@ -66,20 +66,25 @@ def first_loss_scale(losses: np.ndarray, trivial: float | None = None) -> dict |
     return {"first_loss": first, "trivial_reference": reference, "orders_above": round(math.log10(first / reference), 2)}
 
 
-def trivial_level(level: float, targets_second_moment: float | None = None) -> dict | None:
-    """Which trivial predictor's loss ``level`` sits at, if any: uniform cross-entropy over K classes (ln K,
-    K <= 20), or the mean squared error of predicting 0 for targets of known second moment."""
+def trivial_level(level: float, targets_second_moment: float | None = None,
+                  targets_variance: float | None = None) -> dict | None:
+    """Which trivial predictor's loss ``level`` sits at, if any: the mean squared error of predicting the
+    targets' mean (their variance) or 0 (their second moment) when the targets' scale is known (within 10%,
+    ``measured``), or uniform cross-entropy over K classes (ln K, K <= 20, within 2%)."""
     if not (math.isfinite(level) and level > 0):
         return None
-    if targets_second_moment and abs(level / targets_second_moment - 1) <= 5 * _TRIVIAL_TOLERANCE:
-        return {"trivial_predictor": "mse of a constant prediction", "trivial_loss": targets_second_moment}
+    for what, reference in (("mse of predicting the targets' mean", targets_variance),
+                            ("mse of predicting 0", targets_second_moment)):
+        if reference and abs(level / reference - 1) <= 5 * _TRIVIAL_TOLERANCE:
+            return {"trivial_predictor": what, "trivial_loss": reference, "measured": True}
     for k in _TRIVIAL_CLASSES:
         if abs(level / math.log(k) - 1) <= _TRIVIAL_TOLERANCE:
             return {"trivial_predictor": f"uniform over {k} classes", "trivial_loss": round(math.log(k), 4)}
     return None
 
 
-def stall_from_start(losses: np.ndarray, targets_second_moment: float | None = None) -> dict | None:
+def stall_from_start(losses: np.ndarray, targets_second_moment: float | None = None,
+                     targets_variance: float | None = None) -> dict | None:
     """The loss made no progress: it stopped improving after at most its first 10% of points, stuck quietly far
     above zero at no better than half its first value or at a trivial predictor's level, or it never got 10%
     below its first value at all. ``noise`` is the point-to-point robust standard deviation of the log-loss after the
@@ -95,15 +100,18 @@ def stall_from_start(losses: np.ndarray, targets_second_moment: float | None = N
     if not (early > 1e-3 and late > 1e-3):
         return None
     flat = abs(late / early - 1) <= _STALL_FLAT and float(rest.min()) >= (1 - _STALL_DIP) * early
-    trivial = trivial_level(late, targets_second_moment)
+    trivial = trivial_level(late, targets_second_moment, targets_variance)
     lowest_start = min(first, float(finite[0]))  # a coarse log's first row may already be the best it got
     # ... and did not climb far above it either (that is a divergence, ``climb``).
     never_improved = (float(rest.min()) >= (1 - _STALL_DIP) * lowest_start
                       and (1 - _STALL_DIP) * lowest_start <= late <= _CLIMB * lowest_start)
     noise = _noise(np.log(finite[start:]))
-    # Flat after a first drop is a stall only when quiet too: a healthy run that converges within its first 10%
-    # to a noisy floor is flat as well, while a network that outputs a constant has a quiet loss.
-    if not ((flat and noise <= QUIET_NOISE and (trivial or late >= 0.5 * first)) or never_improved):
+    # Flat after a first drop is a stall only when quiet too, or at the trivial loss the targets' measured scale
+    # gives (the model predicts their mean): a healthy run that converges within its first 10% to a noisy floor
+    # is flat as well, while a network that outputs a constant has a quiet loss.
+    at_measured_trivial = bool(trivial and trivial.get("measured"))
+    if not ((flat and (noise <= QUIET_NOISE or at_measured_trivial) and (trivial or late >= 0.5 * first))
+            or never_improved):
         return None
     return {"first_loss": first, "stalled_at": late, "from_point": start, "points": int(len(finite)),
             "never_improved": bool(never_improved), "noise": round(noise, 4), "quiet": bool(noise <= QUIET_NOISE),

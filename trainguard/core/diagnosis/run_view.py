@@ -102,6 +102,14 @@ class RunView:
         return first.mean ** 2 + first.std ** 2 or None
 
     @cached_property
+    def targets_variance(self) -> float | None:
+        """std^2 of the first targets summary: the mean squared error of predicting their mean."""
+        first = next((s.targets for s in self.stats if s.targets is not None), None)
+        if first is None or not math.isfinite(first.std):
+            return None
+        return first.std ** 2 or None
+
+    @cached_property
     def first_loss_scale(self) -> dict | None:
         """The first loss when orders of magnitude above a trivial predictor's (``course.first_loss_scale``)."""
         return course.first_loss_scale(self.losses, self.targets_second_moment)
@@ -109,7 +117,7 @@ class RunView:
     @cached_property
     def stall(self) -> dict | None:
         """The loss stuck from the start (``course.stall_from_start``)."""
-        return course.stall_from_start(self.losses, self.targets_second_moment)
+        return course.stall_from_start(self.losses, self.targets_second_moment, self.targets_variance)
 
     @cached_property
     def climb(self) -> dict | None:

@@ -10,8 +10,9 @@ blow-up; clipping by global norm is their fix).
 Vanishing: the ``vanishing_gradient`` findings (AUTOTRAINER: ratio <= 1e-3 with ||G_first|| <= 1e-4; SageMaker
 Debugger: mean |g| < 1e-7; a weak note alone when the loss fell well, as a converged model's gradients are tiny
 too), the ``output_collapse`` finding under a stalled loss (the output's std over the batch below 5% of the
-targets': the model predicts a constant, seed 001 experiment 3; a model whose loss then fell well was only
-slow to start), AUTOTRAINER's ||G_first||/||G_last|| on the
+targets': the model predicts a constant, seed 001 experiment 3) when the loss stalled or the output is still
+collapsed (below 10% of the targets' std) at the last sample (a model whose output then spread out was only slow
+to start), AUTOTRAINER's ||G_first||/||G_last|| on the
 sampled steps (<= 1e-2 supports it) and a stalled loss.
 
 What separates them from their look-alikes:
@@ -32,6 +33,8 @@ What separates them from their look-alikes:
   candidate (0.4), or 0.5 when the logged gradient norm is tiny (<= 1e-4) but not zero.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -138,8 +141,9 @@ def _sustained(view: RunView, step: int, initial: float | None, span: int = 20) 
 def vanishing_gradient(view: RunView) -> Cause | None:
     found = view.of("vanishing_gradient", Severity.WARNING)
     stalled = view.stalled
-    # A freshly initialized model's output is nearly constant too: a collapse counts when the loss stalled.
-    collapse = view.of("output_collapse", Severity.WARNING) if stalled else []
+    # A freshly initialized model's output is nearly constant too: a collapse counts when the loss stalled or
+    # the output is still collapsed at the end of the run.
+    collapse = view.of("output_collapse", Severity.WARNING) if stalled or _collapsed_at_end(view) else []
     layer_ratio = first_last_gradient_ratio(view)
     small_ratio = layer_ratio is not None and layer_ratio["ratio"] <= VANISHING_RATIO
     if not found and not collapse and not (small_ratio and stalled):
@@ -178,6 +182,16 @@ def vanishing_gradient(view: RunView) -> Cause | None:
         parts.append(found[0].message)
     message = "gradients vanish toward the input: " + "; ".join(parts)
     return make_cause(view, "vanishing_gradient", confidence, evidence, message)
+
+
+def _collapsed_at_end(view: RunView, ratio: float = 0.1) -> bool:
+    """The last sampled output's std over the batch is still below ``ratio`` of the targets' std."""
+    target_std = math.sqrt(view.targets_variance) if view.targets_variance else None
+    for s in reversed(view.stats):
+        output = next((a for a in s.activations if a.kind == "output"), None)
+        if output is not None and output.output_std is not None and math.isfinite(output.output_std):
+            return bool(target_std and output.output_std < ratio * target_std)
+    return False
 
 
 def _from_loss_alone(view: RunView) -> Cause | None:
