@@ -219,10 +219,10 @@ def test_saturated_activation():
 
 
 def test_a_saturated_final_sigmoid_is_a_confident_classifier_unless_the_loss_stalled():
-    def final_sigmoid(stats):
-        return [replace(s, activations=s.activations[:-1] + (ActivationStats("sig", "sigmoid", saturated_fraction=0.9),
-                                                             s.activations[-1])) if s.activations else s
-                for s in stats]
+    def final_sigmoid(stats):  # the sigmoid's output is the model's output: the same std over the batch
+        return [replace(s, activations=s.activations[:-1] + (
+            ActivationStats("sig", "sigmoid", saturated_fraction=0.9, output_std=s.activations[-1].output_std),
+            s.activations[-1])) if s.activations else s for s in stats]
     assert diagnose(final_sigmoid(healthy()), []) == []
     stalled = diagnose(final_sigmoid([replace(s, loss=1.0) for s in healthy()]), [])
     assert codes(stalled)[0] == "saturated_activation"

@@ -7,8 +7,8 @@ Rules, each on the activation records the adapter samples through forward hooks 
   with more than 50% dead units is flagged (``threshold_inactivity`` 1.0, ``threshold_layer`` 50.0).
 - ``saturated_activation``: more than ``saturated_layer_fraction`` (50%) of a sigmoid/tanh layer's inputs lie
   beyond the saturation bounds, where the derivative is ~0 (SageMaker Debugger's ``SaturatedActivation`` rule,
-  ``threshold_layer`` 50.0; the adapter documents the bounds it uses). On the model's final activation (the last
-  record before the output) it is INFO with ``final_activation``: a classifier's sigmoid saturates when its
+  ``threshold_layer`` 50.0; the adapter documents the bounds it uses). On the model's output non-linearity (the last
+  record before the output, whose output is the model's output) it is INFO with ``final_activation``: a classifier's sigmoid saturates when its
   predictions become confident, which is a good fit, not harm; the diagnosis counts it only with a stalled loss
   (a tanh output that cannot reach the targets).
 - ``output_collapse``: the std of the model's output over the batch is below ``collapse_ratio`` (5%) of the
@@ -32,7 +32,7 @@ from trainguard.core.detector import Detector
 from trainguard.core.findings import Finding, Severity
 from trainguard.core.stats import ActivationStats, StepStats
 
-__all__ = ["activation_health", "ActivationHealthState"]
+__all__ = ["activation_health", "ActivationHealthState", "output_activation"]
 
 _SATURATING = ("sigmoid", "tanh")
 
@@ -56,8 +56,7 @@ def activation_health(dead_layer_fraction: float = 0.5, saturated_layer_fraction
     def conditions(acts: tuple[ActivationStats, ...], target_std: float | None):
         """(code, layer, value, threshold, patience) for every condition that holds at this step."""
         held = []
-        hidden = [a for a in acts if a.kind != "output"]
-        final = hidden[-1].name if hidden else None
+        final = output_activation(acts)
         for a in acts:
             if a.kind == "relu" and _finite(a.dead_fraction) and a.dead_fraction > dead_layer_fraction:
                 held.append(("dead_relu", a.name, a.dead_fraction, dead_layer_fraction, patience))
@@ -95,6 +94,18 @@ def activation_health(dead_layer_fraction: float = 0.5, saturated_layer_fraction
         return tuple(found), ActivationHealthState(target_std, streaks, frozenset(reported))
 
     return Detector("activation_health", init, update)
+
+
+def output_activation(acts: tuple[ActivationStats, ...]) -> str | None:
+    """The name of the record that is the model's output non-linearity: the last record before the output whose
+    output is the model's output (the same std over the batch), as a classifier's final sigmoid; None when the
+    last activation feeds another layer."""
+    output = next((a for a in acts if a.kind == "output"), None)
+    hidden = [a for a in acts if a.kind != "output"]
+    if output is None or not hidden or not _finite(output.output_std) or not _finite(hidden[-1].output_std):
+        return None
+    same = abs(hidden[-1].output_std - output.output_std) <= 1e-6 * max(abs(output.output_std), 1e-12)
+    return hidden[-1].name if same else None
 
 
 def _finding(code: str, name: str, value: float, threshold: float, samples: int, step: int,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from trainguard.core.detectors.activation_health import output_activation
 from trainguard.core.diagnosis.cause import Cause
 from trainguard.core.diagnosis.rules._make import CANDIDATE, make_cause
 from trainguard.core.diagnosis.run_view import RunView
@@ -45,11 +46,10 @@ def _from_findings(view: RunView, code: str, value_key: str, what: str) -> Cause
 
 
 def _final_activation(view: RunView) -> str | None:
-    """The model's last activation record before its output (the classifier's sigmoid, a regressor's tanh)."""
+    """The model's output non-linearity (the classifier's sigmoid, a regressor's tanh), if it has one."""
     for s in reversed(view.stats):
-        hidden = [a for a in s.activations if a.kind != "output"]
-        if hidden:
-            return hidden[-1].name
+        if s.activations:
+            return output_activation(s.activations)
     return None
 
 
