@@ -35,8 +35,6 @@ RUNS = {"faulty": ("observe",), "healthy": ("observe", "auto", "unguarded")}
 KNOWN_WRONG: dict[tuple[str, str], str] = {
     ("keras_loop_rnn_no_clip", "diagnosed"):
         "2026-12-04: detected (non_finite error) but top cause lr_too_high 0.55, not exploding_gradient",
-    ("torch_aise16557_deep_sigmoid", "diagnosed"):
-        "2026-12-04: detected, but top cause saturated_activation 0.75, not vanishing_gradient",
     ("torch_oasst2438_empty_answer_nan", "diagnosed"):
         "2026-12-04: detected (non_finite error) but no cause at all (top none), not bad_batch",
     ("torch_so13632976_tanh_bcd_saturation", "diagnosed"):

@@ -11,7 +11,7 @@ the run does not show the pattern; the rules and the doctor's analyses share the
   produce, are far from unit scale (LeCun et al. 1998, "Efficient BackProp", sec. 4.3).
 - ``stall_from_start``: after at most its first 10% of points the loss never improves again, at a level no
   better than half the first loss or at a trivial predictor's level (ln K for K <= 20 classes, or the targets'
-  second moment when known), or it never gets 10% below its first value. SageMaker Debugger's
+  variance or second moment when known), or it never gets 10% below its first value. SageMaker Debugger's
   ``LossNotDecreasing`` compares losses between intervals the same way. A quiet stall (point-to-point noise of
   the log-loss <= 5%) is a network that outputs (about) a constant; a jumpy one, steps that overshoot.
 - ``climb``: the final level is >= 1.5x the best level (a block median, or the first point when the loss rose

@@ -6,11 +6,13 @@ import re
 
 import numpy as np
 
+from trainguard.core.detectors.activation_health import output_activation
 from trainguard.core.detectors.data_scale import scale_factor
 from trainguard.core.diagnosis.run_view import RunView
 
 __all__ = ["data_scale_factors", "data_off_scale", "median_update_ratio", "max_layer_update_ratio", "update_ratio_spread",
-           "gradient_growth", "first_last_gradient_ratio", "zero_gradient_layers", "activations_sampled"]
+           "gradient_growth", "first_last_gradient_ratio", "zero_gradient_layers", "activations_sampled",
+           "saturation_in_a_deep_stack"]
 
 
 def data_scale_factors(view: RunView) -> dict[str, dict]:
@@ -94,6 +96,20 @@ def zero_gradient_layers(view: RunView, share: float = 0.9) -> dict[str, float]:
             if l.zero_grad_fraction is not None and math.isfinite(l.zero_grad_fraction) and not _is_bias(l.name):
                 fractions.setdefault(l.name, []).append(l.zero_grad_fraction)
     return {name: float(np.median(v)) for name, v in fractions.items() if float(np.median(v)) >= share}
+
+
+def saturation_in_a_deep_stack(view: RunView, depth: int = 3) -> bool:
+    """At the last sampled step, the network has >= ``depth`` hidden sigmoid/tanh layers and fewer than half of
+    them are saturated (> 50% of their inputs in the flat part): its gradient fades through the whole stack
+    (the sigmoid's slope is at most 0.25 even unsaturated), a saturated layer is one place where it shows."""
+    for s in reversed(view.stats):
+        if not s.activations:
+            continue
+        output = output_activation(s.activations)
+        stack = [a for a in s.activations if a.kind in ("sigmoid", "tanh") and a.name != output]
+        saturated = [a for a in stack if a.saturated_fraction is not None and a.saturated_fraction > 0.5]
+        return len(stack) >= depth and 2 * len(saturated) < len(stack)
+    return False
 
 
 def activations_sampled(view: RunView) -> bool:

@@ -4,8 +4,9 @@ SageMaker Debugger's ``DeadRelu`` and ``SaturatedActivation`` rules flag a layer
 saturated units. What separates them from each other and from vanishing gradients is measured, not inferred:
 the activation statistics themselves (a unit that never fires; an input in the flat part of a sigmoid/tanh).
 With such a finding: 0.6, and 0.75 when the loss stalled (the dead or saturated layer then explains it). The
-model's final sigmoid/tanh (the last activation record before the output) counts as saturated only when the loss
-stalled: a classifier whose predictions became confident saturates it by fitting well.
+model's output sigmoid/tanh counts as saturated only when the loss stalled: a classifier whose predictions
+became confident saturates it by fitting well. Saturation in fewer than half the layers of a deep (>= 3)
+sigmoid/tanh stack is not separated from vanishing gradients (the gradient fades through the whole stack).
 
 Without activation statistics, exactly-zero gradients separate dead units from vanishing ones: a dead ReLU
 unit's incoming weights get a gradient of exactly 0, a vanishing one a tiny non-zero one. Weight tensors with
@@ -22,7 +23,8 @@ from trainguard.core.detectors.activation_health import output_activation
 from trainguard.core.diagnosis.cause import Cause
 from trainguard.core.diagnosis.rules._make import CANDIDATE, make_cause
 from trainguard.core.diagnosis.run_view import RunView
-from trainguard.core.diagnosis.signals import activations_sampled, zero_gradient_layers
+from trainguard.core.diagnosis.signals import (activations_sampled, saturation_in_a_deep_stack,
+                                               zero_gradient_layers)
 from trainguard.core.findings import Severity
 
 __all__ = ["dead_relu", "saturated_activation"]
@@ -38,8 +40,11 @@ def _from_findings(view: RunView, code: str, value_key: str, what: str) -> Cause
     if not found:
         return None
     layers = {f.where: f.evidence.get(value_key) for f in found}
-    evidence = {"layers": layers, "steps": [f.step for f in found][:8], "stalled": stalled,
-                "separated_by": f"activation statistics: units {what}"}
+    evidence = {"layers": layers, "steps": [f.step for f in found][:8], "stalled": stalled}
+    if code == "saturated_activation" and saturation_in_a_deep_stack(view):
+        evidence["deep_stack"] = True  # a minority of a deep stack: vanishing gradients' evidence
+    else:
+        evidence["separated_by"] = f"activation statistics: units {what}"
     worst = max(layers, key=lambda name: layers[name] or 0.0)
     message = f"{layers[worst]:.0%} of the units of {worst} are {what}" + (", and the loss stalled" if stalled else "")
     return make_cause(view, code, 0.75 if stalled else 0.6, evidence, message)

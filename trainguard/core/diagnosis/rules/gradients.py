@@ -43,7 +43,8 @@ from trainguard.core.diagnosis.course import recovery
 from trainguard.core.diagnosis.rules._make import CANDIDATE, make_cause, strength
 from trainguard.core.diagnosis.run_view import RunView
 from trainguard.core.diagnosis.signals import (activations_sampled, data_off_scale, first_last_gradient_ratio,
-                                               gradient_growth, update_ratio_spread, zero_gradient_layers)
+                                               gradient_growth, saturation_in_a_deep_stack, update_ratio_spread,
+                                               zero_gradient_layers)
 from trainguard.core.findings import Severity
 
 __all__ = ["exploding_gradient", "vanishing_gradient"]
@@ -171,8 +172,9 @@ def vanishing_gradient(view: RunView) -> Cause | None:
     if zero:
         evidence["zero_gradient_layers"] = zero  # dead units' incoming weights: dead_relu's evidence
     elif (activations_sampled(view) and not view.has("dead_relu", Severity.WARNING)
-          and not view.has("saturated_activation", Severity.WARNING)):
-        evidence["separated_by"] = "gradients small but not zero, with no dead or saturated activations"
+          and (not view.has("saturated_activation", Severity.WARNING) or saturation_in_a_deep_stack(view))):
+        evidence["separated_by"] = ("gradients small but not zero, with no dead units and no saturation beyond a "
+                                    "minority of a deep sigmoid/tanh stack")
     parts = []
     if layer_ratio is not None:
         parts.append(f"gradient of {layer_ratio['first']} is {layer_ratio['ratio']:.2g}x that of {layer_ratio['last']}")
