@@ -2,7 +2,9 @@
 nothing downloaded): optimizer steps are recorded, a NaN step is skipped, the run log is the plain guard's."""
 from __future__ import annotations
 
+import copy
 import os
+import pickle
 import warnings
 
 import pytest
@@ -110,3 +112,24 @@ def test_a_stop_ordered_by_the_policy_ends_training(tmp_path):
     log = read_runlog(tmp_path / "run.jsonl")
     assert log.end["status"] == "stopped" and log.steps[-1].step == NAN_STEP + 1
     assert model.calls == (NAN_STEP + 2) * ACCUMULATE  # the Trainer ran no batch after the stop
+
+
+class _CopyMidTraining(transformers.TrainerCallback):
+    """What an EMA callback or a user's checkpoint code does mid-training: deep-copy and pickle the model."""
+
+    def __init__(self, tmp_path):
+        self.tmp_path, self.copies = tmp_path, []
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step == 2:
+            self.copies.append(copy.deepcopy(model))
+            torch.save(model, self.tmp_path / "model.pt")
+
+
+def test_nothing_of_trainguard_sits_on_the_model_during_training(tmp_path):
+    copier = _CopyMidTraining(tmp_path)
+    train(Regression(), [trainguard.hf.Guard(policy="safe"), copier], tmp_path / "out")
+    copied = copier.copies[0]
+    assert not any(m._forward_hooks for m in copied.modules())
+    saved = pickle.dumps(torch.load(tmp_path / "model.pt", weights_only=False))
+    assert b"trainguard" not in saved

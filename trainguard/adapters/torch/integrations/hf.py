@@ -6,8 +6,10 @@ run log.
 
 It works through the Trainer's own callback events, once per optimizer step (not per micro-batch):
 
-- a forward hook on the model records the loss the model returns (``outputs["loss"]``, as ``Trainer.compute_loss``
-  reads it) and the inputs of each training forward; the step's loss is the mean over its micro-batches;
+- a forward hook records the loss the model returns (``outputs["loss"]``, as ``Trainer.compute_loss`` reads it)
+  and the inputs of each training forward; the step's loss is the mean over its micro-batches. It is torch's
+  global module forward hook, keyed by the model's identity, so nothing of trainguard sits on the model: a deep
+  copy (an EMA model) or ``torch.save(model)`` during training carries no trainguard hook;
 - ``on_pre_optimizer_step``: the Trainer calls it after accelerate's ``clip_grad_norm_``, which unscales AMP
   gradients first (the guard unscales them itself where a Trainer did not), so the gradients are unscaled; they
   are also already clipped when ``max_grad_norm > 0`` (the Trainer's default is 1.0), so the guard's gradient norm
@@ -74,6 +76,7 @@ class Guard(TrainerCallback):
         self.guard: TrainerStepGuard | None = None
         self.stopped: TrainingStopped | None = None
         self._hook: Any = None
+        self._model: Any = None
         self._missing_loss_reported = False
         self._reset_accumulation()
 
@@ -100,7 +103,8 @@ class Guard(TrainerCallback):
                          max_grad_norm=args.max_grad_norm, fp16=args.fp16, bf16=args.bf16)
         self.stopped = None
         self._reset_accumulation()
-        self._hook = model.register_forward_hook(self._record_forward, with_kwargs=True)
+        self._model = model
+        self._hook = torch.nn.modules.module.register_module_forward_hook(self._record_forward, with_kwargs=True)
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not self._active:
@@ -141,8 +145,8 @@ class Guard(TrainerCallback):
         return self.guard is not None and not self.guard.closed
 
     def _record_forward(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
-        """A training forward (grad enabled, train mode): keep its loss and its inputs."""
-        if not (module.training and torch.is_grad_enabled() and self._active):
+        """A training forward of the model (grad enabled, train mode): keep its loss and its inputs."""
+        if module is not self._model or not (module.training and torch.is_grad_enabled() and self._active):
             return
         loss = _output_loss(output)
         if loss is None:
