@@ -230,3 +230,23 @@ def test_a_compiled_model_keeps_its_names_and_gets_no_activation_hooks():
     assert guard.names == ["0.weight", "0.bias", "2.weight", "2.bias"]
     assert not any(m._forward_hooks for m in model.modules())
     guard.close()
+
+
+def test_a_frozen_feature_extractor_kept_in_eval_mode_is_not_reported_until_unfrozen():
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Linear(20, 16), nn.BatchNorm1d(16), nn.ReLU())
+    model = nn.Sequential(backbone, nn.Linear(16, 1))
+    for p in backbone.parameters():
+        p.requires_grad = False
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = seed003_data(standardized=True)
+    guard = trainguard.Guard(model, optimizer, policy="safe", preset=EVERY_3)
+    model.train()
+    backbone.eval()  # on purpose: the frozen BatchNorm keeps its pretrained statistics
+    _step(model, optimizer, guard, x[:32], y[:32])
+    for p in backbone.parameters():  # unfrozen, but its BatchNorm left in eval mode: now gradients pass
+        p.requires_grad = True
+    _step(model, optimizer, guard, x[:32], y[:32])
+    _step(model, optimizer, guard, x[:32], y[:32])
+    guard.close()
+    assert [s.eval_mode_modules for s in guard.history] == [(), None, ("0.1",)]
