@@ -213,6 +213,14 @@ def test_divergence_needs_loss_above_the_start_and_far_above_recent():
     assert levels_of(policy, rising)[-1][0] == "skip"
 
 
+def test_a_signed_high_variance_loss_is_never_called_a_divergence():
+    # REINFORCE's loss, -return * log-prob: negative and positive, its median near 0 (a policy-gradient run)
+    rng = np.random.default_rng(0)
+    stream = [StepStats(step=i, loss=float(rng.normal(0.0, 5.0)), grad_norm=float(rng.lognormal(0.0, 0.5)))
+              for i in range(500)]
+    assert all(level == "watch" and not plan.actions for level, plan in levels_of(escalate(), stream))
+
+
 def test_snapshots_are_ordered_every_n_healthy_steps_keeping_k():
     policy = escalate(snapshot_every=10, keep=2)
     out = levels_of(policy, healthy(35))

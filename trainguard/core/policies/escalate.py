@@ -85,7 +85,12 @@ def escalate(patience: int = 3, hold: int = 10, divergence_factor: float = 20.0,
             if loss is None or len(st.start_losses) < 3 or st.losses.count < 3:
                 return None
             # the cheap test first: a healthy run's loss is soon below its start for good
-            if not (loss > _median(st.start_losses) and loss > divergence_factor * _median(values(st.losses))):
+            if not loss > _median(st.start_losses):
+                return None
+            # "20x the recent median" needs a loss with a scale: a signed loss (a policy gradient, a log-likelihood)
+            # has none, and 20x a median near or below 0 would call any positive batch a divergence
+            recent = values(st.losses)
+            if not (min(recent) > 0 and loss > divergence_factor * _median(recent)):
                 return None
             code = "divergence"
         named = [f.code for f in findings if f.code in _REASONS]
