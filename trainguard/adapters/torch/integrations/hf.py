@@ -35,11 +35,8 @@ try:
 except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError("trainguard.hf needs Transformers: pip install 'trainguard[hf]'") from e
 
-from trainguard.adapters.torch.integrations.options import GuardOptions
+from trainguard.adapters.torch.integrations.options import GuardOptions, TrainerGuardResults
 from trainguard.adapters.torch.integrations.trainer_step import TrainerStepGuard, batch_length
-from trainguard.core.actions import Action
-from trainguard.core.diagnosis import Cause
-from trainguard.core.findings import Finding
 from trainguard.core.policies import TrainingStopped
 
 __all__ = ["Guard"]
@@ -63,7 +60,7 @@ def _unscale(optimizer: Any) -> None:
             raise
 
 
-class Guard(TrainerCallback):
+class Guard(TrainerGuardResults, TrainerCallback):
     """Watches (and by default repairs) a ``transformers.Trainer`` run.
 
     Args: as :class:`trainguard.Guard` (``policy``, ``log``, ``preset``, ``detectors``, ``fetch_every``,
@@ -72,25 +69,12 @@ class Guard(TrainerCallback):
 
     def __init__(self, policy: Any = "safe", log: Any = None, preset: Any = "standard", *, detectors: Any = None,
                  fetch_every: int | None = None, exporters: Any = ()):
-        self.options = GuardOptions(policy, log, preset, detectors, fetch_every, exporters)  # checked now, not mid-fit
-        self.guard: TrainerStepGuard | None = None
-        self.stopped: TrainingStopped | None = None
+        # checked now, not mid-fit
+        TrainerGuardResults.__init__(self, GuardOptions(policy, log, preset, detectors, fetch_every, exporters))
         self._hook: Any = None
         self._model: Any = None
         self._missing_loss_reported = False
         self._reset_accumulation()
-
-    # ------------------------------------------------------------------ results
-    @property
-    def findings(self) -> list[Finding]:
-        return self.guard.findings if self.guard is not None else []
-
-    @property
-    def actions(self) -> list[Action]:
-        return self.guard.actions if self.guard is not None else []
-
-    def diagnose(self) -> list[Cause]:
-        return self.guard.diagnose() if self.guard is not None else []
 
     # -------------------------------------------------------------------- events
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None,

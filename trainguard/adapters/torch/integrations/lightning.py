@@ -30,17 +30,14 @@ try:
 except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError("trainguard.lightning needs Lightning: pip install 'trainguard[lightning]'") from e
 
-from trainguard.adapters.torch.integrations.options import GuardOptions
+from trainguard.adapters.torch.integrations.options import GuardOptions, TrainerGuardResults
 from trainguard.adapters.torch.integrations.trainer_step import TrainerStepGuard, batch_length, split_batch
-from trainguard.core.actions import Action
-from trainguard.core.diagnosis import Cause
-from trainguard.core.findings import Finding
 from trainguard.core.policies import TrainingStopped
 
 __all__ = ["Guard"]
 
 
-class Guard(Callback):
+class Guard(TrainerGuardResults, Callback):
     """Watches (and by default repairs) a Lightning ``Trainer.fit``.
 
     Args: as :class:`trainguard.Guard` (``policy``, ``log``, ``preset``, ``detectors``, ``fetch_every``,
@@ -49,22 +46,9 @@ class Guard(Callback):
 
     def __init__(self, policy: Any = "safe", log: Any = None, preset: Any = "standard", *, detectors: Any = None,
                  fetch_every: int | None = None, exporters: Any = ()):
-        self.options = GuardOptions(policy, log, preset, detectors, fetch_every, exporters)  # checked now, not mid-fit
-        self.guard: TrainerStepGuard | None = None
-        self.stopped: TrainingStopped | None = None
+        # checked now, not mid-fit
+        TrainerGuardResults.__init__(self, GuardOptions(policy, log, preset, detectors, fetch_every, exporters))
         self._reset_accumulation()
-
-    # ------------------------------------------------------------------ results
-    @property
-    def findings(self) -> list[Finding]:
-        return self.guard.findings if self.guard is not None else []
-
-    @property
-    def actions(self) -> list[Action]:
-        return self.guard.actions if self.guard is not None else []
-
-    def diagnose(self) -> list[Cause]:
-        return self.guard.diagnose() if self.guard is not None else []
 
     # -------------------------------------------------------------------- hooks
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
