@@ -100,6 +100,18 @@ class StepStats:
     batch_fingerprint: str | None = None
     # Forensic recording: running statistics of normalisation layers (BatchNorm), after this step's forward.
     buffers: tuple[BufferStats, ...] = ()
+    # The cap of the gradient clipping the run applies itself (``clip_grad_norm_``'s ``max_norm``, told to the guard
+    # as ``Guard(clip=...)``); ``grad_norm`` is then the norm before clipping. None: the run does not clip, as far
+    # as the guard knows. A norm above the cap was clipped to it: routine, not an explosion.
+    clip_max_norm: float | None = None
+    # AMP: the ``torch.amp.GradScaler``'s scale at this step, and whether the scaler skipped the update because the
+    # scaled gradients overflowed (routine for float16: the scale backs off). A skipped step's gradients are no
+    # gradient of the run: ``grad_norm`` is None and ``grads_finite`` stays true; a non-finite loss is still one.
+    loss_scale: float | None = None
+    scaler_skipped: bool = False
+    # Gradient accumulation: how many micro-batches this optimizer step summed (None: one batch, not accumulated);
+    # ``loss`` is then their mean and ``batch_size`` their total.
+    micro_batches: int | None = None
     extra: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -130,6 +142,8 @@ class StepStats:
             out[f.name] = value
         if out.get("applied") is True:
             del out["applied"]
+        if out.get("scaler_skipped") is False:
+            del out["scaler_skipped"]
         for flag in ("loss_finite", "grads_finite", "weights_finite"):
             if out.get(flag) is True:
                 del out[flag]
@@ -142,10 +156,10 @@ class StepStats:
         known = _field_names(cls)
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["step"] = _whole(data["step"], "step")
-        for key in ("epoch", "batch_size"):
+        for key in ("epoch", "batch_size", "micro_batches"):
             if kwargs.get(key) is not None:
                 kwargs[key] = _whole(kwargs[key], key)
-        for key in ("loss_finite", "grads_finite", "weights_finite", "applied"):
+        for key in ("loss_finite", "grads_finite", "weights_finite", "applied", "scaler_skipped"):
             if key in kwargs and not isinstance(kwargs[key], bool):
                 raise TypeError(f"{key} is not true/false")
         for key in ("first_nonfinite_grad", "first_nonfinite_module", "batch_fingerprint"):
@@ -153,8 +167,9 @@ class StepStats:
                 _text(kwargs[key], key)
         if "loss" in kwargs:
             kwargs["loss"] = _float_or_none(kwargs["loss"])
-        if "grad_norm" in kwargs:
-            kwargs["grad_norm"] = _float_or_none(kwargs["grad_norm"])
+        for key in ("grad_norm", "clip_max_norm", "loss_scale"):
+            if key in kwargs:
+                kwargs[key] = _float_or_none(kwargs[key])
         kwargs["lrs"] = tuple(_float_or_none(v) for v in _list(kwargs.get("lrs", []), "lrs"))
         if kwargs.get("eval_mode_modules") is not None:
             kwargs["eval_mode_modules"] = tuple(_text(m, "eval_mode_modules")
