@@ -1,0 +1,81 @@
+"""Replays the corpus' cached run logs through the detectors, offline: which detector raises what on each case,
+without training anything again (the detectors are pure functions of the step statistics a run log stores).
+
+    python -m benchmarks.replay_detectors [--cache-dir runs/corpus] [--part dev] [--case NAME ...] [--info]
+
+Per case and run log it prints the findings at warning or above (``--info``: every finding), then the totals the
+benchmark reports for the live guard: faulty runs detected, fixed twins flagged, healthy runs flagged, and the
+healthy steps' false-alarm rate (findings >= warning per 100k steps; docs/severity.md). The replay runs the
+detectors the guard runs (``default_detectors()``) on the statistics the guard logged: a run logged with a
+sampling preset misses some steps' layer statistics, as the live guard did.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+from pathlib import Path
+
+from benchmarks.corpus.registry import discover, in_part
+from trainguard.core.findings import Severity
+from trainguard.core.monitor import Monitor
+from trainguard.io.runlog import read_runlog
+
+__all__ = ["replay_log", "main"]
+
+REPO = Path(__file__).resolve().parent.parent
+VARIANTS = {"faulty": ("observe", "fixed_observe"), "healthy": ("observe",)}
+
+
+def replay_log(path: Path) -> tuple[int, list]:
+    """(steps, findings) of the default detectors over one run log."""
+    monitor = Monitor()
+    steps = 0
+    for stats in read_runlog(path).steps:
+        monitor.observe(stats)
+        steps += 1
+    return steps, monitor.findings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cache-dir", default="runs/corpus")
+    parser.add_argument("--part", default="dev", choices=("dev",))  # the held-out part is never replayed to tune
+    parser.add_argument("--case", nargs="*", default=None)
+    parser.add_argument("--info", action="store_true", help="print the findings at info too")
+    args = parser.parse_args(argv)
+    cache = REPO / args.cache_dir
+    flagged: dict[str, list[bool]] = collections.defaultdict(list)
+    healthy_steps, healthy_loud = 0, collections.Counter()
+    for case in discover():
+        if not in_part(case.name, args.part) or (args.case and case.name not in args.case):
+            continue
+        for variant in VARIANTS[case.kind]:
+            logs = sorted((cache / case.name / variant).glob("*.jsonl"))
+            if not logs:
+                print(f"{case.name}/{variant}: no run log")
+                continue
+            loud_any = False
+            for log in logs:
+                steps, findings = replay_log(log)
+                loud = [f for f in findings if f.severity >= Severity.WARNING]
+                loud_any = loud_any or bool(loud)
+                if case.kind == "healthy" or variant == "fixed_observe":
+                    healthy_steps += steps
+                    healthy_loud.update(f.code for f in loud)
+                shown = findings if args.info else loud
+                print(f"{case.kind[0]} {case.name}/{variant}/{log.name}: {steps} steps, {len(loud)} >= warning")
+                for finding in shown:
+                    print(f"    {finding.severity.name:7} {finding.code:20} step {finding.step:5}  "
+                          f"{finding.message[:150]}")
+            key = {"observe": f"{case.kind} flagged", "fixed_observe": "fixed twins flagged"}[variant]
+            flagged[key].append(loud_any)
+    print()
+    for key, marks in flagged.items():
+        print(f"{key}: {sum(marks)}/{len(marks)}")
+    rate = {code: round(n * 1e5 / healthy_steps, 1) for code, n in healthy_loud.items()} if healthy_steps else {}
+    print(f"healthy and fixed-twin steps: {healthy_steps}; findings >= warning per 100k steps: {rate}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
