@@ -216,10 +216,9 @@ class TorchEffector:
                     state["step"].zero_()
                 elif "step" in state:
                     state["step"] = 0
+        effects: dict[str, dict[str, Any]] = {}
         if plan.adam_eps is not None:
-            for group in self.optimizer.param_groups:
-                if "eps" in group and group["eps"] < plan.adam_eps:
-                    group["eps"] = plan.adam_eps
+            effects["adam_epsilon"] = self._raise_eps(plan.adam_eps)
         for name in plan.restore_modules:
             self.model.get_submodule(name).train(True)
         for action in plan.actions:
@@ -230,8 +229,28 @@ class TorchEffector:
                               f"({what}); call model.train() before training", UserWarning, stacklevel=5)
         self.stand(plan)
         if self._rollback is not None and self._skip_left == 0 and self._skipped and stats.step >= self._skipped[-1]:
-            return Carried(actions=(self._skipped_record(),), stop=stop)
-        return NOTHING if stop is None else Carried(stop=stop)
+            return Carried(effects=effects, actions=(self._skipped_record(),), stop=stop)
+        return NOTHING if stop is None and not effects else Carried(effects=effects, stop=stop)
+
+    def _raise_eps(self, eps: float) -> dict[str, Any]:
+        """Adam's ``eps`` to at least ``eps`` in every param group that has one, and at least the square root of
+        the smallest normal number of the group's parameter dtype (7.8e-3 in float16, 1.1e-19 in float32): a
+        second moment below that normal range has lost its precision or underflowed to 0 (1e-10 itself rounds to
+        0 in float16), and there ``eps`` must carry the division."""
+        before, after = [], []
+        for group in self.optimizer.param_groups:
+            if "eps" not in group or not isinstance(group["eps"], (int, float)):
+                continue
+            dtypes = {p.dtype for p in group["params"] if p.is_floating_point()}
+            floor = max((math.sqrt(torch.finfo(d).tiny) for d in dtypes), default=0.0)
+            target = max(eps, floor)
+            before.append(group["eps"])
+            if group["eps"] < target:
+                group["eps"] = target
+            after.append(group["eps"])
+        if not after:
+            return {"applied": False, "why": "the optimizer has no eps"}
+        return {"eps_before": max(before), "eps": max(after)}
 
     def _restore(self, plan: Plan, stats: StepStats) -> str | None:
         order = plan.rollback

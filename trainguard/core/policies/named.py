@@ -12,12 +12,15 @@ run (tests/repair/test_no_false_repair.py).
 """
 from __future__ import annotations
 
+from trainguard.core.policies.adam_epsilon import raise_adam_epsilon
 from trainguard.core.policies.adam_guard import adam_guard
 from trainguard.core.policies.clip import clip_outliers
 from trainguard.core.policies.escalate import escalate
+from trainguard.core.policies.lower_lr import lower_lr, lower_lr_from_before
 from trainguard.core.policies.plan import Policy, chain
 from trainguard.core.policies.restore_mode import restore_mode
 from trainguard.core.policies.skip import skip_if_non_finite, skip_outliers
+from trainguard.core.policies.trial import Repair, trials
 
 __all__ = ["POLICY_NAMES", "safe", "auto", "get_policy"]
 
@@ -30,8 +33,14 @@ def safe(max_consecutive: int | None = 20) -> Policy:
 
 def auto(**escalation) -> Policy:
     """``escalation`` goes to :func:`escalate` (patience, snapshot_every, keep, max_rollbacks...)."""
+    keep = escalation.get("keep", 3)
     return chain(skip_if_non_finite(None), skip_outliers(), clip_outliers(), escalate(**escalation), adam_guard(),
-                 restore_mode(restore=True))
+                 trials(*trial_repairs(), keep=keep + 1), restore_mode(restore=True))
+
+
+def trial_repairs() -> tuple[Repair, ...]:
+    """The repairs ``auto`` tries (:mod:`.trial`), in order of preference when several apply at one step."""
+    return (raise_adam_epsilon(), lower_lr(), lower_lr_from_before())
 
 
 def get_policy(policy: str | Policy) -> Policy | None:

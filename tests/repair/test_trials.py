@@ -1,0 +1,171 @@
+"""Trials (issue 16): a repair that changes the training is tried on a window, kept only if the loss falls
+measurably below its trend, else rolled back bit-exactly; Adam's epsilon and the LR cut as such repairs."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import trainguard
+from trainguard.core.findings import Finding, Severity
+from trainguard.core.policies import Plan
+from trainguard.core.policies.lower_lr import lower_lr
+from trainguard.core.policies.trial import Proposal, Repair, improvement, trend, trials
+from trainguard.core.stats import StepStats
+from trainguard.scenarios import get_scenario
+
+torch.set_num_threads(1)
+
+
+def test_trend_is_the_line_through_the_log_losses_and_improvement_needs_a_margin():
+    steps = tuple(range(10))
+    slope, intercept, noise = trend(steps, tuple(0.1 * s for s in steps))
+    assert slope == pytest.approx(0.1) and intercept == pytest.approx(0.0, abs=1e-12) and noise < 1e-9
+    assert improvement((-0.5,) * 5, noise, margin=0.1, noise_z=2.0)
+    assert not improvement((-0.05,) * 5, noise, margin=0.1, noise_z=2.0)  # 5% below the trend: not measurable
+    assert not improvement((-0.5,) * 5, 0.3, margin=0.1, noise_z=2.0)  # within 2 sigma of the noise before
+    assert trend((3,), (1.5,)) == (0.0, 1.5, 0.0)
+
+
+def _signal_repair(at: int, factor: float) -> Repair:
+    """Proposes an LR multiplier once, at step ``at``."""
+    return Repair("test_lr", lambda: None,
+                  lambda stats, findings, plan, st: (Proposal("test", {"f": factor}, "fix it") if stats.step == at
+                                                     else None, st),
+                  lambda plan, params: plan._replace(lr_scale=plan.lr_scale * params["f"]))
+
+
+def _drive(policy, losses):
+    state, plans = policy.init(), []
+    for step, loss in enumerate(losses):
+        plan, state = policy.update(StepStats(step=step, loss=loss), (), Plan(), state)
+        plans.append(plan)
+    return plans, state
+
+
+def test_a_trial_beating_a_rising_trend_is_kept_and_its_orders_stay():
+    rising = [math.exp(0.1 * s) for s in range(10)]
+    after = [rising[-1]] * 30  # the rise stops once the change is in force
+    plans, state = _drive(trials(_signal_repair(9, 0.5), history=8, window=20), rising + after)
+    assert plans[9].snapshot >= 1 and plans[9].lr_scale == 0.5 and plans[9].actions[0].kind == "test_lr"
+    verdicts = [a for p in plans for a in p.actions if a.kind == "trial"]
+    assert len(verdicts) == 1 and verdicts[0].effect["kept"] is True
+    assert verdicts[0].params["from_step"] == 11 and verdicts[0].params["to_step"] == 30
+    assert all(p.rollback is None for p in plans) and plans[-1].lr_scale == 0.5
+
+
+def test_a_trial_that_does_not_beat_the_trend_is_rolled_back_to_its_snapshot_and_not_retried():
+    rising = [math.exp(0.1 * s) for s in range(40)]  # the change does nothing: the rise goes on
+    plans, state = _drive(trials(_signal_repair(9, 0.5), history=8, window=20), rising)
+    verdict = next(a for p in plans for a in p.actions if a.kind == "trial")
+    assert verdict.effect["kept"] is False and verdict.effect["loss_window"] > verdict.effect["loss_at_start"]
+    rollback = next(p.rollback for p in plans if p.rollback is not None)
+    assert rollback.label == 10 and rollback.skip_batches == 0
+    assert plans[-1].lr_scale == 1.0 and state.failed == frozenset({0})
+
+
+def test_no_trial_on_a_signed_loss():
+    losses = [1.0, -0.5] + [math.exp(0.1 * s) for s in range(30)]
+    plans, _ = _drive(trials(_signal_repair(9, 0.5)), losses)
+    assert all(p == Plan() for p in plans)
+
+
+def _full_batch_run(steps: int, policy, seed: int = 0):
+    torch.manual_seed(seed)
+    x = torch.randn(64, 6)
+    y = x @ torch.randn(6, 1)
+    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    guard = trainguard.Guard(model, optimizer, policy=policy) if policy is not None else None
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        guard.step(loss) if guard is not None else optimizer.step()
+    if guard is not None:
+        guard.close()
+    return model, guard
+
+
+def test_a_failed_trial_leaves_the_run_bitwise_as_if_its_window_never_happened():
+    # A change that does nothing on a falling loss cannot beat the trend: the trial fails and rolls back.
+    policy = trials(_signal_repair(30, 1.0), window=20)
+    guarded, guard = _full_batch_run(80, policy)
+    verdict = next(a for a in guard.actions if a.kind == "trial")
+    assert verdict.effect["kept"] is False
+    undone = verdict.params["to_step"] + 1 - verdict.params["snapshot"]  # the updates rolled back
+    unguarded, _ = _full_batch_run(80 - undone, None)
+    for a, b in zip(guarded.state_dict().values(), unguarded.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_fp16_adam_with_an_epsilon_that_rounds_to_zero_trains_on_under_auto(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 1)).half()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-10)
+    guard = trainguard.Guard(model, optimizer, policy="auto", log=str(tmp_path / "run.jsonl"))
+    x = torch.randn(64, 8).half()
+    y = (x[:, :1] * 0.5).half()
+    losses = []
+    for _ in range(120):  # before issue 16: TrainingStopped (skip, clip, back-off, rollback: v underflows again)
+        optimizer.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        guard.step(loss)
+        losses.append(loss.item())
+    guard.close()
+    assert math.isnan(losses[1]) and all(math.isfinite(v) for v in losses[2:])
+    assert losses[-1] < 0.25 * losses[0]
+    assert optimizer.param_groups[0]["eps"] == pytest.approx(math.sqrt(torch.finfo(torch.float16).tiny))
+    trial = next(a for a in guard.actions if a.kind == "trial")
+    assert trial.params["repair"] == "adam_epsilon" and trial.effect["kept"] is True
+
+
+def test_seed002_blow_up_is_prevented_by_a_kept_epsilon_trial():
+    result = get_scenario("adam_epsilon").run(guard_policy="auto", size="small")
+    assert not result.failed, result.outcome
+    trial = next(a for a in result.actions if a.kind == "trial")
+    assert trial.params["repair"] == "adam_epsilon" and trial.effect["kept"] is True
+    assert 1e-4 < trial.params["eps"] < 1e-2  # ten times sqrt(v) where it collapsed; the healthy twin uses 1e-3
+
+
+def test_lower_lr_is_proposed_on_a_divergence_finding_only():
+    repair = lower_lr()
+    state = repair.init()
+    quiet, state = repair.propose(StepStats(step=55, loss=1.0), (), Plan(), state)
+    finding = Finding("divergence", Severity.WARNING, 56, None, {"steps": 50}, "rising")
+    proposal, state = repair.propose(StepStats(step=56, loss=2.0), (finding,), Plan(), state)
+    early, _ = repair.propose(StepStats(step=3, loss=2.0), (finding._replace(step=3),), Plan(), repair.init())
+    assert quiet is None and early is None and proposal.params == {"lr_factor": 0.1, "rising_since": 6}
+    assert repair.apply(Plan(lr_scale=0.5), proposal.params).lr_scale == pytest.approx(0.05)
+
+
+def test_a_drifting_loss_at_too_high_an_lr_gets_its_lr_cut_and_ends_lower():
+    def run(policy):
+        torch.manual_seed(3)
+        x = torch.randn(1024, 20)
+        y = (x @ torch.randn(20, 10)).argmax(1)
+        model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 10))
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.3)  # ~100x Adam's usual: the loss climbs and wobbles
+        guard = trainguard.Guard(model, optimizer, policy=policy)
+        generator = torch.Generator().manual_seed(0)
+        losses = []
+        for _ in range(300):
+            idx = torch.randint(0, 1024, (32,), generator=generator)
+            optimizer.zero_grad()
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            loss.backward()
+            guard.step(loss)
+            losses.append(loss.item())
+        guard.close()
+        return float(np.median(losses[-50:])), guard
+
+    observed, watched = run("observe")
+    repaired, guard = run("auto")
+    assert any(f.code == "divergence" for f in watched.findings)
+    trials_run = [a for a in guard.actions if a.kind == "trial"]
+    assert trials_run and trials_run[-1].params["repair"].startswith("lower_lr") and trials_run[-1].effect["kept"]
+    assert repaired < 0.5 * observed

@@ -1,0 +1,92 @@
+"""``raise_adam_epsilon``: a larger Adam epsilon, tried when the second-moment estimate collapsed (a trial repair).
+
+Adam's step is ``lr * m / (sqrt(v) + eps)`` (Kingma & Ba 2015, Algorithm 1). The paper's epsilon only keeps the
+division defined; its effective step is bounded by about ``lr`` only while ``eps`` is negligible against
+``sqrt(v)`` *and* ``v`` keeps up with the gradients. When ``v`` collapses (a long calm phase near the optimum), the
+step per unit of gradient ``lr / sqrt(v)`` grows until the iterate no longer fits the valley, the gradient comes
+back faster than ``v`` follows (beta2 = 0.999 remembers ~1000 steps) and the loss blows up (seed 002; Wortsman
+et al. 2023, "Stable and low-precision training for large-scale vision-language models": spikes follow the update
+RMS ``g / sqrt(v)`` running far above 1). In low precision ``v`` underflows to exactly 0 and an ``eps`` such as
+1e-10 rounds to 0 in float16, so the first update divides by zero.
+
+Evidence, from the Adam statistics the adapters sample (``adam_sqrt_v_median``, ``adam_sqrt_v_min``):
+
+* **collapse then blow-up**: the median ``sqrt(v_hat)`` fell to ``1 / collapse`` (10) of the largest median seen,
+  a gradient-growth finding (``exploding_gradient``, ``loss_spike``, ``adam_update_rms``, ``divergence``) came
+  within ``recent`` (10) steps, and the loss is ``rise`` (2) times its median over the ``recent`` steps before;
+* **underflow**: the first non-finite step comes right after a sample in which some ``sqrt(v)`` was exactly 0:
+  the update that broke the weights divided by ``eps`` alone. The change is then tried on the newest snapshot from
+  before that update.
+
+The change: ``eps`` to ``factor`` (10) times the median ``sqrt(v_hat)``, where the healthy twin of seed 002 puts
+it, at least ``floor`` (1e-8, torch's default); after an underflow, ``floor`` alone. The adapter raises it
+further to the square root of the smallest normal number of the parameters' dtype (7.8e-3 in float16), below
+which a second moment has lost its precision, so that the value is representable and carries the division
+where ``v`` underflowed. It is tried as any trial is
+(:mod:`.trial`): kept only if the loss then falls measurably below its trend, otherwise rolled back.
+StableAdamW's update cap (:mod:`.adam_guard`) is the lighter step before it.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from typing import NamedTuple
+
+from trainguard.core.diagnosis.fixes import FIXES
+from trainguard.core.policies.plan import Findings, Plan
+from trainguard.core.policies.trial import Proposal, Repair
+from trainguard.core.stats import StepStats
+
+__all__ = ["raise_adam_epsilon", "AdamEpsilonState"]
+
+_GROWTH = frozenset({"exploding_gradient", "loss_spike", "adam_update_rms", "divergence"})
+
+
+class AdamEpsilonState(NamedTuple):
+    peak_sqrt_v: float  # the largest median sqrt(v_hat) sampled (0: Adam not seen)
+    sqrt_v: float  # the last sampled median sqrt(v_hat)
+    sqrt_v_min: float  # the last sampled smallest sqrt(v_hat)
+    growth_step: int  # the last step with a gradient-growth finding
+    losses: tuple[float, ...]  # the last `recent` finite losses
+    was_finite: bool
+
+
+def raise_adam_epsilon(collapse: float = 10.0, rise: float = 2.0, recent: int = 10, factor: float = 10.0,
+                       floor: float = 1e-8) -> Repair:
+    if collapse <= 1 or rise <= 1 or recent < 3 or factor <= 0 or floor <= 0:
+        raise ValueError("raise_adam_epsilon needs collapse > 1, rise > 1, recent >= 3, factor > 0, floor > 0")
+    fix = FIXES["adam_epsilon"][0]
+
+    def init() -> AdamEpsilonState:
+        return AdamEpsilonState(0.0, 0.0, math.inf, -(10 ** 9), (), True)
+
+    def propose(stats: StepStats, findings: Findings, plan: Plan, st: AdamEpsilonState):
+        if stats.layers:
+            medians = [x.adam_sqrt_v_median for x in stats.layers if x.adam_sqrt_v_median is not None]
+            mins = [x.adam_sqrt_v_min for x in stats.layers if x.adam_sqrt_v_min is not None]
+            if medians and all(math.isfinite(v) for v in medians):
+                median = statistics.median(medians)
+                st = st._replace(peak_sqrt_v=max(st.peak_sqrt_v, median), sqrt_v=median,
+                                 sqrt_v_min=min(mins) if mins else math.inf)
+        if any(f.code in _GROWTH for f in findings):
+            st = st._replace(growth_step=stats.step)
+        loss, finite = stats.loss, stats.finite and stats.loss is not None and math.isfinite(stats.loss)
+        proposal = None
+        if st.peak_sqrt_v > 0.0:  # an Adam-family optimizer
+            eps = max(floor, factor * st.sqrt_v)
+            if not finite and st.was_finite and st.sqrt_v_min == 0.0:
+                # where v underflowed there is no sqrt(v) to be large against: the adapter's dtype floor decides
+                proposal = Proposal("non_finite", {"eps": floor, "sqrt_v_median": st.sqrt_v, "sqrt_v_min": 0.0},
+                                    fix, restore_before=stats.step - 1)
+            elif (finite and len(st.losses) >= recent and st.sqrt_v * collapse <= st.peak_sqrt_v
+                  and stats.step - st.growth_step <= recent and loss >= rise * statistics.median(st.losses)):
+                proposal = Proposal("adam_epsilon", {"eps": eps, "sqrt_v_median": st.sqrt_v,
+                                                     "sqrt_v_peak": st.peak_sqrt_v}, fix)
+        if finite and stats.applied:
+            st = st._replace(losses=(st.losses + (float(loss),))[-recent:])
+        return proposal, st._replace(was_finite=finite)
+
+    def apply(plan: Plan, params: dict) -> Plan:
+        return plan._replace(adam_eps=max(plan.adam_eps or 0.0, params["eps"]))
+
+    return Repair("adam_epsilon", init, propose, apply)

@@ -1,0 +1,210 @@
+"""Trials: a repair that changes the training itself is tried, measured, and kept or undone.
+
+A *repair* (:class:`Repair`) watches the run and proposes a change when its evidence holds (a larger Adam
+epsilon, a lower learning rate). :func:`trials` runs the proposals one at a time, as an experiment:
+
+1. the trend before: a least-squares line through the log of the last ``history`` losses up to the step that
+   raised the proposal (the trajectory the run is on, troubles included, so a blow-up in progress is the trend
+   to beat);
+2. snapshot (the adapter's in-memory rollback snapshot, labelled with the first step under the change), then
+   the change, as standing orders of the plan;
+3. watch ``window`` applied steps;
+4. keep the change only if the loss measurably improved against the trend: the median of the window's log-loss
+   residuals to the extrapolated line is below ``-log(1 + margin)`` and below ``-noise_z`` robust standard
+   deviations of the residuals before. Otherwise roll back to the snapshot (bit-exact) and record the failed
+   attempt; a non-finite step in the window fails the trial at once. A repair whose trial failed is not
+   proposed again.
+
+Each trial is one ``trial`` action in the run log: the repair, its window, the loss at the start, the trend's
+prediction and the loss seen over the window, kept or not, and what to change in the code so the next run needs
+no repair. A proposal made while the run is already broken (non-finite weights, a drift that lost the progress
+made) asks to be carried out on the newest snapshot from before the trouble (``restore_before``); it is judged
+against the same trend.
+
+No proposal, no order: a run on which no repair finds its evidence is not touched at all (the trial policy
+orders nothing, so a healthy run stays bitwise equal to an unguarded one). Losses must be positive to have a
+trend on a log scale; a run with a signed loss gets no trials.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from trainguard.core.actions import Action
+from trainguard.core.policies.plan import Findings, Plan, Policy, RollbackOrder
+from trainguard.core.stats import StepStats
+from trainguard.core.window import MAD_TO_SIGMA
+
+_LABELS = 16  # snapshot labels remembered (the adapters hold a few)
+
+__all__ = ["Proposal", "Repair", "TrialsState", "RunningTrial", "trials", "trend", "improvement"]
+
+
+class Proposal(NamedTuple):
+    """A change a repair asks to try: ``params`` go to its ``apply``; ``fix`` says what to change in the code."""
+
+    reason: str  # the finding code or signal that raised it
+    params: dict[str, Any]
+    fix: str
+    restore_before: int | None = None  # the run is broken: carry the change out on a snapshot labelled <= this
+
+
+class Repair(NamedTuple):
+    """One repair: ``propose(stats, findings, plan, state) -> (Proposal | None, state)`` watches the run;
+    ``apply(plan, params) -> plan`` gives the change's standing orders while it is tried or kept."""
+
+    name: str
+    init: Callable[[], Any]
+    propose: Callable[[StepStats, Findings, Plan, Any], tuple[Proposal | None, Any]]
+    apply: Callable[[Plan, dict[str, Any]], Plan]
+    after: str | None = None  # tried only once the trial of the repair of this name failed
+
+
+class RunningTrial(NamedTuple):
+    repair: int  # index into the repairs
+    proposal: Proposal
+    step: int  # the step that raised it
+    label: int  # the snapshot the change started from
+    first: int  # the first step whose loss the change can have moved
+    slope: float  # the trend before: log loss = intercept + slope * step
+    intercept: float
+    noise: float  # robust standard deviation of the residuals before
+    start_loss: float
+    residuals: tuple[float, ...]  # log loss minus the trend, over the window so far
+    losses: tuple[float, ...]
+
+
+class TrialsState(NamedTuple):
+    steps: tuple[int, ...]  # the last `history` applied steps with a positive finite loss ...
+    logs: tuple[float, ...]  # ... and the logs of those losses
+    signed: bool  # a loss <= 0 was seen: no trend on a log scale, no trials
+    labels: tuple[int, ...]  # snapshots ordered so far (label 0: the adapter's initial one)
+    running: RunningTrial | None
+    kept: tuple[tuple[int, dict[str, Any]], ...]  # (repair index, params) in force
+    failed: frozenset[int]  # repairs whose trial failed
+    repair_states: tuple[Any, ...]
+
+
+def trend(steps: tuple[int, ...], logs: tuple[float, ...]) -> tuple[float, float, float]:
+    """Least-squares line through (step, log loss): slope, intercept, and the robust standard deviation
+    (1.4826 x MAD) of the residuals. One point: a flat line through it."""
+    x = np.asarray(steps, dtype=np.float64)
+    y = np.asarray(logs, dtype=np.float64)
+    if len(x) < 2 or float(np.ptp(x)) == 0.0:
+        level = float(np.median(y))
+        return 0.0, level, 0.0
+    slope, intercept = np.polyfit(x, y, 1)
+    residuals = y - (intercept + slope * x)
+    noise = MAD_TO_SIGMA * float(np.median(np.abs(residuals - np.median(residuals))))
+    return float(slope), float(intercept), noise
+
+
+def improvement(residuals: tuple[float, ...], noise: float, margin: float, noise_z: float) -> bool:
+    """Whether the loss over the window is measurably below the trend: the median residual (log scale) is below
+    ``-log(1 + margin)`` and below ``-noise_z`` times the noise of the residuals before."""
+    if not residuals:
+        return False
+    median = float(np.median(residuals))
+    return median < -max(math.log1p(margin), noise_z * noise)
+
+
+def trials(*repairs: Repair, history: int = 8, window: int = 20, margin: float = 0.1, noise_z: float = 2.0,
+           keep: int = 1) -> Policy:
+    """``keep``: how many snapshots the adapter holds while a trial runs (the other policies' plus this one's)."""
+    if history < 1 or window < 1 or margin <= 0 or keep < 1:
+        raise ValueError("trials need history >= 1, window >= 1, margin > 0 and keep >= 1")
+
+    def init() -> TrialsState:
+        return TrialsState((), (), False, (0,), None, (), frozenset(), tuple(r.init() for r in repairs))
+
+    def orders(plan: Plan, st: TrialsState) -> Plan:
+        for index, params in st.kept:
+            plan = repairs[index].apply(plan, params)
+        if st.running is not None:
+            plan = repairs[st.running.repair].apply(plan, st.running.proposal.params)
+        return plan
+
+    def record(run: RunningTrial, step: int, kept: bool, why: str) -> Action:
+        window_loss = float(np.median(run.losses)) if run.losses else None
+        predicted = math.exp(run.intercept + run.slope * (run.first + max(step, run.first)) / 2.0)
+        params = {"repair": repairs[run.repair].name, **run.proposal.params, "snapshot": run.label,
+                  "from_step": run.first, "to_step": step, "fix": run.proposal.fix}
+        effect = {"kept": kept, "why": why, "loss_at_start": run.start_loss, "loss_trend": predicted,
+                  "loss_window": window_loss,
+                  "improvement": -float(np.median(run.residuals)) if run.residuals else None}
+        return Action("trial", run.step, run.proposal.reason, params, effect)
+
+    def end(plan: Plan, st: TrialsState, step: int, kept: bool, why: str, restore: bool) -> tuple[Plan, TrialsState]:
+        run = st.running
+        plan = plan.log(record(run, step, kept, why))
+        if kept:
+            return plan, st._replace(running=None, kept=st.kept + ((run.repair, run.proposal.params),))
+        if restore:
+            plan = plan._replace(rollback=RollbackOrder(run.label, 0))
+            st = st._replace(labels=tuple(x for x in st.labels if x <= run.label))
+        return plan, st._replace(running=None, failed=st.failed | {run.repair})
+
+    def start(plan: Plan, st: TrialsState, stats: StepStats, index: int, proposal: Proposal):
+        step = stats.step
+        if proposal.restore_before is not None:
+            older = [x for x in st.labels if x <= proposal.restore_before]
+            if not older:
+                return plan, st
+            label = older[-1]
+            plan = plan._replace(rollback=RollbackOrder(label, 0))
+            st = st._replace(labels=tuple(x for x in st.labels if x <= label))
+        else:
+            label = step + 1
+            plan = plan._replace(snapshot=max(plan.snapshot, keep))
+            st = st._replace(labels=(st.labels + (label,))[-_LABELS:])
+        if not st.logs:
+            return plan, st
+        slope, intercept, noise = trend(st.steps, st.logs)
+        first = step + 2  # the loss of the next step comes from weights the change has not touched yet
+        start_loss = math.exp(intercept + slope * first)
+        run = RunningTrial(index, proposal, step, label, first, slope, intercept, noise, start_loss, (), ())
+        action = Action(repairs[index].name, step, proposal.reason,
+                        {**proposal.params, "trial_window": window, "snapshot": label}, {})
+        return plan.log(action), st._replace(running=run)
+
+    def update(stats: StepStats, findings: Findings, plan: Plan, st: TrialsState):
+        step = stats.step
+        proposals = []
+        sub_states = []
+        for index, (repair, sub) in enumerate(zip(repairs, st.repair_states)):
+            proposal, sub = repair.propose(stats, findings, plan, sub)
+            sub_states.append(sub)
+            if proposal is not None and index not in st.failed and all(i != index for i, _ in st.kept) \
+                    and (repair.after is None or any(repairs[i].name == repair.after for i in st.failed)):
+                proposals.append((index, proposal))
+        st = st._replace(repair_states=tuple(sub_states))
+        if plan.snapshot:
+            st = st._replace(labels=(st.labels + (step + 1,))[-_LABELS:])
+        loss = stats.loss
+        usable = stats.applied and stats.finite and loss is not None and math.isfinite(loss)
+        if usable and loss <= 0.0:
+            st = st._replace(signed=True)
+        if usable and loss > 0.0 and st.running is None:
+            st = st._replace(steps=(st.steps + (step,))[-history:], logs=(st.logs + (math.log(loss),))[-history:])
+        run = st.running
+        if run is not None:
+            if plan.rollback is not None:  # another policy rolls back: the trial's window is gone
+                plan, st = end(plan, st, step, False, "another policy rolled back", restore=False)
+            elif not stats.finite and step >= run.first:
+                plan, st = end(plan, st, step, False, "a non-finite step in the window", restore=True)
+            elif usable and step >= run.first and loss > 0.0:
+                residual = math.log(loss) - (run.intercept + run.slope * step)
+                run = run._replace(residuals=run.residuals + (residual,), losses=run.losses + (float(loss),))
+                st = st._replace(running=run)
+                if len(run.residuals) >= window:
+                    kept = improvement(run.residuals, run.noise, margin, noise_z)
+                    why = "the loss fell below its trend" if kept else "the loss did not fall measurably below its trend"
+                    plan, st = end(plan, st, step, kept, why, restore=not kept)
+        elif proposals and not st.signed and plan.rollback is None:
+            index, proposal = proposals[0]
+            plan, st = start(plan, st, stats, index, proposal)
+        return orders(plan, st), st
+
+    return Policy("trials(" + ",".join(r.name for r in repairs) + ")", init, update, frozenset({"snapshots"}))
