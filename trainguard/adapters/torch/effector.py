@@ -189,6 +189,8 @@ class TorchEffector:
         if plan is None or not plan.acts_per_step:
             return []
         norm = stats.grad_norm if stats.grad_norm is not None else math.nan
+        if stats.clip_max_norm is not None and math.isfinite(norm):  # the run clips first: decided on that norm
+            norm = norm * min(1.0, stats.clip_max_norm / (norm + _EPS))
         decision = step_decision(plan, stats.loss_finite and stats.grads_finite, norm, _EPS)
         if decision.apply and decision.clip_coef >= 1.0:
             return []
