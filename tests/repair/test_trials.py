@@ -139,7 +139,8 @@ def test_lower_lr_is_proposed_on_a_divergence_finding_only():
     finding = Finding("divergence", Severity.WARNING, 56, None, {"steps": 50}, "rising")
     proposal, state = repair.propose(StepStats(step=56, loss=2.0), (finding,), Plan(), state)
     early, _ = repair.propose(StepStats(step=3, loss=2.0), (finding._replace(step=3),), Plan(), repair.init())
-    assert quiet is None and early is None and proposal.params == {"lr_factor": 0.1, "rising_since": 6}
+    assert quiet is None and early is None
+    assert proposal.params == {"cause": "lr_too_high", "lr_factor": 0.1, "rising_since": 6}
     assert repair.apply(Plan(lr_scale=0.5), proposal.params).lr_scale == pytest.approx(0.05)
 
 

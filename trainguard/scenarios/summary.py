@@ -14,7 +14,7 @@ from trainguard.report import html
 from trainguard.report.svg import Marker, Series, line_plot
 from trainguard.scenarios.runner import Scenario, ScenarioResult
 
-__all__ = ["Comparison", "cause_found", "actions_taken", "html_report"]
+__all__ = ["Comparison", "cause_found", "repaired_cause", "actions_taken", "html_report"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,14 @@ class Comparison:
 
     @property
     def cause_right(self) -> bool:
-        return self.guarded is not None and self.guarded.top_cause == self.scenario.cause
+        return self.guarded is not None and self.scenario.cause in (self.guarded.top_cause,
+                                                                    repaired_cause(self.guarded))
+
+
+def repaired_cause(result: ScenarioResult) -> str | None:
+    """The cause a kept trial repaired: the experiment showed it (the symptom it removes may then be gone from
+    the run the diagnosis reads)."""
+    return next((a.params.get("cause") for a in result.actions if a.kind == "trial" and a.effect.get("kept")), None)
 
 
 def _top_finding(findings: tuple[Finding, ...]) -> Finding | None:
@@ -39,9 +46,12 @@ def _top_finding(findings: tuple[Finding, ...]) -> Finding | None:
 def cause_found(result: ScenarioResult) -> str:
     """The diagnosed top cause with its confidence; the top finding (marked so) where the guard offers no
     diagnosis; ``-`` when there is neither."""
-    if result.diagnosis:
+    repaired = repaired_cause(result)
+    if result.diagnosis and (repaired is None or result.diagnosis[0].code == repaired):
         top = result.diagnosis[0]
         return f"{top.code} ({top.confidence:.0%})"
+    if repaired is not None:
+        return f"{repaired} (trial kept)"
     if result.diagnosis is not None:
         return "none"
     finding = _top_finding(result.findings)

@@ -6,8 +6,9 @@ chain); this module only executes the plan after each step:
 - standing orders (skip non-finite steps, skip gradient-norm outliers, clip to ``clip_norm``/``clip_value``, the
   LR scale) become the wrapper's :class:`~trainguard.adapters.keras.records.Orders`, which the next updates
   execute (the core's ``step_decision``, written with ``ops`` for compiled steps);
-- one-shot orders run on the host between steps: in-memory snapshots and rollback-and-skip (model weights and
-  optimizer state), resetting the optimizer's moments, raising Adam's epsilon.
+- one-shot orders run on the host between steps: in-memory snapshots and rollback-and-skip (model weights,
+  optimizer state and its epsilon, so a trial that raised it is undone too), resetting the optimizer's moments,
+  raising Adam's epsilon (at least to what the weights' dtype represents).
 
 Not carried out on Keras, said once in the run log: unit-wise clipping (AGC) and the StableAdamW update cap need
 a per-tensor learning rate, which Keras optimizers do not expose; putting layers back in training mode cannot be
@@ -50,6 +51,7 @@ class KerasEffector:
         self.read = read
         self.before_write = before_write
         self.snapshots: dict[int, list[np.ndarray]] = {}
+        self._epsilons: dict[int, Any] = {}  # the optimizer's epsilon at each snapshot: an attribute, not a variable
         self._unsupported: set[str] = set()
         self._window = 0  # batches still to skip after a rollback (the wrapper counts them down too)
         self._rollback_skipped: list[int] = []  # steps skipped since the last rollback
@@ -95,7 +97,7 @@ class KerasEffector:
         if plan.reset_moments:
             effects["reset_moments"] = self._reset_moments()
         if plan.adam_eps is not None:
-            effects["adam_eps"] = self._raise_epsilon(plan.adam_eps)
+            effects["adam_epsilon"] = effects["adam_eps"] = self._raise_epsilon(plan.adam_eps)
         for order, active in (("agc", plan.agc_clipping is not None),
                               ("adam_update_cap", plan.adam_update_cap is not None),
                               ("restore_mode", bool(plan.restore_modules))):
@@ -135,9 +137,12 @@ class KerasEffector:
 
     def _take_snapshot(self, label: int, keep: int | None) -> None:
         self.snapshots[label] = collect.weight_arrays(self._state_variables(), self.read)
+        self._epsilons[label] = getattr(self.optimizer.inner_optimizer, "epsilon", None)
         if keep is not None:
             for old in sorted(self.snapshots)[:-keep]:
                 del self.snapshots[old]
+        for old in [k for k in self._epsilons if k not in self.snapshots]:
+            del self._epsilons[old]
 
     def _rollback(self, label: int) -> dict[str, Any]:
         saved = self.snapshots.get(label)
@@ -150,8 +155,11 @@ class KerasEffector:
         self.before_write()
         for var, value in zip(variables, saved):
             var.assign(value.astype(var.dtype) if hasattr(value, "astype") else value)
+        if self._epsilons.get(label) is not None:  # a trial that raised it is undone with the rest
+            self.optimizer.inner_optimizer.epsilon = self._epsilons[label]
         for newer in [k for k in self.snapshots if k > label]:
             del self.snapshots[newer]
+            self._epsilons.pop(newer, None)
         return {"restored": True, "to_step": label}
 
     def _reset_moments(self) -> dict[str, Any]:
@@ -172,6 +180,10 @@ class KerasEffector:
         old = getattr(inner, "epsilon", None)
         if old is None:
             return {"applied": False, "why": "the optimizer has no epsilon"}
-        if old < eps:
-            inner.epsilon = float(eps)
-        return {"epsilon_before": old, "epsilon": max(old, eps)}
+        # representable where v lost its precision: the square root of the smallest normal of the weights' dtype
+        # (7.8e-3 in float16), as the torch effector does
+        floats = [np.dtype(str(v.dtype)) for v in self.variables if np.issubdtype(np.dtype(str(v.dtype)), np.floating)]
+        target = max([float(eps)] + [float(np.sqrt(np.finfo(d).tiny)) for d in floats])
+        if old < target:
+            inner.epsilon = target
+        return {"epsilon_before": old, "epsilon": max(old, target), "eps_before": old, "eps": max(old, target)}

@@ -76,11 +76,12 @@ def raise_adam_epsilon(collapse: float = 10.0, rise: float = 2.0, recent: int = 
             eps = max(floor, factor * st.sqrt_v)
             if not finite and st.was_finite and st.sqrt_v_min == 0.0:
                 # where v underflowed there is no sqrt(v) to be large against: the adapter's dtype floor decides
-                proposal = Proposal("non_finite", {"eps": floor, "sqrt_v_median": st.sqrt_v, "sqrt_v_min": 0.0},
+                proposal = Proposal("non_finite", {"cause": "adam_epsilon", "eps": floor, "sqrt_v_median": st.sqrt_v,
+                                                   "sqrt_v_min": 0.0},
                                     fix, restore_before=stats.step - 1)
             elif (finite and len(st.losses) >= recent and st.sqrt_v * collapse <= st.peak_sqrt_v
                   and stats.step - st.growth_step <= recent and loss >= rise * statistics.median(st.losses)):
-                proposal = Proposal("adam_epsilon", {"eps": eps, "sqrt_v_median": st.sqrt_v,
+                proposal = Proposal("adam_epsilon", {"cause": "adam_epsilon", "eps": eps, "sqrt_v_median": st.sqrt_v,
                                                      "sqrt_v_peak": st.peak_sqrt_v}, fix)
         if finite and stats.applied:
             st = st._replace(losses=(st.losses + (float(loss),))[-recent:])

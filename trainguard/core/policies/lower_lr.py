@@ -63,7 +63,7 @@ def lower_lr(factor: float = 0.1) -> Repair:
         st = _watch(stats, findings, st)
         if st.step != stats.step:
             return None, st
-        return Proposal("divergence", {"lr_factor": factor, "rising_since": st.onset}, fix), st
+        return Proposal("divergence", {"cause": "lr_too_high", "lr_factor": factor, "rising_since": st.onset}, fix), st
 
     return Repair("lower_lr", lambda: DivergenceSeen(-1, -1), propose, _apply)
 
@@ -79,7 +79,7 @@ def lower_lr_from_before(factor: float = 0.1, within: int = 100) -> Repair:
         st = _watch(stats, findings, st)
         if st.step < 0 or stats.step - st.step > within:
             return None, st
-        return Proposal("divergence", {"lr_factor": factor, "rising_since": st.onset}, fix,
+        return Proposal("divergence", {"cause": "lr_too_high", "lr_factor": factor, "rising_since": st.onset}, fix,
                         restore_before=st.onset), st
 
     return Repair("lower_lr_from_before", lambda: DivergenceSeen(-1, -1), propose, _apply, after="lower_lr")

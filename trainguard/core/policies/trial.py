@@ -200,7 +200,8 @@ def trials(*repairs: Repair, history: int = 8, window: int = 20, margin: float =
                 st = st._replace(running=run)
                 if len(run.residuals) >= window:
                     kept = improvement(run.residuals, run.noise, margin, noise_z)
-                    why = "the loss fell below its trend" if kept else "the loss did not fall measurably below its trend"
+                    why = ("the loss fell below its trend" if kept
+                           else "the loss did not fall measurably below its trend")
                     plan, st = end(plan, st, step, kept, why, restore=not kept)
         elif proposals and not st.signed and plan.rollback is None:
             index, proposal = proposals[0]
