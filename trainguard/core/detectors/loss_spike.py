@@ -4,8 +4,11 @@ the run does next.
 Spike onset (OLMo's spike rule, z >= 6 over 128 steps; PaLM's rollback-and-skip): the loss's rise above its recent
 level has a robust z-score >= ``z`` (6) against the rises of the last ``window`` (128) finite losses, after
 ``min_history`` (20) of them, and the loss is at least ``min_rise`` (30%) above that level. The recent level is a
-short bias-corrected EMA (``level_halflife`` 8 steps, a lone spike capped at twice the level) and the rise is
-``(loss - level) / |level|``. Judging rises rather than raw losses is ours: early in training the loss falls 2-3x
+short bias-corrected EMA (``level_halflife`` 8 steps, a lone spike capped at twice the level), lowered by its lag
+behind a falling loss: Brown's double exponential smoothing (``2 * EMA - EMA(EMA)``, NIST/SEMATECH e-Handbook
+6.4.3.4), floored at the lowest of the last ``fast_level`` (3) losses (a line overshoots an exponential decay),
+never raised. In a decay of 4.6% a step the EMA alone sits 2.1x above the loss and a 4x spike scored z < 6. The
+rise is ``(loss - level) / |level|``; the episode is judged against the EMA. Judging rises rather than raw losses is ours: early in training the loss falls 2-3x
 within 128 steps, which inflates a raw-loss MAD until a 4x spike scores z < 6. The 30% floor is ours too: in a
 very quiet run a 10% bump is six MADs, yet no one calls it a spike. The z-score's scale is at least what the
 window's 97.5th percentile implies (``_tail_z``): minibatch losses are heavy-tailed, and a MAD alone scored z >= 6
@@ -22,11 +25,18 @@ A spike episode is judged when it ends, or when it repeats:
   90% of the first half's): the run lost ground and stays there. A loss that jumps and then falls steadily is a
   change of data the run is learning (a curriculum switch, a new task): INFO. So is a loss raised by the
   learning rate rising within ``settle_steps`` before the onset or since (a warm restart, SGDR).
-* **Repeated** (WARNING) — the ``recurring``-th (4th) spike onset within ``window`` steps (OLMo and PaLM act on
-  spikes that recur). Measured on healthy runs (docs/severity.md): at most 3 onsets in 128 steps. The tail-aware
-  scale also bounds it from above: spikes that recur become the window's q97.5 (about its 3 largest values) and
-  stop scoring z >= 6, so the count to reach must stay at about that. Onsets count once the window is full: the tail of fewer values is too loose to judge a repeat. One such warning per
-  repeated stretch; it ends after ``window`` steps without an onset.
+* **Repeated** (WARNING) — the ``recurring``-th (3rd) large spike onset within ``recurring_window`` (512) steps
+  (OLMo and PaLM act on spikes that recur; a bad sample comes back once an epoch). Large: the spike undoes at least
+  ``min_give_back`` (half) of the progress from the start (the median of the first ``start_steps`` (10) losses) to
+  the recent level. A converged run's spikes are huge against its level and small on the run's scale (0.0003 ->
+  0.15 after a start at 2.0: 7% of its progress), and counting every spike warned on healthy runs. A run with no
+  progress beyond its batch-to-batch spread (the start above the level by less than the window's q97.5 rise) has
+  none to give back: its spikes do not count (a stall is ``plateau``'s). On the corpus' DEV healthy runs no spike
+  undid more than 30% of the progress, and no fixed twin had more than 2 large ones within 512 steps; the one
+  unstandardized sample of ``keras_fit_unstandardized_sample`` undoes 87-95% each epoch. Onsets count once the
+  window is full (the tail of fewer values is too loose to judge), and never once a loss <= 0 was seen (a policy
+  gradient's loss has no scale). One warning per repeated stretch; it ends after ``recurring_window`` steps without
+  a large onset.
 
 A loss spike is never an ERROR: a run that is broken shows it as ``non_finite`` or ``divergence``.
 
@@ -91,22 +101,28 @@ class LossSpikeState(NamedTuple):
     level_weight: float  # ... with its bias correction
     norms: RobustTrack  # the last `window` finite global gradient norms
     grad_spike_step: int  # last step whose gradient norm was anomalous (-1: none)
-    onsets: tuple[int, ...]  # spike onsets within the last `window` steps
+    onsets: tuple[int, ...]  # onsets of large spikes (see `min_give_back`) within the last `recurring_window` steps
+    lag_ema: float  # an EMA of the recent level (Brown's second smoothing), to measure the level's lag ...
+    lag_weight: float  # ... with its bias correction
+    last: tuple[float, ...]  # the last `fast_level` finite losses
+    first: tuple[float, ...]  # the first `start_steps` finite losses: their median is where the run started
+    signed: bool  # a loss <= 0 was seen: the loss has no scale (a policy gradient's), its spikes don't repeat
     pending: SpikeEpisode | None  # the spike being judged
-    repeating: bool  # a repeated-spikes warning was given and no `window` steps without an onset passed since
+    repeating: bool  # a repeated-spikes warning was given and no `recurring_window` steps without an onset passed since
     was_spike: bool  # whether the previous finite loss was a spike
     lr: float | None  # the previous step's learning rate
     lr_rose_at: int  # the last step whose learning rate was above the one before
 
 
 def loss_spike(z: float = 6.0, window: int = 128, min_history: int = 20, min_rise: float = 0.3,
-               level_halflife: float = 8.0, grad_z: float = 4.0, lead_steps: int = 3, recurring: int = 4,
+               level_halflife: float = 8.0, grad_z: float = 4.0, lead_steps: int = 3, recurring: int = 3,
+               recurring_window: int = 512, min_give_back: float = 0.5, fast_level: int = 3, start_steps: int = 10,
                recovered_steps: int = 3, settle_steps: int = 50) -> Detector:
     alpha = 1.0 - 0.5 ** (1.0 / level_halflife)
 
     def init() -> LossSpikeState:
-        return LossSpikeState(robust_track(window), 0.0, 0.0, robust_track(window), -1, (), None, False, False, None,
-                              -(10 ** 18))
+        return LossSpikeState(robust_track(window), 0.0, 0.0, robust_track(window), -1, (), 0.0, 0.0, (), (), False,
+                              None, False, False, None, -(10 ** 18))
 
     def update(stats: StepStats, state: LossSpikeState):
         step = stats.step
@@ -124,19 +140,34 @@ def loss_spike(z: float = 6.0, window: int = 128, min_history: int = 20, min_ris
             return (), state._replace(norms=norms, grad_spike_step=grad_spike_step)
 
         level_ema, level_weight = robust_ema(state.level_ema, state.level_weight, loss, alpha)
+        last = (state.last + (loss,))[-fast_level:]
+        first = state.first if len(state.first) >= start_steps else state.first + (loss,)
+        signed = state.signed or loss <= 0
         level = state.level_ema / state.level_weight if state.level_weight > 0 else 0.0
-        if level == 0.0:  # the first loss, or a level with no scale: nothing to judge against
+        lag_ema, lag_weight = state.lag_ema, state.lag_weight
+        base = level
+        if level > 0:
+            lag_ema, lag_weight = lag_ema + alpha * (level - lag_ema), lag_weight + alpha * (1.0 - lag_weight)
+            if state.lag_weight > 0 and len(state.last) == fast_level:
+                # The EMA lags a falling loss (at 4.6% a step it sits 2.1x above it, and a 4x spike looks 1.9x).
+                # Brown's double exponential smoothing removes the lag of a trend: level + (level - its own EMA),
+                # floored at the lowest of the last few losses (a straight line overshoots an exponential decay).
+                # Only ever lower: a rising level must not hide a spike.
+                trend_free = 2.0 * level - state.lag_ema / state.lag_weight
+                base = min(level, max(trend_free, min(state.last)))
+        if level == 0.0 or base == 0.0:  # the first loss, or a level with no scale: nothing to judge against
             return (), state._replace(norms=norms, grad_spike_step=grad_spike_step, level_ema=level_ema,
-                                      level_weight=level_weight)
-        rise = (loss - level) / abs(level)
+                                      level_weight=level_weight, lag_ema=lag_ema, lag_weight=lag_weight, last=last,
+                                      first=first, signed=signed)
+        rise = (loss - base) / abs(base)
         spike, tail = None, math.nan
         if rise >= min_rise and track_size(state.rises) >= min_history:
             score, tail = _tail_z(state.rises, rise, z)
             if score >= z:
                 spike = score
         onsets = state.onsets
-        if onsets and onsets[0] <= step - window:
-            onsets = tuple(s for s in onsets if s > step - window)
+        if onsets and onsets[0] <= step - recurring_window:
+            onsets = tuple(s for s in onsets if s > step - recurring_window)
         repeating = state.repeating and bool(onsets)
         found: list[Finding] = []
         pending = state.pending
@@ -147,9 +178,19 @@ def loss_spike(z: float = 6.0, window: int = 128, min_history: int = 20, min_ris
                 found.append(judged)
         new_onset = spike is not None and not state.was_spike  # a spike several steps long is one onset
         if new_onset:
-            if track_size(state.rises) >= window:  # a window still filling has a loose tail: its onsets don't count
+            # How much of the run's progress the spike undid: a converged run's 0.0003 -> 0.15 is a 500x rise but
+            # 7% of its way down from 2.0; the bad batch of the corpus' keras_fit_unstandardized_sample, 85-95%.
+            # A loss that made no progress has none to give back (a stall is the plateau detector's), nor one whose
+            # progress is within its batch-to-batch spread (the start above the level by less than the window's
+            # q97.5 rise: a rare class in small batches, whose first batches are as likely high as low).
+            start = sorted(first)[len(first) // 2]  # a median: the first batch may be an outlier itself
+            progressed = level > 0 and start > level * (1.0 + tail)
+            given_back = (loss - level) / (start - level) if progressed else None
+            large = not signed and given_back is not None and given_back >= min_give_back
+            if track_size(state.rises) >= window and large:  # a window still filling has a loose tail
                 onsets += (step,)
-            evidence = {"loss": loss, "recent_level": level, "rise": rise, "z": spike,
+            evidence = {"loss": loss, "recent_level": base, "rise": rise, "z": spike,
+                        "progress_given_back": given_back,
                         "grad_norm": norm if finite(norm) else None,
                         "grad_norm_led": _led(step, grad_spike_step, state.norms, lead_steps, min_history),
                         "spikes_in_window": len(onsets)}
@@ -157,11 +198,12 @@ def loss_spike(z: float = 6.0, window: int = 128, min_history: int = 20, min_ris
                 evidence["grad_spike_step"] = grad_spike_step
             if len(onsets) >= recurring and not repeating:
                 repeating, pending = True, None
-                found.append(_finding(step, Severity.WARNING, "repeated", evidence, step, window))
+                found.append(_finding(step, Severity.WARNING, "repeated", evidence, step, recurring_window))
             elif pending is None and not repeating:
                 pending = SpikeEpisode(step, level, tail, evidence, (), 0)
         new_state = LossSpikeState(track_push(state.rises, rise), level_ema, level_weight, norms, grad_spike_step,
-                                   onsets, pending, repeating, spike is not None, state.lr, lr_rose_at)
+                                   onsets, lag_ema, lag_weight, last, first, signed, pending, repeating, spike is not None,
+                                   state.lr, lr_rose_at)
         return tuple(found), new_state
 
     return Detector("loss_spike", init, update)
@@ -212,7 +254,8 @@ def _finding(onset: int, severity: Severity, outcome: str, evidence: dict[str, A
         message = (f"loss level shift at step {onset}: {head}; {span} steps later the loss still sits at "
                    f"{evidence['settled_loss']:.4g}")
     else:
-        message = f"repeated loss spikes: {evidence['spikes_in_window']} within {span} steps, at step {onset}: {head}"
+        message = (f"repeated loss spikes: {evidence['spikes_in_window']} within {span} steps, each undoing at least "
+                   f"half the progress since the start, at step {onset}: {head}")
     return Finding("loss_spike", severity, onset, None, evidence, message)
 
 
