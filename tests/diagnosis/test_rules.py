@@ -203,19 +203,58 @@ def _dead(stats, fraction):
                                          for a in s.activations)) for s in stats]
 
 
-def test_dead_relu_is_stronger_when_the_loss_stalled():
-    causes = diagnose(_dead(healthy(), 0.8), [])
-    assert codes(causes) == ["dead_relu"] and causes[0].confidence == 0.6
+def test_dead_relu_is_the_cause_of_a_stall_and_a_note_in_a_run_that_trains():
+    # Units off for a whole batch in a run whose loss falls: a finding, not what went wrong (Glorot et al. 2011).
+    assert diagnose(_dead(healthy(), 1.0), []) == []
+    stalled = [replace(s, loss=1.0) for s in _dead(healthy(), 1.0)]
+    causes = diagnose(stalled, [])
+    assert codes(causes)[0] == "dead_relu" and causes[0].confidence == 0.75
     assert set(causes[0].evidence["layers"]) == {"act1", "act2"}
-    stalled = [replace(s, loss=1.0) for s in _dead(healthy(), 0.8)]
-    assert by_code(diagnose(stalled, []))["dead_relu"].confidence == 0.75
+
+
+def _with_sigmoid(stats, saturated):
+    return [replace(s, activations=(ActivationStats("sig", "sigmoid", saturated_fraction=saturated),)
+                    + s.activations) if s.activations else s for s in stats]
 
 
 def test_saturated_activation():
-    stats = [replace(s, activations=(ActivationStats("sig", "sigmoid", saturated_fraction=0.9),) + s.activations)
-             if s.activations else s for s in healthy()]
-    causes = diagnose(stats, [])
-    assert codes(causes) == ["saturated_activation"] and causes[0].evidence["layers"] == {"sig": 0.9}
+    assert diagnose(_with_sigmoid(healthy(), 0.9), []) == []
+    causes = diagnose(_with_sigmoid([replace(s, loss=1.0) for s in healthy()], 0.9), [])
+    assert codes(causes)[0] == "saturated_activation" and causes[0].evidence["layers"] == {"sig": 0.9}
+
+
+def _stuck_wrong_side(stats, every=10, stuck_loss=0.57, its_grad=0.004):
+    """One pattern in ``every`` keeps a large error that reaches no gradient (SO 13632976: a tanh output
+    saturated on the wrong side); the others fit, their loss and gradient small together."""
+    out = []
+    for s in stats:
+        late = s.step >= 50
+        if late and s.step % every == 3:
+            out.append(replace(s, loss=stuck_loss, grad_norm=its_grad))
+        elif late:
+            out.append(replace(s, loss=s.loss * 1e-3, grad_norm=s.grad_norm * 0.005))
+        else:
+            out.append(s)
+    return out
+
+
+def _final_tanh(stats, saturated=0.57):
+    return [replace(s, activations=s.activations[:-1] + (
+        ActivationStats("out_tanh", "tanh", saturated_fraction=saturated, output_std=s.activations[-1].output_std),
+        s.activations[-1])) if s.activations else s for s in stats]
+
+
+def test_a_saturated_output_whose_error_reaches_no_gradient_is_saturated_activation():
+    stats = _final_tanh(_stuck_wrong_side(healthy(600)))
+    found = [finding("saturated_activation", 100, Severity.INFO, where="out_tanh", saturated_fraction=0.57)]
+    causes = diagnose(stats, found)
+    assert codes(causes)[0] == "saturated_activation" and causes[0].confidence >= 0.6
+    assert causes[0].evidence["worst_loss_over_median"] >= 100
+    # The same losses with gradients that follow the error: the network still learns from those samples.
+    follows = [replace(s, grad_norm=2.0) if s.loss == 0.57 else s for s in stats]
+    assert "saturated_activation" not in codes(diagnose(follows, found))
+    # Without the output measured saturated, hard samples are hard samples.
+    assert "saturated_activation" not in codes(diagnose(_stuck_wrong_side(healthy(600)), []))
 
 
 def test_a_saturated_final_sigmoid_is_a_confident_classifier_unless_the_loss_stalled():

@@ -9,8 +9,9 @@ import numpy as np
 from trainguard.core.detectors.activation_health import output_activation
 from trainguard.core.detectors.data_scale import scale_factor
 from trainguard.core.diagnosis.run_view import RunView
+from trainguard.core.stats import StepStats
 
-__all__ = ["data_scale_factors", "data_off_scale", "median_update_ratio", "max_layer_update_ratio", "update_ratio_spread",
+__all__ = ["data_scale_factors", "adam_first_update", "first_loss_on_unit_data", "data_off_scale", "median_update_ratio", "max_layer_update_ratio", "update_ratio_spread",
            "gradient_growth", "first_last_gradient_ratio", "zero_gradient_layers", "activations_sampled",
            "saturation_in_a_deep_stack"]
 
@@ -29,15 +30,42 @@ def data_scale_factors(view: RunView) -> dict[str, dict]:
     return out
 
 
+def _weight_update_ratios(s: StepStats) -> list[float]:
+    # Weights only: a bias starts at ~0, so its ratio says nothing about the step size (Karpathy's
+    # heuristic is for weights).
+    return [l.update_ratio for l in s.layers
+            if l.update_ratio is not None and math.isfinite(l.update_ratio) and not _is_bias(l.name)]
+
+
+def _adam(s: StepStats) -> bool:
+    return any(l.adam_update_rms is not None for l in s.layers)
+
+
+def adam_first_update(view: RunView) -> dict | None:
+    """Adam's first update against the weights, when the run's first step was sampled: the typical weight
+    tensor's update-to-weight ratio and the share of tensors at or above 1. With bias correction, Adam's first
+    step is m1 / sqrt(v1) = sign(g) per element (Kingma & Ba 2015, sec. 2-3): every weight moves by the learning
+    rate itself, whatever the gradient's scale. The ratio then measures the learning rate against the weights'
+    own scale alone: neither large data nor a large gradient makes it large."""
+    first = view.stats[0] if view.stats else None
+    if first is None or not first.layers or not first.finite or not _adam(first):
+        return None
+    ratios = _weight_update_ratios(first)
+    if not ratios:
+        return None
+    return {"step": first.step, "median_update_ratio": float(np.median(ratios)),
+            "share_at_least_weights": float(np.mean(np.asarray(ratios) >= 1.0))}
+
+
 def _update_ratios_by_step(view: RunView, before: int | None) -> list[list[float]]:
     rows = []
+    first_step = view.stats[0].step if view.stats else None
     for s in view.sampled:
         if before is not None and s.step >= before:
             break
-        # Weights only: a bias starts at ~0, so its ratio says nothing about the step size (Karpathy's
-        # heuristic is for weights).
-        ratios = [l.update_ratio for l in s.layers
-                  if l.update_ratio is not None and math.isfinite(l.update_ratio) and not _is_bias(l.name)]
+        if s.step == first_step and _adam(s) and len(view.sampled) > 1:
+            continue  # Adam's first step is +-lr per element whatever the gradient (adam_first_update)
+        ratios = _weight_update_ratios(s)
         if ratios:
             rows.append(ratios)
     return rows
@@ -53,6 +81,21 @@ def max_layer_update_ratio(view: RunView, before: int | None = None) -> float | 
     """Median over the sampled steps of the largest per-tensor update-to-weight ratio."""
     rows = _update_ratios_by_step(view, before)
     return float(np.median([max(r) for r in rows])) if rows else None
+
+
+def first_loss_on_unit_data(view: RunView, unit: float = 10.0) -> dict | None:
+    """The run's first loss, computed before any update, against a trivial predictor's (the targets' second
+    moment, at least 1), when both the inputs and the targets were measured within ``unit`` (10x) of unit scale.
+    No learning rate acts on that loss; with the data at unit scale, a first loss far above the trivial level
+    comes from the network itself amplifying its input (an initialization or a recurrence with gain > 1)."""
+    factors = data_scale_factors(view)
+    if any(which not in factors or factors[which]["scale_factor"] >= unit for which in ("inputs", "targets")):
+        return None
+    first = view.losses[0] if len(view.losses) else math.nan
+    if not math.isfinite(first):
+        return None
+    reference = max(1.0, view.targets_second_moment or 1.0)
+    return {"first_loss": float(first), "trivial_reference": reference, "first_over_trivial": float(first) / reference}
 
 
 def data_off_scale(view: RunView) -> list[str]:

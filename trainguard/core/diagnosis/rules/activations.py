@@ -3,9 +3,13 @@
 SageMaker Debugger's ``DeadRelu`` and ``SaturatedActivation`` rules flag a layer with more than 50% dead or
 saturated units. What separates them from each other and from vanishing gradients is measured, not inferred:
 the activation statistics themselves (a unit that never fires; an input in the flat part of a sigmoid/tanh).
-With such a finding: 0.6, and 0.75 when the loss stalled (the dead or saturated layer then explains it). The
-model's output sigmoid/tanh counts as saturated only when the loss stalled: a classifier whose predictions
-became confident saturates it by fitting well. Saturation in fewer than half the layers of a deep (>= 3)
+With such a finding: 0.6 when training went unstable, 0.75 when the loss stalled (the dead or saturated layer
+then explains it); in a run whose loss neither stalled nor went unstable, no cause: a ReLU layer whose units are
+off for a whole batch is common in healthy networks (Glorot, Bordes & Bengio 2011 measured 50-80% of a rectifier
+network's activations at zero in networks that trained well; the healthy corpus' policy network keeps ~75% of a
+layer off every batch), and a cause is what went wrong. The model's output sigmoid/tanh counts as saturated only
+when the loss stalled, or when the error stopped reaching the weights (``_error_without_gradient``): a
+classifier whose predictions became confident saturates it by fitting well. Saturation in fewer than half the layers of a deep (>= 3)
 sigmoid/tanh stack is not separated from vanishing gradients (the gradient fades through the whole stack).
 
 Without activation statistics, exactly-zero gradients separate dead units from vanishing ones: a dead ReLU
@@ -29,9 +33,14 @@ from trainguard.core.findings import Severity
 
 __all__ = ["dead_relu", "saturated_activation"]
 
+STUCK_ERROR = 100.0
+GRADIENT_FOLLOWS = 10.0
+
 
 def _from_findings(view: RunView, code: str, value_key: str, what: str) -> Cause | None:
     stalled = view.stalled
+    if not (stalled or view.unstable):
+        return None  # units off or flat in a run that trains: a finding to note, not what went wrong
     # A saturated final activation is a confident classifier unless the loss stalled.
     final = _final_activation(view) if code == "saturated_activation" else None
     found = [f for f in view.of(code)
@@ -90,4 +99,39 @@ def saturated_activation(view: RunView) -> Cause | None:
     measured = _from_findings(view, "saturated_activation", "saturated_fraction", "saturated")
     if measured is not None:
         return measured
+    unreached = _error_without_gradient(view)
+    if unreached is not None:
+        return unreached
     return _stall_candidate(view, "saturated_activation", "saturated sigmoid/tanh units")
+
+
+def _error_without_gradient(view: RunView) -> Cause | None:
+    """The model's output sigmoid/tanh measured saturated, and in the second half of the run the worst 10% of
+    the steps have a loss >= ``STUCK_ERROR`` (100) times the median step's while their gradient norm is less
+    than ``GRADIENT_FOLLOWS`` (10) times the median step's. The gradient is the error times the activation's
+    slope; a unit saturated on the wrong side has a large error and a slope ~0, so those samples' loss stays
+    high and nothing moves it (LeCun et al. 1998, "Efficient BackProp", sec. 4.5: targets at the asymptotes of
+    the sigmoid drive the outputs into saturation). In a network that learns, the gradient grows with the error:
+    the healthy corpus' worst steps have a loss <= 18x the median with a gradient >= 0.8x the median's."""
+    final = _final_activation(view)
+    if final is None or not any(f.where == final for f in view.of("saturated_activation")):
+        return None
+    half = len(view.stats) // 2
+    losses, norms = view.losses[half:], view.grad_norms[half:]
+    keep = np.isfinite(losses) & np.isfinite(norms) & (losses > 0) & (norms > 0)
+    if keep.sum() < 20:
+        return None
+    losses, norms = losses[keep], norms[keep]
+    worst = losses >= np.quantile(losses, 0.9)
+    typical_loss, typical_norm = float(np.median(losses)), float(np.median(norms))
+    loss_ratio = float(np.median(losses[worst])) / typical_loss
+    norm_ratio = float(np.median(norms[worst])) / typical_norm
+    if loss_ratio < STUCK_ERROR or norm_ratio >= GRADIENT_FOLLOWS:
+        return None
+    evidence = {"output_activation": final, "worst_loss_over_median": round(loss_ratio, 1),
+                "worst_grad_norm_over_median": round(norm_ratio, 3),
+                "separated_by": "the output measured saturated, and the worst steps' error reaches no gradient"}
+    message = (f"the output {final} is saturated and the worst 10% of the late steps have {loss_ratio:.3g}x the "
+               f"median loss with only {norm_ratio:.2g}x its gradient: units saturated on the wrong side, whose "
+               f"error the flat activation does not pass back")
+    return make_cause(view, "saturated_activation", 0.6, evidence, message)

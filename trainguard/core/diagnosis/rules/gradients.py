@@ -43,8 +43,8 @@ from trainguard.core.diagnosis.course import recovery
 from trainguard.core.diagnosis.rules._make import CANDIDATE, make_cause, strength
 from trainguard.core.diagnosis.run_view import RunView
 from trainguard.core.diagnosis.signals import (activations_sampled, data_off_scale, first_last_gradient_ratio,
-                                               gradient_growth, saturation_in_a_deep_stack, update_ratio_spread,
-                                               zero_gradient_layers)
+                                               first_loss_on_unit_data, gradient_growth, saturation_in_a_deep_stack,
+                                               update_ratio_spread, zero_gradient_layers)
 from trainguard.core.findings import Severity
 
 __all__ = ["exploding_gradient", "vanishing_gradient"]
@@ -53,6 +53,7 @@ EXPLOSIVE_GROWTH = 100.0
 VANISHING_RATIO = 1e-2
 STAYED_UP = 3.0
 TINY_GRAD_NORM = 1e-4
+AMPLIFIED_AT_INIT = 100.0
 
 
 def exploding_gradient(view: RunView) -> Cause | None:
@@ -70,8 +71,16 @@ def exploding_gradient(view: RunView) -> Cause | None:
             found.append((f, rise))
     grew = (growth is not None and growth["growth"] >= EXPLOSIVE_GROWTH
             and (bool(view.nonfinite_steps) or _sustained(view, growth["peak_step"], initial)))
-    if not found and not grew:
+    at_init = _exploding_at_init(view)
+    if not found and not grew and at_init is None:
         return None
+    if at_init is not None and not found and not grew:
+        confidence = 0.65 + (0.1 if view.nonfinite_steps else 0.0)
+        message = (f"the first loss, before any update, is {at_init['first_over_trivial']:.3g}x a trivial "
+                   f"predictor's on data of unit scale"
+                   + (f", and the run went non-finite at step {view.nonfinite_steps[0]}" if view.nonfinite_steps
+                      else "") + ": the network amplifies its signal from initialization on (forward and back)")
+        return make_cause(view, "exploding_gradient", confidence, at_init, message)
     top_rise = max((r for _, r in found if r is not None), default=0.0)
     # A finding backed by real growth (>= 10x) is strong; one whose norm barely doubled is an outlier, not a blow-up.
     confidence = (0.7 if top_rise >= 10 else 0.6) if found else 0.55
@@ -113,6 +122,24 @@ def exploding_gradient(view: RunView) -> Cause | None:
     if nonfinite_after:
         message += f", then non-finite at step {nonfinite_after[0]}"
     return make_cause(view, "exploding_gradient", confidence, evidence, message)
+
+
+def _exploding_at_init(view: RunView) -> dict | None:
+    """The first loss >= ``AMPLIFIED_AT_INIT`` (100) times a trivial predictor's on data measured at unit scale
+    (``first_loss_on_unit_data``), and the run unstable from its first points. The loss before the first update
+    owes nothing to the learning rate, nor to the data's scale here: the network's forward signal already grows
+    through its layers or time steps, and the backward one grows by the same Jacobians (Glorot & Bengio 2010;
+    Pascanu, Mikolov & Bengio 2013, sec. 2 for recurrent networks). A freshly initialized network on standardized
+    data starts near the trivial level (the healthy corpus: at most 2x; cross-entropy over 1e6 classes is 14)."""
+    first = first_loss_on_unit_data(view)
+    onset = view.first_unstable_step
+    if first is None or first["first_over_trivial"] < AMPLIFIED_AT_INIT or onset is None:
+        return None
+    if view.point_of(onset) > max(10, len(view.stats) // 10):
+        return None
+    return {**first, "unstable_from_step": onset, "initial_grad_norm": float(view.grad_norms[0]),
+            "separated_by": "a first loss far above a trivial predictor's before any update, on unit-scale data: "
+                            "neither the learning rate nor the data's scale"}
 
 
 def _rise_after(view: RunView, step: int, initial: float | None, span: int = 5) -> float | None:

@@ -14,6 +14,12 @@ Too high. What separates it from its look-alikes:
   inputs move the first layer, vanishing gradients leave all but the last one still). Confidence 0.6 to 0.85
   with instability or a stall; 0.5 without either when the typical ratio is >= 0.1 (the loss may still fall, but
   each step rewrites a tenth of the weights).
+- Adam's first update as large as the weights (the typical weight tensor's update-to-weight ratio at the run's
+  first step >= 1, ``signals.adam_first_update``): with bias correction that step is +-lr per element whatever
+  the data's or the gradient's scale (Kingma & Ba 2015), so it measures the learning rate against the weights
+  alone, and it separates the LR from unscaled data and exploding gradients. 0.6 to 0.85 (with the ratio up to
+  100) when the run is troubled or the loss rose after that first step, 0.5 otherwise. The healthy corpus' largest
+  is 0.1. Adam's first step is left out of the typical ratios above (it is larger than any later one).
 - the LR rose into the trouble (a warm-up or a schedule peak just before the instability): 0.65 (Cohen et al.
   2021: past the stability edge gradient descent oscillates and diverges).
 - the loss oscillates (the doctor's ``oscillation`` finding) or climbed back and stayed up, with no update ratios
@@ -37,7 +43,8 @@ from trainguard.core.diagnosis.cause import Cause
 from trainguard.core.diagnosis.course import column_change
 from trainguard.core.diagnosis.rules._make import CANDIDATE, make_cause, strength
 from trainguard.core.diagnosis.run_view import RunView
-from trainguard.core.diagnosis.signals import data_off_scale, max_layer_update_ratio, update_ratio_spread
+from trainguard.core.diagnosis.signals import (adam_first_update, data_off_scale, max_layer_update_ratio,
+                                               update_ratio_spread)
 from trainguard.core.findings import Severity
 
 __all__ = ["lr_too_high", "lr_too_low", "lr_rise_before"]
@@ -48,8 +55,10 @@ ALL_LAYERS_SHARE = 0.5
 LOW_RATIO = 1e-4
 TINY_LR = 1e-6
 LR_RISE = 1.2
-MIN_SAMPLES = 3
+MIN_SAMPLES = 2
 HUGE_GRADIENT = 100.0  # ||g|| / ||W||: the gradient, not the learning rate, makes the updates large
+FIRST_UPDATE_RATIO = 1.0  # 10x the largest Adam first update of the healthy corpus (0.1: lr 2e-3 on GPT-2's init)
+RISE_AFTER_FIRST = 1.1
 
 
 def lr_rise_before(view: RunView, step: int | None) -> float | None:
@@ -75,9 +84,8 @@ def lr_too_high(view: RunView) -> Cause | None:
         evidence.update(spread)
     if rise is not None:
         evidence["lr_rise_before_trouble"] = round(rise, 3)
-    # At least MIN_SAMPLES sampled steps: Adam's first update moves every weight by the LR itself (m / sqrt(v) is
-    # +-1 at step 1), larger than any later one, so one sample at the start says little, unless that update was
-    # larger than the weights themselves.
+    # At least MIN_SAMPLES sampled steps (Adam's first update, +-lr per element, is not among them: it is
+    # ``adam_first_update``'s evidence), unless the one update was larger than the weights themselves.
     all_layers = (spread is not None and spread["median_update_ratio"] >= HIGH_RATIO
                   and spread["share_of_layers_large"] >= ALL_LAYERS_SHARE
                   and (spread["samples"] >= MIN_SAMPLES or spread["median_update_ratio"] >= 1.0))
@@ -86,6 +94,18 @@ def lr_too_high(view: RunView) -> Cause | None:
     if off_scale:
         evidence["data_off_scale"] = off_scale
     huge_gradients = spread is not None and (spread["median_grad_to_weight"] or 0.0) >= HUGE_GRADIENT
+    first = adam_first_update(view)
+    if first is not None and first["median_update_ratio"] >= FIRST_UPDATE_RATIO:
+        rose = _rose_after_first_update(view)
+        evidence.update(adam_first_update=first, loss_rose_after_first_update=rose,
+                        separated_by="Adam's first update, the learning rate per weight whatever the data or the "
+                                     "gradient, as large as the weights")
+        ratio = first["median_update_ratio"]
+        confidence = 0.6 + 0.25 * strength(ratio, FIRST_UPDATE_RATIO, 100.0) if (troubled or rose) else 0.5
+        message = (f"Adam's first update moved the typical weight tensor by {ratio:.2g}x its norm"
+                   + (" and the loss rose after it" if rose else "") + ": the learning rate is as large as the "
+                   "weights themselves (about 1e-3 of them per step is healthy)")
+        return make_cause(view, "lr_too_high", confidence, evidence, message)
     if all_layers and (troubled or spread["median_update_ratio"] >= HUGE_RATIO):
         typical = spread["median_update_ratio"]
         if not off_scale and not huge_gradients:
@@ -122,6 +142,15 @@ def lr_too_high(view: RunView) -> Cause | None:
         evidence["calm_before"] = True
     return make_cause(view, "lr_too_high", 0.4 if calm_first else 0.5, evidence,
                       f"{what}: a learning rate too high is the usual cause")
+
+
+def _rose_after_first_update(view: RunView) -> bool:
+    """The loss of the next (up to 3) points is above the first one: the first update made the model worse."""
+    losses = view.losses
+    after = losses[1:4][np.isfinite(losses[1:4])]
+    return bool(len(losses) and np.isfinite(losses[0]) and losses[0] > 0 and len(after)
+                and float(np.median(after)) > RISE_AFTER_FIRST * float(losses[0])) or bool(
+        len(losses) > 1 and not np.isfinite(losses[1:4]).all())
 
 
 def lr_too_low(view: RunView) -> Cause | None:

@@ -1,0 +1,123 @@
+"""The look-alikes of issue 11 section 4 told apart by measured evidence: Adam's first update (the learning
+rate against the weights, whatever the data or the gradient), the first loss before any update (what no
+learning rate causes), on streams and on small real PyTorch runs."""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+
+from _diag_streams import healthy, with_data
+from trainguard.core.diagnosis import diagnose
+from trainguard.core.findings import Finding, Severity
+from trainguard.core.stats import TensorSummary
+
+
+def codes(causes):
+    return [c.code for c in causes]
+
+
+def _adam(stats, first_ratio, later_ratio=1e-3):
+    """Adam's statistics: an update RMS per tensor; the first update ``first_ratio`` of every weight tensor."""
+    out = []
+    for s in stats:
+        ratio = first_ratio if s.step == 0 else later_ratio
+        out.append(replace(s, layers=tuple(replace(l, adam_update_rms=0.3, update_ratio=ratio * math.exp(0.1 * i))
+                                           for i, l in enumerate(s.layers))))
+    return out
+
+
+def _rise_after_first(stats, factor):
+    return [replace(s, loss=s.loss * factor) if 1 <= s.step <= 40 else s for s in stats]
+
+
+def test_adams_first_update_as_large_as_the_weights_is_the_learning_rate():
+    # lr 1.0 with Adam (rajveermalviya/language-modeling#3): the first step moves every weight by the LR itself.
+    causes = diagnose(_rise_after_first(_adam(healthy(), first_ratio=10.0), 2.0), [])
+    assert codes(causes)[0] == "lr_too_high" and causes[0].confidence >= 0.6
+    assert causes[0].evidence["adam_first_update"]["median_update_ratio"] >= 10
+    assert causes[0].evidence["loss_rose_after_first_update"] is True
+
+
+def test_an_ordinary_adam_first_update_says_nothing():
+    # 0.1: the healthy corpus' largest (lr 2e-3 on GPT-2's initialization).
+    assert diagnose(_rise_after_first(_adam(healthy(), first_ratio=0.1), 2.0), []) == []
+
+
+def test_a_large_first_update_without_adam_is_not_read_as_the_learning_rate():
+    # SGD's first update is lr * g: a huge gradient makes it large at any learning rate.
+    stats = [replace(s, layers=tuple(replace(l, update_ratio=10.0) for l in s.layers)) if s.step == 0 else s
+             for s in _rise_after_first(healthy(), 2.0)]
+    causes = diagnose(stats, [])
+    assert "lr_too_high" not in codes(causes) or causes[0].confidence < 0.6
+
+
+def test_adams_first_step_does_not_make_the_typical_update_large():
+    # JoeyNMT#81's GRU: Adam's first update is 0.024 of the weights, the later ones under 0.01; one gradient warning.
+    stats = _adam(healthy(), first_ratio=0.024, later_ratio=0.007)
+    found = [Finding("exploding_gradient", Severity.WARNING, 200, None, {}, "gradient norm grew 10x")]
+    assert "lr_too_high" not in codes(diagnose(stats, found))
+    # The same run whose later updates are large in every layer is the learning rate's.
+    large = _adam(healthy(), first_ratio=0.024, later_ratio=0.03)
+    assert "lr_too_high" in codes(diagnose(large, found))
+
+
+def _blown_at_init(first_loss, data=TensorSummary(mean=0.0, std=1.0, abs_max=3.0)):
+    """TF#45146's SimpleRNN (gain 1.3): the first loss far above the trivial level, non-finite at step 1."""
+    stats = with_data(healthy(40), inputs=data, targets=TensorSummary(mean=0.0, std=0.9, abs_max=2.5))
+    first = replace(stats[0], loss=first_loss, grad_norm=3e4,
+                    layers=tuple(replace(l, update_ratio=30.0, grad_norm=1e3) for l in stats[0].layers))
+    rest = [replace(s, loss=math.nan, grad_norm=math.nan, loss_finite=False, grads_finite=False, layers=(),
+                    activations=()) for s in stats[1:3]]
+    return [first, *rest]
+
+
+def test_a_first_loss_far_above_trivial_on_unit_data_is_an_explosion_not_the_learning_rate():
+    causes = diagnose(_blown_at_init(235.0), [Finding("non_finite", Severity.ERROR, 1, "rnn.kernel", {}, "nan")])
+    assert codes(causes)[0] == "exploding_gradient" and causes[0].confidence >= 0.6
+    assert causes[0].evidence["first_over_trivial"] == pytest.approx(235.0)
+
+
+def test_the_same_blow_up_from_an_ordinary_first_loss_is_not_read_at_initialization():
+    causes = diagnose(_blown_at_init(1.2), [Finding("non_finite", Severity.ERROR, 1, "rnn.kernel", {}, "nan")])
+    assert not (codes(causes)[:1] == ["exploding_gradient"] and causes[0].confidence >= 0.6)
+
+
+def test_a_first_loss_far_above_trivial_on_large_inputs_is_the_data():
+    large = TensorSummary(mean=20.0, std=30.0, abs_max=200.0)
+    causes = diagnose(_blown_at_init(235.0, data=large), [Finding("non_finite", Severity.ERROR, 1, None, {}, "nan")])
+    assert codes(causes)[0] == "unscaled_data"
+
+
+# -- small real runs ---------------------------------------------------------------------------------------------
+torch = pytest.importorskip("torch")
+
+
+def _adam_classifier(lr: float, steps: int = 120):
+    from torch import nn
+
+    import trainguard
+
+    torch.manual_seed(0)
+    x = torch.randn(512, 16)
+    y = (x[:, :4].sum(dim=1) > 0).long() + (x[:, 4] > 1).long()
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 3))
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    guard = trainguard.Guard(model, optimizer, policy="observe")
+    generator = torch.Generator().manual_seed(0)
+    for step in range(steps):
+        idx = torch.randint(0, 512, (32,), generator=generator)
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        loss.backward()
+        guard.step(loss, inputs=x[idx], targets=y[idx])
+    guard.close()
+    return guard.diagnose()
+
+
+def test_adam_at_lr_1_is_diagnosed_lr_too_high_and_at_1e_3_not():
+    high = _adam_classifier(1.0)
+    assert codes(high)[0] == "lr_too_high" and high[0].confidence >= 0.6
+    assert high[0].evidence["adam_first_update"]["median_update_ratio"] >= 1
+    assert "lr_too_high" not in codes(_adam_classifier(1e-3))
