@@ -113,12 +113,20 @@ def test_nothing_of_trainguard_stays_on_the_model_between_steps():
     guard.close()
 
 
-@pytest.mark.parametrize("loss", [None, "abc", [1.0]])
+@pytest.mark.parametrize("loss", ["abc", [1.0]])
 def test_a_loss_that_is_no_number_is_a_one_line_type_error(loss):
     model, optimizer = seed003_model()
     guard = trainguard.Guard(model, optimizer)
     with pytest.raises(TypeError, match=r"^guard.step\(loss\) takes the loss tensor \(or a number\), got \w+$"):
         guard.step(loss)
+
+
+def test_no_loss_and_nothing_accumulated_is_a_one_line_type_error():
+    model, optimizer = seed003_model()
+    guard = trainguard.Guard(model, optimizer)
+    with pytest.raises(TypeError, match=r"^guard.step\(\) needs the step's loss \(or guard.accumulate\(loss\) for "
+                                        r"each micro-batch first\)$"):
+        guard.step(None)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -112,6 +112,8 @@ class StepStats:
     # Gradient accumulation: how many micro-batches this optimizer step summed (None: one batch, not accumulated);
     # ``loss`` is then their mean and ``batch_size`` their total.
     micro_batches: int | None = None
+    # The first micro-batch (0-based) whose loss was non-finite, when the step accumulated several.
+    first_nonfinite_micro_batch: int | None = None
     extra: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -156,7 +158,7 @@ class StepStats:
         known = _field_names(cls)
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["step"] = _whole(data["step"], "step")
-        for key in ("epoch", "batch_size", "micro_batches"):
+        for key in ("epoch", "batch_size", "micro_batches", "first_nonfinite_micro_batch"):
             if kwargs.get(key) is not None:
                 kwargs[key] = _whole(kwargs[key], key)
         for key in ("loss_finite", "grads_finite", "weights_finite", "applied", "scaler_skipped"):

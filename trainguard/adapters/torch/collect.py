@@ -13,6 +13,7 @@ import torch
 __all__ = [
     "tensor_norms",
     "step_vector",
+    "given_norm_vector",
     "snapshot",
     "update_norms",
     "grad_sparsity",
@@ -63,6 +64,16 @@ def step_vector(loss: torch.Tensor, grads: Sequence[torch.Tensor], device: torch
         return loss.float().reshape(1)
     vector = torch.stack([loss, *_norm_list(grads, 2.0, device, plain)])  # stack promotes a low-precision loss
     return vector if vector.dtype == torch.float32 else vector.float()
+
+
+def given_norm_vector(loss: torch.Tensor, grad_norm: torch.Tensor | float, device: torch.device) -> torch.Tensor:
+    """``[loss, grad_norm]`` as one float32 vector on ``device``, from a global norm the user already computed
+    (``clip_grad_norm_`` returns it): no pass over the gradients."""
+    loss = loss.detach()
+    if loss.dim():
+        loss = loss.reshape(()) if loss.numel() == 1 else loss.float().mean()
+    norm = torch.as_tensor(grad_norm).detach()
+    return torch.stack([loss.to(device).float(), norm.to(device).float().reshape(())])
 
 
 def snapshot(weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:

@@ -13,6 +13,12 @@ it stays on the device and is read back every ``fetch_every`` steps with one tra
 where a read is free; ``preset.fetch_every`` on an accelerator). Findings and the run log therefore lag by at
 most ``fetch_every - 1`` steps on GPU; ``flush()`` or ``close()`` reads the rest.
 
+Real loops (docs/real-loops.md): ``Guard(..., scaler=scaler)`` under AMP (the guard unscales, measures the unscaled
+gradients, calls ``scaler.step``/``scaler.update``; see ``amp.py``); ``guard.accumulate(loss, ...)`` per micro-batch
+then ``guard.step()`` under gradient accumulation (see ``accumulate.py``); ``Guard(..., clip=max_norm)`` for a run
+that clips its gradients: ``guard.step(loss, grad_norm=clip_grad_norm_(...))`` when the loop clips (the guard takes
+the pre-clip norm it returns, no second pass), or ``guard.step(loss)`` and the guard clips with that cap.
+
 Non-finite localisation: at the first non-finite step of an episode, the guard re-runs ``model(inputs)`` under
 ``torch.no_grad()`` with temporary forward hooks and records the first module whose output is non-finite
 (``StepStats.first_nonfinite_module``). On CPU it does so before the update, with the step's own inputs and
@@ -31,12 +37,14 @@ itself are the user's and propagate unchanged.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import nn
 
-from trainguard.adapters.torch import collect, distributed, hooks
+from trainguard.adapters.torch import amp, collect, distributed, hooks
+from trainguard.adapters.torch.accumulate import MicroBatches
 from trainguard.adapters.torch.effector import TorchEffector
 from trainguard.adapters.torch.measure import Measurer
 from trainguard.adapters.torch.modes import eval_mode_modules
@@ -99,18 +107,27 @@ class Guard:
         exporters: callables receiving each recorded StepStats, Finding and Action (``trainguard.exports``:
             TensorBoard, W&B, MLflow). Under torch.distributed the statistics are reduced across ranks and
             only rank 0 writes the log and exports (``trainguard.adapters.torch.distributed``).
+        scaler: the run's ``torch.amp.GradScaler`` under mixed precision: ``step`` then unscales the gradients
+            (unless the loop did), measures them, and calls ``scaler.step(optimizer)`` and ``scaler.update()``.
+            Pass the unscaled loss to ``step``. The scaler's skip of an overflow step is recorded as such.
+        clip: the ``max_norm`` of the run's own gradient clipping. With ``step(loss, grad_norm=norm)`` (``norm``
+            as ``clip_grad_norm_`` returned it) the guard records that pre-clip norm; with ``step(loss)`` the guard
+            clips at this cap itself, as ``clip_grad_norm_`` would. Routine clipping is then no alarm.
 
     The optimizer's param groups are followed as they change (``optimizer.add_param_group``).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, policy: Any = "safe",
                  log: str | Any | None = None, preset: str | Preset = "standard", *, scheduler: Any = None,
-                 detectors: Detector | None = None, fetch_every: int | None = None, exporters: Any = ()):
+                 detectors: Detector | None = None, fetch_every: int | None = None, exporters: Any = (),
+                 scaler: Any = None, clip: float | None = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"Guard needs the torch.nn.Module being trained, got {type(model).__name__}")
         if not hasattr(optimizer, "param_groups") or not callable(getattr(optimizer, "step", None)):
             raise TypeError(f"Guard needs the model's torch.optim.Optimizer, got {type(optimizer).__name__}")
         exporters = check_guard_arguments(policy=policy, log=log, detectors=detectors, exporters=exporters)
+        self.scaler = amp.check_scaler(scaler)
+        self.clip = _check_clip(clip)
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler
@@ -132,6 +149,7 @@ class Guard:
         self._pending: list[PendingStep] = []
         self._open: tuple[Any, ...] | None = None  # a step between begin_update and end_update
         self._inputs: Any = None
+        self._micro: MicroBatches | None = None  # the micro-batches accumulated for the coming step
         self._previous_finite = True  # the last fetched step was finite (a non-finite episode starts after it)
         self._closed = False
         reduce = distributed.step_reducer(model)  # None outside a process group
@@ -191,15 +209,41 @@ class Guard:
     def log(self) -> RunLogWriter | None:
         return self.session.log
 
-    def step(self, loss: torch.Tensor, batch_size: int | None = None, *, inputs: Any = None, targets: Any = None,
-             epoch: int | None = None) -> tuple[Finding, ...]:
-        """Measures this step, applies the update (``optimizer.step()``, unless a repair policy skips it) and
-        returns the findings raised by the statistics fetched during this call."""
-        apply = self.begin_update(loss, batch_size, inputs=inputs, targets=targets, epoch=epoch)
-        return self.end_update(apply_update(self.optimizer, apply))
+    def step(self, loss: torch.Tensor | None = None, batch_size: int | None = None, *, inputs: Any = None,
+             targets: Any = None, epoch: int | None = None,
+             grad_norm: torch.Tensor | float | None = None) -> tuple[Finding, ...]:
+        """Measures this step, applies the update (``optimizer.step()``, or ``scaler.step(optimizer)`` and
+        ``scaler.update()`` under AMP, unless a repair policy skips it) and returns the findings raised by the
+        statistics fetched during this call. After :meth:`accumulate`, call it without a loss.
+        ``grad_norm``: the global gradient norm the loop computed (``clip_grad_norm_``'s return value)."""
+        apply = self.begin_update(loss, batch_size, inputs=inputs, targets=targets, epoch=epoch, grad_norm=grad_norm)
+        if self.scaler is None:
+            applied = apply_update(self.optimizer, apply)
+        else:
+            applied = amp.step_and_update(self.scaler, self.optimizer, apply)
+        return self.end_update(applied)
 
-    def begin_update(self, loss: torch.Tensor, batch_size: int | None = None, *, inputs: Any = None,
-                     targets: Any = None, epoch: int | None = None) -> bool | torch.Tensor:
+    def accumulate(self, loss: torch.Tensor, batch_size: int | None = None, *, inputs: Any = None,
+                   targets: Any = None) -> None:
+        """Records one micro-batch of the coming optimizer step (gradient accumulation); :meth:`step` without a
+        loss then takes the step. ``loss``: the micro-batch's loss as the loss function returns it (its mean),
+        NOT divided by the accumulation steps; the step's loss is the mean over the micro-batches."""
+        if self._closed:
+            raise RuntimeError("guard.accumulate() called after guard.close()")
+        if not isinstance(loss, torch.Tensor):
+            loss = _loss_tensor(loss)
+        micro = self._micro if self._micro is not None else MicroBatches()
+        self._micro = micro
+        summarise = self.schedule.data.due(self.step_count) and "data summary" not in self._containment.disabled
+        micro.add(loss, batch_size, inputs, targets)
+        if summarise:
+            self._try("data summary", micro.add_summaries, inputs, targets)
+        if inputs is not None and self.fetch_every == 1 and micro.first_nonfinite is None and self._previous_finite:
+            self._try("non-finite localisation", self._locate_micro_batch, micro, inputs)
+
+    def begin_update(self, loss: torch.Tensor | None = None, batch_size: int | None = None, *, inputs: Any = None,
+                     targets: Any = None, epoch: int | None = None,
+                     grad_norm: torch.Tensor | float | None = None) -> bool | torch.Tensor:
         """The first half of :meth:`step`, for a trainer that takes the optimizer step itself: measures the step
         and lets the repair decide (it may clip the gradients or scale the LRs in place). Returns whether to
         apply the update: a bool, or a 0-dim bool tensor on an accelerator (see ``update.apply_update``). The
@@ -208,8 +252,24 @@ class Guard:
             raise RuntimeError("guard.step() called after guard.close()")
         if self._open is not None:
             raise RuntimeError("guard.begin_update() called twice without end_update()")
-        if not isinstance(loss, torch.Tensor):
+        micro, self._micro = self._micro, None
+        if micro is not None:
+            if loss is not None:
+                raise ValueError("guard.step(loss): the loss came from guard.accumulate() for each micro-batch; "
+                                 "call guard.step() without one")
+            micro_losses = micro.losses_vector(self.device)
+            loss = micro.mean_loss(micro_losses)
+            batch_size = micro.batch_size() if batch_size is None else batch_size
+            if inputs is None and targets is None:
+                inputs, targets = micro.inputs, micro.targets
+        elif loss is None:
+            raise TypeError("guard.step() needs the step's loss (or guard.accumulate(loss) for each micro-batch first)")
+        elif not isinstance(loss, torch.Tensor):
             loss = _loss_tensor(loss)
+        if grad_norm is not None and not isinstance(grad_norm, torch.Tensor):
+            grad_norm = _norm_value(grad_norm)
+        if self.scaler is not None:
+            amp.unscale(self.scaler, self.optimizer)  # the user's own error (unscale_ after step) is theirs
         step = self.step_count
         self._inputs = inputs
         if _groups_shape(self.optimizer) != self._groups:
@@ -229,21 +289,25 @@ class Guard:
         entry = before = None
         if "statistics" not in disabled:
             try:
-                entry = measure.step(step, loss, grads, names, epoch, batch_size)
+                entry = measure.step(step, loss, grads, names, epoch, batch_size, grad_norm)
+                self._measure_run(entry, micro, micro_losses if micro is not None else None)
             except Exception as e:  # noqa: BLE001 - containment
                 self._containment.contain("statistics", e)
+                entry = None
         if entry is not None and self.schedule.layers.due(step):
             before = self._try("layer statistics", measure.layers, entry, params, grads)
             self._try("activation hooks", measure.activations, entry)
         elif measure.probe.installed:
             measure.probe.remove()
         if entry is not None:
-            self._measure_context(entry, step, inputs, targets)
+            self._measure_context(entry, step, inputs, targets, micro)
+        clip_factor = self._run_clip(entry, params, grads, grad_norm)
 
         apply: bool | torch.Tensor = True
         if self._repairer is not None and REPAIRER not in disabled:
             try:
-                apply = self._repairer.before_update(self._context(step, loss, grads, params, names, entry))
+                context = self._context(step, loss, grads, params, names, entry, grad_norm, clip_factor)
+                apply = self._repairer.before_update(context)
             except Exception as e:  # noqa: BLE001 - containment: the update is applied as if unguarded
                 self._containment.contain(REPAIRER, e)
                 apply = True
@@ -359,11 +423,49 @@ class Guard:
             self._effector.forget_snapshots()
         self.session.event("param_groups_changed", self.step_count, parameters=self.names)
 
-    def _measure_context(self, entry: PendingStep, step: int, inputs: Any, targets: Any) -> None:
+    def _measure_run(self, entry: PendingStep, micro: MicroBatches | None, micro_losses: torch.Tensor | None) -> None:
+        """What the loop told the guard of its step: the clip cap, the AMP scaler, the micro-batches."""
+        entry.clip_max_norm = self.clip
+        if self.scaler is not None:
+            scaler = amp.overflow_and_scale(self.scaler, self.optimizer, self.device)
+            if scaler is not None:
+                entry.add("scaler", scaler, self.device)
+        if micro is not None:
+            entry.micro_batches = len(micro)
+            entry.add("micro_losses", micro_losses, self.device)
+            if micro.first_nonfinite is not None:
+                entry.located = True
+                entry.first_nonfinite_micro_batch = micro.first_nonfinite
+                entry.first_nonfinite_module = micro.first_nonfinite_module
+
+    def _run_clip(self, entry: PendingStep | None, params: list[nn.Parameter], grads: list[torch.Tensor],
+                  grad_norm: torch.Tensor | None) -> torch.Tensor | None:
+        """The run's own clipping (``Guard(clip=...)``): the factor the gradients were or are now scaled by,
+        ``min(1, max_norm / (norm + 1e-6))`` as ``clip_grad_norm_`` computes it; None when the run does not clip.
+        Without ``grad_norm`` the guard clips here, with the norm it measured (one pass, not two); this is the
+        run's own arithmetic, so it is not contained: a failure would change the run."""
+        if self.clip is None or not grads:
+            return None
+        if grad_norm is not None:
+            return torch.clamp(self.clip / (grad_norm.to(self.device).float() + 1e-6), max=1.0)
+        vector = entry.pieces.get("step") if entry is not None and not entry.given_norm else None
+        clip_with_norm = getattr(torch.nn.utils, "clip_grads_with_norm_", None)  # torch >= 2.6
+        if clip_with_norm is None:
+            total = torch.nn.utils.clip_grad_norm_(params, self.clip)
+        else:
+            if vector is not None and self._measure.plain:
+                total = torch.linalg.vector_norm(vector[1:])
+            else:  # statistics off, or gradients of other dtypes: torch's own norm, as clip_grad_norm_ takes it
+                total = torch.nn.utils.get_total_norm(grads)
+            clip_with_norm(params, self.clip, total)
+        return torch.clamp(self.clip / (total.to(self.device).float() + 1e-6), max=1.0)
+
+    def _measure_context(self, entry: PendingStep, step: int, inputs: Any, targets: Any,
+                         micro: MicroBatches | None = None) -> None:
         """What the schedule asks of this step besides the gradients: data, forensics, modes, a NaN's origin."""
         plan = self.schedule
         if plan.data.due(step):
-            self._try("data summary", self._measure.data, entry, inputs, targets)
+            self._try("data summary", self._measure.data, entry, inputs, targets, micro)
         if plan.forensic.due(step):
             self._try("forensic recording", self._measure.forensics, entry, inputs, targets)
         if plan.modes.due(step):
@@ -373,17 +475,33 @@ class Guard:
             self._try("non-finite localisation", self._locate_now, entry, inputs)
 
     def _locate_now(self, entry: PendingStep, inputs: Any) -> None:
-        if self._previous_finite and not entry.step_finite():
+        if self._previous_finite and not entry.located and not entry.step_finite() and not entry.routine_overflow():
             entry.located = True
             entry.first_nonfinite_module = hooks.locate_non_finite(self.model, inputs)
 
+    def _locate_micro_batch(self, micro: MicroBatches, inputs: Any) -> None:
+        """CPU: a micro-batch whose loss is non-finite is located now, with its own inputs and the weights of
+        its forward (unchanged until the optimizer step)."""
+        if not math.isfinite(micro.losses[-1].item()):
+            micro.first_nonfinite = len(micro) - 1
+            micro.first_nonfinite_module = hooks.locate_non_finite(self.model, inputs)
+
     def _context(self, step: int, loss: torch.Tensor, grads: list[torch.Tensor], params: list[nn.Parameter],
-                 names: list[str], entry: PendingStep | None) -> StepContext:
+                 names: list[str], entry: PendingStep | None, grad_norm: torch.Tensor | None,
+                 clip_factor: torch.Tensor | None) -> StepContext:
+        """What the repairer sees: the gradients as they are now, i.e. after the run's own clipping."""
         vector = entry.pieces.get("step") if entry is not None else None
         host = None
         if vector is None:  # statistics off
-            vector = collect.step_vector(loss, grads, self.device, self._measure.plain)
-        elif vector.device.type == "cpu":  # a read that costs no sync, and spares the repairer two kernels
+            if grad_norm is not None:
+                vector = collect.given_norm_vector(loss, grad_norm, self.device)
+            else:
+                vector = collect.step_vector(loss, grads, self.device, self._measure.plain)
+        if clip_factor is not None:
+            vector = torch.cat([vector[:1], vector[1:] * clip_factor])
+            if vector.device.type == "cpu":
+                host = vector.tolist()
+        elif entry is not None and vector.device.type == "cpu":  # a free read, spares the repairer two kernels
             host = entry.prefetch("step")
         return StepContext(step=step, loss=loss.detach(), vector=vector, params=list(params), names=list(names),
                            host=host)
@@ -396,7 +514,7 @@ class Guard:
         skipped them), so the weights are those of its forward; it runs on the inputs of the step now being
         taken. Otherwise ``first_nonfinite_module`` stays None (``first_nonfinite_grad`` still names a layer,
         and ``guard.locate_non_finite(inputs)`` can be asked by hand)."""
-        finite = all_finite(entry.values.get("step", ()))
+        finite = all_finite(entry.values.get("step", ())) or entry.routine_overflow()
         if (not finite and self._previous_finite and not entry.located and weights_unchanged
                 and self._inputs is not None):
             entry.located = True
@@ -412,6 +530,22 @@ class Guard:
     def _on_part_disabled(self, part: str) -> None:
         if part == "activation hooks":
             self._measure.probe.remove()
+
+
+def _check_clip(clip: Any) -> float | None:
+    if clip is None:
+        return None
+    if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not (0 < clip < math.inf):
+        raise ValueError(f"Guard(clip=...) takes the max_norm of the run's gradient clipping (a positive number), "
+                         f"got {clip!r}")
+    return float(clip)
+
+
+def _norm_value(grad_norm: Any) -> torch.Tensor:
+    if isinstance(grad_norm, bool) or not isinstance(grad_norm, (int, float)):
+        raise TypeError(f"guard.step(grad_norm=...) takes the norm clip_grad_norm_ returned (a tensor or a number), "
+                        f"got {type(grad_norm).__name__}")
+    return torch.tensor(float(grad_norm))
 
 
 def _loss_tensor(loss: Any) -> torch.Tensor:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from trainguard.adapters.torch import collect, forensic, hooks
+from trainguard.adapters.torch.accumulate import MicroBatches
 from trainguard.adapters.torch.modes import mode_sensitive_modules
 from trainguard.adapters.torch.record import PendingStep
 
@@ -35,11 +36,17 @@ class Measurer:
         self._running_buffers: list[tuple[str, torch.Tensor]] | None = None  # found on the first forensic step
 
     def step(self, step: int, loss: torch.Tensor, grads: list[torch.Tensor], names: list[str], epoch: int | None,
-             batch_size: int | None) -> PendingStep:
+             batch_size: int | None, grad_norm: torch.Tensor | float | None = None) -> PendingStep:
+        """The every-step statistics. ``grad_norm``: the global norm the user computed (``clip_grad_norm_``'s
+        return value), taken instead of a norm pass of our own."""
         lrs = [group["lr"] for group in self.optimizer.param_groups]
         tensor_lrs = any(isinstance(lr, torch.Tensor) for lr in lrs)
         entry = PendingStep(step, epoch, batch_size, () if tensor_lrs else tuple(float(lr) for lr in lrs), names)
-        vector = collect.step_vector(loss, grads, self.device, self.plain)
+        if grad_norm is None:
+            vector = collect.step_vector(loss, grads, self.device, self.plain)
+        else:
+            entry.given_norm = True
+            vector = collect.given_norm_vector(loss, grad_norm, self.device)
         entry.add("step", vector if self.reduce is None else self.reduce(vector), self.device)
         if tensor_lrs:
             entry.add("lrs", torch.stack([torch.as_tensor(lr, dtype=torch.float32, device=self.device)
@@ -55,6 +62,8 @@ class Measurer:
         entry.numels = [g.numel() for g in grads]
         entry.add("weight_norm", collect.tensor_norms(weights), self.device)
         entry.add("grad_sparsity", collect.grad_sparsity(grads), self.device)
+        if entry.given_norm:
+            entry.add("layer_grad_norm", collect.tensor_norms(grads), self.device)
         return collect.snapshot(weights)
 
     def after_update(self, entry: PendingStep, params: list[nn.Parameter], names: list[str],
@@ -87,9 +96,14 @@ class Measurer:
             entry.activation_meta = meta
             entry.add("activations", values, self.device)
 
-    def data(self, entry: PendingStep, inputs: Any, targets: Any) -> None:
+    def data(self, entry: PendingStep, inputs: Any, targets: Any, micro: MicroBatches | None = None) -> None:
+        """The data summary of the step's batch, or of all its micro-batches (summarised as they came)."""
         for key, data in (("inputs", inputs), ("targets", targets)):
-            if isinstance(data, torch.Tensor) and data.is_floating_point() and data.numel() > 0:
+            if micro is not None:
+                summary = micro.summary(key)
+                if summary is not None:
+                    entry.add(key, summary, self.device)
+            elif isinstance(data, torch.Tensor) and data.is_floating_point() and data.numel() > 0:
                 entry.add(key, collect.data_summary(data), self.device)
 
     def forensics(self, entry: PendingStep, inputs: Any, targets: Any) -> None:

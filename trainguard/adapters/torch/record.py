@@ -12,6 +12,11 @@ Pieces (float32 vectors):
 - ``adam``: ``[update RMS, min sqrt(v_hat), median sqrt(v_hat)]`` per Adam-family tensor (``adam_names``).
 - ``activations``: two values per probed module (see ``hooks.ActivationProbe``).
 - ``inputs`` / ``targets``: ``[mean, std, abs max]``. ``lrs``: tensor learning rates. ``applied``: a device flag.
+- ``scaler``: ``[found_inf, scale]`` of an AMP GradScaler (:mod:`~trainguard.adapters.torch.amp`).
+- ``micro_losses``: each micro-batch's loss, when the step accumulated them (:mod:`~trainguard.adapters.torch.accumulate`).
+- ``layer_grad_norm``: per-tensor gradient norms on sampled steps when the user gave the global norm (``step`` is
+  then ``[loss, grad_norm]``: ``given_norm``); the gradients were clipped by then, so they are scaled back by the
+  clip's factor when its cap is known.
 """
 from __future__ import annotations
 
@@ -36,7 +41,7 @@ class PendingStep:
 
     __slots__ = ("step", "epoch", "batch_size", "lrs", "names", "numels", "adam_names", "activation_meta",
                  "eval_mode_modules", "first_nonfinite_module", "located", "applied", "batch_fingerprint", "buffers",
-                 "pieces", "values")
+                 "given_norm", "clip_max_norm", "micro_batches", "first_nonfinite_micro_batch", "pieces", "values")
 
     def __init__(self, step: int, epoch: int | None, batch_size: int | None, lrs: tuple[float, ...],
                  names: Sequence[str]):
@@ -54,6 +59,10 @@ class PendingStep:
         self.batch_fingerprint: str | None = None  # forensic recording (see forensic.py)
         self.buffers: tuple[BufferStats, ...] = ()
         self.applied: bool | None = True  # None: the flag is a device piece
+        self.given_norm = False  # ``step`` is [loss, the global norm the user gave]
+        self.clip_max_norm: float | None = None  # the run's own clipping cap
+        self.micro_batches: int | None = None
+        self.first_nonfinite_micro_batch: int | None = None  # found on the host already (CPU)
         self.pieces: dict[str, torch.Tensor] = {}
         self.values: dict[str, list[float]] = {}
 
@@ -73,6 +82,14 @@ class PendingStep:
     def step_finite(self) -> bool:
         return all_finite(self.prefetch("step"))
 
+    def routine_overflow(self) -> bool:
+        """Whether the step's only non-finite values are an AMP scaler's overflow at a scale above 1 (see amp.py):
+        the scaled gradients overflowed, the loss is finite. Nothing of the model's to search for."""
+        if "scaler" not in self.pieces and "scaler" not in self.values:
+            return False
+        found, scale = self.prefetch("scaler")
+        return found > 0 and scale > 1 and math.isfinite(self.prefetch("step")[0])
+
     @property
     def was_applied(self) -> bool:
         """Whether this step's update was applied (after the fetch when the flag lived on the device)."""
@@ -88,15 +105,27 @@ class PendingStep:
             loss, *norms = values["step"]
             if norms:
                 grad_norm = math.sqrt(math.fsum(n * n for n in norms))  # NaN or Inf when any norm is
-                if not math.isfinite(grad_norm):  # some norm is NaN or Inf (or squares past 1e308): name the first
+                if self.given_norm:
+                    grad_norm = norms[0]
+                    grads_finite = math.isfinite(grad_norm)  # clipped by now: no gradient left to name
+                elif not math.isfinite(grad_norm):  # some norm is NaN or Inf (or squares past 1e308): name the first
                     for name, n in zip(self.names, norms):
                         if not math.isfinite(n):
                             grads_finite, first_bad = False, name
                             break
+        loss_scale, scaler_skipped = None, False
+        if "scaler" in values:
+            found, loss_scale = values["scaler"]
+            scaler_skipped = found > 0
+            if scaler_skipped and loss_scale > 1:  # the scaled gradients overflowed: no gradient of the run
+                grad_norm, grads_finite, first_bad = None, True, None
+        first_bad_micro = self.first_nonfinite_micro_batch
+        if first_bad_micro is None and "micro_losses" in values:
+            first_bad_micro = next((i for i, v in enumerate(values["micro_losses"]) if not math.isfinite(v)), None)
         layers: tuple[LayerStats, ...] = ()
         weights_finite = True
         if "weight_norm" in values:
-            layers = self._layers(norms)
+            layers = self._layers(self._given_layer_norms(grad_norm) if self.given_norm else norms)
             weights_finite = all(math.isfinite(w) for w in values["weight_norm"])
         return StepStats(
             step=self.step,
@@ -115,10 +144,25 @@ class PendingStep:
             eval_mode_modules=self.eval_mode_modules,
             inputs=TensorSummary(*values["inputs"]) if "inputs" in values else None,
             targets=TensorSummary(*values["targets"]) if "targets" in values else None,
-            applied=self.was_applied,
+            applied=self.was_applied and not scaler_skipped,
             batch_fingerprint=self.batch_fingerprint,
             buffers=self.buffers,
+            clip_max_norm=self.clip_max_norm,
+            loss_scale=loss_scale,
+            scaler_skipped=scaler_skipped,
+            micro_batches=self.micro_batches,
+            first_nonfinite_micro_batch=first_bad_micro,
         )
+
+    def _given_layer_norms(self, grad_norm: float | None) -> list[float]:
+        """Per-tensor norms of the clipped gradients, scaled back by the clip's factor (``clip_grad_norm_``'s
+        ``min(1, max_norm / (norm + 1e-6))``) when the cap and a finite norm are known."""
+        norms = self.values.get("layer_grad_norm", [])
+        cap = self.clip_max_norm
+        if cap is None or grad_norm is None or not math.isfinite(grad_norm):
+            return norms
+        factor = min(1.0, cap / (grad_norm + 1e-6))
+        return [n / factor for n in norms] if factor > 0 else norms
 
     def _layers(self, grad_norms: list[float]) -> tuple[LayerStats, ...]:
         values = self.values

@@ -28,6 +28,12 @@ Three rules, each cited with its default:
 For the first two rules, when the step carries per-layer statistics, ``where`` names the weight tensor whose
 gradient norm grew most since the last sampled step before the rise (``evidence["layer_growth"]``).
 
+A run that clips its own gradients (``stats.clip_max_norm``, e.g. ``Guard(clip=...)``; ``grad_norm`` is then the
+norm before clipping) is judged on the same rules, with the cap in the evidence (``clip_max_norm``, ``clipped``:
+the norm was above it) and the message: an outlier the clip contained is the INFO it always is, never more
+(clipping the occasional outlier is what the clip is for: Pascanu et al. 2013), while a sustained growth still
+warns, because the clip bounds each update but not the instability that keeps pushing the norm up.
+
 The detector never raises an ERROR: a broken run shows it as ``non_finite`` or ``divergence`` (docs/severity.md).
 One finding per episode, and one more if an INFO escalates to a WARNING; the detector re-arms after
 ``rearm_after`` (25) steps on which no rule holds. Steps with a non-finite gradient norm are skipped (that is
@@ -109,6 +115,8 @@ def exploding_gradient(z: float = 6.0, min_ratio: float = 5.0, window: int = 128
             return (), new_state
 
         evidence: dict[str, Any] = {"grad_norm": norm}
+        if stats.clip_max_norm is not None:
+            evidence.update(clip_max_norm=stats.clip_max_norm, clipped=norm > stats.clip_max_norm)
         rules = []
         if grown is not None:
             factor, steps, start_norm, start_loss = grown
@@ -212,4 +220,6 @@ def _message(step: int, ev: dict[str, Any], where: str | None) -> str:
                 f"last layer {ev['last_layer']} (AUTOTRAINER: >= {ev['ratio_threshold']:g})")
     if where and rule != "autotrainer_ratio":
         text += f"; largest growth in {where} ({ev['layer_growth'][where]:.3g}x)"
+    if ev.get("clipped"):
+        text += f" (clipped to {ev['clip_max_norm']:.3g} by the run)"
     return f"exploding gradient at step {step}: {text}"
