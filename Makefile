@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS := torch,keras,tensorboard,dev,lightning,hf
+EXTRAS := torch,keras,tensorflow,jax,tensorboard,dev,lightning,hf
 
 .PHONY: demo test bench bench-diagnosis clean
 
@@ -23,10 +23,14 @@ $(VENV)/.chromium: $(VENV)/.installed
 		echo "chromium not installed: the HTML browser test will skip"
 	touch $@
 
-# pyflakes-class checks first (unused imports and variables, undefined names), then the suite.
+# pyflakes-class checks first (unused imports and variables, undefined names), then the suite (its Keras tests on
+# the torch backend), then the Keras tests again on TensorFlow and on JAX: Keras reads KERAS_BACKEND at import,
+# so each backend runs in its own pytest process.
 test: $(VENV)/.installed $(VENV)/.chromium
 	$(VENV)/bin/ruff check --select F trainguard tests benchmarks
 	$(PY) -m pytest -q -n 2
+	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -n 2 tests/keras
+	KERAS_BACKEND=jax $(PY) -m pytest -q -n 2 tests/keras
 
 # The benchmarks also compare the doctor with losslint: the `bench` extra installs it.
 $(VENV)/.bench: $(VENV)/.installed

@@ -10,8 +10,10 @@ output of the first call after :meth:`ActivationProbe.arm` (the guard arms it be
   sigmoid(x) outside [sigmoid(-5), sigmoid(5)], |tanh(x)| > tanh(2.5);
 - the last layer as ``"(output)"``, kind ``"output"``: the std of the predictions (a collapse to a constant).
 
-Values are read on the host (numpy), so only eager steps are summarised; under a compiled JAX step the call runs
-on tracers and the probe records nothing.
+Eager steps are summarised on the host (numpy). Inside a TensorFlow graph step (``fit``'s ``tf.function``, XLA)
+the same summaries are computed in the graph on armed steps and leave it through variables
+(:class:`~trainguard.adapters.keras.graph.GraphActivations`). Under a compiled JAX step the call runs on tracers
+and records nothing here: the guard runs one extra inference pass on the step's inputs instead (callback.py).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import keras
 import numpy as np
 
 from trainguard.adapters.keras.collect import to_numpy
+from trainguard.adapters.keras.graph import GraphActivations, in_graph
 from trainguard.adapters.keras.modes import all_layers, wrap_call
 from trainguard.core.stats import ActivationStats
 
@@ -32,6 +35,7 @@ SIGMOID_SATURATION = 5.0
 TANH_SATURATION = 2.5
 _SIGMOID_LOW, _SIGMOID_HIGH = 1 / (1 + math.exp(SIGMOID_SATURATION)), 1 / (1 + math.exp(-SIGMOID_SATURATION))
 _TANH_HIGH = math.tanh(TANH_SATURATION)
+_BOUNDS = {"sigmoid_low": _SIGMOID_LOW, "sigmoid_high": _SIGMOID_HIGH, "tanh_high": _TANH_HIGH}
 
 
 def activation_kind(layer: Any) -> str | None:
@@ -67,18 +71,25 @@ class ActivationProbe:
         self.armed = False
         self.error: BaseException | None = None
         self._restore: list[Callable[[], None]] = []
+        self.graph: GraphActivations | None = None  # TensorFlow: the in-graph records
+        self._graph_traced = False
 
     def install(self) -> None:
         if self._restore:
             return
-        for name, kind, layer in self.targets:
-            self._restore.append(wrap_call(layer, self._recorder(name, kind)))
+        if keras.backend.backend() == "tensorflow":
+            self.graph = GraphActivations(len(self.targets))
+        for i, (name, kind, layer) in enumerate(self.targets):
+            self._restore.append(wrap_call(layer, self._recorder(i, name, kind)))
 
-    def _recorder(self, name: str, kind: str) -> Callable[[Callable], Callable]:
+    def _recorder(self, index: int, name: str, kind: str) -> Callable[[Callable], Callable]:
         def make(original: Callable) -> Callable:
             def call(*args, **kwargs):
                 output = original(*args, **kwargs)
-                if self.armed and name not in self.records:
+                if self.graph is not None and in_graph():
+                    self.graph.record(index, kind, output, _BOUNDS)
+                    self._graph_traced = True
+                elif self.armed and name not in self.records:
                     self._record(name, kind, output)
                 return output
 
@@ -96,11 +107,33 @@ class ActivationProbe:
     def arm(self) -> None:
         self.records = {}
         self.armed = True
+        if self.graph is not None:
+            self.graph.arm()
+
+    def disarm(self) -> None:
+        self.armed = False
+        if self.graph is not None:
+            self.graph.disarm()
+
+    def pause(self) -> bool:
+        """Disarms for an evaluation pass inside training; returns whether it was armed."""
+        armed = self.armed
+        self.disarm()
+        return armed
+
+    def resume(self, armed: bool) -> None:
+        self.armed = armed
+        if self.graph is not None:
+            self.graph.armed.set(armed)
 
     def collect(self) -> tuple[ActivationStats, ...]:
         """The records of the armed forward pass, in the model's layer order; disarms."""
-        self.armed = False
+        self.disarm()
         records, self.records = self.records, {}
+        if self._graph_traced:
+            for (name, _, _), row in zip(self.targets, self.graph.read()):
+                if row is not None and name not in records:
+                    records[name] = row
         return tuple(ActivationStats(name, kind, *records[name]) for name, kind, _ in self.targets
                      if name in records)
 

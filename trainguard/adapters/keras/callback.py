@@ -22,7 +22,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from trainguard.adapters.keras import collect, loop, private
+from trainguard.adapters.keras import collect, graph, loop, private
 from trainguard.adapters.keras.optimizer import GuardedOptimizer
 from trainguard.adapters.keras.records import StepRecord
 from trainguard.adapters.keras.session import KerasSession
@@ -60,7 +60,6 @@ class Guard(keras.callbacks.Callback):
         self._wrapper: GuardedOptimizer | None = None
         self._original_optimizer = None
         self._epoch_loss: tuple[int, float] | None = None
-        self._jax_loss_captured = False
 
     # ----------------------------------------------------------------- results
     @property
@@ -101,7 +100,7 @@ class Guard(keras.callbacks.Callback):
         if self.session is not None:
             self.session.close("error")
         self.session = None
-        if keras.backend.backend() == "jax":  # fit already holds a train function: make it again, unguarded
+        if _compiled_backend():  # fit already holds a train function: make it again, unguarded
             self.model.make_train_function(force=True)
 
     def _start(self) -> None:
@@ -122,6 +121,7 @@ class Guard(keras.callbacks.Callback):
             wrapper.host.made_by_guard = True
             self._original_optimizer = optimizer
         wrapper.host.session_args = None
+        wrapper.host.loss_in_graph = False
         if wrapper.host.session is not None:  # the optimizer watched itself so far: the callback takes over
             wrapper.host.session.close()
         wrapper.build(model.trainable_variables)
@@ -131,7 +131,7 @@ class Guard(keras.callbacks.Callback):
         self._wrapper = wrapper
         self.session = KerasSession(wrapper, self.policy, self.log_path, self.preset, model,
                                     owned_by_optimizer=False, detectors=self.detectors, exporters=self.exporters,
-                                    stop=self._stop)
+                                    stop=self._stop, batch_in_graph=keras.backend.backend() == "tensorflow")
         wrapper.host.session = self.session
         if keras.backend.backend() == "jax":
             self.session.before_host_write = self._jax_sync
@@ -159,11 +159,12 @@ class Guard(keras.callbacks.Callback):
             logs_loss = self._batch_loss(batch, logs)
         except (TypeError, ValueError):  # a loss Keras reports in a shape we do not know: not recorded
             logs_loss = None
+        self.session.see_measured_batch()
         self.session.drain(logs_loss=logs_loss, read_graph=self._read_graph)
 
     def on_train_end(self, logs=None):
         self._unpatch_train_step()
-        if keras.backend.backend() == "jax":
+        if _compiled_backend():
             self.model.train_function = None  # traced with the wrapper: the next fit traces its own
         if self._original_optimizer is not None and self.model.optimizer is self._wrapper:
             self.model.optimizer = self._original_optimizer
@@ -202,11 +203,18 @@ class Guard(keras.callbacks.Callback):
 
         def train_step(data, *args, **kwargs):
             x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-            session.see_batch(x, y)
+            if session.graph_batch is not None and graph.in_graph():  # TensorFlow's traced step: measured there
+                session.graph_batch.record(x, y)
+            else:
+                session.see_batch(x, y)
             return original(data, *args, **kwargs)
 
         train_step._trainguard = True
         object.__setattr__(model, "train_step", train_step)
+        if keras.backend.backend() == "tensorflow":
+            # fit made its train function before on_train_begin, and a tf.function keeps the optimizer it was
+            # first traced with: make it again, so the step is traced through the wrapper (and this fit's one).
+            model.make_train_function(force=True)
 
     def _patch_jax_loss(self) -> None:
         """JAX: the compiled step never hands the batch loss to the optimizer. Keras' JAX trainer passes it to
@@ -224,12 +232,11 @@ class Guard(keras.callbacks.Callback):
             if state is not None:
                 state[slot] = keras.ops.cast(keras.ops.reshape(unscaled_loss, ()), "float32")
                 wrapper.host.traced_state = None
-                self._jax_loss_captured = True
+                wrapper.host.loss_in_graph = True
             return original(metrics_variables, unscaled_loss, *args, **kwargs)
 
         update_metrics_variables._trainguard = True
         object.__setattr__(model, private.METRICS_UPDATE, update_metrics_variables)
-        self._jax_loss_captured = False
         # The train function binds train_step when it is made (before on_train_begin): make it again so the
         # traced step goes through the patched methods and the wrapper.
         model.make_train_function(force=True)
@@ -259,7 +266,7 @@ class Guard(keras.callbacks.Callback):
                 return np.asarray(values[wrapper.own_index(var)])
             return collect.to_numpy(var)
 
-        loss = value(wrapper.tg_loss) if getattr(self, "_jax_loss_captured", False) else None
+        loss = value(wrapper.tg_loss) if wrapper.host.loss_in_graph else None
         return StepRecord(loss=loss, grad_norms=value(wrapper.tg_grad_norms), skipped=value(wrapper.tg_skipped) > 0.5,
                           clipped=value(wrapper.tg_clipped) > 0.5, grads=None,
                           index=int(value(wrapper.tg_updates)) - 1)
@@ -297,3 +304,9 @@ class Guard(keras.callbacks.Callback):
 
     def _jax_sync(self) -> None:
         private.sync_jax_state(self.model)
+
+
+def _compiled_backend() -> bool:
+    """Whether fit runs a traced train function (TensorFlow's ``tf.function``, JAX's ``jit``) that binds the
+    optimizer when it is traced."""
+    return keras.backend.backend() in ("tensorflow", "jax")

@@ -35,7 +35,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from trainguard.adapters.keras import collect, loop, private
+from trainguard.adapters.keras import collect, graph, loop, private
 from trainguard.adapters.keras.decision import HOST, Decision, decide
 from trainguard.adapters.keras.records import HostSide, Orders, StepRecord
 
@@ -145,8 +145,9 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         self.inner_optimizer.finalize_variable_values(var_list)
 
     def scale_loss(self, loss):
-        # Keras' train_step passes the batch loss through here before the backward pass: keep it.
-        if _is_eager(loss):
+        # Keras' train_step passes the batch loss through here before the backward pass: keep it (a symbolic
+        # one too inside a TensorFlow graph step, where apply uses it in the same trace).
+        if _is_eager(loss) or graph.in_graph():
             self.host.loss = ops.stop_gradient(loss)
         return self.inner_optimizer.scale_loss(loss)
 
@@ -207,6 +208,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         self.tg_updates.assign_add(1.0)
         if host.loss is not None:
             self.tg_loss.assign(ops.cast(ops.reshape(host.loss, ()), "float32"))
+            host.loss, host.loss_in_graph = None, True
 
     def _apply_eager(self, grads, variables, trainable_variables) -> None:
         """An eager update (torch backend, custom loops): one fused norm pass and one small host read, then the

@@ -50,4 +50,5 @@ class HostSide:
     session: Any = None  # the host side that reads the records (KerasSession)
     session_args: dict | None = None  # how to create it on the first update, for custom loops
     traced_state: list | None = None  # JAX: the optimizer-state list of the step being traced (see callback)
+    loss_in_graph: bool = False  # a compiled step writes the batch loss into the wrapper's tg_loss
     made_by_guard: bool = False  # wrapped by the Guard callback for one fit (unwrapped at its end)

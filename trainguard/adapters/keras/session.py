@@ -20,6 +20,7 @@ import numpy as np
 from trainguard.adapters.keras import collect, private
 from trainguard.adapters.keras.activations import ActivationProbe
 from trainguard.adapters.keras.effector import KerasEffector
+from trainguard.adapters.keras.graph import GraphBatch
 from trainguard.adapters.keras.modes import ModeRecorder
 from trainguard.adapters.keras.records import StepRecord
 from trainguard.core.actions import Action
@@ -40,7 +41,7 @@ class KerasSession:
     def __init__(self, optimizer: Any, policy: Any = "safe", log: Any = None,
                  preset: str | Preset = "standard", model: Any = None, *, owned_by_optimizer: bool = True,
                  detectors: Detector | None = None, exporters: Any = (),
-                 stop: Callable[[str], None] | None = None):
+                 stop: Callable[[str], None] | None = None, batch_in_graph: bool = False):
         if not optimizer.built:
             raise RuntimeError("the guarded optimizer must be built before its session starts")
         self.optimizer = optimizer
@@ -66,6 +67,8 @@ class KerasSession:
         # inference forward pass on the step's inputs for the activation probe, on sampled steps only.
         self.probe_forward: Callable[[Any], Any] | None = None
         self.last_inputs: Any = None
+        # TensorFlow graph steps measure their batch in the graph (the callback asks for it).
+        self.graph_batch = GraphBatch() if batch_in_graph else None
         writer = None
         if log is not None:
             try:
@@ -131,6 +134,16 @@ class KerasSession:
         if self.schedule.forensic.due(self.step) and "batch fingerprint" not in disabled:
             self._batch["fingerprint"] = self._try("batch fingerprint", collect.batch_fingerprint, inputs, targets)
 
+    def see_measured_batch(self) -> None:
+        """The batch as the last TensorFlow graph step measured it (``graph_batch``): its size, and its summaries
+        on the steps the data check samples."""
+        if self.graph_batch is None or not self.graph_batch.traced:
+            return
+        batch_size, inputs, targets = self.graph_batch.read()
+        self._batch = {"batch_size": batch_size}
+        if inputs is not None or targets is not None:
+            self._batch["inputs"], self._batch["targets"] = inputs, targets
+
     def drain(self, *, batch_size: int | None = None, logs_loss: float | None = None,
               read_graph: Callable[[], StepRecord | None] | None = None) -> tuple[Finding, ...]:
         """Reads the updates made since the last call and feeds them through the core; returns new findings."""
@@ -159,11 +172,11 @@ class KerasSession:
     def pause_probes(self) -> None:
         """An evaluation pass runs inside training (fit's validation): it must not count as a training step."""
         if self.probe is not None:
-            self._paused_arm, self.probe.armed = self.probe.armed, False
+            self._paused_arm = self.probe.pause()
 
     def resume_probes(self) -> None:
         if self.probe is not None:
-            self.probe.armed = self._paused_arm
+            self.probe.resume(self._paused_arm)
         if self.modes is not None:
             self.modes.clear()
 
@@ -189,6 +202,8 @@ class KerasSession:
             self.modes.clear()
         if self.probe is not None and sampled and "activation probe" not in disabled:
             self.probe.arm()
+        if self.graph_batch is not None:
+            self.graph_batch.due.set(self.schedule.data.due(self.step) and "data summary" not in disabled)
 
     def _build(self, record: StepRecord, batch_size: int | None, logs_loss: float | None, last: bool,
                before: list[np.ndarray] | None) -> StepStats:
