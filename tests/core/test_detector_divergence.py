@@ -126,3 +126,21 @@ def test_a_learning_rate_100x_too_high_climbing_in_a_few_steps_is_an_error_at_on
     losses = np.concatenate([[4.0, 3.9, 3.8, 15.0, 60.0, 200.0, 479.0, 632.0], np.linspace(600.0, 100.0, 100)])
     found = run(divergence(), losses)
     assert [(f.step, f.severity) for f in found] == [(5, Severity.ERROR)]
+
+
+def test_a_loss_that_jumps_far_above_its_start_and_only_slowly_comes_down_is_a_warning():
+    # The corpus' hf_gpt2_lr_diverge (GPT-2 at lr 2): 4 -> 140 -> ~570 in a few steps, then down to ~12 over 300
+    # steps as the learning rate decays. Neither a climb at the end nor stuck (it halves from its peak), yet for a
+    # hundred steps the model is far worse than at its initialization.
+    noise = 1.0 + 0.1 * np.random.default_rng(3).uniform(-1.0, 1.0, 296)
+    losses = np.concatenate([[4.0, 140.0, 242.0, 371.0], np.geomspace(570.0, 12.0, 296) * noise])
+    found = run(divergence(), losses)
+    assert [(f.step, f.severity, f.evidence["rule"]) for f in found] == [(100, Severity.WARNING, "far_above_start")]
+    assert found[0].evidence["steps"] == 100
+
+
+def test_a_switch_to_data_harder_than_the_start_that_is_learned_down_is_not_far_above_it():
+    # A curriculum switch 50x above the level it left (and 5x above the start), learned down over ~100 steps.
+    t = np.arange(300)
+    losses = np.concatenate([decaying(300), 0.2 * (1.0 + 49.0 * np.exp(-t / 40.0))])
+    assert run(divergence(), losses) == []

@@ -19,6 +19,12 @@ be "far above": once a loss <= 0 is seen the detector stops judging the run):
   back 0.1% of its progress); the third a shift the run recovers from. Steps within ``rise_patience`` of a rise
   of the learning rate are not counted: a warm-up, a OneCycle ramp or a warm restart (SGDR) raises the loss on
   purpose, and the run is judged once the learning rate stops rising.
+* **Far above its start** (WARNING) — the recent level has been at least ``factor`` (10) times the starting loss
+  on ``sustain`` (100) consecutive steps: for that long the model has been far worse than at its initialization,
+  whatever it does next (the corpus' GPT-2 at learning rate 2: 4 -> 140 -> ~570, then down to ~12 over 300 steps
+  as the learning rate decays, halving from its peak, so not "stuck"). No healthy run of the corpus' DEV part
+  held a level above 1.0x its start for 50 steps; a curriculum switch's jump is relative to the level it left,
+  far below the start, and is learned down within tens of steps.
 
 The best smoothed loss is the lowest value of a bias-corrected exponential moving average (as Adam's moments)
 with a ``halflife`` of 10 steps, fed with the loss capped at twice the current average so that a lone spike
@@ -59,6 +65,8 @@ class DivergenceState(NamedTuple):
     far_peak: float  # highest recent level during that stretch
     rising_steps: int  # consecutive steps meeting the "rising" rule
     rise_peak: float  # highest recent level during that stretch
+    above_start_steps: int  # consecutive steps with the recent level >= factor x the starting loss
+    above_start_reported: bool  # a finding was reported since the loss went that far above the start
     lr: float | None  # the previous step's learning rate
     lr_rose_at: int  # the last step whose learning rate was above the one before (-inf: never)
     judged: bool  # False once a loss <= 0 was seen: the loss has no scale
@@ -71,7 +79,7 @@ def divergence(factor: float = 10.0, patience: int = 3, sustain: int = 100, rise
     alpha = 1.0 - 0.5 ** (1.0 / halflife)
 
     def init() -> DivergenceState:
-        return DivergenceState(math.nan, 0.0, 0.0, math.inf, (), (), 0.0, 0, 0.0, None, -(10 ** 18), True, ARMED)
+        return DivergenceState(math.nan, 0.0, 0.0, math.inf, (), (), 0.0, 0, 0.0, 0, False, None, -(10 ** 18), True, ARMED)
 
     def update(stats: StepStats, state: DivergenceState):
         loss = stats.loss
@@ -89,6 +97,11 @@ def divergence(factor: float = 10.0, patience: int = 3, sustain: int = 100, rise
         level = sorted(recent)[len(recent) // 2]
         far_losses, far_peak, rising_steps, rise_peak = (), 0.0, 0, 0.0
         severity = None
+        above_start_steps = state.above_start_steps + 1 if level >= factor * start else 0
+        far_above = max(loss, level) >= factor * start  # the loss leads, its recent level follows
+        above_start_reported = state.above_start_reported and far_above
+        if above_start_steps >= sustain and not above_start_reported:  # not again after a divergence it reported
+            severity = Severity.WARNING
         if 0 < best < math.inf:
             if loss > factor * best and loss > start:
                 far_losses = (state.far_losses + (loss,))[-(sustain + 1):]
@@ -105,19 +118,26 @@ def divergence(factor: float = 10.0, patience: int = 3, sustain: int = 100, rise
                     severity = Severity.WARNING
         report, episode = episode_update(state.episode, severity, rearm_after)
         new_state = DivergenceState(start, ema, ema_weight, min(best, smooth), recent, far_losses, far_peak,
-                                    rising_steps, rise_peak, lr, lr_rose_at, True, episode)
+                                    rising_steps, rise_peak, above_start_steps,
+                                    above_start_reported or (report and far_above), lr, lr_rose_at, True,
+                                    episode)
         if not report:
             return (), new_state
         given_back = (level - best) / (start - best) if start > best else None
-        evidence = {"rule": "diverged" if severity == Severity.ERROR else "rising", "loss": loss,
+        far_above_start = severity == Severity.WARNING and rising_steps < rise_patience
+        rule = "diverged" if severity == Severity.ERROR else "far_above_start" if far_above_start else "rising"
+        evidence = {"rule": rule, "loss": loss,
                     "recent_level": level, "smoothed_loss": smooth, "best_smoothed_loss": best, "start_loss": start,
                     "ratio_to_best": loss / best, "progress_given_back": given_back,
-                    "steps": len(far_losses) if severity == Severity.ERROR else rising_steps}
+                    "steps": {"diverged": len(far_losses), "far_above_start": above_start_steps}.get(rule, rising_steps)}
         if severity == Severity.ERROR:
             how = ("climbing" if len(far_losses) <= sustain
                    else "without coming back down")
             message = (f"divergence at step {stats.step}: loss {loss:.4g} is {loss / best:.3g}x its best "
                        f"{best:.4g} and above the starting loss {start:.4g} for {len(far_losses)} steps, {how}")
+        elif far_above_start:
+            message = (f"loss far above its start at step {stats.step}: its recent level {level:.4g} has been at "
+                       f">= {factor:g}x the starting loss {start:.4g} for {above_start_steps} steps")
         else:
             message = (f"loss rising at step {stats.step}: its recent level {level:.4g} is {level / best:.3g}x "
                        f"its best {best:.4g} after {rising_steps} steps of rising")
