@@ -90,6 +90,26 @@ def test_a_first_loss_far_above_trivial_on_large_inputs_is_the_data():
     assert codes(causes)[0] == "unscaled_data"
 
 
+def _write_csv(path, losses):
+    path.write_text("epoch,loss\n" + "".join(f"{i},{loss!r}\n" for i, loss in enumerate(losses)), encoding="utf-8")
+    return path
+
+
+def test_a_slow_linear_decline_in_a_log_is_lr_too_low(tmp_path):
+    from trainguard.doctor import diagnose_file
+
+    # Keras fit at SGD(1e-5): 2.033 -> 1.974 over 10 epochs, the same fall every epoch (CS231n: linear).
+    linear = [2.033 - 0.0066 * i + 0.0005 * (-1) ** i for i in range(10)]
+    result = diagnose_file(_write_csv(tmp_path / "linear.csv", linear))
+    assert result.cause == "lr_too_low" and result.causes[0].evidence["linear_decline"]["falling_blocks"] >= 0.9
+    # A healthy run converging: the second half falls far less than the first.
+    converging = [0.3 + 1.7 * math.exp(-i / 2) for i in range(10)]
+    assert diagnose_file(_write_csv(tmp_path / "converging.csv", converging)).cause != "lr_too_low"
+    # A noisy loss whose trend does not stand out of its noise is not read as a steady decline.
+    noisy = [2.0 - 0.005 * i + 0.1 * (-1) ** i for i in range(40)]
+    assert diagnose_file(_write_csv(tmp_path / "noisy.csv", noisy)).cause != "lr_too_low"
+
+
 # -- small real runs ---------------------------------------------------------------------------------------------
 torch = pytest.importorskip("torch")
 

@@ -18,6 +18,12 @@ the run does not show the pattern; the rules and the doctor's analyses share the
   from there) and has given back >= 25% of the progress from the start to the best (the shape of AUTOTRAINER's
   and TensorFlow's divergence checks, on block medians so a spike does not count), and the rise stands out of
   the point-to-point noise (>= 3 robust standard deviations).
+- ``linear_decline``: the loss falls at a steady rate far from convergence: block medians that fall from each
+  block to the next, the second half of the run losing >= half as much as the first (a healthy run's decline
+  decelerates: the healthy corpus' second halves lose <= 0.23x the first's, its noisy diffusion model 0.5x), a
+  total fall >= 1% and >= 5x the point-to-point noise of the log-loss. CS231n ("Neural Networks Part 3",
+  babysitting the learning process): "with low learning rates the improvements will be linear"; with a good one
+  they look exponential.
 - ``column_change``: a column's median just before a point against an earlier stretch (an LR that rose into the
   trouble; a gradient-norm run-up before a spike).
 - ``recovery``: whether the loss came back after a point (a bad batch) or stayed up (a scale or LR problem).
@@ -29,7 +35,7 @@ import math
 import numpy as np
 
 __all__ = ["FIRST_LOSS_UNSCALED", "first_loss_scale", "trivial_level", "stall_from_start", "climb",
-           "column_change", "recovery", "levels"]
+           "linear_decline", "column_change", "recovery", "levels"]
 
 FIRST_LOSS_UNSCALED = 1e3
 _TRIVIAL_CLASSES = range(2, 21)
@@ -40,6 +46,10 @@ QUIET_NOISE = 0.05
 _CLIMB = 1.5
 _GIVEN_BACK = 0.25
 _MIN_POINTS = 8
+_LINEAR = 0.5
+_FALLING = 0.9
+_LINEAR_MIN_FALL = 0.01
+_LINEAR_TREND = 5.0
 
 
 def levels(losses: np.ndarray, blocks: int = 20, min_size: int = 2) -> np.ndarray:
@@ -147,6 +157,24 @@ def climb(losses: np.ndarray) -> dict | None:
     block = len(finite) / len(course)
     return {"start_loss": math.exp(start), "best_loss": math.exp(best), "final_loss": math.exp(final),
             "final_over_best": round(math.exp(rise), 3), "onset_point": int(best_i * block + block / 2)}
+
+
+def linear_decline(losses: np.ndarray) -> dict | None:
+    """The loss falls steadily and about linearly, without the deceleration of a run converging."""
+    finite = losses[np.isfinite(losses)]
+    if len(finite) < _MIN_POINTS or (finite <= 0).any():
+        return None
+    course = levels(finite, blocks=10, min_size=1)
+    first, middle, last = float(course[0]), float(course[len(course) // 2]), float(course[-1])
+    early_fall, late_fall = first - middle, middle - last
+    noise = _noise(np.log(finite))
+    falling = float(np.mean(np.diff(course) < 0))
+    total = math.log(first / last) if last > 0 else 0.0
+    if not (early_fall > 0 and late_fall >= _LINEAR * early_fall and falling >= _FALLING
+            and total >= max(_LINEAR_MIN_FALL, _LINEAR_TREND * noise)):
+        return None
+    return {"first_level": first, "last_level": last, "late_over_early_fall": round(late_fall / early_fall, 3),
+            "falling_blocks": round(falling, 3), "log_fall_over_noise": round(total / noise, 1) if noise else None}
 
 
 def column_change(values: np.ndarray, at: int, width: int) -> float | None:

@@ -32,7 +32,9 @@ Too high. What separates it from its look-alikes:
 Too low: the weights barely move (every weight tensor's ratio <= 1e-4, 10x below the heuristic, median over the
 sampled steps of the largest) while the loss declines slowly (the last 5 losses above 0.7x the first 5) or not
 at all: 0.6 to 0.8 (growing as the ratio falls to 1e-6). From logs without
-per-layer statistics, a logged LR <= 1e-6 with such a loss: 0.6. A loss stuck from the start with neither
+per-layer statistics, a logged LR <= 1e-6 with such a loss: 0.6; a loss that falls slowly, steadily and
+linearly (``course.linear_decline``; CS231n: "with low learning rates the improvements will be linear") on data
+of unit scale: 0.5, the usual cause without a measure of the step. A loss stuck from the start with neither
 measured is a candidate (0.4) among the causes of a stall (dead units, vanishing gradients, saturation).
 """
 from __future__ import annotations
@@ -40,6 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from trainguard.core.diagnosis.cause import Cause
+from trainguard.core.diagnosis import course
 from trainguard.core.diagnosis.course import column_change
 from trainguard.core.diagnosis.rules._make import CANDIDATE, make_cause, strength
 from trainguard.core.diagnosis.run_view import RunView
@@ -174,6 +177,13 @@ def lr_too_low(view: RunView) -> Cause | None:
         evidence["separated_by"] = "the logged learning rate is tiny"
         message = f"the loss barely declines at a learning rate of {lr:.2g}: it is too low"
         return make_cause(view, "lr_too_low", 0.6, evidence, message)
+    linear = course.linear_decline(view.losses) if largest is None and slow else None
+    if linear is not None and not data_off_scale(view):
+        evidence["linear_decline"] = linear
+        message = (f"the loss falls steadily and linearly ({linear['first_level']:.3g} -> {linear['last_level']:.3g}), "
+                   f"the second half as fast as the first, far from converging: steps too small to get anywhere, "
+                   f"a learning rate too low is the usual cause")
+        return make_cause(view, "lr_too_low", 0.5, evidence, message)
     if view.stall and view.stall["quiet"] and largest is None and (lr is None or lr <= 1e-4):
         message = "the loss is stuck from the start; a learning rate too low is one candidate"
         return make_cause(view, "lr_too_low", CANDIDATE, {**evidence, "stall": view.stall}, message)
