@@ -7,7 +7,10 @@ run log.
 It works through the Trainer's own callback events, once per optimizer step (not per micro-batch):
 
 - a forward hook records the loss the model returns (``outputs["loss"]``, as ``Trainer.compute_loss`` reads it)
-  and the inputs of each training forward; the step's loss is the mean over its micro-batches. It is torch's
+  and the inputs of each training forward. The step's loss is the one the Trainer logs: when the model was given
+  ``num_items_in_batch`` (the Trainer passes it to a model whose forward takes ``**kwargs``), each micro-batch's
+  loss is already its share of the step's mean, and the step's loss is their sum; otherwise each is its own
+  micro-batch's mean (the Trainer divides it by the accumulation steps), and the step's loss is their mean. It is torch's
   global module forward hook, keyed by the model's identity, so nothing of trainguard sits on the model: a deep
   copy (an EMA model) or ``torch.save(model)`` during training carries no trainguard hook;
 - ``on_pre_optimizer_step``: the Trainer calls it after accelerate's ``clip_grad_norm_``, which unscales AMP
@@ -93,7 +96,8 @@ class Guard(TrainerGuardResults, TrainerCallback):
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not self._active:
             return
-        losses, batch_size, inputs, targets = self._losses, self._batch_size, self._inputs, self._targets
+        losses, shares, batch_size = self._losses, self._shares, self._batch_size
+        inputs, targets = self._inputs, self._targets
         self._reset_accumulation()
         if not losses:
             if not self._missing_loss_reported:
@@ -101,7 +105,8 @@ class Guard(TrainerGuardResults, TrainerCallback):
                 warnings.warn("trainguard.hf.Guard: the model's outputs carry no 'loss' (a custom compute_loss?); "
                               "these steps are not guarded", RuntimeWarning, stacklevel=2)
             return
-        loss = torch.stack([loss.float() for loss in losses]).mean()
+        losses = torch.stack([loss.float() for loss in losses])
+        loss = losses.sum() if shares else losses.mean()
         _unscale(kwargs.get("optimizer"))
         self.guard.before_update(loss, batch_size, inputs=inputs, targets=targets, epoch=int(state.epoch or 0))
 
@@ -136,6 +141,7 @@ class Guard(TrainerGuardResults, TrainerCallback):
         if loss is None:
             return
         self._losses.append(loss.detach())
+        self._shares = self._shares or kwargs.get("num_items_in_batch") is not None
         inputs = dict(kwargs) if kwargs else args
         self._inputs, self._targets = inputs, kwargs.get("labels")
         n = batch_length(inputs)
@@ -143,6 +149,7 @@ class Guard(TrainerGuardResults, TrainerCallback):
 
     def _reset_accumulation(self) -> None:
         self._losses: list[torch.Tensor] = []
+        self._shares = False  # the losses are shares of the step's mean (the model was given num_items_in_batch)
         self._batch_size: int | None = 0
         self._inputs: Any = None
         self._targets: Any = None

@@ -4,8 +4,10 @@
 
 It works through Lightning's own hooks, once per optimizer step (not per micro-batch):
 
-- ``on_before_backward``: the loss of each micro-batch (divided by the AMP scale under ``precision="16-mixed"``;
-  Lightning has already divided it by ``accumulate_grad_batches``, so the sum is the step's mean loss);
+- ``on_before_backward``: the loss of each micro-batch (divided by the AMP scale under ``precision="16-mixed"``).
+  Lightning has divided it by ``accumulate_grad_batches`` (under automatic optimization), also in the last,
+  partial step of an epoch; the step's loss is the mean of the micro-batch losses multiplied back, so a partial step
+  is not recorded as a fraction of its loss;
 - ``on_before_optimizer_step``: Lightning calls it after the AMP scaler's ``unscale_`` and before its own
   gradient clipping (``gradient_clip_val``), so the guard measures the unscaled, unclipped gradients, and the
   policy decides there (see :mod:`trainguard.adapters.torch.integrations.trainer_step`): clip in place, scale the LRs for
@@ -80,11 +82,15 @@ class Guard(TrainerGuardResults, Callback):
             scale = getattr(scaler, "_scale", None)
             loss = loss / (scale if isinstance(scale, torch.Tensor) else scaler.get_scale())
         self._loss = loss if self._loss is None else self._loss + loss
+        self._micro_batches += 1
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         if not self._active or self._loss is None:
             return
         loss, batch_size, inputs, targets = self._loss, self._batch_size, self._inputs, self._targets
+        normalised = trainer.accumulate_grad_batches if pl_module.automatic_optimization else 1
+        if normalised != self._micro_batches:  # a partial step: undo Lightning's division by the full count
+            loss = loss * (normalised / self._micro_batches)
         self._reset_accumulation()
         self.guard.before_update(loss, batch_size, inputs=inputs, targets=targets, epoch=trainer.current_epoch)
 
@@ -114,6 +120,7 @@ class Guard(TrainerGuardResults, Callback):
 
     def _reset_accumulation(self) -> None:
         self._loss: torch.Tensor | None = None
+        self._micro_batches = 0
         self._batch_size: int | None = 0
         self._inputs = self._targets = None
 
