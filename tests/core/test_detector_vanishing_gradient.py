@@ -137,3 +137,18 @@ def test_tiny_gradients_of_a_converged_network_are_not_vanishing():
     stuck = [StepStats(step=s.step, loss=0.05, lrs=s.lrs, layers=s.layers) for s in stream]
     assert [(f.step, f.severity, f.evidence["rule"]) for f in replay(vanishing_gradient(), stuck)[0]] == [
         (352, Severity.WARNING, "grad_abs_mean")]  # no ERROR on the ladder: layers not learning is harm
+
+
+def test_tiny_gradients_after_the_loss_fell_below_a_tenth_of_its_start_are_info():
+    # The corpus' fixed SRCNN (SGD at lr 0.1): 0.25 -> 0.014 in 25 steps, then mean |g| ~1e-8 in its first conv.
+    tiny = net(first=dict(grad_abs_mean=1e-8, update_ratio=2e-6), middle=dict(grad_abs_mean=1.5e-8))
+    losses = np.concatenate([np.geomspace(0.25, 0.014, 25), np.full(375, 0.014)])
+    stream = [StepStats(step=i, loss=float(l), lrs=(0.1,), layers=tiny if i % 25 == 0 and i else ())
+              for i, l in enumerate(losses)]
+    found = replay(vanishing_gradient(), stream)[0]
+    assert [(f.step, f.severity, f.evidence["rule"]) for f in found] == [(75, Severity.INFO, "grad_abs_mean")]
+    assert 0.05 < found[0].evidence["loss_to_start"] < 0.1  # smoothed: it lags the loss a little
+    # Should the loss climb back above a tenth of its start, the same gradients harm the run.
+    climbing = stream + [StepStats(step=400 + i, loss=0.2, lrs=(0.1,), layers=tiny if i % 25 == 0 else ())
+                         for i in range(200)]
+    assert [f.severity for f in replay(vanishing_gradient(), climbing)[0]] == [Severity.INFO, Severity.WARNING]
