@@ -1,7 +1,8 @@
 """Seed 000 with a custom loop: ``model(x)`` inside the training step, without ``training=True``, leaves
 BatchNormalization in inference mode and Dropout off. The guarded optimizer names the layers and the fix; the
 same loop with ``training=True`` raises nothing. The loop is the torch-backend one of docs/keras.md; on JAX the
-same loop computes the gradients with ``jax.value_and_grad`` over ``model.stateless_call``."""
+same loop computes the gradients with ``jax.value_and_grad`` over ``model.stateless_call``; on TensorFlow with
+``tf.GradientTape``, run eagerly and inside the user's own ``@tf.function``."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,43 +10,69 @@ import pytest
 
 keras = pytest.importorskip("keras")
 BACKEND = keras.backend.backend()
-if BACKEND not in ("torch", "jax"):
-    pytest.skip("custom loops are written here for the torch and JAX backends", allow_module_level=True)
 
 import trainguard  # noqa: E402
 import trainguard.keras as tk  # noqa: E402
 from trainguard.core.findings import Severity  # noqa: E402
 from trainguard.io.runlog import read_runlog  # noqa: E402
 
+# How the user's step runs: TensorFlow loops are written eagerly or as a tf.function; the others eagerly.
+STYLES = ["eager", "tf.function"] if BACKEND == "tensorflow" else ["eager"]
 
-def train_step(model, optimizer, loss_fn, xb, yb, training: bool) -> None:
-    """One step of the user's custom loop; ``training=False`` is the seed 000 bug (``model(x)``)."""
+
+def stopped_errors() -> tuple[type, ...]:
+    """Inside a tf.function the guard's stop reaches the loop as TensorFlow's error around it."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return trainguard.TrainingStopped, tf.errors.UnknownError
+    return (trainguard.TrainingStopped,)
+
+
+def make_train_step(model, optimizer, loss_fn, training: bool, style: str = "eager"):
+    """The user's custom training step; ``training=False`` is the seed 000 bug (``model(x)``)."""
     if BACKEND == "torch":
         import torch
 
-        xb, yb = torch.tensor(xb), torch.tensor(yb)
-        y_pred = model(xb, training=True) if training else model(xb)
-        loss = loss_fn(yb, y_pred)
-        model.zero_grad()
-        loss.backward()
-        grads = [v.value.grad for v in model.trainable_weights]
-        with torch.no_grad():
-            optimizer.apply(grads, model.trainable_weights, loss=loss, inputs=xb, targets=yb)
-        return
+        def step(xb, yb):
+            xb, yb = torch.tensor(xb), torch.tensor(yb)
+            y_pred = model(xb, training=True) if training else model(xb)
+            loss = loss_fn(yb, y_pred)
+            model.zero_grad()
+            loss.backward()
+            grads = [v.value.grad for v in model.trainable_weights]
+            with torch.no_grad():
+                optimizer.apply(grads, model.trainable_weights, loss=loss, inputs=xb, targets=yb)
+
+        return step
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        def step(xb, yb):
+            with tf.GradientTape() as tape:
+                y_pred = model(xb, training=True) if training else model(xb)
+                loss = loss_fn(yb, y_pred)
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables), loss=loss, inputs=xb, targets=yb)
+
+        return tf.function(step) if style == "tf.function" else step
     import jax
 
-    def compute_loss(trainable, non_trainable):
-        y_pred, non_trainable = model.stateless_call(trainable, non_trainable, xb, training=training)
-        return loss_fn(yb, y_pred), non_trainable
+    def step(xb, yb):
+        def compute_loss(trainable, non_trainable):
+            y_pred, non_trainable = model.stateless_call(trainable, non_trainable, xb, training=training)
+            return loss_fn(yb, y_pred), non_trainable
 
-    (loss, non_trainable), grads = jax.value_and_grad(compute_loss, has_aux=True)(
-        [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
-    for variable, value in zip(model.non_trainable_variables, non_trainable):
-        variable.assign(value)
-    optimizer.apply(grads, model.trainable_variables, loss=loss, inputs=xb, targets=yb)
+        (loss, non_trainable), grads = jax.value_and_grad(compute_loss, has_aux=True)(
+            [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
+        for variable, value in zip(model.non_trainable_variables, non_trainable):
+            variable.assign(value)
+        optimizer.apply(grads, model.trainable_variables, loss=loss, inputs=xb, targets=yb)
+
+    return step
 
 
-def run_loop(training: bool, steps: int = 30, log=None):
+def run_loop(training: bool, steps: int = 30, log=None, style: str = "eager"):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(512, 16)).astype("float32")
@@ -56,15 +83,17 @@ def run_loop(training: bool, steps: int = 30, log=None):
     loss_fn = keras.losses.CategoricalCrossentropy()
     optimizer = tk.GuardedOptimizer(keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True), policy="safe",
                                     log=log, model=model)
+    step = make_train_step(model, optimizer, loss_fn, training, style)
     with optimizer:
         for _ in range(steps):
             idx = rng.integers(0, len(x), 64)
-            train_step(model, optimizer, loss_fn, x[idx], y[idx], training)
+            step(x[idx], y[idx])
     return model, optimizer
 
 
-def test_missing_training_flag_names_the_layers_and_the_fix(tmp_path):
-    model, optimizer = run_loop(training=False, log=tmp_path / "loop.jsonl")
+@pytest.mark.parametrize("style", STYLES)
+def test_missing_training_flag_names_the_layers_and_the_fix(tmp_path, style):
+    model, optimizer = run_loop(training=False, log=tmp_path / "loop.jsonl", style=style)
     first = read_runlog(tmp_path / "loop.jsonl").steps[0]
     assert first.batch_size == 64 and first.inputs is not None and first.targets.abs_max == 1.0
     found = [f for f in optimizer.findings if f.code == "eval_mode_modules"]
@@ -78,8 +107,9 @@ def test_missing_training_flag_names_the_layers_and_the_fix(tmp_path):
     assert np.allclose(keras.ops.convert_to_numpy(bn.moving_mean), 0.0)
 
 
-def test_training_true_raises_nothing():
-    model, optimizer = run_loop(training=True)
+@pytest.mark.parametrize("style", STYLES)
+def test_training_true_raises_nothing(style):
+    model, optimizer = run_loop(training=True, style=style)
     # (data_scale may note, at INFO, that the one-hot targets are not standardized)
     assert [f for f in optimizer.findings if f.severity >= Severity.WARNING] == []
     assert "eval_mode_modules" not in [f.code for f in optimizer.findings]
@@ -87,15 +117,17 @@ def test_training_true_raises_nothing():
     assert not np.allclose(keras.ops.convert_to_numpy(model.get_layer("bn").moving_mean), 0.0)
 
 
-def test_non_finite_steps_are_skipped_then_training_stops(tmp_path):
+@pytest.mark.parametrize("style", STYLES)
+def test_non_finite_steps_are_skipped_then_training_stops(tmp_path, style):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     optimizer = tk.GuardedOptimizer(keras.optimizers.SGD(0.1), policy="safe", log=tmp_path / "nan.jsonl")
     x, y = np.ones((8, 2), "float32"), np.full((8, 1), np.nan, "float32")
-    with pytest.raises(trainguard.TrainingStopped, match="non-finite steps in a row") as stopped:
+    step = make_train_step(model, optimizer, keras.losses.MeanSquaredError(), True, style)
+    with pytest.raises(stopped_errors(), match="non-finite steps in a row"):
         for _ in range(25):
-            train_step(model, optimizer, keras.losses.MeanSquaredError(), x, y, training=True)
-    assert stopped.value.step == 19  # "safe" gives up after 20 non-finite steps in a row
+            step(x, y)
+    assert optimizer.actions[-1].step == 19  # "safe" gives up after 20 non-finite steps in a row
     assert all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in model.trainable_weights)  # all skipped
     assert int(keras.ops.convert_to_numpy(optimizer.iterations)) == 0  # optimizer state untouched
     assert [a.kind for a in optimizer.actions] == ["skip_step"] * 20 + ["stop"]

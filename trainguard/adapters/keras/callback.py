@@ -131,7 +131,7 @@ class Guard(keras.callbacks.Callback):
         self._wrapper = wrapper
         self.session = KerasSession(wrapper, self.policy, self.log_path, self.preset, model,
                                     owned_by_optimizer=False, detectors=self.detectors, exporters=self.exporters,
-                                    stop=self._stop, batch_in_graph=keras.backend.backend() == "tensorflow")
+                                    stop=self._stop)
         wrapper.host.session = self.session
         if keras.backend.backend() == "jax":
             self.session.before_host_write = self._jax_sync
@@ -260,16 +260,9 @@ class Guard(keras.callbacks.Callback):
         """The last update's measurements from the wrapper's variables (compiled steps only)."""
         wrapper = self._wrapper
         values = self._jax_values() if keras.backend.backend() == "jax" else None
-
-        def value(var):
-            if values is not None:
-                return np.asarray(values[wrapper.own_index(var)])
-            return collect.to_numpy(var)
-
-        loss = value(wrapper.tg_loss) if wrapper.host.loss_in_graph else None
-        return StepRecord(loss=loss, grad_norms=value(wrapper.tg_grad_norms), skipped=value(wrapper.tg_skipped) > 0.5,
-                          clipped=value(wrapper.tg_clipped) > 0.5, grads=None,
-                          index=int(value(wrapper.tg_updates)) - 1)
+        if values is None:
+            return wrapper.read_record()
+        return wrapper.read_record(lambda var: np.asarray(values[wrapper.own_index(var)]))
 
     def _jax_reader(self):
         """Reads a variable's value from the JAX trainer's state while fit holds it (the variables themselves

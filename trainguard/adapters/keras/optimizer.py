@@ -28,6 +28,7 @@ optimizer, and the class is registered so a model compiled with a ``GuardedOptim
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -183,7 +184,10 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
                 self.build(trainable_variables if trainable_variables is not None else [])
             self.built = True
         if self.host.session is None and self.host.session_args is not None:
-            loop.run_session(self, None, drain=False)  # its standing orders hold from this first update on
+            # Its standing orders hold from this first update on. Made on the host even when this first update
+            # is being traced into a tf.function (init_scope: eagerly, outside the graph).
+            with _outside_graph():
+                loop.run_session(self, None, drain=False)
         grads = list(grads)
         variables = list(trainable_variables) if trainable_variables is not None else self._trainable_variables
         host = self.host
@@ -209,6 +213,30 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         if host.loss is not None:
             self.tg_loss.assign(ops.cast(ops.reshape(host.loss, ()), "float32"))
             host.loss, host.loss_in_graph = None, True
+        session = host.session
+        if session is not None and session.owned_by_optimizer and graph.in_graph():
+            # A custom loop's own tf.function: nothing on the host runs between its steps, so the step hands
+            # control to the host once, after its update (as an eager update reads its numbers once).
+            # Not under XLA, where no host callback runs: the standing orders still act there.
+            if inputs is not None or targets is not None:
+                session.graph_batch.record(inputs, targets)
+            if not private.in_xla_context():
+                import tensorflow as tf
+
+                tf.py_function(self._host_step, [], [])
+
+    def _host_step(self) -> None:
+        """Inside a custom loop's tf.function, after each update (``tf.py_function``, eager): the records."""
+        session = self.host.session
+        session.see_measured_batch()
+        session.drain(read_graph=self.read_record)
+
+    def read_record(self, read=collect.to_numpy) -> StepRecord:
+        """The last compiled update's measurements, from the wrapper's variables (``read`` reads one: from the
+        JAX trainer's state during fit)."""
+        loss = read(self.tg_loss) if self.host.loss_in_graph else None
+        return StepRecord(loss=loss, grad_norms=read(self.tg_grad_norms), skipped=read(self.tg_skipped) > 0.5,
+                          clipped=read(self.tg_clipped) > 0.5, grads=None, index=int(read(self.tg_updates)) - 1)
 
     def _apply_eager(self, grads, variables, trainable_variables) -> None:
         """An eager update (torch backend, custom loops): one fused norm pass and one small host read, then the
@@ -393,6 +421,15 @@ def _step_vector(loss, grads):
         return torch.cat([loss_part.to(device), torch.stack([n.to(device) for n in norms])])
     norms = [ops.sqrt(ops.sum(ops.square(ops.cast(g, "float32")))) for g in grads]
     return ops.concatenate([loss_part, ops.stack(norms)])
+
+
+def _outside_graph():
+    """A context that runs its body eagerly even while a TensorFlow graph is traced (``tf.init_scope``)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.init_scope()
+    return contextlib.nullcontext()
 
 
 def _is_eager(*tensors) -> bool:

@@ -10,7 +10,7 @@ import keras
 
 __all__ = ["learning_rate_slot", "iterations_variable", "velocities", "tracked_trainable_variables",
            "scaled_learning_rate", "current_learning_rate", "nested_layers", "METRICS_UPDATE", "jax_state",
-           "sync_jax_state"]
+           "sync_jax_state", "in_xla_context"]
 
 # The JAX trainer's method that receives the unscaled batch loss inside the traced step (see callback.py).
 METRICS_UPDATE = "_update_metrics_variables"
@@ -76,3 +76,12 @@ def sync_jax_state(model: keras.Model) -> None:
     sync = getattr(model, "jax_state_sync", None)
     if callable(sync) and getattr(model, "_jax_state", None):
         sync()
+
+
+def in_xla_context() -> bool:
+    """Whether a TensorFlow graph is being traced for XLA (``jit_compile=True``), where a host callback
+    (``tf.py_function``) cannot run: ``control_flow_util.GraphOrParentsInXlaContext``, TensorFlow's own test."""
+    from tensorflow.python.framework import ops as tf_ops
+    from tensorflow.python.ops import control_flow_util
+
+    return control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph())

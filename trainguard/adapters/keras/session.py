@@ -41,7 +41,7 @@ class KerasSession:
     def __init__(self, optimizer: Any, policy: Any = "safe", log: Any = None,
                  preset: str | Preset = "standard", model: Any = None, *, owned_by_optimizer: bool = True,
                  detectors: Detector | None = None, exporters: Any = (),
-                 stop: Callable[[str], None] | None = None, batch_in_graph: bool = False):
+                 stop: Callable[[str], None] | None = None):
         if not optimizer.built:
             raise RuntimeError("the guarded optimizer must be built before its session starts")
         self.optimizer = optimizer
@@ -67,8 +67,8 @@ class KerasSession:
         # inference forward pass on the step's inputs for the activation probe, on sampled steps only.
         self.probe_forward: Callable[[Any], Any] | None = None
         self.last_inputs: Any = None
-        # TensorFlow graph steps measure their batch in the graph (the callback asks for it).
-        self.graph_batch = GraphBatch() if batch_in_graph else None
+        # TensorFlow graph steps (fit's, or a custom loop's tf.function) measure their batch in the graph.
+        self.graph_batch = GraphBatch() if keras.backend.backend() == "tensorflow" else None
         writer = None
         if log is not None:
             try:
