@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import trainguard
+from trainguard.adapters.torch.effector import recycle_dormant_units
 from trainguard.core.findings import Finding, Severity
 from trainguard.core.policies import Plan
 from trainguard.core.policies.lower_lr import lower_lr
@@ -170,3 +171,59 @@ def test_a_drifting_loss_at_too_high_an_lr_gets_its_lr_cut_and_ends_lower():
     trials_run = [a for a in guard.actions if a.kind == "trial"]
     assert trials_run and trials_run[-1].params["repair"].startswith("lower_lr") and trials_run[-1].effect["kept"]
     assert repaired < 0.5 * observed
+
+
+def test_redo_reinitializes_only_the_dormant_units_and_leaves_the_users_rng_alone():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    with torch.no_grad():
+        model[0].weight[:2] = -1.0  # units 0 and 1: negative on positive inputs, dead
+        model[0].bias[:2] = -1.0
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x = torch.rand(16, 3)
+    model(x).sum().backward()
+    optimizer.step()
+    kept_rows, kept_out = model[0].weight[2:].clone(), model[2].weight[:, 2:].clone()
+    rng = torch.get_rng_state()
+    done = recycle_dormant_units(model, optimizer, ("1",), seed=7)
+    assert done == {"units": 2, "layers": ["1"]} and torch.equal(torch.get_rng_state(), rng)
+    assert torch.equal(model[0].weight[2:], kept_rows) and torch.equal(model[2].weight[:, 2:], kept_out)
+    assert torch.all(model[0].weight[:2].abs() <= 1 / math.sqrt(3)) and not torch.all(model[0].weight[:2] == -1)
+    assert torch.all(model[2].weight[:, :2] == 0)
+    state = optimizer.state[model[0].weight]
+    assert torch.all(state["exp_avg"][:2] == 0) and torch.all(state["exp_avg_sq"][:2] == 0)
+    assert torch.all(optimizer.state[model[2].weight]["exp_avg"][:, :2] == 0)
+
+
+def test_a_dead_hidden_relu_is_recycled_by_a_kept_trial_and_the_network_learns():
+    # stats.stackexchange.com/questions/450100: one hidden ReLU, positive features, both weights negative.
+    def run(policy):
+        rng = np.random.default_rng(1)
+        x = rng.uniform(1.0, 10.0, size=(2000, 2)).astype(np.float32)
+        x, y = torch.tensor(x), torch.tensor((x.sum(1) < 11.0).astype(np.float32)[:, None])
+        torch.manual_seed(3)
+        model = nn.Sequential(nn.Linear(2, 1), nn.ReLU(), nn.Linear(1, 1))
+        with torch.no_grad():
+            model[0].weight.copy_(torch.tensor([[-0.05, -0.039]]))
+            model[0].bias.zero_()
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+        guard = trainguard.Guard(model, optimizer, policy=policy)
+        generator = torch.Generator().manual_seed(2)
+        losses = []
+        for _ in range(15):
+            order = torch.randperm(2000, generator=generator)
+            for i in range(0, 2000, 32):
+                idx = order[i:i + 32]
+                optimizer.zero_grad()
+                loss = nn.functional.binary_cross_entropy_with_logits(model(x[idx]), y[idx])
+                loss.backward()
+                guard.step(loss)
+                losses.append(loss.item())
+        guard.close()
+        return float(np.mean(losses[-60:])), guard
+
+    dead, _ = run("observe")
+    revived, guard = run("auto")
+    trial = next(a for a in guard.actions if a.kind == "trial")
+    assert trial.params["repair"] == "recycle_dormant" and trial.effect["kept"] is True
+    assert dead > 0.69 and revived < 0.5 * dead

@@ -93,7 +93,7 @@ class KerasEffector:
                 self._window = plan.rollback.skip_batches
                 self._rollback_step = stats.step
         if plan.snapshot:
-            self._take_snapshot(stats.step + 1, keep=plan.snapshot)
+            self._take_snapshot(stats.step + 1, keep=plan.snapshot, pinned=plan.keep_snapshot)
         if plan.reset_moments:
             effects["reset_moments"] = self._reset_moments()
         if plan.adam_eps is not None:
@@ -135,12 +135,14 @@ class KerasEffector:
         inner = self.optimizer.inner_optimizer
         return model_vars + [v for v in inner.variables if id(v) not in seen]
 
-    def _take_snapshot(self, label: int, keep: int | None) -> None:
+    def _take_snapshot(self, label: int, keep: int | None, pinned: int | None = None) -> None:
+        """Keeps the ``keep`` newest, and the one labelled ``pinned`` (a running trial's) whatever its age."""
         self.snapshots[label] = collect.weight_arrays(self._state_variables(), self.read)
         self._epsilons[label] = getattr(self.optimizer.inner_optimizer, "epsilon", None)
         if keep is not None:
             for old in sorted(self.snapshots)[:-keep]:
-                del self.snapshots[old]
+                if old != pinned:
+                    del self.snapshots[old]
         for old in [k for k in self._epsilons if k not in self.snapshots]:
             del self._epsilons[old]
 

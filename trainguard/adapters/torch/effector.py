@@ -31,7 +31,7 @@ from trainguard.core.policies import Plan, step_decision
 from trainguard.core.session import NOTHING, Carried, standing
 from trainguard.core.stats import StepStats
 
-__all__ = ["TorchEffector", "unitwise_clip_"]
+__all__ = ["TorchEffector", "unitwise_clip_", "recycle_dormant_units"]
 
 _EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s
 
@@ -59,6 +59,72 @@ def unitwise_clip_(params: list[torch.Tensor], grads: list[torch.Tensor], clippi
             g_norm = torch.linalg.vector_norm(g, dim=dims, keepdim=True)
         max_norm = clipping * w_norm.clamp_min(eps)
         g.copy_(torch.where(g_norm > max_norm, g * (max_norm / g_norm.clamp_min(1e-6)), g))
+
+
+_LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+
+
+def _around(model: torch.nn.Module, relu_name: str) -> tuple[torch.nn.Module | None, torch.nn.Module | None]:
+    """The Linear/Conv layer feeding the ReLU module ``relu_name`` and the first one after it, siblings in the
+    same container (an ``nn.Sequential``); None where there is none."""
+    parent_name, _, child = relu_name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    names = [name for name, _ in parent.named_children()]
+    if child not in names:
+        return None, None
+    modules = list(parent.children())
+    i = names.index(child)
+    before = modules[i - 1] if i > 0 and isinstance(modules[i - 1], _LAYERS) else None
+    after = next((m for m in modules[i + 1:] if isinstance(m, _LAYERS)), None)
+    return before, after
+
+
+def recycle_dormant_units(model: torch.nn.Module, optimizer: torch.optim.Optimizer, relus: tuple[str, ...],
+                          seed: int) -> dict[str, Any]:
+    """ReDo (Sokar et al. 2023) on the units before each ReLU module named: a unit whose incoming gradient row
+    is all zero on this step (its ReLU gave no positive output on the batch) gets its incoming weights and bias
+    drawn again from ``nn.Linear``/``nn.ConvNd``'s default distribution, U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+    its outgoing weights in the next layer set to 0, and the optimizer's state of those rows and columns
+    (momentum, Adam's moments) set to 0. A generator of its own, seeded with the step: the user's RNG is
+    untouched."""
+    generator = torch.Generator().manual_seed(seed)
+    done: dict[str, Any] = {"units": 0, "layers": [], "not_applied": []}
+    with torch.no_grad():
+        for relu in relus:
+            before, after = _around(model, relu)
+            grad = before.weight.grad if before is not None else None
+            if grad is None:
+                done["not_applied"].append(f"{relu}: no Linear/Conv layer with a gradient right before it")
+                continue
+            rows = grad.reshape(grad.shape[0], -1).abs().sum(dim=1)
+            if before.bias is not None and before.bias.grad is not None:
+                rows = rows + before.bias.grad.abs()
+            units = torch.nonzero(rows == 0).flatten()
+            if units.numel() == 0:
+                continue
+            fan_in = before.weight[0].numel()
+            bound = 1.0 / math.sqrt(fan_in)
+            fresh = (torch.rand((units.numel(),) + tuple(before.weight.shape[1:]), generator=generator) * 2 - 1)
+            before.weight[units] = (fresh * bound).to(before.weight.dtype).to(before.weight.device)
+            _zero_state(optimizer, before.weight, units, dim=0)
+            if before.bias is not None:
+                fresh_bias = torch.rand((units.numel(),), generator=generator) * 2 - 1
+                before.bias[units] = (fresh_bias * bound).to(before.bias.dtype).to(before.bias.device)
+                _zero_state(optimizer, before.bias, units, dim=0)
+            if after is not None and after.weight.shape[1] == before.weight.shape[0]:
+                after.weight[:, units] = 0
+                _zero_state(optimizer, after.weight, units, dim=1)
+            done["units"] += int(units.numel())
+            done["layers"].append(relu)
+    if not done["not_applied"]:
+        del done["not_applied"]
+    return done
+
+
+def _zero_state(optimizer: torch.optim.Optimizer, param: torch.Tensor, units: torch.Tensor, dim: int) -> None:
+    for value in optimizer.state.get(param, {}).values():
+        if isinstance(value, torch.Tensor) and value.shape == param.shape:
+            value.index_fill_(dim, units.to(value.device), 0)
 
 
 class TorchEffector:
@@ -206,7 +272,8 @@ class TorchEffector:
         stop = None
         if plan.snapshot and self.snapshots is not None:
             self.snapshots.keep = plan.snapshot
-            self.snapshots.add(take_snapshot(self._step(), self.model, self.optimizer, self.scheduler))
+            self.snapshots.add(take_snapshot(self._step(), self.model, self.optimizer, self.scheduler),
+                               pinned=plan.keep_snapshot)
         if plan.rollback is not None and self.snapshots is not None:
             stop = self._restore(plan, stats)
         if plan.reset_moments:
@@ -221,6 +288,9 @@ class TorchEffector:
         effects: dict[str, dict[str, Any]] = {}
         if plan.adam_eps is not None:
             effects["adam_epsilon"] = self._raise_eps(plan.adam_eps)
+        if plan.recycle_units:
+            effects["recycle_dormant"] = recycle_dormant_units(self.model, self.optimizer, plan.recycle_units,
+                                                               seed=stats.step)
         for name in plan.restore_modules:
             self.model.get_submodule(name).train(True)
         for action in plan.actions:

@@ -122,8 +122,11 @@ class SnapshotStore:
         self.snapshots: list[Snapshot] = []
         self.peak_nbytes = 0
 
-    def add(self, snap: Snapshot) -> None:
-        self.snapshots = (self.snapshots + [snap])[-self.keep:]
+    def add(self, snap: Snapshot, pinned: int | None = None) -> None:
+        """Keeps the ``keep`` newest, and the one labelled ``pinned`` (a running trial's) whatever its age."""
+        held = self.snapshots + [snap]
+        newest = held[-self.keep:]
+        self.snapshots = [s for s in held[:-self.keep] if s.label == pinned][-1:] + newest
         self.peak_nbytes = max(self.peak_nbytes, self.nbytes)
 
     def get(self, label: int) -> Snapshot | None:

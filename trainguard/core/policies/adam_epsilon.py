@@ -14,9 +14,11 @@ Evidence, from the Adam statistics the adapters sample (``adam_sqrt_v_median``, 
 * **collapse then blow-up**: the median ``sqrt(v_hat)`` fell to ``1 / collapse`` (10) of the largest median seen,
   a gradient-growth finding (``exploding_gradient``, ``loss_spike``, ``adam_update_rms``, ``divergence``) came
   within ``recent`` (10) steps, and the loss is ``rise`` (2) times its median over the ``recent`` steps before;
-* **underflow**: the first non-finite step comes right after a sample in which some ``sqrt(v)`` was exactly 0:
-  the update that broke the weights divided by ``eps`` alone. The change is then tried on the newest snapshot from
-  before that update.
+* **underflow**: the first non-finite step comes right after a sample in which some ``sqrt(v)`` was exactly 0
+  and the update RMS was over ``underflow_rms`` (1000; Adam's step is bounded by about ``lr``, an RMS near 1,
+  while its denominator holds): the update that broke the weights divided by ``eps`` alone. (A zero ``sqrt(v)``
+  alone is common: a parameter that never had a gradient, an unused embedding row.) The change is then tried on
+  the newest snapshot from before that update.
 
 The change: ``eps`` to ``factor`` (10) times the median ``sqrt(v_hat)``, where the healthy twin of seed 002 puts
 it, at least ``floor`` (1e-8, torch's default); after an underflow, ``floor`` alone. The adapter raises it
@@ -46,35 +48,37 @@ class AdamEpsilonState(NamedTuple):
     peak_sqrt_v: float  # the largest median sqrt(v_hat) sampled (0: Adam not seen)
     sqrt_v: float  # the last sampled median sqrt(v_hat)
     sqrt_v_min: float  # the last sampled smallest sqrt(v_hat)
+    update_rms: float  # the last sampled largest update RMS, g / max(sqrt(v_hat), eps)
     growth_step: int  # the last step with a gradient-growth finding
     losses: tuple[float, ...]  # the last `recent` finite losses
     was_finite: bool
 
 
 def raise_adam_epsilon(collapse: float = 10.0, rise: float = 2.0, recent: int = 10, factor: float = 10.0,
-                       floor: float = 1e-8) -> Repair:
+                       floor: float = 1e-8, underflow_rms: float = 1e3) -> Repair:
     if collapse <= 1 or rise <= 1 or recent < 3 or factor <= 0 or floor <= 0:
         raise ValueError("raise_adam_epsilon needs collapse > 1, rise > 1, recent >= 3, factor > 0, floor > 0")
     fix = FIXES["adam_epsilon"][0]
 
     def init() -> AdamEpsilonState:
-        return AdamEpsilonState(0.0, 0.0, math.inf, -(10 ** 9), (), True)
+        return AdamEpsilonState(0.0, 0.0, math.inf, 0.0, -(10 ** 9), (), True)
 
     def propose(stats: StepStats, findings: Findings, plan: Plan, st: AdamEpsilonState):
         if stats.layers:
             medians = [x.adam_sqrt_v_median for x in stats.layers if x.adam_sqrt_v_median is not None]
             mins = [x.adam_sqrt_v_min for x in stats.layers if x.adam_sqrt_v_min is not None]
+            rms = [x.adam_update_rms for x in stats.layers if x.adam_update_rms is not None]
             if medians and all(math.isfinite(v) for v in medians):
                 median = statistics.median(medians)
                 st = st._replace(peak_sqrt_v=max(st.peak_sqrt_v, median), sqrt_v=median,
-                                 sqrt_v_min=min(mins) if mins else math.inf)
+                                 sqrt_v_min=min(mins) if mins else math.inf, update_rms=max(rms, default=0.0))
         if any(f.code in _GROWTH for f in findings):
             st = st._replace(growth_step=stats.step)
         loss, finite = stats.loss, stats.finite and stats.loss is not None and math.isfinite(stats.loss)
         proposal = None
         if st.peak_sqrt_v > 0.0:  # an Adam-family optimizer
             eps = max(floor, factor * st.sqrt_v)
-            if not finite and st.was_finite and st.sqrt_v_min == 0.0:
+            if not finite and st.was_finite and st.sqrt_v_min == 0.0 and st.update_rms >= underflow_rms:
                 # where v underflowed there is no sqrt(v) to be large against: the adapter's dtype floor decides
                 proposal = Proposal("non_finite", {"cause": "adam_epsilon", "eps": floor, "sqrt_v_median": st.sqrt_v,
                                                    "sqrt_v_min": 0.0},

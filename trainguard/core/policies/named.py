@@ -18,6 +18,7 @@ from trainguard.core.policies.clip import clip_outliers
 from trainguard.core.policies.escalate import escalate
 from trainguard.core.policies.lower_lr import lower_lr, lower_lr_from_before
 from trainguard.core.policies.plan import Policy, chain
+from trainguard.core.policies.redo import recycle_dormant
 from trainguard.core.policies.restore_mode import restore_mode
 from trainguard.core.policies.skip import skip_if_non_finite, skip_outliers
 from trainguard.core.policies.trial import Repair, trials
@@ -40,7 +41,7 @@ def auto(**escalation) -> Policy:
 
 def trial_repairs() -> tuple[Repair, ...]:
     """The repairs ``auto`` tries (:mod:`.trial`), in order of preference when several apply at one step."""
-    return (raise_adam_epsilon(), lower_lr(), lower_lr_from_before())
+    return (raise_adam_epsilon(), lower_lr(), lower_lr_from_before(), recycle_dormant())
 
 
 def get_policy(policy: str | Policy) -> Policy | None:

@@ -72,11 +72,13 @@ class Plan(NamedTuple):
     lr_scale: float = 1.0  # multiplier on every param group's LR, applied around the optimizer step only
     adam_update_cap: float | None = None  # cap each tensor's Adam update RMS (StableAdamW)
     adam_eps: float | None = None  # raise Adam's epsilon to at least this
+    keep_snapshot: int | None = None  # the label of a snapshot newer ones must not evict (a running trial's)
     # One-shot orders.
     snapshot: int = 0  # take a snapshot now, labelled with the next step, keeping this many in all (0: none)
     rollback: RollbackOrder | None = None
     reset_moments: bool = False
     restore_modules: tuple[str, ...] = ()
+    recycle_units: tuple[str, ...] = ()  # ReLU modules whose dormant units are re-initialized (ReDo)
     stop: str | None = None
     # Decisions taken on this step, for the run log; the adapter fills their ``effect``.
     actions: tuple[Action, ...] = ()

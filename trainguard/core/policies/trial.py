@@ -9,8 +9,9 @@ epsilon, a lower learning rate). :func:`trials` runs the proposals one at a time
 2. snapshot (the adapter's in-memory rollback snapshot, labelled with the first step under the change), then
    the change, as standing orders of the plan;
 3. watch ``window`` applied steps;
-4. keep the change only if the loss measurably improved against the trend: the median of the window's log-loss
-   residuals to the extrapolated line is below ``-log(1 + margin)`` and below ``-noise_z`` robust standard
+4. keep the change only if the loss measurably improved against the trend: the median of the log-loss residuals
+   to the extrapolated line over the second half of the window (a change's effect may take a while to build) is
+   below ``-log(1 + margin)`` and below ``-noise_z`` robust standard
    deviations of the residuals before. Otherwise roll back to the snapshot (bit-exact) and record the failed
    attempt; a non-finite step in the window fails the trial at once. A repair whose trial failed is not
    proposed again.
@@ -60,6 +61,8 @@ class Repair(NamedTuple):
     propose: Callable[[StepStats, Findings, Plan, Any], tuple[Proposal | None, Any]]
     apply: Callable[[Plan, dict[str, Any]], Plan]
     after: str | None = None  # tried only once the trial of the repair of this name failed
+    once: Callable[[Plan, dict[str, Any]], Plan] | None = None  # one-shot orders, when the trial starts
+    window: int | None = None  # steps its effect needs to show, when more than the trials' window
 
 
 class RunningTrial(NamedTuple):
@@ -124,16 +127,19 @@ def trials(*repairs: Repair, history: int = 8, window: int = 20, margin: float =
             plan = repairs[index].apply(plan, params)
         if st.running is not None:
             plan = repairs[st.running.repair].apply(plan, st.running.proposal.params)
+            plan = plan._replace(keep_snapshot=st.running.label)
         return plan
 
     def record(run: RunningTrial, step: int, kept: bool, why: str) -> Action:
-        window_loss = float(np.median(run.losses)) if run.losses else None
-        predicted = math.exp(run.intercept + run.slope * (run.first + max(step, run.first)) / 2.0)
+        window_loss = float(np.median(run.losses[len(run.losses) // 2:])) if run.losses else None
+        middle = run.first + (max(step, run.first) - run.first) * 3 / 4  # of the judged second half
+        predicted = math.exp(run.intercept + run.slope * middle)
         params = {"repair": repairs[run.repair].name, **run.proposal.params, "snapshot": run.label,
                   "from_step": run.first, "to_step": step, "fix": run.proposal.fix}
         effect = {"kept": kept, "why": why, "loss_at_start": run.start_loss, "loss_trend": predicted,
                   "loss_window": window_loss,
-                  "improvement": -float(np.median(run.residuals)) if run.residuals else None}
+                  "improvement": (-float(np.median(run.residuals[len(run.residuals) // 2:])) if run.residuals
+                                  else None)}
         return Action("trial", run.step, run.proposal.reason, params, effect)
 
     def end(plan: Plan, st: TrialsState, step: int, kept: bool, why: str, restore: bool) -> tuple[Plan, TrialsState]:
@@ -166,8 +172,10 @@ def trials(*repairs: Repair, history: int = 8, window: int = 20, margin: float =
         start_loss = math.exp(intercept + slope * first)
         run = RunningTrial(index, proposal, step, label, first, slope, intercept, noise, start_loss, (), ())
         action = Action(repairs[index].name, step, proposal.reason,
-                        {**proposal.params, "trial_window": window, "snapshot": label}, {})
-        return plan.log(action), st._replace(running=run)
+                        {**proposal.params, "trial_window": max(window, repairs[index].window or 0),
+                         "snapshot": label}, {})
+        once = repairs[index].once
+        return (once(plan, proposal.params) if once else plan).log(action), st._replace(running=run)
 
     def update(stats: StepStats, findings: Findings, plan: Plan, st: TrialsState):
         step = stats.step
@@ -198,8 +206,8 @@ def trials(*repairs: Repair, history: int = 8, window: int = 20, margin: float =
                 residual = math.log(loss) - (run.intercept + run.slope * step)
                 run = run._replace(residuals=run.residuals + (residual,), losses=run.losses + (float(loss),))
                 st = st._replace(running=run)
-                if len(run.residuals) >= window:
-                    kept = improvement(run.residuals, run.noise, margin, noise_z)
+                if len(run.residuals) >= max(window, repairs[run.repair].window or 0):
+                    kept = improvement(run.residuals[len(run.residuals) // 2:], run.noise, margin, noise_z)
                     why = ("the loss fell below its trend" if kept
                            else "the loss did not fall measurably below its trend")
                     plan, st = end(plan, st, step, kept, why, restore=not kept)

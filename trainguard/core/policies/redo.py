@@ -1,0 +1,60 @@
+"""``recycle_dormant``: dead ReLU units re-initialized, as ReDo does (a trial repair).
+
+Sokar et al., "The Dormant Neuron Phenomenon in Deep Reinforcement Learning" (ICML 2023): a unit whose
+activation is (near) zero on the data gets no gradient and stays so; ReDo recycles it: its incoming weights are
+drawn again from the initial distribution, its outgoing weights set to zero (so the network's output does not
+jump), and the optimizer's moments of those weights reset. Here a unit is dormant when the ReLU after it gave no
+positive output on the step's batch (``tau = 0`` in the paper), which the adapter reads as an all-zero gradient
+row of the layer before the ReLU.
+
+Proposed on a ``dead_relu`` finding (its ``where`` names the ReLU module) when the loss has stalled: the median
+of the last ``recent`` (10) losses is at least ``1 - min_progress`` (98%) of the median of the ``recent`` before
+(a network training well with a share of dead units is left alone). Tried as every trial is (:mod:`.trial`):
+kept only if the loss then falls measurably below its trend over the second half of a ``window`` of 500 steps:
+a recycled unit starts with zero outgoing weights, which Adam grows by about the LR per step, so its effect on
+the loss builds up over hundreds of steps (a one-unit network revived at Adam lr 0.01: 0.69 -> 0.67 in 250
+steps, 0.34 by 500). The adapter carries it out on a Linear or Conv layer
+followed by the ReLU (in the same ``nn.Sequential``), and says so when the model is built otherwise.
+"""
+from __future__ import annotations
+
+import statistics
+from typing import NamedTuple
+
+from trainguard.core.diagnosis.fixes import FIXES
+from trainguard.core.policies.plan import Findings, Plan
+from trainguard.core.policies.trial import Proposal, Repair
+from trainguard.core.stats import StepStats
+
+__all__ = ["recycle_dormant", "RecycleState"]
+
+
+class RecycleState(NamedTuple):
+    losses: tuple[float, ...]  # the last 2 * recent finite losses
+
+
+def recycle_dormant(recent: int = 10, min_progress: float = 0.02, window: int = 500) -> Repair:
+    if recent < 2 or not 0 < min_progress < 1 or window < 1:
+        raise ValueError("recycle_dormant needs recent >= 2, 0 < min_progress < 1 and window >= 1")
+    fix = FIXES["dead_relu"][0]
+
+    def propose(stats: StepStats, findings: Findings, plan: Plan, st: RecycleState):
+        loss = stats.loss
+        if stats.applied and stats.finite and loss is not None:
+            st = RecycleState((st.losses + (float(loss),))[-2 * recent:])
+        dead = [f for f in findings if f.code == "dead_relu" and f.where]
+        if not dead or len(st.losses) < 2 * recent:
+            return None, st
+        before, last = statistics.median(st.losses[:recent]), statistics.median(st.losses[recent:])
+        if last < (1.0 - min_progress) * before:
+            return None, st
+        params = {"cause": "dead_relu", "modules": [f.where for f in dead],
+                  "dead_fraction": max(float(f.evidence.get("dead_fraction", f.evidence.get("value", 0.0)))
+                                       for f in dead)}
+        return Proposal("dead_relu", params, fix), st
+
+    def once(plan: Plan, params: dict) -> Plan:
+        return plan._replace(recycle_units=tuple(dict.fromkeys(plan.recycle_units + tuple(params["modules"]))))
+
+    return Repair("recycle_dormant", lambda: RecycleState(()), propose, lambda plan, params: plan, once=once,
+                  window=window)
