@@ -155,3 +155,13 @@ def test_datasets_taken_in_turn_are_not_an_lr_warning():
     run["loss"] *= np.array([1.0, 1.6, 0.8])[np.arange(3000) % 3]
     found = [f for f in analyse_series(as_series(run)) if f.code == "oscillation"]
     assert found and found[0].severity == Severity.INFO
+
+
+def test_an_oscillation_that_comes_and_goes_is_information():
+    # Two players trading (a GAN's discriminator loss): a swing in 2 of 10 windows, not past the stability edge.
+    run = healthy(3, 2560, schedule="constant", noise=0.02)
+    t = np.arange(2560)
+    bursts = ((t // 256) % 5 == 1).astype(float)  # windows 1 and 6: not from the start
+    run["loss"] = run["loss"] * np.exp(0.3 * bursts * np.sin(2 * np.pi * t / 40))
+    found = [f for f in analyse_series(as_series(run)) if f.code == "oscillation"]
+    assert found and found[0].severity == Severity.INFO and "comes and goes" in found[0].evidence["note"]

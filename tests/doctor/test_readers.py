@@ -218,3 +218,18 @@ def test_truncated_tensorboard_file_is_read_to_the_cut_and_says_so(run, tmp_path
     series = read_run(cut)
     assert 0 < len(series) < len(read_run(whole))
     assert any(p.startswith("event file truncated") for p in series.problems), series.problems
+
+
+def test_a_gan_log_with_one_loss_per_optimizer_reads_the_first_and_says_which(tmp_path):
+    path = tmp_path / "gan.csv"
+    rows = "".join(f"{i},{0.7 + 0.01 * (i % 3)},{0.9 - 0.001 * i},1.0\n" for i in range(50))
+    path.write_text("step,loss_d,loss_g,val_loss_g\n" + rows, encoding="utf-8")
+    series = read_run(path)
+    assert series.columns["loss"] == "loss_d"
+    assert any("--loss-col loss_g" in p for p in series.problems)
+    assert read_run(path, {"loss": "loss_g"}).loss[0] == pytest.approx(0.9)
+    from trainguard.doctor import diagnose_file
+
+    result = diagnose_file(path)
+    assert result.error is None
+    assert [f.severity for f in result.findings if f.code == "parse"] == [Severity.INFO]

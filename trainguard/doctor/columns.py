@@ -82,10 +82,18 @@ def build_series(table: MetricTable, path: Path, fmt: str,
     """Training rows (those with a loss) ordered by step, evaluation rows apart, problems listed."""
     names = list(table.values)
     mapping = detect_columns(names, overrides)
+    problems = list(table.problems)
+    if "loss" not in mapping:
+        others = [n for n in names if _named_a_training_loss(n) and n not in mapping.values()]
+        if others:
+            # Two optimizers (a GAN's loss_d and loss_g) log one loss each: read the first, and say so.
+            mapping["loss"] = others[0]
+            if len(others) > 1:
+                problems.append(f"{len(others)} loss columns ({', '.join(others[:6])}): this report reads "
+                                f"{others[0]!r}; run again with --loss-col {others[1]} for the next")
     if "loss" not in mapping:
         raise ReadError(f"no loss column (looked for {', '.join(ALIASES['loss'][:4])}, ...; columns are: "
                         f"{', '.join(names[:20]) or 'none'}); name it with --loss-col")
-    problems = list(table.problems)
     step_name = mapping.get("step") or mapping.get("epoch")
     if step_name is not None:
         step_all, step_ok = table.values[step_name], table.present[step_name] & np.isfinite(table.values[step_name])
@@ -127,6 +135,13 @@ def build_series(table: MetricTable, path: Path, fmt: str,
             series.eval_step = step_all[eval_rows].astype(np.float64)
             series.eval_loss = table.values[mapping["eval_loss"]][eval_rows].astype(np.float64)
     return series
+
+
+def _named_a_training_loss(name: str) -> bool:
+    """``loss_d``, ``g_loss``, ``loss/generator``: "loss" is one of the name's words, and none of them says
+    evaluation."""
+    words = set(normalise(name).replace("/", "_").split("_"))
+    return "loss" in words and not words & {"val", "eval", "valid", "validation", "test"}
 
 
 def _last_write_wins(steps: np.ndarray, rows: np.ndarray, problems: list[str], kind: str) -> np.ndarray:

@@ -20,8 +20,9 @@ the run does not show the pattern; the rules and the doctor's analyses share the
   the point-to-point noise (>= 3 robust standard deviations).
 - ``linear_decline``: the loss falls at a steady rate far from convergence: block medians that fall from each
   block to the next, the second half of the run losing >= half as much as the first (a healthy run's decline
-  decelerates: the healthy corpus' second halves lose <= 0.23x the first's, its noisy diffusion model 0.5x), a
-  total fall >= 1% and >= 5x the point-to-point noise of the log-loss. CS231n ("Neural Networks Part 3",
+  decelerates: the healthy corpus' second halves lose <= 0.23x the first's, its noisy diffusion model 0.5x) and
+  no more than 1.25x (a fall that speeds up is a network leaving the plateau of its initialization, the sigmoid
+  learning curves of Saxe et al. 2014), a total fall >= 1% and >= 5x the point-to-point noise of the log-loss. CS231n ("Neural Networks Part 3",
   babysitting the learning process): "with low learning rates the improvements will be linear"; with a good one
   they look exponential.
 - ``column_change``: a column's median just before a point against an earlier stretch (an LR that rose into the
@@ -47,6 +48,7 @@ _CLIMB = 1.5
 _GIVEN_BACK = 0.25
 _MIN_POINTS = 8
 _LINEAR = 0.5
+_ACCELERATING = 1.25
 _FALLING = 0.9
 _LINEAR_MIN_FALL = 0.01
 _LINEAR_TREND = 5.0
@@ -170,7 +172,7 @@ def linear_decline(losses: np.ndarray) -> dict | None:
     noise = _noise(np.log(finite))
     falling = float(np.mean(np.diff(course) < 0))
     total = math.log(first / last) if last > 0 else 0.0
-    if not (early_fall > 0 and late_fall >= _LINEAR * early_fall and falling >= _FALLING
+    if not (early_fall > 0 and _LINEAR * early_fall <= late_fall <= _ACCELERATING * early_fall and falling >= _FALLING
             and total >= max(_LINEAR_MIN_FALL, _LINEAR_TREND * noise)):
         return None
     return {"first_level": first, "last_level": last, "late_over_early_fall": round(late_fall / early_fall, 3),

@@ -9,7 +9,9 @@ A step size past the stability edge of the loss surface makes gradient descent o
 lr_too_high, all the more when the LR was rising. A pattern present from the first window under a steady LR is only
 information while the loss keeps falling (below 0.7x its level a fifth into the run): taking datasets in turn,
 or unshuffled batches, gives the same periodic loss. Under an oscillation that stops the loss from falling the
-run is harmed whatever the reason: a warning.
+run is harmed whatever the reason: a warning. A pattern in fewer than half of the windows from its onset on is
+information too: past the stability edge the oscillation persists (Cohen et al. 2021), while two players trading
+(a GAN's losses) come and go.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ _MAX_PERIOD = 64
 _POWER_SHARE = 0.3
 _SWING = 0.03
 _STILL_FALLING = 0.7  # the final level below 0.7x the level a fifth into the run
+_PERSISTENT = 0.5  # a warning needs the pattern in at least half the windows from its onset on
 
 
 def analyse_oscillation(sig: Signals) -> list[DoctorFinding]:
@@ -77,7 +80,14 @@ def analyse_oscillation(sig: Signals) -> list[DoctorFinding]:
     progress = float(sig.level[-1] - sig.level[sig.n // 5])
     evidence["loss_progress_after_first_fifth"] = evidence_round(float(np.exp(progress)) if sig.log_scale else progress)
     falling = progress <= np.log(_STILL_FALLING) if sig.log_scale else progress < 0
-    if onset == int(starts[0]) and len(starts) > 1 and not (lr and lr["lr_rising"]) and falling:
+    since_onset = int((starts >= onset).sum())
+    if len(hits) < _PERSISTENT * since_onset:
+        # Past the stability edge the loss keeps oscillating: once there, sharpness hovers at 2 / lr for the
+        # rest of training (Cohen et al. 2021). A pattern in a minority of the windows since it began comes and
+        # goes (two players trading, a GAN's losses): information.
+        severity = Severity.INFO
+        evidence["note"] = f"in {len(hits)} of the {since_onset} windows since it began: it comes and goes"
+    elif onset == int(starts[0]) and len(starts) > 1 and not (lr and lr["lr_rising"]) and falling:
         # A pattern there from the first step under a steady LR, while the loss keeps falling, is as likely a
         # fixed order of the data (datasets taken in turn, unshuffled batches) as an LR past the stability edge.
         # One under which the loss stops falling is harming the run either way.

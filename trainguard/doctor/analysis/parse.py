@@ -12,7 +12,7 @@ from trainguard.doctor.findings import DoctorFinding
 
 __all__ = ["analyse_parse"]
 
-_BENIGN = ("repeat the previous step", "go back", "more than one run")
+_BENIGN = ("repeat the previous step", "go back", "more than one run", "loss columns")
 
 
 def analyse_parse(sig: Signals) -> list[DoctorFinding]:
