@@ -307,6 +307,7 @@ class Guard:
         if self._repairer is not None and REPAIRER not in disabled:
             try:
                 context = self._context(step, loss, grads, params, names, entry, grad_norm, clip_factor)
+                context.batch_size = batch_size
                 apply = self._repairer.before_update(context)
             except Exception as e:  # noqa: BLE001 - containment: the update is applied as if unguarded
                 self._containment.contain(REPAIRER, e)

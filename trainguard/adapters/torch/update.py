@@ -34,6 +34,7 @@ class StepContext:
     params: list[nn.Parameter]  # the parameters that have a gradient, forward order
     names: list[str]
     host: list[float] | None = None  # ``vector`` read back where that is free (CPU); None on an accelerator
+    batch_size: int | None = None  # as given to ``guard.step`` (a repair may weigh a batch by its size)
 
     @functools.cached_property
     def grad_norm(self) -> torch.Tensor:
