@@ -86,3 +86,20 @@ def test_bad_severity_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["doctor", str(tmp_path), "--fail-on", "fatal"])
     assert info.value.code == 2
+
+
+def test_bucket_means_of_losses_near_the_float_limit_do_not_overflow():
+    import warnings
+
+    import numpy as np
+
+    from trainguard.doctor.console import bucket_means
+
+    values = np.full(1000, 1e308)
+    values[500] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow in the sums would warn
+        means = bucket_means(values, width=10)
+    assert means[0] == pytest.approx(1e308) and all(np.isfinite(m) for i, m in enumerate(means) if i != 5)
+    assert np.isnan(means[5])
+    assert bucket_means(np.array([1.0, 3.0] * 100), width=4) == [2.0] * 4

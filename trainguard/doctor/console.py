@@ -24,8 +24,12 @@ def bucket_means(values: np.ndarray, width: int = _WIDTH) -> list[float]:
     if n <= width:
         return values.astype(float).tolist()
     edges = np.linspace(0, n, width + 1).astype(int)
-    sums = np.add.reduceat(values, edges[:-1])
-    return (sums / np.diff(edges)).tolist()
+    values = values.astype(float)
+    finite = np.abs(values[np.isfinite(values)])
+    # Summed as fractions of the largest finite value: a loss near 1e308 must not overflow its bucket's sum.
+    scale = float(finite.max()) if len(finite) and finite.max() > 0 else 1.0
+    sums = np.add.reduceat(values / scale, edges[:-1])
+    return (sums / np.diff(edges) * scale).tolist()
 
 
 def print_diagnoses(results: list[RunDiagnosis], console: Console | None = None, *, min_severity: Severity =
