@@ -1,6 +1,6 @@
-"""The seed cases as small Keras runs, shared by the tests and by their JAX-backend re-run (test_jax_backend.py).
+"""The seed cases as small Keras runs, shared by the tests, which run once per Keras backend (tests/keras/conftest.py).
 
-Backend-neutral: only ``keras`` and numpy. Each function returns plain results so a subprocess can print them.
+Backend-neutral: only ``keras`` and numpy. Each function returns plain results.
 """
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ import trainguard.keras as tk
 from trainguard.scenarios.exploding_gradient import make_regression
 
 
-def seed003(guard: tk.Guard | None, epochs: int = 30, clipnorm: float | None = None) -> list[float]:
-    """Seed 003: MLP regression on unscaled targets, SGD(0.01, momentum=0.9). Returns the epoch losses."""
+def seed003(guard: tk.Guard | None, epochs: int = 30, clipnorm: float | None = None, **compile_args) -> list[float]:
+    """Seed 003: MLP regression on unscaled targets, SGD(0.01, momentum=0.9). Returns the epoch losses.
+    ``compile_args``: more ``model.compile`` arguments (``jit_compile``, ``steps_per_execution``)."""
     keras.utils.set_random_seed(0)
     x, y = make_regression()
     model = keras.Sequential([keras.Input((20,)),
                               keras.layers.Dense(25, activation="relu", kernel_initializer="he_uniform"),
                               keras.layers.Dense(1)])
-    model.compile(loss="mse", optimizer=keras.optimizers.SGD(0.01, momentum=0.9, clipnorm=clipnorm))
+    model.compile(loss="mse", optimizer=keras.optimizers.SGD(0.01, momentum=0.9, clipnorm=clipnorm), **compile_args)
     history = model.fit(x[:500], y[:500], epochs=epochs, batch_size=32, verbose=0,
                         callbacks=[guard] if guard is not None else [])
     return [float(v) for v in history.history["loss"]]

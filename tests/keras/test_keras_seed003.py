@@ -38,6 +38,17 @@ def test_observe_names_the_explosion_and_changes_nothing(tmp_path):
     assert [s.step for s in log.steps] == list(range(len(log.steps))) and len(log.steps) == 3 * 16
 
 
+@pytest.mark.parametrize("policy", ["observe", "safe"])
+def test_with_the_users_clipnorm_a_guarded_run_is_the_unguarded_run(policy):
+    """The seed's own fix (clipnorm=1.0) trains; guarding it under observe/safe changes no bit of it."""
+    reference = seed003(None, epochs=3, clipnorm=1.0)
+    guard = tk.Guard(policy=policy)
+    assert seed003(guard, epochs=3, clipnorm=1.0) == reference
+    assert all(math.isfinite(v) for v in reference) and guard.actions == []
+    assert "guard_internal_error" not in [f.code for f in guard.findings]
+    assert max(s.grad_norm for s in guard.history) > 1.0  # the raw norm, before the user's clipping
+
+
 def test_auto_stays_finite_and_ends_close_to_clipnorm(tmp_path):
     guard = tk.Guard(policy="auto", log=tmp_path / "auto.jsonl")
     guarded = seed003(guard, epochs=EPOCHS)

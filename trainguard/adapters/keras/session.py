@@ -157,9 +157,10 @@ class KerasSession:
         found: list[Finding] = []
         for i, record in enumerate(records):
             last = i == len(records) - 1
-            # Under steps_per_execution several updates arrive at once: the weights copied before them span
-            # them all, so no update ratio then.
-            before = self._before if len(records) == 1 else None
+            # Under steps_per_execution several updates arrive at once (or only the last of them is read): the
+            # weights copied before them span them all, so no update ratio then.
+            one = len(records) == 1 and (record.index is None or record.index == self.step)
+            before = self._before if one else None
             stats = self._try("statistics", self._build, record, batch_size, logs_loss if last else None, last,
                               before)
             if stats is None:
