@@ -141,3 +141,18 @@ def test_adam_at_lr_1_is_diagnosed_lr_too_high_and_at_1e_3_not():
     assert codes(high)[0] == "lr_too_high" and high[0].confidence >= 0.6
     assert high[0].evidence["adam_first_update"]["median_update_ratio"] >= 1
     assert "lr_too_high" not in codes(_adam_classifier(1e-3))
+
+
+def test_an_exploding_gradient_in_a_run_that_clips_is_not_told_to_clip():
+    from _diag_streams import explode
+
+    stats = explode(with_data(healthy(60)), start=30, nan_at=36)
+    found = [Finding("exploding_gradient", Severity.ERROR, 32, "fc1.weight", {}, "grew"),
+             Finding("non_finite", Severity.ERROR, 36, "fc1.weight", {}, "nan")]
+    plain = diagnose(stats, found)
+    assert codes(plain)[0] == "exploding_gradient" and "clip_grad_norm_" in str(plain[0].fix)
+    clipped = diagnose([replace(s, clip_max_norm=1.0) for s in stats], found)
+    assert codes(clipped)[0] == "exploding_gradient" and clipped[0].evidence["clipped_by_the_run_at"] == 1.0
+    for framework in ("torch", "keras"):
+        text = clipped[0].fix.text(framework)
+        assert "clip_grad_norm_" not in text and "clipnorm" not in text and "already clips" in text

@@ -7,7 +7,7 @@ from __future__ import annotations
 from trainguard.core.causes import cause_doc_link
 from trainguard.core.diagnosis.cause import Fix
 
-__all__ = ["FIXES", "fix_for"]
+__all__ = ["FIXES", "CLIPPED_EXPLODING", "fix_for"]
 
 # code -> (summary, PyTorch snippet, Keras snippet)
 FIXES: dict[str, tuple[str, str, str]] = {
@@ -157,6 +157,26 @@ callback = trainguard.keras.Guard(preset="full")   # per-layer statistics and ac
 }
 
 
-def fix_for(code: str, framework: str = "torch") -> Fix:
-    summary, torch_snippet, keras_snippet = FIXES[code]
+# An exploding gradient in a run that already clips: clipping bounded each step and the gradient still grew, so
+# the fix is what makes it grow (Pascanu et al. 2013 clip as a safeguard, not a cure).
+CLIPPED_EXPLODING: tuple[str, str, str] = (
+    "The run already clips the gradient, and it still exploded: clipping bounds the step, not what makes the "
+    "gradient grow. Lower the learning rate, check the data's scale and the initialization, and add "
+    "normalization (LayerNorm/BatchNorm) or residual connections (gating, for RNNs: LSTM/GRU).",
+    """\
+for group in optimizer.param_groups:
+    group["lr"] *= 0.1
+nn.init.orthogonal_(rnn.weight_hh_l0)      # recurrent weights: spectral radius 1, not above
+model = nn.Sequential(nn.Linear(d, d), nn.LayerNorm(d), nn.GELU())""",
+    """\
+optimizer = keras.optimizers.Adam(learning_rate=0.1 * old_learning_rate)
+keras.layers.SimpleRNN(units, recurrent_initializer="orthogonal")
+keras.layers.LayerNormalization()""",
+)
+
+
+def fix_for(code: str, framework: str = "torch", *, clipped: bool = False) -> Fix:
+    """The fix for ``code``; ``clipped``: the run already clips its gradient (no advice to clip)."""
+    summary, torch_snippet, keras_snippet = CLIPPED_EXPLODING if clipped and code == "exploding_gradient" \
+        else FIXES[code]
     return Fix(summary, torch_snippet, keras_snippet, cause_doc_link(code), framework)

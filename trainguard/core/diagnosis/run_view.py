@@ -129,6 +129,11 @@ class RunView:
         return {**found, "onset_step": int(finite_steps[min(found.pop("onset_point"), len(finite_steps) - 1)])}
 
     @cached_property
+    def clip_max_norm(self) -> float | None:
+        """The gradient-clipping cap the run applies itself (the last one told to the guard), if any."""
+        return next((s.clip_max_norm for s in reversed(self.stats) if s.clip_max_norm is not None), None)
+
+    @cached_property
     def sampled(self) -> tuple[StepStats, ...]:
         """Finite steps that carry per-layer statistics."""
         return tuple(s for s in self.stats if s.layers and s.finite)

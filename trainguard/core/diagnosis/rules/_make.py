@@ -24,7 +24,12 @@ CANDIDATE = 0.4
 def make_cause(view: RunView, code: str, confidence: float, evidence: dict[str, Any], message: str) -> Cause:
     if "separated_by" not in evidence:
         confidence = min(confidence, UNSEPARATED_CAP)
-    return Cause(code, round(min(1.0, max(0.0, confidence)), 3), evidence, fix_for(code, view.framework), message)
+    clipped = view.clip_max_norm is not None
+    if clipped and code == "exploding_gradient":
+        evidence = {**evidence, "clipped_by_the_run_at": view.clip_max_norm}
+        message += f" (the run already clips the gradient at max_norm {view.clip_max_norm:g})"
+    fix = fix_for(code, view.framework, clipped=clipped)
+    return Cause(code, round(min(1.0, max(0.0, confidence)), 3), evidence, fix, message)
 
 
 def strength(value: float, low: float, high: float) -> float:
