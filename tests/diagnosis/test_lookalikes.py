@@ -156,3 +156,17 @@ def test_an_exploding_gradient_in_a_run_that_clips_is_not_told_to_clip():
     for framework in ("torch", "keras"):
         text = clipped[0].fix.text(framework)
         assert "clip_grad_norm_" not in text and "clipnorm" not in text and "already clips" in text
+
+
+def test_a_zero_initialized_tensor_does_not_hide_a_learning_rate_too_low():
+    from trainguard.core.stats import LayerStats
+
+    # LOMO#50's transformer at SGD 5e-5: every weight moves ~1e-6 of its norm per step, while the positional
+    # embedding initialized at zero grows from nothing (its ratio ~0.1 says nothing about the step size).
+    stalled = [replace(s, loss=4.09 * math.exp(0.005 * math.sin(s.step)),
+                       layers=tuple(replace(l, update_ratio=1e-6) for l in s.layers)) for s in healthy()]
+    with_pos = [replace(s, layers=(LayerStats("pos", grad_norm=0.03, weight_norm=0.0 if s.step == 0 else 1e-5,
+                                              update_ratio=None if s.step == 0 else 0.1),) + s.layers)
+                if s.layers else s for s in stalled]
+    causes = diagnose(with_pos, [])
+    assert codes(causes)[0] == "lr_too_low" and causes[0].confidence >= 0.6

@@ -129,6 +129,16 @@ class RunView:
         return {**found, "onset_step": int(finite_steps[min(found.pop("onset_point"), len(finite_steps) - 1)])}
 
     @cached_property
+    def zero_initialized(self) -> frozenset[str]:
+        """Tensors whose norm was 0 when first sampled (a zero-initialized positional embedding, output layer
+        or LoRA factor): their update-to-weight ratio measures growth from nothing, not the step size."""
+        first: dict[str, float | None] = {}
+        for s in self.stats:
+            for layer in s.layers:
+                first.setdefault(layer.name, layer.weight_norm)
+        return frozenset(name for name, norm in first.items() if norm == 0.0)
+
+    @cached_property
     def clip_max_norm(self) -> float | None:
         """The gradient-clipping cap the run applies itself (the last one told to the guard), if any."""
         return next((s.clip_max_norm for s in reversed(self.stats) if s.clip_max_norm is not None), None)

@@ -30,11 +30,12 @@ def data_scale_factors(view: RunView) -> dict[str, dict]:
     return out
 
 
-def _weight_update_ratios(s: StepStats) -> list[float]:
+def _weight_update_ratios(s: StepStats, zero_initialized: frozenset[str] = frozenset()) -> list[float]:
     # Weights only: a bias starts at ~0, so its ratio says nothing about the step size (Karpathy's
-    # heuristic is for weights).
+    # heuristic is for weights); nor does that of any tensor initialized at zero.
     return [l.update_ratio for l in s.layers
-            if l.update_ratio is not None and math.isfinite(l.update_ratio) and not _is_bias(l.name)]
+            if l.update_ratio is not None and math.isfinite(l.update_ratio) and not _is_bias(l.name)
+            and l.name not in zero_initialized]
 
 
 def _adam(s: StepStats) -> bool:
@@ -50,7 +51,7 @@ def adam_first_update(view: RunView) -> dict | None:
     first = view.stats[0] if view.stats else None
     if first is None or not first.layers or not first.finite or not _adam(first):
         return None
-    ratios = _weight_update_ratios(first)
+    ratios = _weight_update_ratios(first, view.zero_initialized)
     if not ratios:
         return None
     return {"step": first.step, "median_update_ratio": float(np.median(ratios)),
@@ -65,7 +66,7 @@ def _update_ratios_by_step(view: RunView, before: int | None) -> list[list[float
             break
         if s.step == first_step and _adam(s) and len(view.sampled) > 1:
             continue  # Adam's first step is +-lr per element whatever the gradient (adam_first_update)
-        ratios = _weight_update_ratios(s)
+        ratios = _weight_update_ratios(s, view.zero_initialized)
         if ratios:
             rows.append(ratios)
     return rows
