@@ -25,6 +25,13 @@ def test_trend_is_the_line_through_the_log_losses_and_improvement_needs_a_margin
     steps = tuple(range(10))
     slope, intercept, noise = trend(steps, tuple(0.1 * s for s in steps))
     assert slope == pytest.approx(0.1) and intercept == pytest.approx(0.0, abs=1e-12) and noise < 1e-9
+    wobbly = tuple(0.001 * s + (0.5 if s % 2 else -0.5) for s in range(20))  # a slope far inside the noise
+    assert trend(tuple(range(20)), wobbly)[0] == 0.0
+    calm_then_rising = tuple(-0.01 * s + (0.2 * (s - 16) if s > 16 else 0.0) for s in range(20))
+    slope, level, _ = trend(tuple(range(20)), calm_then_rising)  # trouble in progress: its level is the trend
+    assert slope == 0.0 and level == pytest.approx(float(np.median(calm_then_rising[-3:])))
+    spiked = tuple(-0.01 * s for s in range(19)) + (2.0,)  # a lone spike at the end tilts nothing
+    assert trend(tuple(range(20)), spiked)[0] == pytest.approx(-0.01)
     assert improvement((-0.5,) * 5, noise, margin=0.1, noise_z=2.0)
     assert not improvement((-0.05,) * 5, noise, margin=0.1, noise_z=2.0)  # 5% below the trend: not measurable
     assert not improvement((-0.5,) * 5, 0.3, margin=0.1, noise_z=2.0)  # within 2 sigma of the noise before

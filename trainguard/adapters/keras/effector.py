@@ -11,7 +11,8 @@ chain); this module only executes the plan after each step:
   raising Adam's epsilon (at least to what the weights' dtype represents).
 
 Not carried out on Keras, said once in the run log: unit-wise clipping (AGC) and the StableAdamW update cap need
-a per-tensor learning rate, which Keras optimizers do not expose; putting layers back in training mode cannot be
+a per-tensor learning rate, which Keras optimizers do not expose; recycling dormant units (ReDo; a trial of it
+then fails and is rolled back like any other); putting layers back in training mode cannot be
 done from outside, because Keras takes the mode per call (the finding names the fix: ``model(x, training=True)``).
 """
 from __future__ import annotations
@@ -36,6 +37,7 @@ _UNSUPPORTED = {
     "agc": "unit-wise clipping is not carried out on Keras; global-norm clipping is",
     "adam_update_cap": "Keras optimizers have no per-tensor learning rate to cap the Adam update with",
     "restore_mode": "Keras takes the mode per call: call the model with training=True in the training step",
+    "recycle_units": "recycling dormant units (ReDo) is carried out on torch only",
 }
 
 
@@ -100,7 +102,8 @@ class KerasEffector:
             effects["adam_epsilon"] = effects["adam_eps"] = self._raise_epsilon(plan.adam_eps)
         for order, active in (("agc", plan.agc_clipping is not None),
                               ("adam_update_cap", plan.adam_update_cap is not None),
-                              ("restore_mode", bool(plan.restore_modules))):
+                              ("restore_mode", bool(plan.restore_modules)),
+                              ("recycle_units", bool(plan.recycle_units))):
             if active:
                 effects[order] = {"applied": False, "why": _UNSUPPORTED[order]}
                 if order not in self._unsupported:

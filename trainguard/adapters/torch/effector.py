@@ -3,7 +3,8 @@ the model and its snapshots. The decisions are the core's (:class:`trainguard.co
 
 - ``before_update`` (the guard calls it before the optimizer step, with a :class:`StepContext`): skip (the
   optimizer is not stepped at all, so momentum and Adam moments stay untouched), clip (``clip_grad_norm_``'s
-  arithmetic, by value, unit-wise AGC), scale the LRs for this one optimizer step, prepare the StableAdamW cap.
+  arithmetic, by value, unit-wise AGC), a batch's gradient weighed by its size, scale the LRs for this one
+  optimizer step, prepare the StableAdamW cap.
   On CPU the decision reads the step's norm (free there). On an accelerator it is made on the device: the apply
   flag and the clip factor are tensors, and the guard hands the flag to a fused optimizer as AMP's ``found_inf``
   (no host sync); other optimizers read it once per step, as GradScaler does.
@@ -177,6 +178,11 @@ class TorchEffector:
                 torch._foreach_mul_([p.grad for p in ctx.params], decision.clip_coef)
         else:
             apply = self._decide_on_device(plan, ctx, [p.grad for p in ctx.params])
+        if plan.batch_weight is not None:
+            usual, power = plan.batch_weight
+            size = getattr(ctx, "batch_size", None)
+            if size and size != usual:  # a batch's gradient weighs what a full batch's does
+                torch._foreach_mul_([p.grad for p in ctx.params], (size / usual) ** power)
         if plan.clip_value < math.inf:
             torch.nn.utils.clip_grad_value_(ctx.params, plan.clip_value)
         if plan.agc_clipping is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from trainguard.core.policies.adam_epsilon import raise_adam_epsilon
 from trainguard.core.policies.adam_guard import adam_guard
+from trainguard.core.policies.batch_weight import reweigh_partial_batches
 from trainguard.core.policies.clip import clip_outliers
 from trainguard.core.policies.escalate import escalate
 from trainguard.core.policies.lower_lr import lower_lr, lower_lr_from_before
@@ -41,7 +42,7 @@ def auto(**escalation) -> Policy:
 
 def trial_repairs() -> tuple[Repair, ...]:
     """The repairs ``auto`` tries (:mod:`.trial`), in order of preference when several apply at one step."""
-    return (raise_adam_epsilon(), lower_lr(), lower_lr_from_before(), recycle_dormant())
+    return (raise_adam_epsilon(), lower_lr(), lower_lr_from_before(), recycle_dormant(), reweigh_partial_batches())
 
 
 def get_policy(policy: str | Policy) -> Policy | None:

@@ -72,6 +72,8 @@ class Plan(NamedTuple):
     lr_scale: float = 1.0  # multiplier on every param group's LR, applied around the optimizer step only
     adam_update_cap: float | None = None  # cap each tensor's Adam update RMS (StableAdamW)
     adam_eps: float | None = None  # raise Adam's epsilon to at least this
+    # rescale the gradient of a batch of size b by (b / usual) ** power: (usual batch size, power)
+    batch_weight: tuple[int, float] | None = None
     keep_snapshot: int | None = None  # the label of a snapshot newer ones must not evict (a running trial's)
     # One-shot orders.
     snapshot: int = 0  # take a snapshot now, labelled with the next step, keeping this many in all (0: none)
@@ -90,7 +92,8 @@ class Plan(NamedTuple):
     def acts_per_step(self) -> bool:
         """Whether the adapter has any work before the optimizer step."""
         return (self.skip_non_finite or self.skip_above < INF or self.clip_norm < INF or self.clip_value < INF
-                or self.agc_clipping is not None or self.lr_scale != 1.0 or self.adam_update_cap is not None)
+                or self.agc_clipping is not None or self.lr_scale != 1.0 or self.adam_update_cap is not None
+                or self.batch_weight is not None)
 
 
 Findings = tuple[Finding, ...]

@@ -3,9 +3,10 @@
 A *repair* (:class:`Repair`) watches the run and proposes a change when its evidence holds (a larger Adam
 epsilon, a lower learning rate). :func:`trials` runs the proposals one at a time, as an experiment:
 
-1. the trend before: a least-squares line through the log of the last ``history`` losses up to the step that
-   raised the proposal (the trajectory the run is on, troubles included, so a blow-up in progress is the trend
-   to beat);
+1. the trend before (:func:`trend`): a Theil-Sen line through the log of the last ``history`` (32) losses up to
+   the step that raised the proposal, robust to a lone spike (such as the batch that raised it); flat when its
+   slope is within the noise; flat at the level of the last losses when they sit far above it (a blow-up in
+   progress is assumed to stay, not to grow);
 2. snapshot (the adapter's in-memory rollback snapshot, labelled with the first step under the change), then
    the change, as standing orders of the plan;
 3. watch ``window`` applied steps;
@@ -50,6 +51,7 @@ class Proposal(NamedTuple):
     params: dict[str, Any]
     fix: str
     restore_before: int | None = None  # the run is broken: carry the change out on a snapshot labelled <= this
+    window: int | None = None  # steps its effect needs to show, when more than the trials' window
 
 
 class Repair(NamedTuple):
@@ -90,18 +92,37 @@ class TrialsState(NamedTuple):
     repair_states: tuple[Any, ...]
 
 
-def trend(steps: tuple[int, ...], logs: tuple[float, ...]) -> tuple[float, float, float]:
-    """Least-squares line through (step, log loss): slope, intercept, and the robust standard deviation
-    (1.4826 x MAD) of the residuals. One point: a flat line through it."""
+def trend(steps: tuple[int, ...], logs: tuple[float, ...], noise_z: float = 2.0,
+          recent: int = 3) -> tuple[float, float, float]:
+    """Where the log loss was heading before a change, as a line (slope, intercept) and the noise around it.
+
+    The Theil-Sen line through (step, log loss) (Sen 1968: the median of the pairwise slopes, then the median
+    intercept), robust to a lone spike such as the batch that raised the proposal, and the robust standard
+    deviation (1.4826 x MAD) of its residuals. Two exceptions:
+
+    * a slope that moves the line less than ``noise_z`` noise deviations over the points is not told apart from
+      the noise: the line is flat at their median;
+    * when the last ``recent`` losses all sit above the line by more than ``noise_z`` deviations (the median of
+      their residuals does), trouble is in progress (a blow-up the line through the calm before it cannot
+      see): the line is flat at their median level, i.e. the trouble is assumed to stay, not to grow.
+
+    One point: a flat line through it."""
     x = np.asarray(steps, dtype=np.float64)
     y = np.asarray(logs, dtype=np.float64)
     if len(x) < 2 or float(np.ptp(x)) == 0.0:
-        level = float(np.median(y))
-        return 0.0, level, 0.0
-    slope, intercept = np.polyfit(x, y, 1)
+        return 0.0, float(np.median(y)), 0.0
+    i, j = np.triu_indices(len(x), k=1)
+    apart = x[j] != x[i]
+    slope = float(np.median((y[j] - y[i])[apart] / (x[j] - x[i])[apart]))
+    intercept = float(np.median(y - slope * x))
     residuals = y - (intercept + slope * x)
     noise = MAD_TO_SIGMA * float(np.median(np.abs(residuals - np.median(residuals))))
-    return float(slope), float(intercept), noise
+    if len(x) > recent and float(np.median(residuals[-recent:])) > noise_z * noise:
+        return 0.0, float(np.median(y[-recent:])), noise
+    if abs(slope) * float(np.ptp(x)) < noise_z * noise:
+        level = float(np.median(y))
+        return 0.0, level, MAD_TO_SIGMA * float(np.median(np.abs(y - level)))
+    return slope, intercept, noise
 
 
 def improvement(residuals: tuple[float, ...], noise: float, margin: float, noise_z: float) -> bool:
@@ -113,7 +134,7 @@ def improvement(residuals: tuple[float, ...], noise: float, margin: float, noise
     return median < -max(math.log1p(margin), noise_z * noise)
 
 
-def trials(*repairs: Repair, history: int = 8, window: int = 20, margin: float = 0.1, noise_z: float = 2.0,
+def trials(*repairs: Repair, history: int = 32, window: int = 20, margin: float = 0.1, noise_z: float = 2.0,
            keep: int = 1) -> Policy:
     """``keep``: how many snapshots the adapter holds while a trial runs (the other policies' plus this one's)."""
     if history < 1 or window < 1 or margin <= 0 or keep < 1:
@@ -121,6 +142,9 @@ def trials(*repairs: Repair, history: int = 8, window: int = 20, margin: float =
 
     def init() -> TrialsState:
         return TrialsState((), (), False, (0,), None, (), frozenset(), tuple(r.init() for r in repairs))
+
+    def _window(index: int, proposal: Proposal) -> int:
+        return max(window, repairs[index].window or 0, proposal.window or 0)
 
     def orders(plan: Plan, st: TrialsState) -> Plan:
         for index, params in st.kept:
@@ -167,12 +191,12 @@ def trials(*repairs: Repair, history: int = 8, window: int = 20, margin: float =
             st = st._replace(labels=(st.labels + (label,))[-_LABELS:])
         if not st.logs:
             return plan, st
-        slope, intercept, noise = trend(st.steps, st.logs)
+        slope, intercept, noise = trend(st.steps, st.logs, noise_z)
         first = step + 2  # the loss of the next step comes from weights the change has not touched yet
         start_loss = math.exp(intercept + slope * first)
         run = RunningTrial(index, proposal, step, label, first, slope, intercept, noise, start_loss, (), ())
         action = Action(repairs[index].name, step, proposal.reason,
-                        {**proposal.params, "trial_window": max(window, repairs[index].window or 0),
+                        {**proposal.params, "trial_window": _window(index, proposal),
                          "snapshot": label}, {})
         once = repairs[index].once
         return (once(plan, proposal.params) if once else plan).log(action), st._replace(running=run)
@@ -206,7 +230,7 @@ def trials(*repairs: Repair, history: int = 8, window: int = 20, margin: float =
                 residual = math.log(loss) - (run.intercept + run.slope * step)
                 run = run._replace(residuals=run.residuals + (residual,), losses=run.losses + (float(loss),))
                 st = st._replace(running=run)
-                if len(run.residuals) >= max(window, repairs[run.repair].window or 0):
+                if len(run.residuals) >= _window(run.repair, run.proposal):
                     kept = improvement(run.residuals[len(run.residuals) // 2:], run.noise, margin, noise_z)
                     why = ("the loss fell below its trend" if kept
                            else "the loss did not fall measurably below its trend")
