@@ -11,8 +11,8 @@ chain); this module only executes the plan after each step:
   raising Adam's epsilon (at least to what the weights' dtype represents).
 
 Not carried out on Keras, said once in the run log: unit-wise clipping (AGC) and the StableAdamW update cap need
-a per-tensor learning rate, which Keras optimizers do not expose; recycling dormant units (ReDo; a trial of it
-then fails and is rolled back like any other); putting layers back in training mode cannot be
+a per-tensor learning rate, which Keras optimizers do not expose; recycling dormant units (ReDo) and weighing a
+batch's gradient by its size (a trial of either then fails and is rolled back like any other); putting layers back in training mode cannot be
 done from outside, because Keras takes the mode per call (the finding names the fix: ``model(x, training=True)``).
 """
 from __future__ import annotations
@@ -38,6 +38,7 @@ _UNSUPPORTED = {
     "adam_update_cap": "Keras optimizers have no per-tensor learning rate to cap the Adam update with",
     "restore_mode": "Keras takes the mode per call: call the model with training=True in the training step",
     "recycle_units": "recycling dormant units (ReDo) is carried out on torch only",
+    "batch_weight": "weighing a batch's gradient by its size is carried out on torch only",
 }
 
 
@@ -103,7 +104,8 @@ class KerasEffector:
         for order, active in (("agc", plan.agc_clipping is not None),
                               ("adam_update_cap", plan.adam_update_cap is not None),
                               ("restore_mode", bool(plan.restore_modules)),
-                              ("recycle_units", bool(plan.recycle_units))):
+                              ("recycle_units", bool(plan.recycle_units)),
+                              ("batch_weight", plan.batch_weight is not None)):
             if active:
                 effects[order] = {"applied": False, "why": _UNSUPPORTED[order]}
                 if order not in self._unsupported:
