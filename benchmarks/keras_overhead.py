@@ -8,6 +8,10 @@ turns. The no-op callback shows what any batch-level callback costs in Keras (it
 batch); the guard's own cost is the difference from it.
 
     KERAS_BACKEND=torch python -m benchmarks.keras_overhead [--width 256] [--epochs 5] [--rounds 3]
+
+On TensorFlow and JAX the step is compiled; a guarded fit traces its own train function once (a fixed cost of the
+fit, not of each step): use enough epochs that it does not dominate. There the times are the process's CPU time,
+one intra-op thread.
 """
 from __future__ import annotations
 
@@ -53,9 +57,11 @@ def _fit_seconds(config: str, width: int, epochs: int, x: np.ndarray, y: np.ndar
                               keras.layers.Dense(width, activation="relu"), keras.layers.Dense(1)])
     model.compile(loss="mse", optimizer=keras.optimizers.Adam(1e-3))
     model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0)  # warm-up: the first steps build everything
-    start = time.thread_time()
+    # TensorFlow and XLA run the step on their own (single, see main) threads: the process's CPU time there.
+    clock = time.thread_time if keras.backend.backend() == "torch" else time.process_time
+    start = clock()
     model.fit(x, y, epochs=epochs, batch_size=BATCH, verbose=0, callbacks=callbacks)
-    return time.thread_time() - start
+    return clock() - start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,12 +70,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
+    if os.environ["KERAS_BACKEND"] == "jax":
+        os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
     import keras
 
     if keras.backend.backend() == "torch":
         import torch
 
         torch.set_num_threads(1)
+    elif keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     x, y = _data()
     times: dict[str, list[float]] = {c: [] for c in CONFIGS}
     for _ in range(args.rounds):
