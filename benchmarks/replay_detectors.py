@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cache = REPO / args.cache_dir
     flagged: dict[str, list[bool]] = collections.defaultdict(list)
-    healthy_steps, healthy_loud = 0, collections.Counter()
+    steps_of: dict[str, int] = collections.Counter()  # healthy / fixed twin -> steps replayed
+    loud_of: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for case in discover():
         if not in_part(case.name, args.part) or (args.case and case.name not in args.case):
             continue
@@ -60,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
                 loud = [f for f in findings if f.severity >= Severity.WARNING]
                 loud_any = loud_any or bool(loud)
                 if case.kind == "healthy" or variant == "fixed_observe":
-                    healthy_steps += steps
-                    healthy_loud.update(f.code for f in loud)
+                    kind = "healthy" if case.kind == "healthy" else "fixed twin"
+                    steps_of[kind] += steps
+                    loud_of[kind].update(f.code for f in loud)
                 shown = findings if args.info else loud
                 print(f"{case.kind[0]} {case.name}/{variant}/{log.name}: {steps} steps, {len(loud)} >= warning")
                 for finding in shown:
@@ -72,8 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for key, marks in flagged.items():
         print(f"{key}: {sum(marks)}/{len(marks)}")
-    rate = {code: round(n * 1e5 / healthy_steps, 1) for code, n in healthy_loud.items()} if healthy_steps else {}
-    print(f"healthy and fixed-twin steps: {healthy_steps}; findings >= warning per 100k steps: {rate}")
+    for kind, steps in steps_of.items():
+        total = sum(loud_of[kind].values())
+        rate = {code: round(n * 1e5 / steps, 1) for code, n in loud_of[kind].items()}
+        print(f"{kind} runs: {steps} steps, {total} findings >= warning ({total * 1e5 / steps:.1f} per 100k steps): "
+              f"{rate}")
     return 0
 
 

@@ -144,3 +144,21 @@ def test_a_switch_to_data_harder_than_the_start_that_is_learned_down_is_not_far_
     t = np.arange(300)
     losses = np.concatenate([decaying(300), 0.2 * (1.0 + 49.0 * np.exp(-t / 40.0))])
     assert run(divergence(), losses) == []
+
+
+def test_a_run_that_halved_its_loss_then_climbs_back_half_again_is_a_warning():
+    # The corpus' hf_gpt2_lr_climb (GPT-2 at lr 0.1, constant): 4.0 -> 1.45 in 60 steps, then back to ~2.6.
+    rng = np.random.default_rng(5)
+    losses = np.concatenate([np.geomspace(4.0, 1.45, 60), np.linspace(1.45, 2.6, 150), np.full(90, 2.6)])
+    losses = losses * (1.0 + 0.05 * rng.uniform(-1.0, 1.0, len(losses)))
+    found = run_lr(divergence(), losses, np.full(len(losses), 0.1))
+    assert [(f.severity, f.evidence["rule"]) for f in found] == [(Severity.WARNING, "rising")]
+    assert found[0].step < 300
+
+
+def test_a_loss_that_rises_without_having_learned_first_is_a_gans_not_divergence():
+    # A GAN's generator: its loss starts at 0.66 and climbs to ~1.05 as the discriminator learns, then eases.
+    rng = np.random.default_rng(6)
+    losses = np.concatenate([np.linspace(0.66, 1.05, 300), np.linspace(1.05, 0.75, 700)])
+    losses = losses * (1.0 + 0.05 * rng.uniform(-1.0, 1.0, len(losses)))
+    assert run_lr(divergence(), losses, np.full(len(losses), 2e-4)) == []

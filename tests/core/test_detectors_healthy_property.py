@@ -138,6 +138,31 @@ def test_heavy_tailed_healthy_runs_raise_no_warning(params):
     assert loud == [], [f.message for f in loud]
 
 
+def test_bad_batches_riding_on_a_switch_to_harder_data_are_not_repeated_spikes():
+    """Found by the property above: 25% of batches up to 5x the rest, and new data 8x harder at step 248. Until the
+    level catches up with the switch, its bad batches are spikes that each undo most of the progress; they belong
+    to the switch's episode, not to a repetition."""
+    params = {"base": {"seed": 162, "steps": 397, "shape": "exponential", "start_loss": 1.0, "decay": 46.0,
+                       "exponent": 1.0, "noise": 0.0, "grad_noise": 0.0, "warmup": 0.0, "cosine": False, "bumps": 0,
+                       "layer_every": 0},
+              "bad_batches": 0.25, "bad_factor": 5.0, "switch": 0.625, "switch_jump": 8.0, "restarts": 0}
+    found = replay(default_detectors(), heavy_tailed_stream(params))[0]
+    assert [f.message for f in found if f.severity >= Severity.WARNING and f.code in SYMPTOMS] == []
+    assert [f.step for f in found if f.code == "loss_spike"][:1] == [248]  # the switch itself is seen
+
+
+def test_warm_restarts_and_a_switch_in_a_run_with_little_progress_are_not_repeated_spikes():
+    """Found by drawing 600 more runs of the property above: a loss that falls only 3.2x, two warm restarts and a
+    28x switch. Each undoes more than half of that little progress; the schedule or new data explains each."""
+    params = {"base": {"seed": 3295897417, "steps": 1197, "shape": "exponential", "start_loss": 17.14,
+                       "decay": 3.19, "exponent": 1.06, "noise": 0.09, "grad_noise": 0.19, "warmup": 0.025,
+                       "cosine": False, "bumps": 0, "layer_every": 1},
+              "bad_batches": 0.0, "bad_factor": 3.12, "switch": 0.741, "switch_jump": 28.38, "restarts": 2}
+    found = replay(default_detectors(), heavy_tailed_stream(params))[0]
+    assert [f.message for f in found if f.severity >= Severity.WARNING and f.code in SYMPTOMS] == []
+    assert len([f for f in found if f.code == "loss_spike"]) >= 3  # the restarts and the switch are seen
+
+
 @pytest.mark.parametrize("layer_every", [1, 25])
 def test_seed003_healthy_twin_raises_nothing_in_100_epochs(layer_every):
     stream = seed003_stream("healthy", layer_every=layer_every)

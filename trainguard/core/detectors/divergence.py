@@ -14,7 +14,12 @@ be "far above": once a loss <= 0 is seen the detector stops judging the run):
   growing or not recover.
 * **Rising** (WARNING: the run is being harmed) — the recent level is at least ``rise_factor`` (2) times the best
   smoothed loss, has given back at least ``regress`` (25%) of the progress from the start to the best, and has
-  stayed within 10% of its peak since the rise began, on ``rise_patience`` (50) consecutive steps. The second
+  stayed within 10% of its peak since the rise began, on ``rise_patience`` (50) consecutive steps. For a run that
+  had learned (its best at most ``learned`` (half) of its start), ``learned_rise_factor`` (1.5) times its best is
+  enough: the corpus' GPT-2 at lr 0.1 (``hf_gpt2_lr_climb``) fell 4.0 -> 1.5, then climbed back to 2.6 at a
+  constant learning rate and got nothing at 2x. Without that progress a rise is a GAN's (its generator's loss climbs
+  1.6x from its start, its discriminator's gives back 85% of a 27% progress); no DEV healthy run or fixed twin that
+  had halved its loss met the rule even at 1.1x. The second
   condition keeps a converged run quiet (a loss that went 2.3 -> 0.001 and wobbles to 0.003 has tripled but given
   back 0.1% of its progress); the third a shift the run recovers from. Steps within ``rise_patience`` of a rise
   of the learning rate are not counted: a warm-up, a OneCycle ramp or a warm restart (SGDR) raises the loss on
@@ -74,6 +79,7 @@ class DivergenceState(NamedTuple):
 
 
 def divergence(factor: float = 10.0, patience: int = 3, sustain: int = 100, rise_factor: float = 2.0,
+               learned_rise_factor: float = 1.5, learned: float = 0.5,
                regress: float = 0.25, rise_patience: int = 50, halflife: float = 10.0, level_window: int = 25,
                rearm_after: int = 50) -> Detector:
     alpha = 1.0 - 0.5 ** (1.0 / halflife)
@@ -111,7 +117,8 @@ def divergence(factor: float = 10.0, patience: int = 3, sustain: int = 100, rise
                 if exploding or stuck:
                     severity = Severity.ERROR
             schedule_rising = stats.step - lr_rose_at < rise_patience
-            if (level >= rise_factor * best and level - best >= regress * (start - best) and not schedule_rising
+            risen = level >= (learned_rise_factor if best <= learned * start else rise_factor) * best
+            if (risen and level - best >= regress * (start - best) and not schedule_rising
                     and level >= 0.9 * max(state.rise_peak, level)):
                 rising_steps, rise_peak = state.rising_steps + 1, max(state.rise_peak, level)
                 if severity is None and rising_steps >= rise_patience:

@@ -35,7 +35,9 @@ A spike episode is judged when it ends, or when it repeats:
   undid more than 30% of the progress, and no fixed twin had more than 2 large ones within 512 steps; the one
   unstandardized sample of ``keras_fit_unstandardized_sample`` undoes 87-95% each epoch. Onsets count once the
   window is full (the tail of fewer values is too loose to judge), and never once a loss <= 0 was seen (a policy
-  gradient's loss has no scale). One warning per repeated stretch; it ends after ``recurring_window`` steps without
+  gradient's loss has no scale), while the previous spike is still being judged (bad batches riding on a switch to
+  harder data, before the level catches up), or within ``settle_steps`` of a rise of the learning rate (a warm
+  restart's). One warning per repeated stretch; it ends after ``recurring_window`` steps without
   a large onset.
 
 A loss spike is never an ERROR: a run that is broken shows it as ``non_finite`` or ``divergence``.
@@ -187,8 +189,12 @@ def loss_spike(z: float = 6.0, window: int = 128, min_history: int = 20, min_ris
             progressed = level > 0 and start > level * (1.0 + tail)
             given_back = (loss - level) / (start - level) if progressed else None
             large = not signed and given_back is not None and given_back >= min_give_back
-            if track_size(state.rises) >= window and large:  # a window still filling has a loose tail
-                onsets += (step,)
+            # A spike while the last one is still being judged (the loss not back yet) is part of the same
+            # disturbance: a switch to harder data, whose bad batches ride on a level the EMA has not caught up with.
+            # One shortly after the learning rate rose is the schedule's (a warm restart), not the data's.
+            scheduled = step - lr_rose_at <= settle_steps
+            if track_size(state.rises) >= window and large and pending is None and not scheduled:
+                onsets += (step,)  # (a window still filling has a loose tail: its onsets do not count)
             evidence = {"loss": loss, "recent_level": base, "rise": rise, "z": spike,
                         "progress_given_back": given_back,
                         "grad_norm": norm if finite(norm) else None,
