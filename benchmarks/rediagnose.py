@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replay", action="store_true", help="replay today's detectors over the statistics")
     parser.add_argument("--show", action="store_true", help="print each run's causes with their evidence")
     parser.add_argument("--kind", choices=("faulty", "healthy", "both"), default="both")
+    parser.add_argument("--fixed", action="store_true",
+                        help="the faulty cases' fixed twins (fixed_observe), scored as healthy runs")
     args = parser.parse_args(argv)
     try:
         import torch
@@ -95,23 +97,24 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     cases = [c for c in discover() if in_part(c.name, "dev") and (not args.case or c.name in args.case)
-             and (args.kind == "both" or c.kind == args.kind)]
+             and (args.kind == "both" or c.kind == args.kind) and (not args.fixed or c.kind == "faulty")]
     totals = {"faulty": 0, "live_right": 0, "doctor_right": 0, "signal": 0, "doctor_right_signal": 0,
               "live_confident_wrong": 0, "doctor_confident_wrong": 0, "live_uncertain": 0, "doctor_uncertain": 0,
               "healthy": 0, "healthy_live_cause": 0, "healthy_doctor_cause": 0}
     for case in sorted(cases, key=lambda c: (c.kind, c.name)):
-        outdir = args.cache_dir / case.name / "observe"
+        outdir = args.cache_dir / case.name / ("fixed_observe" if args.fixed and case.kind == "faulty" else "observe")
         try:
             record = json.loads((outdir / RESULT_NAME).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             print(f"{case.name}: no cached observe run in {args.cache_dir}", file=sys.stderr)
             continue
-        cause = (record.get("meta") or {}).get("cause") if case.kind == "faulty" else None
+        kind = "healthy" if args.fixed else case.kind
+        cause = (record.get("meta") or {}).get("cause") if kind == "faulty" else None
         with np.errstate(all="ignore"):
             live = live_causes(outdir, args.replay)
             doctor, grad_column, error = doctor_causes(outdir)
         (lc, lconf), (dc, dconf) = _top(live), _top(doctor)
-        if case.kind == "faulty":
+        if kind == "faulty":
             signal = cause in LOG_VISIBLE_CAUSES or (cause in GRADIENT_CAUSES and grad_column)
             totals["faulty"] += 1
             totals["signal"] += signal

@@ -33,8 +33,6 @@ RUNS = {"faulty": ("observe",), "healthy": ("observe", "auto", "unguarded")}
 
 # (case, check) -> what trainguard does today, as measured. Remove an entry when its check passes.
 KNOWN_WRONG: dict[tuple[str, str], str] = {
-    ("torch_oasst2438_empty_answer_nan", "diagnosed"):
-        "2026-12-04: detected (non_finite error) but no cause at all (top none), not bad_batch",
     ("torch_so13632976_tanh_bcd_saturation", "diagnosed"):
         "2026-12-04: no live finding >= warning (the top cause is saturated_activation 0.6 since the error-without-"
         "gradient rule)",

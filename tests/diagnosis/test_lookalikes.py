@@ -170,3 +170,34 @@ def test_a_zero_initialized_tensor_does_not_hide_a_learning_rate_too_low():
                 if s.layers else s for s in stalled]
     causes = diagnose(with_pos, [])
     assert codes(causes)[0] == "lr_too_low" and causes[0].confidence >= 0.6
+
+
+def _nan_from(stats, step, run_up=1.0):
+    """Non-finite from ``step`` on (the NaN update reached the weights); ``run_up``: the loss and gradient norm
+    of the 3 steps before grow by this factor per step."""
+    out = []
+    for s in stats:
+        if s.step >= step:
+            out.append(replace(s, loss=math.nan, grad_norm=math.nan, loss_finite=False, grads_finite=False,
+                               layers=(), activations=()))
+        elif s.step >= step - 3:
+            k = run_up ** (s.step - step + 4)
+            out.append(replace(s, loss=s.loss * k, grad_norm=s.grad_norm * k))
+        else:
+            out.append(s)
+    return out
+
+
+def test_a_nan_loss_from_an_ordinary_step_is_the_batch():
+    # Open-Assistant PR 2438: an empty answer's masked mean is 0/0 at step 1; every later loss is NaN.
+    found = [Finding("non_finite", Severity.ERROR, 1, "embed.weight", {}, "non-finite loss")]
+    causes = diagnose(_nan_from(healthy(), 1), found)
+    assert codes(causes)[0] == "bad_batch" and causes[0].evidence["no_run_up"] is True
+    assert causes[0].evidence["first_non_finite"] == "embed.weight"
+    # Later in the run, with no growth before it, the same.
+    assert codes(diagnose(_nan_from(healthy(), 150), []))[0] == "bad_batch"
+
+
+def test_a_nan_after_the_loss_and_gradient_grew_is_not_the_batch():
+    causes = diagnose(_nan_from(healthy(), 150, run_up=5.0), [])
+    assert "bad_batch" not in codes(causes)

@@ -19,10 +19,10 @@ the run does not show the pattern; the rules and the doctor's analyses share the
   and TensorFlow's divergence checks, on block medians so a spike does not count), and the rise stands out of
   the point-to-point noise (>= 3 robust standard deviations).
 - ``linear_decline``: the loss falls at a steady rate far from convergence: block medians that fall from each
-  block to the next, the second half of the run losing >= half as much as the first (a healthy run's decline
-  decelerates: the healthy corpus' second halves lose <= 0.23x the first's, its noisy diffusion model 0.5x) and
-  no more than 1.25x (a fall that speeds up is a network leaving the plateau of its initialization, the sigmoid
-  learning curves of Saxe et al. 2014), a total fall >= 1% and >= 5x the point-to-point noise of the log-loss. CS231n ("Neural Networks Part 3",
+  block to the next, the second half of the run losing 0.65x to 1.5x as much as the first (a healthy run's
+  decline decelerates: the healthy corpus' second halves lose <= 0.23x the first's, its noisy diffusion model
+  0.5x; a fall that speeds up is a network leaving the plateau of its initialization, the sigmoid learning
+  curves of Saxe et al. 2014), a total fall >= 1% and >= 5x the point-to-point noise of the log-loss. CS231n ("Neural Networks Part 3",
   babysitting the learning process): "with low learning rates the improvements will be linear"; with a good one
   they look exponential.
 - ``column_change``: a column's median just before a point against an earlier stretch (an LR that rose into the
@@ -47,8 +47,8 @@ QUIET_NOISE = 0.05
 _CLIMB = 1.5
 _GIVEN_BACK = 0.25
 _MIN_POINTS = 8
-_LINEAR = 0.5
-_ACCELERATING = 1.25
+_LINEAR = 0.65
+_ACCELERATING = 1.5
 _FALLING = 0.9
 _LINEAR_MIN_FALL = 0.01
 _LINEAR_TREND = 5.0

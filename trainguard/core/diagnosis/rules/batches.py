@@ -35,6 +35,7 @@ __all__ = ["batch_size_dependent_loss", "bad_batch"]
 MAX_BAD_BATCHES = 3
 BIG_SPIKE = 10.0
 RUN_UP = 3.0
+ORDINARY_LOSS = 100.0  # x a trivial predictor's loss (max(1, the targets' second moment)), as rules.gradients
 # A spike the live detector itself tied to the batch size or to the LR is not a batch's fault.
 _NOT_A_BATCH = ("batch_size_dependent_loss", "lr_too_high")
 
@@ -78,9 +79,11 @@ def bad_batch(view: RunView) -> Cause | None:
                           periodic[0].message + ": the same batch in every epoch?")
     if not events or len(_episodes(events)) > MAX_BAD_BATCHES or view.has("batch_size_loss", Severity.WARNING) \
             or periodic:
-        return None
+        return _abrupt_non_finite(view)
     if view.point_of(events[0]) < max(10, len(view.stats) // 20):
-        return None  # trouble in the first points is a property of the run's start, not of one batch
+        # Trouble in the first points is a property of the run's start, not of one batch, unless the loss went
+        # non-finite out of the blue.
+        return _abrupt_non_finite(view)
     recovered, run_ups = [], []
     for step in events:
         at = view.point_of(step)
@@ -89,7 +92,7 @@ def bad_batch(view: RunView) -> Cause | None:
             return None  # the LR jumped there (a warm restart): the schedule, not the batch
         back = recovery(view.losses, at)
         if back is None or not back["recovered"]:
-            return None
+            return _abrupt_non_finite(view)
         recovered.append({"step": step, "loss_before": back["loss_before"], "loss_after": back["loss_after"]})
         run_up = column_change(view.grad_norms, at - 1, 5)
         if run_up is not None:
@@ -107,6 +110,45 @@ def bad_batch(view: RunView) -> Cause | None:
     message = (f"isolated trouble at step(s) {', '.join(map(str, events))}, after which the loss came back: "
                f"the batch(es) at those steps look bad")
     return make_cause(view, "bad_batch", 0.6, evidence, message)
+
+
+def _abrupt_non_finite(view: RunView) -> Cause | None:
+    """The loss went non-finite from an ordinary step: the loss and the gradient norm of the points before it
+    within ``RUN_UP`` (3x) of their median (up to 20 points; the loss's first point counts), the last loss below
+    ``ORDINARY_LOSS`` (100) times a trivial predictor's, no update larger than the weights in the last sampled
+    step before it, and a first loss that is not off scale. The weights that
+    computed it were finite and ordinary, so that batch's forward pass made the NaN (an empty sequence's 0/0, a
+    log of 0: Open-Assistant PR 2438; PyTorch's anomaly mode looks for the op in that forward pass); an explosion or
+    a learning rate too high grows the loss or the gradient first. The update that followed carries the NaN into
+    the weights, so the run need not recover: 0.5, 0.55 when the statistics name the first non-finite tensor."""
+    if not view.nonfinite_steps or view.first_loss_scale:
+        return None
+    step = view.nonfinite_steps[0]
+    at = view.point_of(step)
+    if at < 1 or view.steps[at] != step:
+        return None
+    for values in (view.losses, view.grad_norms):
+        before = values[max(0, at - 20):at]
+        before = before[np.isfinite(before)]
+        if len(before) and float(np.median(before)) > 0 and before[-1] > RUN_UP * float(np.median(before)):
+            return None
+        if len(before) >= 3 and float(np.median(before)) > 0 and \
+                float(np.max(before[-3:])) > RUN_UP * float(np.median(before)):
+            return None
+    if float(view.losses[at - 1]) >= ORDINARY_LOSS * max(1.0, view.targets_second_moment or 1.0):
+        return None  # far above any trivial predictor's loss already: no ordinary step
+    last = next((s for s in reversed(view.sampled) if s.step < step), None)
+    if last is not None and any(l.update_ratio is not None and l.update_ratio >= 1.0 for l in last.layers
+                                if l.name not in view.zero_initialized):
+        return None
+    where = next((f.where for f in view.of("non_finite") if f.step == step and f.where), None)
+    evidence: dict = {"steps": [step], "loss_before": float(view.losses[at - 1]), "no_run_up": True}
+    if where:
+        evidence["first_non_finite"] = where
+    message = (f"the loss went non-finite at step {step} from an ordinary step ({view.losses[at - 1]:.3g}, no "
+               f"growth of the loss or the gradient before): that batch's forward pass made it (an empty "
+               f"sequence, a log of 0, a division by 0)")
+    return make_cause(view, "bad_batch", 0.55 if where else 0.5, evidence, message)
 
 
 def _undid_training(view: RunView, step: int) -> bool:
