@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import pytest
 import torch
@@ -215,6 +216,7 @@ def test_step_with_a_loss_after_accumulate_is_a_one_line_error():
     guard.accumulate(loss)
     with pytest.raises(ValueError, match=r"^guard.step\(loss\): the loss came from guard.accumulate\(\)"):
         guard.step(loss)
+    guard.close()  # a guard left open keeps its activation probe, a global forward hook
 
 
 # ------------------------------------------------------------------------------------------- clipping
@@ -342,3 +344,34 @@ def test_nanogpt_nan_micro_batch_is_located_and_skipped_under_safe():
     assert not bad.applied and bad.first_nonfinite_micro_batch == 1 and bad.first_nonfinite_module == "tokens"
     assert [(a.kind, a.step) for a in guard.actions] == [("skip_step", 3)]
     assert all(s.applied and s.finite for s in guard.history if s.step != 3)
+
+
+def test_a_loss_already_divided_by_the_accumulation_steps_is_warned_of_once():
+    model, optimizer = _mlp()
+    guard = trainguard.Guard(model, optimizer, policy="observe")
+    with pytest.warns(RuntimeWarning, match=r"guard.accumulate\(\) was given each micro-batch's loss divided by 4 "):
+        for step in range(3):
+            for k in range(4):
+                x, y = _batch(10 * step + k)
+                loss = F.mse_loss(model(x), y) / 4
+                guard.accumulate(loss, inputs=x, targets=y)
+                loss.backward()
+            guard.step()
+            optimizer.zero_grad()
+    guard.close()
+
+
+def test_the_contracts_loss_raises_no_warning_even_with_a_loss_function_that_divides():
+    model, optimizer = _mlp()
+    guard = trainguard.Guard(model, optimizer, policy="observe")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for step in range(2):
+            for k in range(4):
+                x, y = _batch(10 * step + k)
+                loss = (model(x) - y).square().sum() / len(x)  # a division, by the batch size
+                guard.accumulate(loss, inputs=x, targets=y)
+                (loss / 4).backward()
+            guard.step()
+            optimizer.zero_grad()
+    guard.close()

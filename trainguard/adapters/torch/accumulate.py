@@ -9,6 +9,10 @@ optimizer step, comparable with an unaccumulated run of the same total batch.
 Everything stays on the device until the step's single fetch: a micro-batch costs a detach and, on the first
 steps the schedule samples, three reductions per data tensor. Where reading a value is free (CPU), a non-finite
 micro-batch loss is located at once, with that micro-batch's inputs and the weights of its forward.
+
+The likely mistake, the loss already divided by the accumulation steps, is caught where it shows: when every
+micro-batch's loss of a step comes out of a division by a plain number equal to the step's count of micro-batches
+(autograd keeps the divisor: ``grad_fn._saved_other``), the guard warns once (:meth:`MicroBatches.looks_divided`).
 """
 from __future__ import annotations
 
@@ -32,15 +36,22 @@ class MicroBatches:
         self.targets: Any = None
         self.first_nonfinite: int | None = None  # found on the host where that is free (CPU)
         self.first_nonfinite_module: str | None = None
+        self.divisors: list[float | None] = []  # what each loss was last divided by, when a plain number
 
     def __len__(self) -> int:
         return len(self.losses)
 
     def add(self, loss: torch.Tensor, batch_size: int | None, inputs: Any, targets: Any) -> None:
+        self.divisors.append(_scalar_divisor(loss))
         loss = loss.detach()
         self.losses.append(loss.float().mean() if loss.dim() else loss.float())
         self.sizes.append(batch_size)
         self.inputs, self.targets = inputs, targets
+
+    def looks_divided(self) -> bool:
+        """Whether every loss was divided by the step's count of micro-batches (``loss / accumulation_steps``)."""
+        n = len(self.losses)
+        return n > 1 and all(d == n for d in self.divisors)
 
     def add_summaries(self, inputs: Any, targets: Any) -> None:
         """The data summaries of the last micro-batch (on the steps the schedule samples)."""
@@ -77,3 +88,18 @@ class MicroBatches:
         second = ((stacked[:, 1].square() + stacked[:, 0].square()) * weights).sum()
         std = (second - mean.square()).clamp_min(0.0).sqrt()
         return torch.stack([mean, std, stacked[:, 2].max()])
+
+
+def _scalar_divisor(loss: torch.Tensor) -> float | None:
+    """The plain number ``loss`` was last divided by (``loss / k``), read from autograd's saved operand on the host;
+    None for anything else (no graph, a division by a device tensor, a graph already freed by ``backward``)."""
+    fn = loss.grad_fn
+    if fn is None or fn.name() != "DivBackward0":
+        return None
+    try:
+        other = fn._saved_other
+    except RuntimeError:  # saved tensors freed by a backward already run
+        return None
+    if isinstance(other, torch.Tensor) and other.device.type == "cpu" and other.numel() == 1:
+        return float(other)
+    return None

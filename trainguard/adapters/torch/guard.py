@@ -38,6 +38,7 @@ itself are the user's and propagate unchanged.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -150,6 +151,7 @@ class Guard:
         self._open: tuple[Any, ...] | None = None  # a step between begin_update and end_update
         self._inputs: Any = None
         self._micro: MicroBatches | None = None  # the micro-batches accumulated for the coming step
+        self._divided_warned = False
         self._previous_finite = True  # the last fetched step was finite (a non-finite episode starts after it)
         self._closed = False
         reduce = distributed.step_reducer(model)  # None outside a process group
@@ -257,6 +259,12 @@ class Guard:
             if loss is not None:
                 raise ValueError("guard.step(loss): the loss came from guard.accumulate() for each micro-batch; "
                                  "call guard.step() without one")
+            if not self._divided_warned and micro.looks_divided():
+                self._divided_warned = True
+                warnings.warn(f"trainguard: guard.accumulate() was given each micro-batch's loss divided by {len(micro)} "
+                              f"(the accumulation steps); pass the loss before that division: the guard averages "
+                              f"the micro-batches itself (the losses recorded are {len(micro)}x too small)",
+                              RuntimeWarning, stacklevel=3)
             micro_losses = micro.losses_vector(self.device)
             loss = micro.mean_loss(micro_losses)
             batch_size = micro.batch_size() if batch_size is None else batch_size
