@@ -165,3 +165,23 @@ def test_an_oscillation_that_comes_and_goes_is_information():
     run["loss"] = run["loss"] * np.exp(0.3 * bursts * np.sin(2 * np.pi * t / 40))
     found = [f for f in analyse_series(as_series(run)) if f.code == "oscillation"]
     assert found and found[0].severity == Severity.INFO and "comes and goes" in found[0].evidence["note"]
+
+
+def test_the_loss_dipping_at_every_epochs_last_batch_is_a_batch_size_dependent_loss():
+    # transformers#6969: the summed loss divided by the configured batch size reads 40/96 of its value on the
+    # last, smaller batch of every 11-step epoch; the log has only step and loss.
+    run = healthy(5, 330, schedule="constant", noise=0.1)
+    t = np.arange(330)
+    run["loss"] = run["loss"] * np.where(t % 11 == 10, 40 / 96, 1.0)
+    series = as_series(run)
+    series.epoch = series.batch_size = None
+    found = [f for f in diagnose_series(series) if f.code == "periodic_spike"]
+    assert found and found[0].evidence["direction"] == "dip" and found[0].evidence["period_steps"] == 11
+    assert found[0].cause == "batch_size_dependent_loss"
+    # Dips as deep at random steps are no pattern.
+    rng = np.random.default_rng(0)
+    scattered = healthy(5, 330, schedule="constant", noise=0.1)
+    scattered["loss"] = scattered["loss"] * np.where(np.isin(t, rng.choice(330, 30, replace=False)), 40 / 96, 1.0)
+    series = as_series(scattered)
+    series.epoch = series.batch_size = None
+    assert not [f for f in diagnose_series(series) if f.code == "periodic_spike"]

@@ -8,6 +8,9 @@ run's spikes in that phase window with a probability under 0.1% (Chernoff bound)
 smaller batch (a summed loss, a mean over few samples, BatchNorm statistics of a tiny batch); at a fixed place
 inside the epoch they point at one bad batch met every epoch (data not shuffled). This is the pattern behind "Why
 does my training loss have regular spikes?" (Stack Overflow 2018, spikes every 1390 steps = one epoch).
+Without such spikes, the same test on *dips* (the loss far below its trend once per period): a summed loss divided
+by the configured batch size reads low on the epoch's last, smaller batch (transformers#6969: "if the batch size
+becomes lower for the last step we divide by a wrong number").
 """
 from __future__ import annotations
 
@@ -21,10 +24,11 @@ from trainguard.doctor.analysis.causes import batch_size_drop, evidence_round
 from trainguard.doctor.analysis.signals import Signals
 from trainguard.doctor.findings import DoctorFinding, json_step
 
-__all__ = ["analyse_periodic_spike", "find_period", "Period"]
+__all__ = ["analyse_periodic_spike", "find_period", "find_dip_period", "Period"]
 
 _PHASE_TOLERANCE = 0.03
 _CHANCE = 1e-3
+_FOLDED_CYCLES, _FOLDED_SHARE, _FOLDED_Z = 8, 0.8, -2.0
 
 
 @dataclass(frozen=True)
@@ -42,8 +46,16 @@ def find_period(sig: Signals) -> Period | None:
     return result
 
 
-def _find_period(sig: Signals) -> Period | None:
-    spikes = sig.spikes(strong=False)
+def find_dip_period(sig: Signals) -> Period | None:
+    """The same pattern for dips: the loss far *below* its trend once per period."""
+    if "dip_period" not in sig.memo:
+        sig.memo["dip_period"] = _find_period(sig, sig.dips())
+    return sig.memo["dip_period"]  # type: ignore[return-value]
+
+
+def _find_period(sig: Signals, spikes: list | None = None) -> Period | None:
+    dips = spikes is not None
+    spikes = sig.spikes(strong=False) if spikes is None else spikes
     if len(spikes) < 3:
         return None
     peaks = np.array([e.peak for e in spikes])
@@ -75,7 +87,24 @@ def _find_period(sig: Signals) -> Period | None:
         # And more of them than chance would put in that phase window (noisy runs have many weak spikes).
         if enough and _chance_bound(len(peaks), count, min(1.0, 2 * tolerance)) <= _CHANCE:
             return Period(period, source, peaks[on], mean_phase)
+        if dips and count >= 4 and _folded(sig, period, mean_phase, tolerance):
+            return Period(period, source, peaks[on], mean_phase)
     return None
+
+
+def _folded(sig: Signals, period: float, phase: float, tolerance: float) -> bool:
+    """Every cycle, not only those whose dip stood out of the noise: the points at the pattern's phase sit below
+    the trend in >= 80% of the run's cycles (>= 8 of them), with a median z <= -2. Noise puts a point below its
+    trend half the time: 80% of 8 or more cycles happens by chance with a probability under 5% (binomial), and
+    the median z rules out a shallow bias."""
+    distance = np.abs((np.mod(sig.steps, period) / period - phase + 0.5) % 1.0 - 0.5)
+    at_phase = distance <= tolerance
+    cycles = np.floor(sig.steps[at_phase] / period)
+    if len(np.unique(cycles)) < _FOLDED_CYCLES:
+        return False
+    z = sig.z[at_phase]
+    by_cycle = np.array([z[cycles == c].min() for c in np.unique(cycles)])
+    return bool(np.mean(by_cycle < 0) >= _FOLDED_SHARE and np.median(by_cycle) <= _FOLDED_Z)
 
 
 def _chance_bound(n: int, k: int, p: float) -> float:
@@ -90,11 +119,13 @@ def _chance_bound(n: int, k: int, p: float) -> float:
 
 
 def analyse_periodic_spike(sig: Signals) -> list[DoctorFinding]:
-    period = find_period(sig)
+    period, direction = find_period(sig), "spike"
+    if period is None:
+        period, direction = find_dip_period(sig), "dip"
     if period is None:
         return []
     heights = sig.residual[period.peaks]
-    evidence: dict = {
+    evidence: dict = {"direction": direction,
         "period_steps": evidence_round(period.steps), "period_from": period.source, "spikes": int(len(period.peaks)),
         "spike_steps": [json_step(s) for s in sig.steps[period.peaks][:10]],
         "median_spike_ratio" if sig.log_scale else "median_spike_height":
@@ -120,7 +151,7 @@ def analyse_periodic_spike(sig: Signals) -> list[DoctorFinding]:
     else:
         pattern, where = "epoch_end", ("at epoch ends" if spe else "with a fixed period (likely the epoch end)")
     evidence["pattern"] = pattern
-    message = (f"{len(period.peaks)} loss spikes every {evidence['period_steps']:g} steps, {where}")
+    message = (f"{len(period.peaks)} loss {direction}s every {evidence['period_steps']:g} steps, {where}")
     return [DoctorFinding("periodic_spike", Severity.WARNING, float(sig.steps[period.peaks[0]]), "none", evidence,
                           message)]
 

@@ -125,6 +125,17 @@ class Signals:
                 self.memo[key] = episodes(mask, self.residual)
         return self.memo[key]  # type: ignore[return-value]
 
+    def dips(self) -> list[Episode]:
+        """Episodes of points far below the trend (candidates for a periodic pattern, as weak spikes mirrored:
+        z <= -4 and below 1/1.3x the trend on a log scale, or z <= -6); ``height`` is the depth."""
+        if "dips" not in self.memo:
+            if self.n < 20:
+                self.memo["dips"] = []
+            else:
+                mask = ((self.z <= -4.0) & (self.residual <= -np.log(1.3))) if self.log_scale else self.z <= -6.0
+                self.memo["dips"] = episodes(mask, -self.residual)
+        return self.memo["dips"]  # type: ignore[return-value]
+
     def loss_at(self, i: int) -> float:
         """The loss (original units) of the trend at finite index ``i``."""
         v = float(self.level[i])

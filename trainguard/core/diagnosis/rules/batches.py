@@ -74,7 +74,8 @@ def bad_batch(view: RunView) -> Cause | None:
               and (f.severity >= Severity.WARNING or _undid_training(view, f.step))}
     events = sorted(spikes | set(view.nonfinite_steps))
     periodic = view.of("periodic_spike", Severity.WARNING)
-    if periodic and periodic[0].evidence.get("pattern") in ("same_place_each_epoch", "not_whole_epochs"):
+    if periodic and periodic[0].evidence.get("pattern") in ("same_place_each_epoch", "not_whole_epochs") \
+            and periodic[0].evidence.get("direction") != "dip":  # a bad batch raises the loss
         return make_cause(view, "bad_batch", 0.5, dict(periodic[0].evidence),
                           periodic[0].message + ": the same batch in every epoch?")
     if not events or len(_episodes(events)) > MAX_BAD_BATCHES or view.has("batch_size_loss", Severity.WARNING) \
