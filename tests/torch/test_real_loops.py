@@ -15,6 +15,7 @@ import _doc_loops
 import trainguard
 from trainguard.core.detectors.exploding_gradient import exploding_gradient
 from trainguard.core.stats import StepStats
+from trainguard.io.runlog import read_runlog
 
 torch.set_num_threads(1)
 
@@ -99,6 +100,11 @@ def test_scaler_skips_are_in_the_run_log_as_such(tmp_path):
     assert "grad_norm" not in steps[0] and steps[0]["loss_scale"] == 2.0**24
     assert "scaler_skipped" not in steps[-1] and steps[-1]["grad_norm"] > 0
     assert not [r for r in records if r.get("type") == "finding" and r.get("code") == "non_finite"]
+    read = read_runlog(log)
+    assert not read.problems and read.steps[0].scaler_skipped and read.steps[0].loss_scale == 2.0**24
+    assert [(s.scaler_skipped, s.loss_scale, s.applied) for s in read.steps] == [
+        (r.get("scaler_skipped", False), r["loss_scale"], r.get("applied", True)) for r in steps]
+    assert all(layer.grad_norm is None and layer.grad_abs_mean is None for layer in read.steps[0].layers)
 
 
 def test_a_non_finite_loss_under_amp_is_still_a_finding_and_observe_still_changes_nothing():

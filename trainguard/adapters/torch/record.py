@@ -20,6 +20,7 @@ Pieces (float32 vectors):
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Sequence
 
@@ -127,6 +128,9 @@ class PendingStep:
         if "weight_norm" in values:
             layers = self._layers(self._given_layer_norms(grad_norm) if self.given_norm else norms)
             weights_finite = all(math.isfinite(w) for w in values["weight_norm"])
+            if scaler_skipped and grad_norm is None:  # an overflow's gradients: none of the run's, per layer neither
+                layers = tuple(dataclasses.replace(layer, grad_norm=None, grad_abs_mean=None, zero_grad_fraction=None)
+                               for layer in layers)
         return StepStats(
             step=self.step,
             loss=loss,
