@@ -381,3 +381,22 @@ def test_the_contracts_loss_raises_no_warning_even_with_a_loss_function_that_div
             guard.step()
             optimizer.zero_grad()
     guard.close()
+
+
+def test_the_guards_own_failures_in_accumulation_and_amp_are_contained(monkeypatch):
+    from trainguard.adapters.torch import accumulate, amp
+
+    def broken(*args):
+        raise ZeroDivisionError("a bug of the guard's")
+
+    bare, _, _ = _accumulating_run(None)
+    monkeypatch.setattr(accumulate.MicroBatches, "mean_loss", broken)
+    with pytest.warns(RuntimeWarning, match="internal error"):
+        model, guard, _ = _accumulating_run("safe")
+    assert _same(model, bare) and [f.code for f in guard.findings].count("guard_internal_error") == 1
+
+    bare, bare_scaler, _ = _amp_run(None)
+    monkeypatch.setattr(amp, "overflow_and_scale", broken)
+    with pytest.warns(RuntimeWarning, match="internal error"):
+        model, scaler, guard = _amp_run("safe")
+    assert _same(model, bare) and scaler.get_scale() == bare_scaler.get_scale()

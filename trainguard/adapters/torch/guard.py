@@ -255,6 +255,7 @@ class Guard:
         if self._open is not None:
             raise RuntimeError("guard.begin_update() called twice without end_update()")
         micro, self._micro = self._micro, None
+        micro_losses = None
         if micro is not None:
             if loss is not None:
                 raise ValueError("guard.step(loss): the loss came from guard.accumulate() for each micro-batch; "
@@ -265,8 +266,12 @@ class Guard:
                               f"(the accumulation steps); pass the loss before that division: the guard averages "
                               f"the micro-batches itself (the losses recorded are {len(micro)}x too small)",
                               RuntimeWarning, stacklevel=3)
-            micro_losses = micro.losses_vector(self.device)
-            loss = micro.mean_loss(micro_losses)
+            try:
+                micro_losses = micro.losses_vector(self.device)
+                loss = micro.mean_loss(micro_losses)
+            except Exception as e:  # noqa: BLE001 - containment: the step is taken, unmeasured
+                self._containment.contain("statistics", e)
+                micro_losses, loss = None, micro.losses[-1]
             batch_size = micro.batch_size() if batch_size is None else batch_size
             if inputs is None and targets is None:
                 inputs, targets = micro.inputs, micro.targets
@@ -298,7 +303,7 @@ class Guard:
         if "statistics" not in disabled:
             try:
                 entry = measure.step(step, loss, grads, names, epoch, batch_size, grad_norm)
-                self._measure_run(entry, micro, micro_losses if micro is not None else None)
+                self._measure_run(entry, micro, micro_losses)
             except Exception as e:  # noqa: BLE001 - containment
                 self._containment.contain("statistics", e)
                 entry = None
@@ -439,7 +444,7 @@ class Guard:
             scaler = amp.overflow_and_scale(self.scaler, self.optimizer, self.device)
             if scaler is not None:
                 entry.add("scaler", scaler, self.device)
-        if micro is not None:
+        if micro is not None and micro_losses is not None:
             entry.micro_batches = len(micro)
             entry.add("micro_losses", micro_losses, self.device)
             if micro.first_nonfinite is not None:
