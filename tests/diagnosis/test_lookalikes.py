@@ -201,3 +201,22 @@ def test_a_nan_loss_from_an_ordinary_step_is_the_batch():
 def test_a_nan_after_the_loss_and_gradient_grew_is_not_the_batch():
     causes = diagnose(_nan_from(healthy(), 150, run_up=5.0), [])
     assert "bad_batch" not in codes(causes)
+
+
+def _spiked_once_per_epoch(places):
+    """Six 50-step epochs; a 1.8x loss spike at ``places[e]`` of epoch e, as the live detector reports it."""
+    spikes = {50 * e + p for e, p in enumerate(places)}
+    stats = [replace(s, loss=s.loss * 1.8) if s.step in spikes else s for s in healthy(300, steps_per_epoch=50)]
+    found = [Finding("loss_spike", Severity.INFO, step, None, {}, "isolated loss spike") for step in sorted(spikes)]
+    return stats, found
+
+
+def test_one_spike_in_each_epoch_at_a_different_place_is_one_bad_sample():
+    # Cross Validated 413205: one window left unstandardized, drawn once per epoch by a shuffled loader.
+    causes = diagnose(*_spiked_once_per_epoch([13, 41, 7, 29, 35, 22]))
+    assert codes(causes)[0] == "bad_batch" and causes[0].evidence["epochs"] == 6
+    # At the same place every epoch (the last batch) it is the epoch's structure, not a sample.
+    assert "bad_batch" not in codes(diagnose(*_spiked_once_per_epoch([49] * 6)))
+    # In two epochs of six: the isolated spikes a healthy run has.
+    stats, found = _spiked_once_per_epoch([13, 41])
+    assert "bad_batch" not in codes(diagnose(stats, found))
