@@ -12,9 +12,11 @@ import trainguard.keras as tk
 from trainguard.scenarios.exploding_gradient import make_regression
 
 
-def seed003(guard: tk.Guard | None, epochs: int = 30, clipnorm: float | None = None, **compile_args) -> list[float]:
+def seed003(guard: tk.Guard | None, epochs: int = 30, clipnorm: float | None = None, callbacks: list = (),
+            **compile_args) -> list[float]:
     """Seed 003: MLP regression on unscaled targets, SGD(0.01, momentum=0.9). Returns the epoch losses.
-    ``compile_args``: more ``model.compile`` arguments (``jit_compile``, ``steps_per_execution``)."""
+    ``callbacks``: more Keras callbacks; ``compile_args``: more ``model.compile`` arguments (``jit_compile``,
+    ``steps_per_execution``)."""
     keras.utils.set_random_seed(0)
     x, y = make_regression()
     model = keras.Sequential([keras.Input((20,)),
@@ -22,7 +24,7 @@ def seed003(guard: tk.Guard | None, epochs: int = 30, clipnorm: float | None = N
                               keras.layers.Dense(1)])
     model.compile(loss="mse", optimizer=keras.optimizers.SGD(0.01, momentum=0.9, clipnorm=clipnorm), **compile_args)
     history = model.fit(x[:500], y[:500], epochs=epochs, batch_size=32, verbose=0,
-                        callbacks=[guard] if guard is not None else [])
+                        callbacks=([guard] if guard is not None else []) + list(callbacks))
     return [float(v) for v in history.history["loss"]]
 
 

@@ -18,8 +18,7 @@ import trainguard.keras as tk  # noqa: E402
 from _keras_seeds import seed003  # noqa: E402
 from test_keras_fit import build, data, weights  # noqa: E402
 
-COMPILED = {"jit": {"jit_compile": True}, "spe4": {"steps_per_execution": 4},
-            "jit-spe4": {"jit_compile": True, "steps_per_execution": 4}}
+COMPILED = {"jit": {"jit_compile": True}, "spe4": {"steps_per_execution": 4}}
 
 
 def compiled(compile_args: dict):

@@ -153,3 +153,31 @@ def test_apply_gradients_matches_the_plain_optimizer():
     assert [s.loss for s in history] == [0.0, 1.0, 2.0]
     assert history[2].grad_norm == pytest.approx(3 * np.sqrt(3 * 2 + 2))
     guarded.close()
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("epsilon, found", [(1e-7, True), (1.0, False)], ids=["eps1e-7", "eps1"])
+def test_seed002_adam_update_outgrowing_its_second_moments_is_found(style, epsilon, found):
+    """Seed 002's mechanism on a fixed gradient stream: gradients of 1, then 1e-4 for 200 updates (Adam's v
+    shrinks), then 1 again: the update g / max(sqrt(v_hat), eps) is ~9x its steady size while the gradient is
+    no larger than at the start. A larger epsilon (the seed's fix) bounds it: nothing is found then."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    optimizer = tk.GuardedOptimizer(keras.optimizers.Adam(1e-3, beta_2=0.99, epsilon=epsilon), policy="observe")
+    variables = model.trainable_variables
+
+    def step(scale):
+        grads = [keras.ops.ones(v.shape) * scale for v in variables]
+        optimizer.apply_gradients(zip(grads, variables), loss=keras.ops.convert_to_tensor(1.0))
+
+    if style == "tf.function":
+        import tensorflow as tf
+
+        step = tf.function(step)
+    for i in range(201):
+        step(np.float32(1.0 if i in (0, 200) else 1e-4))
+    adam = [f for f in optimizer.findings if f.code == "adam_update_rms"]
+    assert bool(adam) == found, optimizer.findings
+    if found:
+        assert adam[0].step == 200 and adam[0].evidence["adam_update_rms"] > 5
+    optimizer.close()

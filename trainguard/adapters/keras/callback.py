@@ -121,7 +121,7 @@ class Guard(keras.callbacks.Callback):
             wrapper.host.made_by_guard = True
             self._original_optimizer = optimizer
         wrapper.host.session_args = None
-        wrapper.host.loss_in_graph = False
+        wrapper.host.loss_in_graph = wrapper.host.grad_stats_in_graph = False
         if wrapper.host.session is not None:  # the optimizer watched itself so far: the callback takes over
             wrapper.host.session.close()
         wrapper.build(model.trainable_variables)

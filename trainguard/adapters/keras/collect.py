@@ -53,12 +53,15 @@ def _norm(a: np.ndarray) -> float:
 
 def layer_stats(names: Sequence[str], grad_norms: np.ndarray, weights: Sequence[np.ndarray],
                 before: Sequence[np.ndarray] | None, grads: Sequence[Any] | None,
-                second_moments: dict[int, tuple[np.ndarray, float]] | None) -> tuple[LayerStats, ...]:
+                second_moments: dict[int, tuple[np.ndarray, float]] | None,
+                measured: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> tuple[LayerStats, ...]:
     """Per-variable statistics of one sampled step, in the optimizer's (forward) order.
 
     ``before``: the weights before this step's update (update ratio ||W_t - W_{t-1}|| / ||W_{t-1}||).
     ``grads``: this step's raw gradients (mean |g|, fraction of exact zeros, Adam update RMS), when kept.
     ``second_moments``: index -> (Adam's bias-corrected v, epsilon).
+    ``measured``: from a compiled step, which keeps no raw gradients, those three per-tensor statistics measured
+    in the graph (NaN where not measured).
     """
     out = []
     for i, name in enumerate(names):
@@ -82,6 +85,8 @@ def layer_stats(names: Sequence[str], grad_norms: np.ndarray, weights: Sequence[
             if g is not None:
                 # Wortsman et al. 2023 (StableAdamW): RMS of g / max(sqrt(v), eps).
                 adam_rms = float(np.sqrt(np.mean(np.square(g / np.maximum(sqrt_v, eps)))))
+        if measured is not None:
+            grad_abs_mean, zero_fraction, adam_rms = (_finite_or_none(a[i]) for a in measured)
         out.append(LayerStats(
             name=name,
             grad_norm=float(grad_norms[i]) if i < len(grad_norms) else None,
@@ -94,6 +99,10 @@ def layer_stats(names: Sequence[str], grad_norms: np.ndarray, weights: Sequence[
             adam_sqrt_v_median=sqrt_v_median,
         ))
     return tuple(out)
+
+
+def _finite_or_none(value: Any) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def adam_second_moments(optimizer: Any, read: Callable[[Any], np.ndarray] = to_numpy

@@ -105,6 +105,10 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         self.tg_skipped = add((), initializer="zeros", dtype="float32", aggregation="none", name="tg_skipped")
         self.tg_clipped = add((), initializer="zeros", dtype="float32", aggregation="none", name="tg_clipped")
         self.tg_updates = add((), initializer="zeros", dtype="float32", aggregation="none", name="tg_updates")
+        # Sampled steps of a TensorFlow graph step: per-tensor mean |g|, zero fraction, Adam update RMS.
+        self.tg_sample = knob("tg_sample", self.host.keep_grads)
+        self.tg_grad_stats = add((3, max(n, 1)), initializer="zeros", dtype="float32", aggregation="none",
+                                 name="tg_grad_stats")
         if not self.inner_optimizer.built:
             self.inner_optimizer.build(var_list)
         super().build(var_list)
@@ -205,6 +209,8 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             self._inner_apply(new_grads, trainable_variables, eager=False)
 
         ops.cond(decision.skip, lambda: None, step)
+        if graph.in_graph():
+            self._graph_gradient_stats(grads, variables)
         self.tg_grad_norms.assign(self._scatter(norms, variables))
         self.tg_skipped.assign(ops.cast(decision.recorded_skip, "float32"))
         self.tg_clipped.assign(ops.cast(clipped, "float32"))
@@ -225,6 +231,45 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
 
                 tf.py_function(self._host_step, [], [])
 
+    def keep_gradients(self, keep: bool) -> None:
+        """The guard samples the next update per layer: an eager one keeps its raw gradients, a graph one
+        measures their statistics in the graph."""
+        if keep != self.host.keep_grads and self.built:
+            self.tg_sample.assign(1.0 if keep else 0.0)
+        self.host.keep_grads = keep
+
+    def _graph_gradient_stats(self, grads, variables) -> None:
+        """Inside a TensorFlow graph step, on sampled steps only: per-tensor mean |g|, fraction of exact zeros and
+        Adam's update RMS (Wortsman et al. 2023: RMS of g / max(sqrt(v_hat), eps), v_hat read after the update as
+        the host does), written into ``tg_grad_stats``; NaN where there is no gradient or no Adam."""
+        n = int(self.tg_grad_stats.shape[1])
+        inner = self.inner_optimizer
+        velocities, beta_2 = private.velocities(inner), getattr(inner, "beta_2", None)
+        epsilon = float(getattr(inner, "epsilon", 1e-7) or 1e-7)
+
+        def write():
+            nan = ops.full((), math.nan, "float32")
+            rows = [[nan] * n for _ in range(3)]
+            correction = None
+            if velocities and beta_2 is not None:
+                steps = ops.maximum(ops.cast(private.iterations_variable(inner), "float32"), 1.0)
+                correction = 1.0 - ops.power(ops.cast(beta_2, "float32"), steps)
+            for g, v in zip(grads, variables):
+                if g is None:
+                    continue
+                i = self._get_variable_index(v)
+                g = ops.cast(g, "float32")
+                rows[0][i] = ops.mean(ops.abs(g))
+                rows[1][i] = ops.mean(ops.cast(ops.equal(g, 0.0), "float32"))
+                if correction is not None and velocities[i] is not None:
+                    sqrt_v = ops.sqrt(ops.maximum(ops.cast(velocities[i], "float32") / correction, 0.0))
+                    rows[2][i] = ops.sqrt(ops.mean(ops.square(g / ops.maximum(sqrt_v, epsilon))))
+            self.tg_grad_stats.assign(ops.stack([ops.stack(row) for row in rows]))
+            return ops.convert_to_tensor(True)
+
+        ops.cond(self.tg_sample > 0.5, write, lambda: ops.convert_to_tensor(False))
+        self.host.grad_stats_in_graph = True
+
     def _host_step(self) -> None:
         """Inside a custom loop's tf.function, after each update (``tf.py_function``, eager): the records."""
         session = self.host.session
@@ -235,8 +280,12 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         """The last compiled update's measurements, from the wrapper's variables (``read`` reads one: from the
         JAX trainer's state during fit)."""
         loss = read(self.tg_loss) if self.host.loss_in_graph else None
+        grad_stats = None
+        if self.host.grad_stats_in_graph and self.host.keep_grads:
+            grad_stats = tuple(np.asarray(read(self.tg_grad_stats), dtype=np.float64))
         return StepRecord(loss=loss, grad_norms=read(self.tg_grad_norms), skipped=read(self.tg_skipped) > 0.5,
-                          clipped=read(self.tg_clipped) > 0.5, grads=None, index=int(read(self.tg_updates)) - 1)
+                          clipped=read(self.tg_clipped) > 0.5, grads=None, index=int(read(self.tg_updates)) - 1,
+                          grad_stats=grad_stats)
 
     def _apply_eager(self, grads, variables, trainable_variables) -> None:
         """An eager update (torch backend, custom loops): one fused norm pass and one small host read, then the

@@ -38,6 +38,9 @@ class StepRecord(NamedTuple):
     clipped: Any  # bool
     grads: list | None  # the raw gradients, kept on the steps the guard samples per layer
     index: int | None = None  # the update's number when known (compiled steps, where some are not seen)
+    # Compiled steps keep no raw gradients: their per-tensor (mean |g|, zero fraction, Adam update RMS), measured
+    # in the graph on sampled steps (NaN where not measured).
+    grad_stats: tuple[Any, Any, Any] | None = None
 
 
 @dataclass
@@ -51,4 +54,5 @@ class HostSide:
     session_args: dict | None = None  # how to create it on the first update, for custom loops
     traced_state: list | None = None  # JAX: the optimizer-state list of the step being traced (see callback)
     loss_in_graph: bool = False  # a compiled step writes the batch loss into the wrapper's tg_loss
+    grad_stats_in_graph: bool = False  # a TensorFlow graph step measures its gradients' statistics (tg_grad_stats)
     made_by_guard: bool = False  # wrapped by the Guard callback for one fit (unwrapped at its end)

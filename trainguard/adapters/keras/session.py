@@ -195,7 +195,7 @@ class KerasSession:
         """Sets up what the next update keeps: its raw gradients and a copy of the weights on sampled steps."""
         sampled = self.schedule.layers.due(self.step)
         disabled = self._containment.disabled
-        self.optimizer.host.keep_grads = sampled and "layer statistics" not in disabled
+        self.optimizer.keep_gradients(sampled and "layer statistics" not in disabled)
         self._before = None
         if sampled and "layer statistics" not in disabled:
             self._before = self._try("layer statistics", collect.weight_arrays, self.variables, self.read)
@@ -235,7 +235,8 @@ class KerasSession:
                 if sampled:
                     layers = self._try("layer statistics", collect.layer_stats, self.names, norms, weights,
                                        before, record.grads,
-                                       collect.adam_second_moments(self.optimizer.inner_optimizer, self.read)) or ()
+                                       collect.adam_second_moments(self.optimizer.inner_optimizer, self.read),
+                                       record.grad_stats) or ()
         self._weights_finite, self._previous_finite = weights_finite, finite
         activations = ()
         if self.probe is not None and last and self.probe.armed:
