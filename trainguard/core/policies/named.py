@@ -5,7 +5,9 @@
   (:func:`clip_outliers`, calibrated on healthy runs so that only outliers are touched), warn about
   BatchNorm/Dropout left in eval mode, stop after 20 non-finite steps in a row.
 - ``auto``: ``safe`` plus the escalating chain (clip -> LR back-off -> rollback -> stop), StableAdamW-style
-  update capping for Adam when its update RMS runs far above 1, and BatchNorm/Dropout put back in train mode.
+  update capping for Adam when its update RMS runs far above 1, the trials of :mod:`.trial` (a larger Adam
+  epsilon, a lower LR, ReDo, partial batches reweighed: each kept only if the loss then beats its trend), and
+  BatchNorm/Dropout put back in train mode.
 
 A healthy run is untouched by both ``safe`` and ``auto``: its final weights are bitwise those of an unguarded
 run (tests/repair/test_no_false_repair.py).
