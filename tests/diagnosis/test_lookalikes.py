@@ -220,3 +220,26 @@ def test_one_spike_in_each_epoch_at_a_different_place_is_one_bad_sample():
     # In two epochs of six: the isolated spikes a healthy run has.
     stats, found = _spiked_once_per_epoch([13, 41])
     assert "bad_batch" not in codes(diagnose(stats, found))
+
+
+def _write_state(path, losses, lrs):
+    import json
+
+    history = [{"step": 10 * (i + 1), "loss": loss, "learning_rate": lr, "grad_norm": 1.0}
+               for i, (loss, lr) in enumerate(zip(losses, lrs))]
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"global_step": 10 * len(losses), "log_history": history}), encoding="utf-8")
+    return path
+
+
+def test_a_loss_that_improves_only_as_the_lr_decays_is_lr_too_high(tmp_path):
+    from trainguard.doctor import diagnose_file
+
+    # The HF Trainer at lr 2 with linear decay (a GPT-2 from a config): 364 -> 12, most of it late.
+    lrs = [2.0 * (1 - i / 30) for i in range(30)]
+    late = [math.exp(math.log(360) - 3.4 * (i / 29) ** 2) * (1 + 0.05 * (-1) ** i) for i in range(30)]
+    result = diagnose_file(_write_state(tmp_path / "late" / "trainer_state.json", late, lrs))
+    assert result.cause == "lr_too_high" and result.causes[0].evidence["progress_as_lr_decays"]["lr_fall"] >= 2
+    # A decaying schedule under which the loss falls early, as it should: no cause.
+    early = [0.5 + 3.0 * math.exp(-i / 4) * (1 + 0.02 * (-1) ** i) for i in range(30)]
+    assert diagnose_file(_write_state(tmp_path / "early" / "trainer_state.json", early, lrs)).cause == "none"

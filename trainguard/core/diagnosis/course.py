@@ -25,6 +25,7 @@ the run does not show the pattern; the rules and the doctor's analyses share the
   curves of Saxe et al. 2014), a total fall >= 1% and >= 5x the point-to-point noise of the log-loss. CS231n ("Neural Networks Part 3",
   babysitting the learning process): "with low learning rates the improvements will be linear"; with a good one
   they look exponential.
+- ``progress_as_lr_decays``: the loss improved only once the schedule brought the LR down (details there).
 - ``column_change``: a column's median just before a point against an earlier stretch (an LR that rose into the
   trouble; a gradient-norm run-up before a spike).
 - ``recovery``: whether the loss came back after a point (a bad batch) or stayed up (a scale or LR problem).
@@ -36,7 +37,7 @@ import math
 import numpy as np
 
 __all__ = ["FIRST_LOSS_UNSCALED", "first_loss_scale", "trivial_level", "stall_from_start", "climb",
-           "linear_decline", "column_change", "recovery", "levels"]
+           "linear_decline", "progress_as_lr_decays", "column_change", "recovery", "levels"]
 
 FIRST_LOSS_UNSCALED = 1e3
 _TRIVIAL_CLASSES = range(2, 21)
@@ -52,6 +53,8 @@ _ACCELERATING = 1.5
 _FALLING = 0.9
 _LINEAR_MIN_FALL = 0.01
 _LINEAR_TREND = 5.0
+_LR_DECAYED = 2.0
+_LATE_PROGRESS = 1.5
 
 
 def levels(losses: np.ndarray, blocks: int = 20, min_size: int = 2) -> np.ndarray:
@@ -177,6 +180,27 @@ def linear_decline(losses: np.ndarray) -> dict | None:
         return None
     return {"first_level": first, "last_level": last, "late_over_early_fall": round(late_fall / early_fall, 3),
             "falling_blocks": round(falling, 3), "log_fall_over_noise": round(total / noise, 1) if noise else None}
+
+
+def progress_as_lr_decays(losses: np.ndarray, lrs: np.ndarray) -> dict | None:
+    """The loss made its progress only once the schedule had lowered the LR: the logged LR's median fell >= 2x
+    from the first half of the run to the second, and the log-loss fell >= 1.5x more in the second half than in
+    the first (and by at least half). A run whose LR suits it makes most of its progress early, at the high LR
+    (the healthy corpus' decaying schedules: the second half falls <= 0.92x the first, OneCycle's peak
+    included); one whose LR is past what the loss tolerates improves only as the LR comes down (Smith 2017's LR
+    range test: above the largest usable LR the loss stops improving)."""
+    ok = np.isfinite(losses) & np.isfinite(lrs)
+    loss, lr = losses[ok], lrs[ok]
+    if len(loss) < _MIN_POINTS or (loss <= 0).any() or (lr <= 0).any():
+        return None
+    half = len(lr) // 2
+    lr_fall = float(np.median(lr[:half]) / np.median(lr[half:]))
+    course = np.log(levels(loss, blocks=10, min_size=1))
+    middle = len(course) // 2
+    early, late = float(course[0] - course[middle]), float(course[middle] - course[-1])
+    if lr_fall < _LR_DECAYED or late < math.log(2) or late < _LATE_PROGRESS * max(early, 0.0):
+        return None
+    return {"lr_fall": round(lr_fall, 3), "early_log_fall": round(early, 3), "late_log_fall": round(late, 3)}
 
 
 def column_change(values: np.ndarray, at: int, width: int) -> float | None:

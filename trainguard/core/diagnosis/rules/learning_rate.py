@@ -27,7 +27,10 @@ Too high. What separates it from its look-alikes:
   phase at that LR first). Recorded ratios that are not large across the layers speak against the learning
   rate: no cause then.
 - a jumpy loss (point-to-point noise > 5%) that never got 10% below its first value, with no update ratios
-  recorded: steps that overshoot (0.5). A quiet one is a constant output: dead units, vanishing gradients.
+  recorded: steps that overshoot (0.5).
+- with no update ratios recorded, a loss that improved only as the schedule lowered the LR
+  (``course.progress_as_lr_decays``: the LR >= 2x lower in the second half, where the log-loss fell >= 1.5x more
+  than in the first): 0.5. A quiet one is a constant output: dead units, vanishing gradients.
 
 Too low: the weights barely move (every weight tensor's ratio <= 1e-4, 10x below the heuristic, median over the
 sampled steps of the largest) while the loss declines slowly (the last 5 losses above 0.7x the first 5) or not
@@ -133,6 +136,13 @@ def lr_too_high(view: RunView) -> Cause | None:
         message = (f"the loss jumps around {view.stall['stalled_at']:.3g} and never got below its first value "
                    f"({view.stall['first_loss']:.3g}): steps that overshoot, a learning rate too high, are the "
                    f"usual cause")
+        return make_cause(view, "lr_too_high", 0.5, evidence, message)
+    decayed = course.progress_as_lr_decays(view.losses, view.lrs) if spread is None else None
+    if decayed is not None:
+        evidence["progress_as_lr_decays"] = decayed
+        message = (f"the loss improved only as the schedule lowered the learning rate ({decayed['lr_fall']:.3g}x "
+                   f"lower in the second half, where the log-loss fell {decayed['late_log_fall']:.2g} against "
+                   f"{decayed['early_log_fall']:.2g} before): the learning rate was too high for it")
         return make_cause(view, "lr_too_high", 0.5, evidence, message)
     if not (view.unstable and (view.climb or view.has("divergence", Severity.WARNING))) and not oscillating:
         return None
