@@ -51,15 +51,14 @@ from trainguard.adapters.torch.measure import Measurer
 from trainguard.adapters.torch.modes import eval_mode_modules
 from trainguard.adapters.torch.record import PendingStep, all_finite, fetch
 from trainguard.adapters.torch.update import Repairer, StepContext, UserRepair, apply_update, is_repairer
-from trainguard.core.actions import Action
 from trainguard.core.detector import Detector
-from trainguard.core.diagnosis import Cause, StatsHistory
+from trainguard.core.diagnosis import Cause
 from trainguard.core.findings import Finding
-from trainguard.core.monitor import Monitor
 from trainguard.core.policies import TrainingStopped, get_policy
 from trainguard.core.presets import Preset, get_preset
 from trainguard.core.schedule import schedule
 from trainguard.core.session import REPAIRER, PolicyRepair, Session, check_guard_arguments, policy_name
+from trainguard.core.session_view import SessionView
 from trainguard.core.stats import StepStats
 from trainguard.io.runlog import RunLogWriter
 
@@ -90,7 +89,7 @@ def _groups_shape(optimizer: torch.optim.Optimizer) -> tuple[int, ...]:
     return tuple(len(group["params"]) for group in optimizer.param_groups)
 
 
-class Guard:
+class Guard(SessionView):
     """Watches a PyTorch training loop; ``step(loss)`` replaces ``optimizer.step()``.
 
     Args:
@@ -188,29 +187,6 @@ class Guard:
             self._try("activation hooks", self._measure.probe.install)
 
     # ----------------------------------------------------------------- public
-    @property
-    def findings(self) -> list[Finding]:
-        """Every finding so far, in the order raised (detectors' and the guard's own internal errors)."""
-        return self.session.findings
-
-    @property
-    def actions(self) -> list[Action]:
-        """Every action taken so far, each logged once its effect is measured."""
-        return self.session.actions
-
-    @property
-    def history(self) -> StatsHistory:
-        """The statistics kept for the diagnosis: the first steps, the recent ones, a thinned middle."""
-        return self.session.history
-
-    @property
-    def monitor(self) -> Monitor:
-        return self.session.monitor
-
-    @property
-    def log(self) -> RunLogWriter | None:
-        return self.session.log
-
     def step(self, loss: torch.Tensor | None = None, batch_size: int | None = None, *, inputs: Any = None,
              targets: Any = None, epoch: int | None = None,
              grad_norm: torch.Tensor | float | None = None) -> tuple[Finding, ...]:

@@ -25,11 +25,13 @@ from torch import nn
 from trainguard.adapters.torch.guard import Guard
 from trainguard.adapters.torch.integrations.options import GuardOptions
 from trainguard.core.findings import Finding
+from trainguard.core.session import Session
+from trainguard.core.session_view import SessionView
 
 __all__ = ["TrainerStepGuard", "split_batch", "batch_length"]
 
 
-class TrainerStepGuard:
+class TrainerStepGuard(SessionView):
     """A :class:`Guard` whose update is the trainer's; see the module docstring."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, options: GuardOptions,
@@ -43,20 +45,8 @@ class TrainerStepGuard:
         return self.guard._closed
 
     @property
-    def findings(self) -> list[Finding]:
-        return self.guard.findings
-
-    @property
-    def actions(self) -> list[Any]:
-        return self.guard.actions
-
-    @property
-    def history(self) -> Any:
-        return self.guard.history
-
-    @property
-    def log(self) -> Any:
-        return self.guard.log
+    def session(self) -> Session:
+        return self.guard.session
 
     def event(self, kind: str, step: int | None = None, **data: Any) -> None:
         """An event for the run log (the trainer's configuration)."""
