@@ -22,9 +22,9 @@ the run does not show the pattern; the rules and the doctor's analyses share the
   block to the next, the second half of the run losing 0.65x to 1.5x as much as the first (a healthy run's
   decline decelerates: the healthy corpus' second halves lose <= 0.23x the first's, its noisy diffusion model
   0.5x; a fall that speeds up is a network leaving the plateau of its initialization, the sigmoid learning
-  curves of Saxe et al. 2014), a total fall >= 1% and >= 5x the point-to-point noise of the log-loss. CS231n ("Neural Networks Part 3",
-  babysitting the learning process): "with low learning rates the improvements will be linear"; with a good one
-  they look exponential.
+  curves of Saxe et al. 2014), a total fall >= 1% and >= 5x the point-to-point noise of the log-loss. CS231n
+  ("Neural Networks Part 3", babysitting the learning process): "with low learning rates the improvements will
+  be linear"; with a good one they look exponential.
 - ``progress_as_lr_decays``: the loss improved only once the schedule brought the LR down (details there).
 - ``column_change``: a column's median just before a point against an earlier stretch (an LR that rose into the
   trouble; a gradient-norm run-up before a spike).

@@ -11,8 +11,8 @@ from trainguard.core.detectors.data_scale import scale_factor
 from trainguard.core.diagnosis.run_view import RunView
 from trainguard.core.stats import StepStats
 
-__all__ = ["data_scale_factors", "adam_first_update", "first_loss_on_unit_data", "data_off_scale", "median_update_ratio", "max_layer_update_ratio", "update_ratio_spread",
-           "gradient_growth", "first_last_gradient_ratio", "zero_gradient_layers", "activations_sampled",
+__all__ = ["data_scale_factors", "adam_first_update", "first_loss_on_unit_data", "data_off_scale",
+           "median_update_ratio", "max_layer_update_ratio", "update_ratio_spread", "gradient_growth", "first_last_gradient_ratio", "zero_gradient_layers", "activations_sampled",
            "saturation_in_a_deep_stack"]
 
 

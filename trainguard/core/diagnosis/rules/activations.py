@@ -9,8 +9,9 @@ off for a whole batch is common in healthy networks (Glorot, Bordes & Bengio 201
 network's activations at zero in networks that trained well; the healthy corpus' policy network keeps ~75% of a
 layer off every batch), and a cause is what went wrong. The model's output sigmoid/tanh counts as saturated only
 when the loss stalled, or when the error stopped reaching the weights (``_error_without_gradient``): a
-classifier whose predictions became confident saturates it by fitting well. Saturation in fewer than half the layers of a deep (>= 3)
-sigmoid/tanh stack is not separated from vanishing gradients (the gradient fades through the whole stack).
+classifier whose predictions became confident saturates it by fitting well. Saturation in fewer than half the
+layers of a deep (>= 3) sigmoid/tanh stack is not separated from vanishing gradients (the gradient fades through
+the whole stack).
 
 Without activation statistics, exactly-zero gradients separate dead units from vanishing ones: a dead ReLU
 unit's incoming weights get a gradient of exactly 0, a vanishing one a tiny non-zero one. Weight tensors with
