@@ -23,21 +23,21 @@ from trainguard.adapters.keras.effector import KerasEffector
 from trainguard.adapters.keras.graph import GraphBatch
 from trainguard.adapters.keras.modes import ModeRecorder
 from trainguard.adapters.keras.records import StepRecord
-from trainguard.core.actions import Action
 from trainguard.core.detector import Detector
-from trainguard.core.diagnosis import Cause, StatsHistory
+from trainguard.core.diagnosis import Cause
 from trainguard.core.findings import Finding
 from trainguard.core.policies import TrainingStopped, get_policy
 from trainguard.core.presets import Preset, get_preset
 from trainguard.core.schedule import schedule
 from trainguard.core.session import PolicyRepair, Session, policy_name
+from trainguard.core.session_view import SessionView
 from trainguard.core.stats import StepStats
 from trainguard.io.runlog import RunLogWriter
 
 __all__ = ["KerasSession"]
 
 
-class KerasSession:
+class KerasSession(SessionView):
     def __init__(self, optimizer: Any, policy: Any = "safe", log: Any = None,
                  preset: str | Preset = "standard", model: Any = None, *, owned_by_optimizer: bool = True,
                  detectors: Detector | None = None, exporters: Any = (),
@@ -94,22 +94,6 @@ class KerasSession:
         self._prepare_next_step()
 
     # ----------------------------------------------------------------- public
-    @property
-    def findings(self) -> list[Finding]:
-        return self.session.findings
-
-    @property
-    def actions(self) -> list[Action]:
-        return self.session.actions
-
-    @property
-    def history(self) -> StatsHistory:
-        return self.session.history
-
-    @property
-    def log(self) -> RunLogWriter | None:
-        return self.session.log
-
     @property
     def stop_reason(self) -> str | None:
         return self.session.stop_reason
