@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import trainguard
-from trainguard.adapters.torch.effector import recycle_dormant_units
+from trainguard.adapters.torch.effector import equalize_layer_ratios_, recycle_dormant_units
 from trainguard.core.findings import Finding, Severity
 from trainguard.core.policies import Plan
 from trainguard.core.policies.lower_lr import lower_lr
@@ -234,3 +234,18 @@ def test_a_dead_hidden_relu_is_recycled_by_a_kept_trial_and_the_network_learns()
     trial = next(a for a in guard.actions if a.kind == "trial")
     assert trial.params["repair"] == "recycle_dormant" and trial.effect["kept"] is True
     assert dead > 0.69 and revived < 0.5 * dead
+
+
+def test_layer_ratios_are_brought_up_to_the_fastest_layer_and_biases_left_alone():
+    torch.manual_seed(0)
+    first, last, bias = nn.Parameter(torch.randn(8, 4)), nn.Parameter(torch.randn(3, 8)), nn.Parameter(torch.zeros(3))
+    first.grad, last.grad, bias.grad = 1e-6 * torch.randn(8, 4), 0.1 * torch.randn(3, 8), torch.ones(3)
+    fastest = float(last.grad.norm() / last.detach().norm())
+    kept_last, kept_bias = last.grad.clone(), bias.grad.clone()
+    equalize_layer_ratios_([first, last, bias], max_boost=1e9)
+    assert float(first.grad.norm() / first.detach().norm()) == pytest.approx(fastest, rel=1e-4)
+    assert torch.equal(last.grad, kept_last) and torch.equal(bias.grad, kept_bias)
+    first.grad = 1e-6 * torch.randn(8, 4)
+    before = float(first.grad.norm())
+    equalize_layer_ratios_([first, last], max_boost=10.0)  # the boost is capped
+    assert float(first.grad.norm()) == pytest.approx(10 * before, rel=1e-5)

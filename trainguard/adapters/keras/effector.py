@@ -39,6 +39,7 @@ _UNSUPPORTED = {
     "restore_mode": "Keras takes the mode per call: call the model with training=True in the training step",
     "recycle_units": "recycling dormant units (ReDo) is carried out on torch only",
     "batch_weight": "weighing a batch's gradient by its size is carried out on torch only",
+    "layer_trust": "layer-wise update normalization (LARS-style) is carried out on torch only",
 }
 
 
@@ -105,7 +106,8 @@ class KerasEffector:
                               ("adam_update_cap", plan.adam_update_cap is not None),
                               ("restore_mode", bool(plan.restore_modules)),
                               ("recycle_units", bool(plan.recycle_units)),
-                              ("batch_weight", plan.batch_weight is not None)):
+                              ("batch_weight", plan.batch_weight is not None),
+                              ("layer_trust", plan.layer_trust is not None)):
             if active:
                 effects[order] = {"applied": False, "why": _UNSUPPORTED[order]}
                 if order not in self._unsupported:

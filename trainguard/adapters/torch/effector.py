@@ -62,6 +62,20 @@ def unitwise_clip_(params: list[torch.Tensor], grads: list[torch.Tensor], clippi
         g.copy_(torch.where(g_norm > max_norm, g * (max_norm / g_norm.clamp_min(1e-6)), g))
 
 
+def equalize_layer_ratios_(params: list[torch.Tensor], max_boost: float) -> None:
+    """LARS-style (You et al. 2017), in place: each weight tensor's (ndim >= 2) gradient rescaled so that its
+    ||g|| / ||w|| equals the largest among them, boosted at most ``max_boost`` times; 1-d parameters untouched."""
+    weights = [p for p in params if p.ndim >= 2 and p.grad is not None]
+    if len(weights) < 2:
+        return
+    grad_norms = torch.stack(torch._foreach_norm([p.grad for p in weights]))
+    weight_norms = torch.stack(torch._foreach_norm([p.detach() for p in weights]))
+    ratios = grad_norms / weight_norms.clamp_min(1e-12)
+    boost = (ratios.max() / ratios.clamp_min(1e-30)).clamp(1.0, max_boost)
+    boost = torch.where(torch.isfinite(boost), boost, torch.ones_like(boost))
+    torch._foreach_mul_([p.grad for p in weights], list(boost.unbind()))
+
+
 _LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
 
 
@@ -183,6 +197,8 @@ class TorchEffector:
             size = getattr(ctx, "batch_size", None)
             if size and size != usual:  # a batch's gradient weighs what a full batch's does
                 torch._foreach_mul_([p.grad for p in ctx.params], (size / usual) ** power)
+        if plan.layer_trust is not None:
+            equalize_layer_ratios_(ctx.params, plan.layer_trust)
         if plan.clip_value < math.inf:
             torch.nn.utils.clip_grad_value_(ctx.params, plan.clip_value)
         if plan.agc_clipping is not None:

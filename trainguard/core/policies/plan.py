@@ -74,6 +74,8 @@ class Plan(NamedTuple):
     adam_eps: float | None = None  # raise Adam's epsilon to at least this
     # rescale the gradient of a batch of size b by (b / usual) ** power: (usual batch size, power)
     batch_weight: tuple[int, float] | None = None
+    # LARS-style: each weight tensor's gradient brought up to the largest gradient-to-weight ratio, at most this much
+    layer_trust: float | None = None
     keep_snapshot: int | None = None  # the label of a snapshot newer ones must not evict (a running trial's)
     # One-shot orders.
     snapshot: int = 0  # take a snapshot now, labelled with the next step, keeping this many in all (0: none)
@@ -93,7 +95,7 @@ class Plan(NamedTuple):
         """Whether the adapter has any work before the optimizer step."""
         return (self.skip_non_finite or self.skip_above < INF or self.clip_norm < INF or self.clip_value < INF
                 or self.agc_clipping is not None or self.lr_scale != 1.0 or self.adam_update_cap is not None
-                or self.batch_weight is not None)
+                or self.batch_weight is not None or self.layer_trust is not None)
 
 
 Findings = tuple[Finding, ...]
