@@ -25,7 +25,6 @@ from torch import nn
 from trainguard.adapters.torch.guard import Guard
 from trainguard.adapters.torch.integrations.options import GuardOptions
 from trainguard.core.findings import Finding
-from trainguard.core.session import Session
 from trainguard.core.session_view import SessionView
 
 __all__ = ["TrainerStepGuard", "split_batch", "batch_length"]
@@ -37,16 +36,13 @@ class TrainerStepGuard(SessionView):
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, options: GuardOptions,
                  scheduler: Any = None):
         self.guard = Guard(model, optimizer, scheduler=scheduler, **options.as_kwargs())
+        self.session = self.guard.session  # the guard's, for SessionView
         self._in_update = False  # between before_update and after_update
         self.last_applied = True
 
     @property
     def closed(self) -> bool:
         return self.guard._closed
-
-    @property
-    def session(self) -> Session:
-        return self.guard.session
 
     def event(self, kind: str, step: int | None = None, **data: Any) -> None:
         """An event for the run log (the trainer's configuration)."""
