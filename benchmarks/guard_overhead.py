@@ -15,7 +15,12 @@ in the machine's speed hits both alike. Reported per model and preset:
 Times are CPU time of the training thread (``time.thread_time``) with one intra-op thread
 (``torch.set_num_threads(1)``): on a shared machine, wall time also counts the other processes' turns.
 
-    python -m benchmarks.guard_overhead [--steps 300] [--json out.json]
+``--breakdown`` also splits the self-time (median per step, timers of their own around each part, so the
+parts and the self-time then include those timers' ~1 us each): the gradient-norm pass (``collect.step_vector``),
+the session's ``observe`` (detectors, history, policy, run log), turning fetched values into a ``StepStats``, and
+the rest of the adapter (its bookkeeping, sampled steps' per-layer pass included in the mean).
+
+    python -m benchmarks.guard_overhead [--steps 300] [--breakdown] [--json out.json]
 """
 from __future__ import annotations
 
@@ -25,16 +30,16 @@ import statistics
 import sys
 import tempfile
 import time
-
-clock = time.thread_time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 import trainguard
+from trainguard.adapters.torch import collect, record
 
+clock = time.thread_time
 TARGET = 0.02  # self-time / step at the default preset
 
 
@@ -81,8 +86,41 @@ class OptimizerClock:
         optimizer.step = timed_step  # type: ignore[method-assign]
 
 
+class PartClocks:
+    """Accumulates the CPU time of named parts of the guard within one step, by wrapping the callables the guard
+    reaches them through (a module's function, a class's method, an instance's method); ``restore()`` undoes it."""
+
+    def __init__(self, targets: dict[str, tuple[Any, str]]) -> None:
+        self.totals = dict.fromkeys(targets, 0.0)
+        self._restore: list[tuple[Any, str, Any]] = []
+        for part, (owner, attribute) in targets.items():
+            original = getattr(owner, attribute)
+            self._restore.append((owner, attribute, owner.__dict__.get(attribute)))
+            setattr(owner, attribute, self._timed(part, original))
+
+    def _timed(self, part: str, fn: Callable) -> Callable:
+        def timed(*args, **kwargs):
+            start = clock()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.totals[part] += clock() - start
+        return timed
+
+    def take(self) -> dict[str, float]:
+        taken, self.totals = self.totals, dict.fromkeys(self.totals, 0.0)
+        return taken
+
+    def restore(self) -> None:
+        for owner, attribute, original in reversed(self._restore):
+            if original is None:
+                delattr(owner, attribute)
+            else:
+                setattr(owner, attribute, original)
+
+
 def measure(build: Callable, make_optimizer: Callable, preset: str, policy: str, steps: int, warmup: int,
-            log: Path | None, fetch_every: int | None) -> dict[str, float]:
+            log: Path | None, fetch_every: int | None, breakdown: bool = False) -> dict[str, Any]:
     torch.manual_seed(0)
     bare, x, y = build()
     torch.manual_seed(0)
@@ -90,6 +128,8 @@ def measure(build: Callable, make_optimizer: Callable, preset: str, policy: str,
     bare_opt, guarded_opt = make_optimizer(bare.parameters()), make_optimizer(guarded.parameters())
     guard = trainguard.Guard(guarded, guarded_opt, policy=policy, preset=preset, log=log, fetch_every=fetch_every)
     optimizer_clock = OptimizerClock(guarded_opt)
+    parts = PartClocks({"norm pass": (collect, "step_vector"), "session.observe": (guard.session, "observe"),
+                        "StepStats": (record.PendingStep, "build")}) if breakdown else None
     loss_fn = nn.functional.cross_entropy
 
     def bare_step() -> float:
@@ -111,6 +151,7 @@ def measure(build: Callable, make_optimizer: Callable, preset: str, policy: str,
         return end - start, (end - inside) - optimizer_clock.total
 
     bare_times, guarded_times, self_times = [], [], []
+    part_times: list[dict[str, float]] = []
     for i in range(warmup + steps):
         if i % 2:
             b = bare_step()
@@ -118,14 +159,19 @@ def measure(build: Callable, make_optimizer: Callable, preset: str, policy: str,
         else:
             g, s = guarded_step()
             b = bare_step()
+        taken = parts.take() if parts is not None else {}
         if i >= warmup:
             bare_times.append(b)
             guarded_times.append(g)
             self_times.append(s)
+            if parts is not None:
+                part_times.append(dict(taken, adapter=s - sum(taken.values())))
     guard.close()
+    if parts is not None:
+        parts.restore()
     bare_median = statistics.median(bare_times)
     guarded_median = statistics.median(guarded_times)
-    return {
+    result: dict[str, Any] = {
         "bare_median_ms": 1e3 * bare_median,
         "guarded_median_ms": 1e3 * guarded_median,
         "self_mean_us": 1e6 * statistics.fmean(self_times),
@@ -134,6 +180,10 @@ def measure(build: Callable, make_optimizer: Callable, preset: str, policy: str,
         "ab_share": (statistics.fmean(guarded_times) - statistics.fmean(bare_times)) / statistics.fmean(bare_times),
         "findings": len(guard.findings),
     }
+    if part_times:
+        result["parts_median_us"] = {part: 1e6 * statistics.median(t[part] for t in part_times)
+                                     for part in part_times[0]}
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=250, help="timed MLP steps per configuration (default 250)")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--breakdown", action="store_true", help="also split the self-time into its parts")
+    parser.add_argument("--default-only", action="store_true",
+                        help="only the default preset without a log (standard; observe and safe)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     results = []
@@ -151,9 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for model_name, (build, make_optimizer, share) in MODELS.items():
             for preset, policy, with_log, fetch_every in CONFIGS:
+                if args.default_only and (preset != "standard" or with_log or fetch_every):
+                    continue
                 log = Path(tmp) / f"{preset}-{policy}.jsonl" if with_log else None
                 r = measure(build, make_optimizer, preset, policy, max(20, int(args.steps * share)), args.warmup,
-                            log, fetch_every)
+                            log, fetch_every, args.breakdown)
                 r.update(model=model_name, preset=preset, policy=policy, log=with_log, fetch_every=fetch_every)
                 results.append(r)
                 label = f"{preset} {policy}" + (" +log" if with_log else "") + (
@@ -161,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{model_name:44} {label:32} {r['bare_median_ms']:8.2f} {r['guarded_median_ms']:10.2f} "
                       f"{r['self_mean_us']:8.0f} / {r['self_median_us']:<6.0f} {100 * r['self_share']:9.2f}% "
                       f"{100 * r['ab_share']:6.2f}%", flush=True)
+                if "parts_median_us" in r:
+                    print("    self-time parts, median us a step: " + ", ".join(
+                        f"{part} {value:.0f}" for part, value in r["parts_median_us"].items()), flush=True)
     default = [r for r in results if r["preset"] == "standard" and not r["log"] and not r["fetch_every"]]
     worst = max(r["self_share"] for r in default)
     print(f"default preset (standard, observe or safe, no log): worst self-time share {100 * worst:.2f}% "
