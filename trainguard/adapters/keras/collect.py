@@ -23,12 +23,16 @@ __all__ = ["to_numpy", "step_numbers", "weight_arrays", "layer_stats", "adam_sec
 
 
 def to_numpy(x: Any) -> np.ndarray:
+    if isinstance(x, (np.ndarray, np.generic, bool, int, float)):  # already on the host
+        return np.asarray(x)
     if isinstance(x, keras.Variable):
         x = x.value
     if callable(getattr(x, "detach", None)) and callable(getattr(x, "numpy", None)):
         # A torch tensor: read it directly (Keras' converter goes through np.array, which warns on numpy 2).
         x = x.detach().cpu()
         return (x.float() if x.dtype.is_floating_point and x.element_size() < 4 else x).numpy()
+    if keras.backend.backend() == "tensorflow" and callable(getattr(x, "numpy", None)):
+        return np.asarray(x.numpy())  # an eager tensor or variable: directly, at half the cost of the converter
     return np.asarray(keras.ops.convert_to_numpy(x))
 
 
