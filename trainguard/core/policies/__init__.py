@@ -6,7 +6,7 @@ numpy and the standard library only, shared by the torch and Keras adapters.
 from trainguard.core.policies.adam_epsilon import raise_adam_epsilon
 from trainguard.core.policies.adam_guard import adam_guard
 from trainguard.core.policies.batch_weight import reweigh_partial_batches
-from trainguard.core.policies.clip import agc, autoclip, clip_global_norm, clip_value, zclip
+from trainguard.core.policies.clip import agc, autoclip, clip_global_norm, clip_outliers, clip_value, zclip
 from trainguard.core.policies.escalate import LEVELS, escalate
 from trainguard.core.policies.layer_trust import equalize_layer_updates
 from trainguard.core.policies.lower_lr import lower_lr, lower_lr_from_before
@@ -19,7 +19,7 @@ from trainguard.core.policies.trial import Proposal, Repair, trials
 
 __all__ = [
     "NO_STEP", "Plan", "Policy", "RollbackOrder", "StepDecision", "TrainingStopped", "chain", "step_decision",
-    "skip_if_non_finite", "skip_outliers", "clip_global_norm", "clip_value", "autoclip", "zclip", "agc",
+    "skip_if_non_finite", "skip_outliers", "clip_global_norm", "clip_outliers", "clip_value", "autoclip", "zclip", "agc",
     "escalate", "LEVELS", "adam_guard", "restore_mode", "safe", "auto", "get_policy", "POLICY_NAMES",
     "trials", "Repair", "Proposal", "raise_adam_epsilon", "lower_lr", "lower_lr_from_before", "recycle_dormant",
     "reweigh_partial_batches", "equalize_layer_updates",
