@@ -17,8 +17,9 @@ Times are CPU time of the training thread (``time.thread_time``) with one intra-
 
 ``--breakdown`` also splits the self-time (median per step, timers of their own around each part, so the
 parts and the self-time then include those timers' ~1 us each): the gradient-norm pass (``collect.step_vector``),
-the session's ``observe`` (detectors, history, policy, run log), turning fetched values into a ``StepStats``, and
-the rest of the adapter (its bookkeeping, sampled steps' per-layer pass included in the mean).
+the session's ``observe`` (detectors, history, policy, run log), turning fetched values into a ``StepStats``, the
+policy's decision before the update (``safe``, ``auto``), and the rest of the adapter (its bookkeeping; the
+sampled steps' per-layer pass counts in the mean, rarely in the median).
 
     python -m benchmarks.guard_overhead [--steps 300] [--breakdown] [--json out.json]
 """
@@ -128,8 +129,11 @@ def measure(build: Callable, make_optimizer: Callable, preset: str, policy: str,
     bare_opt, guarded_opt = make_optimizer(bare.parameters()), make_optimizer(guarded.parameters())
     guard = trainguard.Guard(guarded, guarded_opt, policy=policy, preset=preset, log=log, fetch_every=fetch_every)
     optimizer_clock = OptimizerClock(guarded_opt)
-    parts = PartClocks({"norm pass": (collect, "step_vector"), "session.observe": (guard.session, "observe"),
-                        "StepStats": (record.PendingStep, "build")}) if breakdown else None
+    timed_parts = {"norm pass": (collect, "step_vector"), "session.observe": (guard.session, "observe"),
+                   "StepStats": (record.PendingStep, "build")}
+    if guard._repairer is not None:  # the policy's decision before the update (safe: skip or clip)
+        timed_parts["repair decision"] = (guard._repairer, "before_update")
+    parts = PartClocks(timed_parts) if breakdown else None
     loss_fn = nn.functional.cross_entropy
 
     def bare_step() -> float:
