@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import weakref
 
 import torch
 import torch.distributed as dist
@@ -25,7 +26,7 @@ def full(t: torch.Tensor) -> torch.Tensor:
     return t.full_tensor() if hasattr(t, "full_tensor") else t
 
 
-def train(mode: str, out: str) -> None:
+def train(mode: str, out: str) -> weakref.ref:
     rank = dist.get_rank()
     torch.manual_seed(0)  # the same initial weights on every rank
     model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 1))
@@ -57,6 +58,7 @@ def train(mode: str, out: str) -> None:
                 "first_norm": first_norm,
                 "writes_log": guard.log is not None},
                os.path.join(out, f"rank{rank}.pt"))
+    return weakref.ref(trained)
 
 
 def main(out: str, modes: list[str]) -> None:
@@ -65,12 +67,16 @@ def main(out: str, modes: list[str]) -> None:
         for mode in modes:
             os.makedirs(os.path.join(out, mode), exist_ok=True)
             dist.barrier()
-            train(mode, os.path.join(out, mode))
+            trained = train(mode, os.path.join(out, mode))
             # DDP's reducer and FSDP's state sit in reference cycles (module hooks, the guard) that hold the
             # process group and its in-flight work: free them now, while the group and the interpreter are alive,
             # not in a garbage collection during interpreter shutdown, where a gloo work object still alive
-            # aborts the process ("terminate called without an active exception").
+            # aborts the process, now and then ("terminate called without an active exception"; pytorch PR 179291).
+            # Without this collection both wrappers are still alive at destroy_process_group.
             gc.collect()
+            if trained() is not None:  # something (the guard?) still holds the model: say so, every time
+                raise RuntimeError(f"the {mode} model outlived its training: it would be freed during interpreter "
+                                   f"shutdown, after destroy_process_group")
         dist.barrier()  # no rank tears the group down while the other may still talk to it
     finally:
         dist.destroy_process_group()
