@@ -181,3 +181,43 @@ def test_seed002_adam_update_outgrowing_its_second_moments_is_found(style, epsil
     if found:
         assert adam[0].step == 200 and adam[0].evidence["adam_update_rms"] > 5
     optimizer.close()
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="a tf.GradientTape loop")
+@pytest.mark.parametrize("style", STYLES)
+def test_mixed_precision_loop_records_unscaled_norms(style):
+    """mixed_float16 with a LossScaleOptimizer in the user's GradientTape loop: the gradients reach the guard
+    multiplied by the loss scale (32768); it records them unscaled, as in the float32 loop."""
+    import tensorflow as tf
+
+    def first_norms(mixed: bool) -> list[float]:
+        keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+        try:
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                                      keras.layers.Dense(1, dtype="float32")])
+            inner = keras.optimizers.SGD(0.01)
+            optimizer = tk.GuardedOptimizer(keras.optimizers.LossScaleOptimizer(inner) if mixed else inner,
+                                            policy="safe")
+            x = np.random.default_rng(0).normal(size=(32, 8)).astype("float32")
+            y = x[:, :1] * 2
+
+            def step(xb, yb):
+                with tf.GradientTape() as tape:
+                    loss = keras.losses.MeanSquaredError()(yb, model(xb, training=True))
+                    scaled = optimizer.scale_loss(loss)
+                grads = tape.gradient(scaled, model.trainable_variables)
+                optimizer.apply_gradients(zip(grads, model.trainable_variables), loss=loss)
+
+            step = tf.function(step) if style == "tf.function" else step
+            for _ in range(3):
+                step(x, y)
+            history = optimizer.host.session.history
+            assert "guard_internal_error" not in [f.code for f in optimizer.findings]
+            assert all(s.applied for s in history)
+            return [s.grad_norm for s in history]
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+
+    mixed, reference = first_norms(True), first_norms(False)
+    assert mixed == pytest.approx(reference, rel=0.05)
