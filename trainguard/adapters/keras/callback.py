@@ -7,9 +7,11 @@ wrapper's measurements through the core (:class:`KerasSession`). At ``on_train_e
 ``model.optimizer`` is the user's optimizer again, with the state the run gave it.
 
 Under the torch backend every update runs eagerly and is seen as it happens (the backend allows only
-``steps_per_execution=1``). Under JAX the step is compiled: the guard reads the wrapper's variables from the
-trainer's state after each call of the train function, so with ``steps_per_execution=k`` it sees every k-th
-update; reading them costs one device-to-host copy per batch (free on CPU).
+``steps_per_execution=1``). Under TensorFlow (a ``tf.function``, XLA with ``jit_compile=True``) and JAX the step
+is compiled: what it measures is written into variables inside the step (graph.py for TensorFlow's batch and
+activations), which the guard reads after each call of the train function (from the trainer's state under JAX),
+so with ``steps_per_execution=k`` it sees every k-th update. The train function is traced again for the guarded
+fit and after it, since a traced function keeps the optimizer it was traced with.
 
 Containment: if the guard cannot set itself up (an optimizer it cannot wrap), it warns once and the run goes on
 unguarded; failures later on are contained by the session.

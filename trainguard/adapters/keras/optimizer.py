@@ -18,7 +18,7 @@ What happens at each update, on every backend:
 
 An eager update (the torch backend, custom loops) takes one fused norm pass and one small host read (the loss
 and the norms), decides on those numbers (:mod:`~trainguard.adapters.keras.decision`, the one decision of every
-path) and queues its measurements for the host side (:mod:`trainguard.adapters.keras.session`). A compiled update (JAX) decides with ``ops.cond``: the orders
+path) and queues its measurements for the host side (:mod:`trainguard.adapters.keras.session`). A compiled update (a TensorFlow graph, JAX) decides with ``ops.cond``: the orders
 live in optimizer variables (``tg_*``) that the step reads as state and the host side changes between steps, and
 the measurements are written back into variables, which the host reads after the step.
 
