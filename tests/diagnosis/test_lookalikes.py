@@ -243,3 +243,11 @@ def test_a_loss_that_improves_only_as_the_lr_decays_is_lr_too_high(tmp_path):
     # A decaying schedule under which the loss falls early, as it should: no cause.
     early = [0.5 + 3.0 * math.exp(-i / 4) * (1 + 0.02 * (-1) ** i) for i in range(30)]
     assert diagnose_file(_write_state(tmp_path / "early" / "trainer_state.json", early, lrs)).cause == "none"
+
+
+def test_a_huge_first_adam_update_from_an_underflowed_second_moment_is_not_the_learning_rate():
+    # keras#11860: float16 Adam at lr 1e-3; v underflows, so m / (sqrt(v) + eps) is ~1e4, not +-1.
+    stats = [replace(s, layers=tuple(replace(l, adam_update_rms=1.4e4) for l in s.layers)) if s.step == 0 else s
+             for s in _rise_after_first(_adam(healthy(), first_ratio=9.3), 2.0)]
+    causes = diagnose(stats, [])
+    assert not (codes(causes)[:1] == ["lr_too_high"] and causes[0].confidence >= 0.6)

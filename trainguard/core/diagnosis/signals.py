@@ -38,6 +38,15 @@ def _weight_update_ratios(s: StepStats, zero_initialized: frozenset[str] = froze
             and l.name not in zero_initialized]
 
 
+SIGN_STEP_RMS = 1.5
+
+
+def _adam_rms(s: StepStats) -> float:
+    """The median over the tensors of Adam's update RMS (m / (sqrt(v) + eps)) at this step; 0 without Adam."""
+    rms = [l.adam_update_rms for l in s.layers if l.adam_update_rms is not None and math.isfinite(l.adam_update_rms)]
+    return float(np.median(rms)) if rms else 0.0
+
+
 def _adam(s: StepStats) -> bool:
     return any(l.adam_update_rms is not None for l in s.layers)
 
@@ -52,7 +61,9 @@ def adam_first_update(view: RunView) -> dict | None:
     if first is None or not first.layers or not first.finite or not _adam(first):
         return None
     ratios = _weight_update_ratios(first, view.zero_initialized)
-    if not ratios:
+    # |m / (sqrt(v) + eps)| <= 1 at the first step: an update RMS far above 1 is a second moment that underflowed
+    # (float16, an epsilon too small: adam_epsilon's evidence), not the learning rate.
+    if not ratios or _adam_rms(first) > SIGN_STEP_RMS:
         return None
     return {"step": first.step, "median_update_ratio": float(np.median(ratios)),
             "share_at_least_weights": float(np.mean(np.asarray(ratios) >= 1.0))}
@@ -66,6 +77,8 @@ def _update_ratios_by_step(view: RunView, before: int | None) -> list[list[float
             break
         if s.step == first_step and _adam(s) and len(view.sampled) > 1:
             continue  # Adam's first step is +-lr per element whatever the gradient (adam_first_update)
+        if _adam_rms(s) > SIGN_STEP_RMS:
+            continue  # an update inflated by an underflowed second moment says nothing of the learning rate
         ratios = _weight_update_ratios(s, view.zero_initialized)
         if ratios:
             rows.append(ratios)
