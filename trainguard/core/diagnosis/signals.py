@@ -12,8 +12,8 @@ from trainguard.core.diagnosis.run_view import RunView
 from trainguard.core.stats import StepStats
 
 __all__ = ["data_scale_factors", "adam_first_update", "first_loss_on_unit_data", "data_off_scale",
-           "median_update_ratio", "max_layer_update_ratio", "update_ratio_spread", "gradient_growth", "first_last_gradient_ratio", "zero_gradient_layers", "activations_sampled",
-           "saturation_in_a_deep_stack"]
+           "median_update_ratio", "max_layer_update_ratio", "update_ratio_spread", "gradient_growth",
+           "first_last_gradient_ratio", "zero_gradient_layers", "activations_sampled", "saturation_in_a_deep_stack"]
 
 
 def data_scale_factors(view: RunView) -> dict[str, dict]:
