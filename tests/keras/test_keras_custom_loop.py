@@ -221,3 +221,26 @@ def test_mixed_precision_loop_records_unscaled_norms(style):
 
     mixed, reference = first_norms(True), first_norms(False)
     assert mixed == pytest.approx(reference, rel=0.05)
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_a_recurrent_relu_layer_is_probed_without_an_internal_error(tmp_path, style):
+    """The activation probe wraps each layer's call; a recurrent layer's inner call can hand back its output with
+    its states (a list on the torch backend), which the probe read as one tensor and switched itself off."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 12, 3)).astype("float32")
+    y = x.sum(axis=(1, 2))[:, None].astype("float32") / 6.0
+    model = keras.Sequential([keras.Input((12, 3)), keras.layers.SimpleRNN(16, activation="relu", name="rnn"),
+                              keras.layers.Dense(1)])
+    optimizer = tk.GuardedOptimizer(keras.optimizers.SGD(0.01), policy="observe", log=tmp_path / "run.jsonl",
+                                    model=model, preset="full")
+    step = make_train_step(model, optimizer, keras.losses.MeanSquaredError(), True, style)
+    with optimizer:
+        for _ in range(4):
+            idx = rng.integers(0, len(x), 32)
+            step(x[idx], y[idx])
+    assert not [f for f in optimizer.findings if f.code == "guard_internal_error"]
+    if BACKEND != "jax":  # JAX's loop differentiates a stateless_call: its layers' outputs are tracers, not read
+        probed = {a.name for s in read_runlog(tmp_path / "run.jsonl").steps for a in s.activations or ()}
+        assert "rnn" in probed, probed

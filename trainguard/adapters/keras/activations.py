@@ -45,6 +45,10 @@ def activation_kind(layer: Any) -> str | None:
     return {"relu": "relu", "relu6": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}.get(name)
 
 
+def _recurrent_cell(layer: Any) -> bool:
+    return hasattr(layer, "state_size") and not isinstance(layer, keras.layers.RNN)
+
+
 def _summary(kind: str, output: Any) -> tuple[float | None, float | None, float]:
     """``(dead fraction, saturated fraction, output std)``."""
     out = to_numpy(output).astype(np.float64)
@@ -63,6 +67,8 @@ def _summary(kind: str, output: Any) -> tuple[float | None, float | None, float]
 class ActivationProbe:
     def __init__(self, model: Any):
         layers = [layer for layer in all_layers(model) if not hasattr(layer, "layers")]
+        # A recurrent cell runs inside its layer's loop (a graph while loop, a JAX scan): its layer is probed instead.
+        layers = [layer for layer in layers if not _recurrent_cell(layer)]
         self.targets = [(layer.name, kind, layer) for layer in layers if (kind := activation_kind(layer))]
         top = getattr(model, "layers", None)
         if top and not hasattr(top[-1], "layers"):
@@ -85,13 +91,14 @@ class ActivationProbe:
     def _recorder(self, index: int, name: str, kind: str) -> Callable[[Callable], Callable]:
         def make(original: Callable) -> Callable:
             def call(*args, **kwargs):
-                output = original(*args, **kwargs)
+                result = original(*args, **kwargs)
+                output = result[0] if isinstance(result, (list, tuple)) else result  # with return_state: the output
                 if self.graph is not None and in_graph():
                     self.graph.record(index, kind, output, _BOUNDS)
                     self._graph_traced = True
                 elif self.armed and name not in self.records:
                     self._record(name, kind, output)
-                return output
+                return result
 
             return call
 
