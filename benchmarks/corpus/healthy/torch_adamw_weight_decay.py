@@ -19,6 +19,7 @@ from torch import nn
 
 from benchmarks.corpus.case import Case, Outcome, RunContext, seeded
 from benchmarks.corpus.healthy._common import Batches, tail_mean, teacher_classification
+from benchmarks.corpus.healthy._torch_loop import train_supervised
 
 CASE = Case(name="torch_adamw_weight_decay", kind="healthy", cause=None, framework="torch",
             source="Loshchilov & Hutter, AdamW (ICLR 2019), arXiv:1711.05101; torch.optim.AdamW docs",
@@ -43,16 +44,7 @@ def run(ctx: RunContext) -> Outcome:
         opt, lambda s: (s + 1) / WARMUP if s < WARMUP else max(0.0, (STEPS - s) / (STEPS - WARMUP)))
     batches = Batches((x_train, y_train), 128, seed=142)
     guard = ctx.torch_guard(model, opt, scheduler=sched)
-    losses = []
-    for step in range(STEPS):
-        xb, yb = (torch.from_numpy(a) for a in batches.next())
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(model(xb), yb)
-        loss.backward()
-        ctx.torch_step(guard, opt, loss, inputs=xb, targets=yb)
-        losses.append(loss.item())
-        ctx.log_scalar(step, loss=losses[-1], lr=opt.param_groups[0]["lr"])
-        sched.step()
+    losses = train_supervised(ctx, guard, model, opt, nn.functional.cross_entropy, batches, STEPS, sched)
     ctx.close(guard)
     model.eval()
     with torch.no_grad():

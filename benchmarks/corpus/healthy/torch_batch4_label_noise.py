@@ -20,7 +20,13 @@ import torch
 from torch import nn
 
 from benchmarks.corpus.case import Case, Outcome, RunContext, seeded
-from benchmarks.corpus.healthy._common import Batches, flip_labels, tail_mean, teacher_classification
+from benchmarks.corpus.healthy._common import (
+    Batches,
+    flip_labels,
+    tail_mean,
+    teacher_classification,
+)
+from benchmarks.corpus.healthy._torch_loop import train_supervised
 
 CASE = Case(name="torch_batch4_label_noise", kind="healthy", cause=None, framework="torch",
             source="https://pytorch.org/tutorials/beginner/blitz/cifar10_tutorial.html (batch 4, SGD 0.001 m0.9)",
@@ -39,15 +45,7 @@ def run(ctx: RunContext) -> Outcome:
     loss_fn = nn.CrossEntropyLoss()
     batches = Batches((x_train, y_train), 4, seed=3)
     guard = ctx.torch_guard(model, opt)
-    losses = []
-    for step in range(STEPS):
-        xb, yb = (torch.from_numpy(a) for a in batches.next())
-        opt.zero_grad()
-        loss = loss_fn(model(xb), yb)
-        loss.backward()
-        ctx.torch_step(guard, opt, loss, inputs=xb, targets=yb)
-        losses.append(loss.item())
-        ctx.log_scalar(step, loss=losses[-1])
+    losses = train_supervised(ctx, guard, model, opt, loss_fn, batches, STEPS, log_lr=False)
     ctx.close(guard)
     with torch.no_grad():
         accuracy = (model(x_test).argmax(1) == y_test).float().mean().item()

@@ -20,6 +20,7 @@ from torch import nn
 
 from benchmarks.corpus.case import Case, Outcome, RunContext, seeded
 from benchmarks.corpus.healthy._common import Batches, pattern_images, tail_mean
+from benchmarks.corpus.healthy._torch_loop import train_supervised
 
 CASE = Case(name="torch_label_smoothing", kind="healthy", cause=None, framework="torch",
             source="Szegedy et al. 2016 (arXiv:1512.00567) label smoothing 0.1; torch CrossEntropyLoss docs",
@@ -41,16 +42,7 @@ def run(ctx: RunContext) -> Outcome:
     loss_fn = nn.CrossEntropyLoss(label_smoothing=SMOOTHING)
     batches = Batches((x_train, y_train), 64, seed=182)
     guard = ctx.torch_guard(model, opt, scheduler=sched)
-    losses = []
-    for step in range(STEPS):
-        xb, yb = (torch.from_numpy(a) for a in batches.next())
-        opt.zero_grad()
-        loss = loss_fn(model(xb), yb)
-        loss.backward()
-        ctx.torch_step(guard, opt, loss, inputs=xb, targets=yb)
-        losses.append(loss.item())
-        ctx.log_scalar(step, loss=losses[-1], lr=opt.param_groups[0]["lr"])
-        sched.step()
+    losses = train_supervised(ctx, guard, model, opt, loss_fn, batches, STEPS, sched)
     ctx.close(guard)
     model.eval()
     with torch.no_grad():

@@ -20,6 +20,7 @@ from torch import nn
 
 from benchmarks.corpus.case import Case, Outcome, RunContext, seeded
 from benchmarks.corpus.healthy._common import Batches, pattern_images, tail_mean
+from benchmarks.corpus.healthy._torch_loop import train_supervised
 
 CASE = Case(name="torch_onecycle_high_peak", kind="healthy", cause=None, framework="torch",
             source="Smith & Topin, Super-Convergence (2018), arXiv:1708.07120; torch OneCycleLR docs",
@@ -43,16 +44,7 @@ def run(ctx: RunContext) -> Outcome:
     batches = Batches((x_train, y_train), 64, seed=12)
     loss_fn = nn.CrossEntropyLoss()
     guard = ctx.torch_guard(model, opt, scheduler=sched)
-    losses = []
-    for step in range(STEPS):
-        xb, yb = (torch.from_numpy(a) for a in batches.next())
-        opt.zero_grad()
-        loss = loss_fn(model(xb), yb)
-        loss.backward()
-        ctx.torch_step(guard, opt, loss, inputs=xb, targets=yb)
-        losses.append(loss.item())
-        ctx.log_scalar(step, loss=losses[-1], lr=opt.param_groups[0]["lr"])
-        sched.step()
+    losses = train_supervised(ctx, guard, model, opt, loss_fn, batches, STEPS, sched)
     ctx.close(guard)
     model.eval()
     with torch.no_grad():

@@ -22,6 +22,7 @@ from torch import nn
 
 from benchmarks.corpus.case import Case, Outcome, RunContext, seeded
 from benchmarks.corpus.healthy._common import Batches, pattern_images, tail_mean
+from benchmarks.corpus.healthy._torch_loop import train_supervised
 
 CASE = Case(name="torch_sgdr_warm_restarts", kind="healthy", cause=None, framework="torch",
             source="Loshchilov & Hutter, SGDR (ICLR 2017), arXiv:1608.03983; torch CosineAnnealingWarmRestarts docs",
@@ -49,16 +50,7 @@ def run(ctx: RunContext) -> Outcome:
     batches = Batches((x_train, y_train), 64, seed=2)
     loss_fn = nn.CrossEntropyLoss()
     guard = ctx.torch_guard(model, opt, scheduler=sched)
-    losses = []
-    for step in range(steps):
-        xb, yb = (torch.from_numpy(a) for a in batches.next())
-        opt.zero_grad()
-        loss = loss_fn(model(xb), yb)
-        loss.backward()
-        ctx.torch_step(guard, opt, loss, inputs=xb, targets=yb)
-        losses.append(loss.item())
-        ctx.log_scalar(step, loss=losses[-1], lr=opt.param_groups[0]["lr"])
-        sched.step()
+    losses = train_supervised(ctx, guard, model, opt, loss_fn, batches, steps, sched)
     ctx.close(guard)
     model.eval()
     with torch.no_grad():

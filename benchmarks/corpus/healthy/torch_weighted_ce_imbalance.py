@@ -21,6 +21,7 @@ from torch import nn
 
 from benchmarks.corpus.case import Case, Outcome, RunContext, seeded
 from benchmarks.corpus.healthy._common import Batches, tail_mean, teacher_classification
+from benchmarks.corpus.healthy._torch_loop import train_supervised
 
 CASE = Case(name="torch_weighted_ce_imbalance", kind="healthy", cause=None, framework="torch",
             source="https://docs.pytorch.org/docs/stable/generated/torch.nn.CrossEntropyLoss.html (weight=); "
@@ -53,15 +54,7 @@ def run(ctx: RunContext) -> Outcome:
     loss_fn = nn.CrossEntropyLoss(weight=weight)
     batches = Batches((x_train, y_train), 64, seed=102)
     guard = ctx.torch_guard(model, opt)
-    losses = []
-    for step in range(STEPS):
-        xb, yb = (torch.from_numpy(a) for a in batches.next())
-        opt.zero_grad()
-        loss = loss_fn(model(xb), yb)
-        loss.backward()
-        ctx.torch_step(guard, opt, loss, inputs=xb, targets=yb)
-        losses.append(loss.item())
-        ctx.log_scalar(step, loss=losses[-1])
+    losses = train_supervised(ctx, guard, model, opt, loss_fn, batches, STEPS, log_lr=False)
     ctx.close(guard)
     with torch.no_grad():
         pred = model(x_test).argmax(1).numpy()
