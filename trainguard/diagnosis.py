@@ -24,7 +24,7 @@ def framework_of(log: RunLog) -> str:
 
 def diagnose_log(log: RunLog, framework: str | None = None) -> list[Cause]:
     """Ranked causes of a run log already read; the fixes are for the log's framework unless told otherwise."""
-    return diagnose(log.steps, log.findings, framework or framework_of(log))
+    return diagnose(log.steps, log.findings, framework or framework_of(log), actions=log.actions)
 
 
 def diagnose_runlog(path: str | os.PathLike[str], framework: str | None = None) -> list[Cause]:

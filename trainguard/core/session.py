@@ -328,7 +328,8 @@ class Session:
         """The ranked root causes so far (``[]`` for a healthy run); contained, ``[]`` on an internal error."""
         if self.causes is not None:
             return self.causes
-        causes = self.containment.run("diagnosis", diagnose, list(self.history), self.findings, self.framework)
+        causes = self.containment.run("diagnosis", lambda: diagnose(list(self.history), self.findings, self.framework,
+                                                                     actions=self.actions))
         return causes if causes is not None else []
 
     def close(self, status: str = "ok", step: int | None = None) -> None:

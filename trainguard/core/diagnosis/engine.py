@@ -10,7 +10,10 @@
    a batch-size-dependent loss and unscaled *inputs* all make gradients explode; an exploding gradient is not
    then the root cause, only the way it showed.
 4. Causes below ``min_confidence`` (0.3) are dropped; the rest are ranked by confidence.
-5. Uncertain rather than confidently wrong: a rule reaches 0.6 only with evidence that separates its cause from
+5. A trial that ``policy="auto"`` kept is an experiment: the change its cause's fix makes was applied from a
+   snapshot and the loss beat its trend. Its cause is confirmed (0.9, ``evidence["kept_trial"]``), even when the
+   repair removed the symptom the rules would have read (``actions``: the run's actions, trials among them).
+6. Uncertain rather than confidently wrong: a rule reaches 0.6 only with evidence that separates its cause from
    the look-alikes (``evidence["separated_by"]``, enforced by ``rules._make``). When the leading root cause
    stays below 0.6 and another root cause is less than ``TIE`` (0.1) below it, the diagnosis starts with an
    ``uncertain`` cause whose evidence lists the candidates, each with its confidence, its message and what
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple, Sequence
 
+from trainguard.core.actions import Action
 from trainguard.core.causes import CAUSES
 from trainguard.core.detector import Detector, chain, replay
 from trainguard.core.detectors.activation_health import activation_health
@@ -36,7 +40,7 @@ from trainguard.core.detectors.module_mode import module_mode
 from trainguard.core.diagnosis.cause import FRAMEWORKS, Cause
 from trainguard.core.diagnosis.fixes import fix_for
 from trainguard.core.diagnosis.rules import RULES
-from trainguard.core.diagnosis.rules._make import CONFIDENT
+from trainguard.core.diagnosis.rules._make import CONFIDENT, make_cause
 from trainguard.core.diagnosis.run_view import RunView
 from trainguard.core.findings import Finding
 from trainguard.core.stats import StepStats
@@ -45,6 +49,7 @@ __all__ = ["diagnose", "signal_detectors", "EXPLAINS", "MIN_CONFIDENCE", "TIE", 
 
 MIN_CONFIDENCE = 0.3
 SYMPTOM_CAP = 0.9
+KEPT_TRIAL = 0.9
 
 
 def signal_detectors() -> Detector:
@@ -109,10 +114,11 @@ WOULD_SEPARATE: dict[str, str] = {
 
 
 def diagnose(stats: Sequence[StepStats], findings: Sequence[Finding] | None = None, framework: str = "torch",
-             *, min_confidence: float = MIN_CONFIDENCE) -> list[Cause]:
+             *, min_confidence: float = MIN_CONFIDENCE, actions: Sequence[Action] = ()) -> list[Cause]:
     """Ranked root causes of what went wrong in a run; ``[]`` for a healthy run.
 
-    ``framework`` ("torch" or "keras") picks the snippet ``str(cause.fix)`` shows.
+    ``framework`` ("torch" or "keras") picks the snippet ``str(cause.fix)`` shows. ``actions``: what a repair
+    policy did; a kept trial confirms its cause.
     """
     if framework not in FRAMEWORKS:
         raise ValueError(f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}")
@@ -124,6 +130,7 @@ def diagnose(stats: Sequence[StepStats], findings: Sequence[Finding] | None = No
     merged = _dedupe([*findings, *replay(signal_detectors(), in_order)[0]])
     view = RunView.build(stats, merged, framework)
     causes = {code: cause for code, rule in RULES.items() if (cause := rule(view)) is not None}
+    causes.update(_confirmed_by_trials(view, causes, actions))
     for relation in EXPLAINS:
         root = causes.get(relation.root)
         if root is None or not relation.when(root):
@@ -133,6 +140,25 @@ def diagnose(stats: Sequence[StepStats], findings: Sequence[Finding] | None = No
     ranked = sorted(causes.values(), key=lambda c: (-c.confidence, CAUSES.index(c.code)))
     ranked = [c for c in ranked if c.confidence >= min_confidence]
     return _uncertain(ranked, framework) + ranked
+
+
+def _confirmed_by_trials(view: RunView, causes: dict[str, Cause], actions: Sequence[Action]) -> dict[str, Cause]:
+    confirmed = {}
+    for action in actions:
+        code = action.params.get("cause")
+        if action.kind != "trial" or not action.effect.get("kept") or code not in CAUSES:
+            continue
+        trial = {"step": action.step, "repair": action.params.get("repair"),
+                 "loss_trend": action.effect.get("loss_trend"), "loss_window": action.effect.get("loss_window")}
+        ruled = causes.get(code)
+        evidence = {**(ruled.evidence if ruled else {}), "kept_trial": trial,
+                    "separated_by": "a kept trial: its repair was applied from a snapshot and the loss beat its trend"}
+        message = (ruled.message + "; " if ruled else "") + (
+            f"confirmed by a trial at step {action.step}: {action.params.get('repair')} was kept, the loss fell below "
+            "its trend")
+        confidence = max(KEPT_TRIAL, ruled.confidence if ruled else 0.0)
+        confirmed[code] = make_cause(view, code, confidence, evidence, message)
+    return confirmed
 
 
 def _uncertain(ranked: list[Cause], framework: str) -> list[Cause]:
