@@ -365,6 +365,16 @@ class Guard(SessionView):
         is non-finite, or ``"(inputs)"``; None when everything is finite."""
         return hooks.locate_non_finite(self.model, inputs)
 
+    def _locate(self, inputs: Any) -> str | None:
+        """The NaN search on the step's ``inputs=``; when they are not the whole forward call, the search is off
+        for the run and the run log says why (an event, not the guard's internal error)."""
+        try:
+            return hooks.locate_non_finite(self.model, inputs)
+        except hooks.InputsDoNotFit as e:
+            self._containment.switch_off("non-finite localisation")
+            self.session.event("non_finite_localisation_off", self.step_count, reason=str(e))
+            return None
+
     def diagnose(self) -> list[Cause]:
         """The ranked root causes of what went wrong so far: ``.code``, ``.confidence``, ``.evidence`` and
         ``.fix`` (a PyTorch snippet ending with its docs/causes.md link); ``[]`` for a healthy run.
@@ -467,14 +477,14 @@ class Guard(SessionView):
     def _locate_now(self, entry: PendingStep, inputs: Any) -> None:
         if self._previous_finite and not entry.located and not entry.step_finite() and not entry.routine_overflow():
             entry.located = True
-            entry.first_nonfinite_module = hooks.locate_non_finite(self.model, inputs)
+            entry.first_nonfinite_module = self._locate(inputs)
 
     def _locate_micro_batch(self, micro: MicroBatches, inputs: Any) -> None:
         """CPU: a micro-batch whose loss is non-finite is located now, with its own inputs and the weights of
         its forward (unchanged until the optimizer step)."""
         if not math.isfinite(micro.losses[-1].item()):
             micro.first_nonfinite = len(micro) - 1
-            micro.first_nonfinite_module = hooks.locate_non_finite(self.model, inputs)
+            micro.first_nonfinite_module = self._locate(inputs)
 
     def _context(self, step: int, loss: torch.Tensor, grads: list[torch.Tensor], params: list[nn.Parameter],
                  names: list[str], entry: PendingStep | None, grad_norm: torch.Tensor | None,
@@ -508,8 +518,7 @@ class Guard(SessionView):
         if (not finite and self._previous_finite and not entry.located and weights_unchanged
                 and self._inputs is not None):
             entry.located = True
-            entry.first_nonfinite_module = self._try("non-finite localisation", hooks.locate_non_finite,
-                                                     self.model, self._inputs)
+            entry.first_nonfinite_module = self._try("non-finite localisation", self._locate, self._inputs)
         self._previous_finite = finite
         return entry.build()
 

@@ -9,13 +9,14 @@ module forward hook (``register_module_forward_hook``), keyed by module identity
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
 __all__ = ["SIGMOID_SATURATION", "TANH_SATURATION", "OUTPUT", "INPUTS", "activation_kind", "ActivationProbe",
-           "locate_non_finite"]
+           "locate_non_finite", "InputsDoNotFit"]
 
 # Inputs beyond these bounds count as saturated: the slope there is under 3% of its maximum,
 # sigmoid'(5) = 0.0066 (max 0.25), tanh'(2.5) = 0.027 (max 1). trainguard's own bounds, softer than the
@@ -124,12 +125,29 @@ def _non_finite(value: Any) -> bool:
     return False
 
 
-def _call(model: nn.Module, inputs: Any) -> Any:
+class InputsDoNotFit(TypeError):
+    """``inputs=`` is not the model's whole forward call (e.g. one of several arguments, passed for the data
+    checks): the NaN search cannot re-run the forward. The user's choice, not the guard's failure."""
+
+
+def _arguments(inputs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     if isinstance(inputs, dict):
-        return model(**inputs)
+        return (), inputs
     if isinstance(inputs, (tuple, list)):
-        return model(*inputs)
-    return model(inputs)
+        return tuple(inputs), {}
+    return (inputs,), {}
+
+
+def _call(model: nn.Module, inputs: Any) -> Any:
+    args, kwargs = _arguments(inputs)
+    try:
+        inspect.signature(model.forward).bind(*args, **kwargs)
+    except TypeError as e:
+        raise InputsDoNotFit(f"inputs= does not fit {type(model).__name__}.forward ({e}): pass every forward "
+                             "argument, as a tuple (model(*x)) or a dict (model(**x))") from None
+    except ValueError:  # no inspectable signature: the call itself will say
+        pass
+    return model(*args, **kwargs)
 
 
 def locate_non_finite(model: nn.Module, inputs: Any) -> str | None:
