@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.corpus.case import Case, Outcome, RunContext, seeded  # noqa: E402
+from benchmarks.corpus.faulty._keras_common import close_loop, loop_step  # noqa: E402
 from benchmarks.corpus.healthy._common import Batches, tail_mean, token_sequences  # noqa: E402
 
 CASE = Case(name="keras_loop_adamw_warmup_cosine", kind="healthy", cause=None, framework="keras_loop",
@@ -61,18 +62,10 @@ def run(ctx: RunContext) -> Outcome:
     for step in range(STEPS):
         xb, yb = (torch.from_numpy(a) for a in batches.next())
         loss = loss_fn(yb, model(xb, training=True))
-        model.zero_grad()
-        loss.backward()
-        grads = [v.value.grad for v in model.trainable_weights]
-        with torch.no_grad():
-            if ctx.guarded:
-                optimizer.apply(grads, model.trainable_weights, loss=loss, inputs=xb, targets=yb)
-            else:
-                optimizer.apply(grads, model.trainable_weights)
+        loop_step(model, optimizer, loss, ctx.guarded, inputs=xb, targets=yb)
         losses.append(float(loss.item()))
         ctx.log_scalar(step, loss=losses[-1], lr=float(schedule(step)))
-    if ctx.guarded:
-        optimizer.close()
+    close_loop(optimizer, ctx.guarded)
     probs = keras.ops.convert_to_numpy(model(torch.from_numpy(x_test.astype(np.int32)), training=False))
     test_loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y_test)), y_test], 1e-7, 1.0))))
     return ctx.outcome(test_loss, model=model, steps=STEPS, first_loss=float(np.mean(losses[:10])),

@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.corpus.case import Case, Outcome, RunContext, seeded  # noqa: E402
+from benchmarks.corpus.faulty._keras_common import close_loop, loop_step  # noqa: E402
 from benchmarks.corpus.healthy._common import Batches, pattern_images, tail_mean  # noqa: E402
 
 CASE = Case(name="keras_loop_denoising_autoencoder", kind="healthy", cause=None, framework="keras_loop",
@@ -61,18 +62,10 @@ def run(ctx: RunContext) -> Outcome:
         noisy = np.clip(target + 0.4 * rng.normal(size=target.shape), 0.0, 1.0).astype(np.float32)
         xb, yb = torch.from_numpy(noisy), torch.from_numpy(target)
         loss = loss_fn(yb, model(xb, training=True))
-        model.zero_grad()
-        loss.backward()
-        grads = [v.value.grad for v in model.trainable_weights]
-        with torch.no_grad():
-            if ctx.guarded:
-                optimizer.apply(grads, model.trainable_weights, loss=loss, inputs=xb, targets=yb)
-            else:
-                optimizer.apply(grads, model.trainable_weights)
+        loop_step(model, optimizer, loss, ctx.guarded, inputs=xb, targets=yb)
         losses.append(float(loss.item()))
         ctx.log_scalar(step, loss=losses[-1])
-    if ctx.guarded:
-        optimizer.close()
+    close_loop(optimizer, ctx.guarded)
     noisy_test = np.clip(test + 0.4 * rng.normal(size=test.shape), 0.0, 1.0).astype(np.float32)
     denoised = keras.ops.convert_to_numpy(model(torch.from_numpy(noisy_test), training=False))
     return ctx.outcome(bce(test, denoised), model=model, steps=STEPS, first_loss=float(np.mean(losses[:10])),

@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.corpus.case import Case, Outcome, RunContext, seeded  # noqa: E402
+from benchmarks.corpus.faulty._keras_common import close_loop, loop_step  # noqa: E402
 from benchmarks.corpus.healthy._common import Batches, tail_mean, teacher_classification  # noqa: E402
 
 CASE = Case(name="keras_loop_mlp_classifier", kind="healthy", cause=None, framework="keras_loop",
@@ -47,18 +48,10 @@ def run(ctx: RunContext) -> Outcome:
     for step in range(EPOCHS * len(x_train) // BATCH):
         xb, yb = (torch.from_numpy(a) for a in batches.next())
         loss = loss_fn(yb, model(xb, training=True))
-        model.zero_grad()
-        loss.backward()
-        grads = [v.value.grad for v in model.trainable_weights]
-        with torch.no_grad():
-            if ctx.guarded:
-                optimizer.apply(grads, model.trainable_weights, loss=loss, inputs=xb, targets=yb)
-            else:
-                optimizer.apply(grads, model.trainable_weights)
+        loop_step(model, optimizer, loss, ctx.guarded, inputs=xb, targets=yb)
         losses.append(float(loss.item()))
         ctx.log_scalar(step, loss=losses[-1])
-    if ctx.guarded:
-        optimizer.close()
+    close_loop(optimizer, ctx.guarded)
     logits = model(torch.from_numpy(x_test), training=False)
     test_loss = float(loss_fn(torch.from_numpy(y_test), logits).item())
     accuracy = float((np.argmax(keras.ops.convert_to_numpy(logits), axis=1) == y_test).mean())
