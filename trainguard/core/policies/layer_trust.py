@@ -21,19 +21,13 @@ was rolled back. A building block: ``trials(equalize_layer_updates())``.
 """
 from __future__ import annotations
 
-import statistics
-from typing import NamedTuple
-
 from trainguard.core.diagnosis.fixes import FIXES
 from trainguard.core.policies.plan import Findings, Plan
+from trainguard.core.policies.stall import StallState, follow, stalled
 from trainguard.core.policies.trial import Proposal, Repair
 from trainguard.core.stats import StepStats
 
-__all__ = ["equalize_layer_updates", "StallState"]
-
-
-class StallState(NamedTuple):
-    losses: tuple[float, ...]  # the last 2 * recent finite losses
+__all__ = ["equalize_layer_updates"]
 
 
 def equalize_layer_updates(recent: int = 10, min_progress: float = 0.02, max_boost: float = 1000.0,
@@ -43,12 +37,8 @@ def equalize_layer_updates(recent: int = 10, min_progress: float = 0.02, max_boo
     fix = FIXES["vanishing_gradient"][0]
 
     def propose(stats: StepStats, findings: Findings, plan: Plan, st: StallState):
-        loss = stats.loss
-        if stats.applied and stats.finite and loss is not None:
-            st = StallState((st.losses + (float(loss),))[-2 * recent:])
-        if not any(f.code == "vanishing_gradient" for f in findings) or len(st.losses) < 2 * recent:
-            return None, st
-        if statistics.median(st.losses[recent:]) < (1.0 - min_progress) * statistics.median(st.losses[:recent]):
+        st = follow(st, stats, recent)
+        if not any(f.code == "vanishing_gradient" for f in findings) or not stalled(st, recent, min_progress):
             return None, st
         return Proposal("vanishing_gradient", {"cause": "vanishing_gradient", "max_boost": max_boost}, fix), st
 

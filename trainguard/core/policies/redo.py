@@ -18,19 +18,13 @@ followed by the ReLU (in the same ``nn.Sequential``), and says so when the model
 """
 from __future__ import annotations
 
-import statistics
-from typing import NamedTuple
-
 from trainguard.core.diagnosis.fixes import FIXES
 from trainguard.core.policies.plan import Findings, Plan
+from trainguard.core.policies.stall import StallState, follow, stalled
 from trainguard.core.policies.trial import Proposal, Repair
 from trainguard.core.stats import StepStats
 
-__all__ = ["recycle_dormant", "RecycleState"]
-
-
-class RecycleState(NamedTuple):
-    losses: tuple[float, ...]  # the last 2 * recent finite losses
+__all__ = ["recycle_dormant"]
 
 
 def recycle_dormant(recent: int = 10, min_progress: float = 0.02, window: int = 500) -> Repair:
@@ -38,15 +32,10 @@ def recycle_dormant(recent: int = 10, min_progress: float = 0.02, window: int = 
         raise ValueError("recycle_dormant needs recent >= 2, 0 < min_progress < 1 and window >= 1")
     fix = FIXES["dead_relu"][0]
 
-    def propose(stats: StepStats, findings: Findings, plan: Plan, st: RecycleState):
-        loss = stats.loss
-        if stats.applied and stats.finite and loss is not None:
-            st = RecycleState((st.losses + (float(loss),))[-2 * recent:])
+    def propose(stats: StepStats, findings: Findings, plan: Plan, st: StallState):
+        st = follow(st, stats, recent)
         dead = [f for f in findings if f.code == "dead_relu" and f.where]
-        if not dead or len(st.losses) < 2 * recent:
-            return None, st
-        before, last = statistics.median(st.losses[:recent]), statistics.median(st.losses[recent:])
-        if last < (1.0 - min_progress) * before:
+        if not dead or not stalled(st, recent, min_progress):
             return None, st
         params = {"cause": "dead_relu", "modules": [f.where for f in dead],
                   "dead_fraction": max(float(f.evidence.get("dead_fraction", f.evidence.get("value", 0.0)))
@@ -56,5 +45,5 @@ def recycle_dormant(recent: int = 10, min_progress: float = 0.02, window: int = 
     def once(plan: Plan, params: dict) -> Plan:
         return plan._replace(recycle_units=tuple(dict.fromkeys(plan.recycle_units + tuple(params["modules"]))))
 
-    return Repair("recycle_dormant", lambda: RecycleState(()), propose, lambda plan, params: plan, once=once,
+    return Repair("recycle_dormant", lambda: StallState(()), propose, lambda plan, params: plan, once=once,
                   window=window)
