@@ -90,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             times[config].append(_fit_seconds(config, args.width, args.epochs, x, y))
     steps = args.epochs * (len(x) // BATCH)
     best = {c: min(t) for c, t in times.items()}
+    clock = "the training thread" if keras.backend.backend() == "torch" else "the process"
     print(f"keras {keras.__version__} ({keras.backend.backend()}), MLP 20-{args.width}-{args.width}-1, "
-          f"{steps} steps, best of {args.rounds} rounds (CPU time of the training thread)")
+          f"{steps} steps, best of {args.rounds} rounds (CPU time of {clock})")
     for config in CONFIGS:
         extra = (best[config] - best["noop-callback"]) / steps * 1e3
         print(f"  {config:14s} {best[config] / steps * 1e3:6.2f} ms/step  {best[config] / best['bare']:.2f}x bare"
