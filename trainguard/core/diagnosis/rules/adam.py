@@ -14,8 +14,20 @@ the loss rose >= 10x above its value at the return. A larger epsilon bounds exac
 the return joins the evidence (the last sample at or before it, the largest within ``follow_steps`` after);
 when it crossed 1 there (Wortsman et al.'s signal: the squared gradients outgrew v, though below the finding's
 margin of 5, as after a full-batch calm where the RMS had sunk to ~1e-3), both signals agree: 0.85.
+
+A second moment that underflowed (``underflowed_second_moment``): a sampled tensor's update RMS >= ``IMPOSSIBLE_RMS``
+(100) at any step, the first included. Adam bounds its bias-corrected step: by Cauchy-Schwarz,
+``|m / sqrt(v)| <= sqrt(sum_k a_k^2 / b_k)`` for the moments' weights a_k = (1 - b1) b1^k, b_k = (1 - b2) b2^k,
+about 7 at (0.9, 0.999) and 23 at b2 = 0.9999 (Kingma & Ba 2015, sec. 2.1, bound the step by ~lr the same way);
+the healthy corpus' largest is 4. Far above that, v holds zeros where the gradient is not zero: in float16 a
+squared gradient below ~6e-8 rounds to 0 (Micikevicius et al. 2018, "Mixed precision training"), and an epsilon
+of 1e-7 or 1e-8 no longer bounds the division (keras-team/keras#11860: float16 Adam goes NaN at the second step,
+fixed by epsilon 1e-4). With a non-finite value or an instability within ``follow_steps``: 0.9; without trouble,
+no cause (an underflow whose updates the run survived did no harm).
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -23,10 +35,19 @@ from trainguard.core.diagnosis.cause import Cause
 from trainguard.core.diagnosis.rules._make import make_cause
 from trainguard.core.diagnosis.run_view import RunView
 
-__all__ = ["adam_epsilon", "calm_return"]
+__all__ = ["adam_epsilon", "calm_return", "underflowed_second_moment"]
+
+IMPOSSIBLE_RMS = 100.0
 
 
 def adam_epsilon(view: RunView, follow_steps: int = 100) -> Cause | None:
+    underflow = underflowed_second_moment(view, follow_steps)
+    if underflow is not None:
+        message = (f"Adam's update RMS reached {underflow['adam_update_rms']:.3g} in {underflow['layer']} at step "
+                   f"{underflow['step']}, far beyond the ~7 Adam's own arithmetic allows, and the run then "
+                   f"{'went non-finite' if underflow['followed_by'] == ['non_finite'] else 'turned unstable'}: "
+                   f"the second moment underflowed (float16?) and epsilon is too small to bound the division")
+        return make_cause(view, "adam_epsilon", 0.9, underflow, message)
     found = view.of("adam_update_rms")
     if not found:
         returned = calm_return(view, follow_steps=follow_steps)
@@ -123,3 +144,26 @@ def _update_rms_around(view: RunView, step: int, follow_steps: int) -> dict:
     after = [r for t, r in by_step if step < t <= step + follow_steps]
     return {**({"update_rms_before": float(before[-1])} if before else {}),
             **({"update_rms_after": float(max(after))} if after else {})}
+
+
+def underflowed_second_moment(view: RunView, follow_steps: int = 100) -> dict | None:
+    """The first sampled step where a tensor with a finite, non-zero gradient had an Adam update RMS >=
+    ``IMPOSSIBLE_RMS``, when a non-finite value or an instability followed within ``follow_steps``."""
+    for s in view.sampled:
+        over = [l for l in s.layers if l.adam_update_rms is not None and math.isfinite(l.adam_update_rms)
+                and l.adam_update_rms >= IMPOSSIBLE_RMS and l.grad_norm is not None and math.isfinite(l.grad_norm)
+                and l.grad_norm > 0]
+        if not over:
+            continue
+        worst = max(over, key=lambda l: l.adam_update_rms)
+        nonfinite = [t for t in view.nonfinite_steps if s.step <= t <= s.step + follow_steps]
+        unstable = sorted({f.code for f in view.instability if s.step <= f.step <= s.step + follow_steps})
+        if not nonfinite and not unstable:
+            return None
+        return {"step": s.step, "layer": worst.name, "adam_update_rms": float(worst.adam_update_rms),
+                "adam_sqrt_v_median": worst.adam_sqrt_v_median, "grad_norm": float(worst.grad_norm),
+                "tensors_above": len(over), "followed_by": ["non_finite"] if nonfinite else unstable,
+                **({"non_finite_step": nonfinite[0]} if nonfinite else {}),
+                "separated_by": "Adam's update RMS beyond what Adam's arithmetic allows (a second moment that "
+                                "underflowed), then the blow-up"}
+    return None
