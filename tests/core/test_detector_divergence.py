@@ -162,3 +162,23 @@ def test_a_loss_that_rises_without_having_learned_first_is_a_gans_not_divergence
     losses = np.concatenate([np.linspace(0.66, 1.05, 300), np.linspace(1.05, 0.75, 700)])
     losses = losses * (1.0 + 0.05 * rng.uniform(-1.0, 1.0, len(losses)))
     assert run_lr(divergence(), losses, np.full(len(losses), 2e-4)) == []
+
+
+def test_bad_batches_around_a_switch_to_harder_data_are_not_a_climb():
+    # Two of 1,200 heavy-tailed healthy draws (replay_detectors --synthetic 600 --seed 0, draws 402 and 525): a bad
+    # batch 4.3x the level, a 47x switch, then another bad batch 4.8x above it. Three rises >= 3.2x in a row, but
+    # the first bad batch is no new high: the window holds earlier bad batches as high.
+    level = 1.0
+    rng = np.random.default_rng(0)
+    for bad in ([5.4, 4.2, 7.1], [3.9, 6.6]):
+        losses = list(decaying(200, 6.5, level, noise=0.05))
+        for at, factor in zip(rng.choice(np.arange(180, 195), len(bad), replace=False), bad):
+            losses[at] *= factor  # bad batches in the last 25 steps, up to 7x the level
+        losses += [level * 4.3, level * 44.6, level * 213.0, level * 44.7] + list(np.geomspace(40.0, 2.0, 60))
+        assert run(divergence(), losses) == []
+
+
+def test_a_climb_to_new_highs_is_still_an_error_when_it_starts_from_a_dip():
+    # The corpus' torch_facerec_lr01_nan (lr 0.1) before its NaN: 3.5, 7.1, 22, 4.8, 49, 2929, 8.6e14.
+    losses = list(decaying(90, 3.9, 2.0, noise=0.2)) + [3.5, 7.1, 22.0, 4.8, 49.0, 2929.0, 8.6e14]
+    assert [(f.step, f.severity) for f in run(divergence(), losses)] == [(96, Severity.ERROR)]
