@@ -267,15 +267,25 @@ def test_a_saturated_final_sigmoid_is_a_confident_classifier_unless_the_loss_sta
     assert codes(stalled)[0] == "saturated_activation"
 
 
-def _with_val(stats, val):
-    return [replace(s, extra={"val_loss": val(s.step)}) if s.step % 20 == 19 else s for s in stats]
+def _overfitting_findings(stats, val, **metrics):
+    """The overfitting detector's findings on a validation every 20 steps (its one definition)."""
+    from trainguard.core.detector import replay
+    from trainguard.core.detectors.overfitting import overfitting
+    from trainguard.core.validation import Validation
+
+    return replay(overfitting(), [Validation(s.step, val(s.step), {k: f(s.step) for k, f in metrics.items()},
+                                             train_loss=s.loss) for s in stats if s.step % 20 == 19])[0]
 
 
 def test_overfitting_when_validation_rises_while_training_falls():
-    causes = diagnose(_with_val(healthy(), lambda step: 0.5 + 0.002 * abs(step - 100)), [])
+    stats = healthy()
+    causes = diagnose(stats, _overfitting_findings(stats, lambda step: 0.5 + 0.002 * abs(step - 100)))
     assert codes(causes) == ["overfitting"]
     assert causes[0].evidence["best_step"] == 99
-    assert diagnose(_with_val(healthy(), lambda step: 1.0 / (step + 1)), []) == []
+    assert diagnose(stats, _overfitting_findings(stats, lambda step: 1.0 / (step + 1))) == []
+    # The loss rose but the accuracy held: an information-level finding, no cause.
+    held = _overfitting_findings(stats, lambda step: 0.5 + 0.002 * abs(step - 100), accuracy=lambda step: 0.9)
+    assert held and diagnose(stats, held) == []
 
 
 def test_no_layer_statistics_at_all_is_not_an_error():

@@ -17,17 +17,20 @@ switched off and reported once; training goes on as if unguarded.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any, Callable, Iterable, NamedTuple, Protocol, Sequence
 
 from trainguard.core.actions import Action
 from trainguard.core.containment import RUN_LOG, Containment
 from trainguard.core.detector import Detector
+from trainguard.core.detectors.overfitting import overfitting
 from trainguard.core.diagnosis import Cause, StatsHistory, diagnose
 from trainguard.core.findings import Finding
 from trainguard.core.monitor import Monitor
 from trainguard.core.policies.effects import EffectTracker
 from trainguard.core.policies.plan import NO_STEP, Plan, Policy
 from trainguard.core.stats import StepStats
+from trainguard.core.validation import Validation, training_level
 
 __all__ = ["Session", "StepResult", "Sink", "Repair", "PolicyRepair", "Effector", "Carried", "NOTHING", "ExporterSink",
            "REPAIRER", "standing", "policy_name", "check_exporters", "check_guard_arguments"]
@@ -251,6 +254,9 @@ class Session:
         self.repair: Repair | None = None
         self.stop_reason: str | None = None
         self.causes: list[Cause] | None = None  # the diagnosis written at close
+        self.validations: list[Validation] = []  # the validation results recorded, in order
+        self._overfitting = overfitting()
+        self._overfitting_state = self._overfitting.init()
         self.closed = False
         self.containment.on_disabled(self._stand_down)
 
@@ -319,6 +325,32 @@ class Session:
                         sink.event(kind, step, **data)
                 except Exception as e:  # noqa: BLE001 - containment
                     self.containment.contain(part, e, step)
+
+    def validate(self, record: Validation) -> tuple[Finding, ...]:
+        """One validation result (:mod:`trainguard.core.validation`), with the training loss's level now: through
+        the overfitting detector, to the sinks that keep validations (the run log), its findings to every sink."""
+        if self.closed:
+            return ()
+        if record.train_loss is None:
+            record = replace(record, train_loss=training_level(self.history))
+        self.validations.append(record)
+        found: tuple[Finding, ...] = ()
+        if "overfitting" not in self.containment.disabled:
+            try:
+                found, self._overfitting_state = self._overfitting.update(record, self._overfitting_state)
+            except Exception as e:  # noqa: BLE001 - containment
+                self.containment.contain("overfitting", e, record.step)
+        self.findings.extend(found)
+        for part, sink in self._sinks:
+            if part not in self.containment.disabled:
+                try:
+                    if callable(getattr(sink, "validation", None)):
+                        sink.validation(record)
+                    for finding in found:
+                        sink.finding(finding)
+                except Exception as e:  # noqa: BLE001 - containment
+                    self.containment.contain(part, e, record.step)
+        return found
 
     def event(self, kind: str, step: int | None = None, **data: Any) -> None:
         """An event for the run log (contained like every write)."""

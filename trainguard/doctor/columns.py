@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trainguard.core.detectors.overfitting import metric_direction
 from trainguard.doctor.series import MetricTable, ReadError, RunSeries
 
 __all__ = ["ROLES", "ALIASES", "normalise", "detect_columns", "build_series"]
@@ -31,6 +32,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
                   "val_loss_epoch", "val/loss_epoch", "eval/val_loss"),
     "epoch": ("epoch", "train/epoch", "epochs"),
 }
+# Evaluation columns (Keras' val_accuracy, the HF Trainer's eval_f1, Lightning's val/acc).
+_EVAL_PREFIXES = ("val_", "val/", "eval_", "eval/", "valid_", "valid/", "validation_", "validation/")
 # Lightning names its LR column after the optimiser (lr-Adam, lr-SGD-1); others add the parameter group.
 _LR_PREFIXES = ("lr_", "lr/", "learning_rate/", "learning_rate_")
 # Weights & Biases CSV exports name columns "<run> - <metric>", with "__MIN"/"__MAX" companions.
@@ -83,11 +86,12 @@ def build_series(table: MetricTable, path: Path, fmt: str,
     names = list(table.values)
     mapping = detect_columns(names, overrides)
     problems = list(table.problems)
+    other_losses: tuple[str, ...] = ()
     if "loss" not in mapping:
         others = [n for n in names if _named_a_training_loss(n) and n not in mapping.values()]
         if others:
             # Two optimizers (a GAN's loss_d and loss_g) log one loss each: read the first, and say so.
-            mapping["loss"] = others[0]
+            mapping["loss"], other_losses = others[0], tuple(others[1:])
             if len(others) > 1:
                 problems.append(f"{len(others)} loss columns ({', '.join(others[:6])}): this report reads "
                                 f"{others[0]!r}; run again with --loss-col {others[1]} for the next")
@@ -126,7 +130,7 @@ def build_series(table: MetricTable, path: Path, fmt: str,
         loss=table.values[mapping["loss"]][train_rows].astype(np.float64),
         lr=column("lr", train_rows), grad_norm=column("grad_norm", train_rows),
         batch_size=column("batch_size", train_rows), epoch=column("epoch", train_rows),
-        columns=columns, problems=problems, present=present,
+        columns=columns, problems=problems, present=present, other_losses=other_losses,
     )
     if "eval_loss" in mapping:
         eval_rows = np.flatnonzero(table.present[mapping["eval_loss"]] & step_ok)
@@ -134,7 +138,24 @@ def build_series(table: MetricTable, path: Path, fmt: str,
             eval_rows = _last_write_wins(step_all, eval_rows, problems, "evaluation ")
             series.eval_step = step_all[eval_rows].astype(np.float64)
             series.eval_loss = table.values[mapping["eval_loss"]][eval_rows].astype(np.float64)
+            series.eval_metrics = _eval_metrics(table, mapping["eval_loss"], eval_rows)
     return series
+
+
+def _eval_metrics(table: MetricTable, eval_loss: str, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The evaluation columns besides the loss whose direction their name tells (the overfitting analysis
+    weighs the held-out harm by them), NaN where a row lacks the value."""
+    out = {}
+    for name in table.values:
+        norm = normalise(name)
+        prefix = next((p for p in _EVAL_PREFIXES if norm.startswith(p)), None)
+        if name == eval_loss or prefix is None or metric_direction(norm[len(prefix):]) is None:
+            continue
+        values = table.values[name][rows].astype(np.float64, copy=True)
+        values[~table.present[name][rows]] = np.nan
+        if np.isfinite(values).any():
+            out[norm[len(prefix):]] = values
+    return out
 
 
 def _named_a_training_loss(name: str) -> bool:

@@ -50,11 +50,15 @@ class RunSeries:
     epoch: np.ndarray | None = None
     eval_step: np.ndarray | None = None
     eval_loss: np.ndarray | None = None
+    # Evaluation metrics whose direction the name tells (``val_accuracy`` -> "accuracy"), at the evaluation rows.
+    eval_metrics: dict[str, np.ndarray] = field(default_factory=dict)
     columns: dict[str, str] = field(default_factory=dict)  # role -> the file's column name
     # role -> rows whose cell the file really had, for the optional columns (NaN alone cannot tell a
     # logged "nan" from an empty cell).
     present: dict[str, np.ndarray] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    # The other training-loss columns of a log that has several (a GAN's loss_d and loss_g), not read.
+    other_losses: tuple[str, ...] = ()
     # A trainguard run log also carries what the live guard found and did.
     logged_findings: list[Finding] = field(default_factory=list)
     logged_actions: list[Action] = field(default_factory=list)

@@ -7,6 +7,7 @@ Schema ``trainguard.runlog`` version 1 (docs/runlog.md). One JSON object per lin
 - ``step``: one :class:`StepStats` (``StepStats.to_dict``), for every recorded step.
 - ``finding``: one :class:`Finding`.
 - ``action``: one :class:`Action` (a repair carried out).
+- ``validation``: one :class:`Validation` (a held-out loss and metrics, recorded when the run evaluated).
 - ``event``: anything else worth keeping, e.g. ``{"kind": "internal_error", "message": ...}``.
 - ``diagnosis``: once, at close, before ``end``: ``causes``, the ranked root causes (``Cause.to_dict()`` each).
 - ``end``: last line of a run that closed cleanly: ``status`` and ``steps``.
@@ -31,6 +32,7 @@ from typing import IO, Any, Iterable
 from trainguard.core.actions import Action
 from trainguard.core.findings import Finding
 from trainguard.core.stats import StepStats
+from trainguard.core.validation import Validation
 from trainguard.io.files import InputError, local_copy
 
 try:
@@ -107,6 +109,9 @@ class RunLogWriter:
     def action(self, action: Action) -> None:
         self._write({"type": "action", **action.to_dict()})
 
+    def validation(self, record: Validation) -> None:
+        self._write({"type": "validation", **record.to_dict()})
+
     def event(self, kind: str, step: int | None = None, **data: Any) -> None:
         self._write({"type": "event", "kind": kind, "step": step, **data})
 
@@ -164,6 +169,7 @@ class RunLog:
     findings: list[Finding] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    validations: list[Validation] = field(default_factory=list)
     end: dict[str, Any] | None = None
     diagnosis: list[dict[str, Any]] | None = None  # the causes of the ``diagnosis`` record; None: no such record
     problems: list[str] = field(default_factory=list)  # lines that could not be read, one message each
@@ -304,6 +310,8 @@ def _read(f: IO[bytes], path: Path) -> RunLog:
                 log.actions.append(_checked_action(Action.from_dict(record)))
             elif kind == "event":
                 log.events.append(record)
+            elif kind == "validation":
+                log.validations.append(Validation.from_dict(record))
             elif kind == "end":
                 log.end = _checked_end(record)
             elif kind == "diagnosis":
