@@ -60,6 +60,7 @@ from trainguard.core.schedule import schedule
 from trainguard.core.session import REPAIRER, PolicyRepair, Session, check_guard_arguments, policy_name
 from trainguard.core.session_view import SessionView
 from trainguard.core.stats import StepStats
+from trainguard.core.validation import validation_record
 from trainguard.io.runlog import RunLogWriter
 
 __all__ = ["Guard", "StepContext", "Repairer"]
@@ -359,6 +360,16 @@ class Guard(SessionView):
                 self._end("stopped")
                 raise TrainingStopped(result.stop, stats.step)
         return tuple(found)
+
+    def record_validation(self, loss: Any = None, *, epoch: int | None = None, **metrics: Any) -> tuple[Finding, ...]:
+        """Records an evaluation on held-out data after the steps taken so far: ``loss`` and any metrics by name
+        (numbers or one-element tensors), e.g. ``guard.record_validation(val_loss, accuracy=val_acc)``. It goes to
+        the run log and the overfitting detector, whose findings it returns."""
+        if self._closed:
+            raise RuntimeError("guard.record_validation() called after guard.close()")
+        record = validation_record(self.step_count, loss, metrics, epoch=epoch)
+        self.flush()  # the steps before the evaluation first: the training loss's level at it
+        return self.session.validate(record)
 
     def locate_non_finite(self, inputs: Any) -> str | None:
         """Runs ``model(inputs)`` once more (no grad, nothing changed) and names the first module whose output
