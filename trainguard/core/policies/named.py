@@ -6,7 +6,9 @@
   BatchNorm/Dropout left in eval mode, stop after 20 non-finite steps in a row.
 - ``auto``: ``safe`` plus the escalating chain (clip -> LR back-off -> rollback -> stop), StableAdamW-style
   update capping for Adam when its update RMS runs far above 1, the trials of :mod:`.trial` (a larger Adam
-  epsilon, a lower LR, ReDo, partial batches reweighed: each kept only if the loss then beats its trend), and
+  epsilon, a restart from the initial weights at a lower LR when Adam's first update was as large as them, a
+  lower LR, ReDo, a higher LR when every update is tiny, partial batches reweighed: each kept only if the loss
+  then beats its trend), and
   BatchNorm/Dropout put back in train mode.
 
 A healthy run is untouched by both ``safe`` and ``auto``: its final weights are bitwise those of an unguarded
@@ -20,7 +22,9 @@ from trainguard.core.policies.batch_weight import reweigh_partial_batches
 from trainguard.core.policies.clip import clip_outliers
 from trainguard.core.policies.escalate import escalate
 from trainguard.core.policies.lower_lr import lower_lr, lower_lr_from_before
+from trainguard.core.policies.lower_lr_from_start import lower_lr_from_start
 from trainguard.core.policies.plan import Policy, chain
+from trainguard.core.policies.raise_lr import raise_lr
 from trainguard.core.policies.redo import recycle_dormant
 from trainguard.core.policies.restore_mode import restore_mode
 from trainguard.core.policies.skip import skip_if_non_finite, skip_outliers
@@ -44,7 +48,8 @@ def auto(**escalation) -> Policy:
 
 def trial_repairs() -> tuple[Repair, ...]:
     """The repairs ``auto`` tries (:mod:`.trial`), in order of preference when several apply at one step."""
-    return (raise_adam_epsilon(), lower_lr(), lower_lr_from_before(), recycle_dormant(), reweigh_partial_batches())
+    return (raise_adam_epsilon(), lower_lr_from_start(), lower_lr(), lower_lr_from_before(), recycle_dormant(),
+            raise_lr(), reweigh_partial_batches())
 
 
 def get_policy(policy: str | Policy) -> Policy | None:
