@@ -8,12 +8,14 @@ import numpy as np
 
 from trainguard.core.detectors.activation_health import output_activation
 from trainguard.core.detectors.data_scale import scale_factor
+from trainguard.core.diagnosis.course import recovery
 from trainguard.core.diagnosis.run_view import RunView
 from trainguard.core.stats import StepStats
 
 __all__ = ["data_scale_factors", "adam_first_update", "first_loss_on_unit_data", "data_off_scale",
            "median_update_ratio", "max_layer_update_ratio", "update_ratio_spread", "gradient_growth",
-           "first_last_gradient_ratio", "zero_gradient_layers", "activations_sampled", "saturation_in_a_deep_stack"]
+           "gradient_cliff", "run_up_to_non_finite", "first_last_gradient_ratio", "zero_gradient_layers",
+           "activations_sampled", "saturation_in_a_deep_stack"]
 
 
 def data_scale_factors(view: RunView) -> dict[str, dict]:
@@ -191,6 +193,61 @@ def gradient_growth(view: RunView) -> dict | None:
     peak_index = int(np.nanargmax(np.where(finite, norms, -np.inf)))
     return {"growth": float(norms[peak_index] / base), "initial_grad_norm": base,
             "peak_grad_norm": float(norms[peak_index]), "peak_step": int(view.steps[peak_index])}
+
+
+CLIFF_JUMP = 100.0
+CALM_RUN_UP = 3.0
+CALM_POINTS = 10
+
+
+def gradient_cliff(view: RunView, window: int = 20) -> dict | None:
+    """The run's trouble began at a cliff: at the first sign of instability (or up to 2 points before it) the
+    gradient norm jumped in one point to >= ``CLIFF_JUMP`` (100) times its median over the up to ``window``
+    points before, which were calm (at least ``CALM_POINTS``, none above ``CALM_RUN_UP`` (3) times that median).
+    Pascanu, Mikolov & Bengio (2013, sec. 3) describe the exploding gradient of recurrent networks this way: the
+    loss surface has steep walls, and a step onto one catapults the parameters; the steps before it were
+    ordinary. Only a cliff the run did not come back from counts (non-finite within 10 steps, or a loss that
+    stayed up): a one-step outlier that recovered is a bad batch's. A learning rate too high instead grows the
+    instability step by step (|1 - lr * curvature| per step on a quadratic), a run-up the calm window rules out."""
+    onset = view.first_unstable_step
+    if onset is None:
+        return None
+    at = view.point_of(onset)
+    norms = view.grad_norms
+    for i in range(max(0, at - 2), at + 1):
+        if not math.isfinite(norms[i]):
+            continue
+        before = norms[max(0, i - window):i]
+        before = before[np.isfinite(before)]
+        if len(before) < CALM_POINTS:
+            continue
+        level = float(np.median(before))
+        if not (level > 0 and norms[i] >= CLIFF_JUMP * level and float(before.max()) < CALM_RUN_UP * level):
+            continue
+        step = int(view.steps[i])
+        back = recovery(view.losses, i)
+        if not any(step <= t <= step + 10 for t in view.nonfinite_steps) and (back is None or back["recovered"]):
+            return None  # a one-step outlier the run came back from: a batch's gradient, not a blow-up
+        return {"step": step, "grad_norm": float(norms[i]), "level_before": level,
+                "jump": float(norms[i] / level), "calm_points": len(before)}
+    return None
+
+
+def run_up_to_non_finite(view: RunView, points: int = 3, rise: float = 10.0) -> dict | None:
+    """The gradient norm rose at each of the (at least ``points``) finite points before the first non-finite
+    gradient, by >= ``rise`` (10x) over them: the blow-up of an explosion, which an LR too high produces as
+    well (nothing here separates the two)."""
+    first = next((s for s in view.stats if not s.grads_finite), None)
+    if first is None:
+        return None
+    at = view.point_of(first.step)
+    norms = view.grad_norms[:at][-points:]
+    if len(norms) < points or not np.isfinite(norms).all() or norms[0] <= 0 or not (np.diff(norms) > 0).all():
+        return None
+    if norms[-1] < rise * norms[0]:
+        return None
+    return {"non_finite_step": first.step, "grad_norms_before": [float(n) for n in norms],
+            "run_up": float(norms[-1] / norms[0])}
 
 
 def first_last_gradient_ratio(view: RunView) -> dict | None:

@@ -26,6 +26,14 @@ What separates them from their look-alikes:
 - exploding vs ``unscaled_data``: the engine lets large inputs explain the explosion (``EXPLAINS``).
 - a gradient far larger than the weights it updates (median ||g|| / ||W|| >= 100 over the weight tensors) is an
   explosion whatever the updates looked like, even on the first step (an RNN without clipping).
+- a cliff (``signals.gradient_cliff``): the trouble began with a one-step jump of the gradient norm to >= 100x
+  its level over >= 10 calm points before, and the run did not come back. Pascanu et al. (2013, sec. 3) describe
+  the exploding gradient of recurrent networks as such steep walls of the loss surface; a learning rate too high
+  grows the instability step by step instead. Separated, at least 0.65, even with large updates across the
+  layers (recurrent LMs run at such update ratios with clipping: PyTorch's word_language_model, SGD lr 20).
+- a run-up to non-finite (``signals.run_up_to_non_finite``): the gradient norm rose at each of the last >= 3
+  points before the gradients went non-finite, >= 10x over them (keras#5127's RNN: 58 -> 124 -> 1701 -> inf).
+  An explosion, but one an LR too high produces alike: 0.55 at most unless other evidence separates it.
 - vanishing vs ``dead_relu`` and ``saturated_activation``: activations were sampled and show neither dead nor
   saturated units, and no weight tensor gets exactly-zero gradients (dead units' incoming weights do). Without
   activation statistics vanishing gradients stay below 0.6: a network of dead ReLUs has a tiny first/last
@@ -43,8 +51,9 @@ from trainguard.core.diagnosis.course import recovery
 from trainguard.core.diagnosis.rules._make import CANDIDATE, make_cause, strength
 from trainguard.core.diagnosis.run_view import RunView
 from trainguard.core.diagnosis.signals import (activations_sampled, data_off_scale, first_last_gradient_ratio,
-                                               first_loss_on_unit_data, gradient_growth, saturation_in_a_deep_stack,
-                                               update_ratio_spread, zero_gradient_layers)
+                                               first_loss_on_unit_data, gradient_cliff, gradient_growth,
+                                               run_up_to_non_finite, saturation_in_a_deep_stack, update_ratio_spread,
+                                               zero_gradient_layers)
 from trainguard.core.findings import Severity
 
 __all__ = ["exploding_gradient", "vanishing_gradient"]
@@ -72,9 +81,11 @@ def exploding_gradient(view: RunView) -> Cause | None:
     grew = (growth is not None and growth["growth"] >= EXPLOSIVE_GROWTH
             and (bool(view.nonfinite_steps) or _sustained(view, growth["peak_step"], initial)))
     at_init = _exploding_at_init(view)
-    if not found and not grew and at_init is None:
+    cliff = gradient_cliff(view)
+    run_up = run_up_to_non_finite(view)
+    if not found and not grew and at_init is None and cliff is None and run_up is None:
         return None
-    if at_init is not None and not found and not grew:
+    if at_init is not None and not found and not grew and cliff is None:
         confidence = 0.65 + (0.1 if view.nonfinite_steps else 0.0)
         message = (f"the first loss, before any update, is {at_init['first_over_trivial']:.3g}x a trivial "
                    f"predictor's on data of unit scale"
@@ -103,9 +114,16 @@ def exploding_gradient(view: RunView) -> Cause | None:
         if layer:
             evidence["first_non_finite"] = layer
         confidence += 0.1
+    if run_up is not None:
+        evidence["run_up_to_non_finite"] = run_up
     spread = update_ratio_spread(view, before=view.first_unstable_step)
     off_scale = data_off_scale(view)
-    if (spread is not None and spread["median_update_ratio"] >= 1e-2 and spread["share_of_layers_large"] >= 0.5
+    if cliff is not None:
+        evidence["cliff"] = cliff
+        evidence["separated_by"] = ("the gradient norm jumped in one step from a calm run and never came back (a "
+                                    "cliff), rather than growing step by step as under a learning rate too high")
+        confidence = max(confidence, 0.65)
+    elif (spread is not None and spread["median_update_ratio"] >= 1e-2 and spread["share_of_layers_large"] >= 0.5
             and not off_scale and (spread["median_grad_to_weight"] or 0.0) < 100):
         evidence["large_updates_across_layers"] = spread["median_update_ratio"]  # lr_too_high's evidence
     elif spread is not None and (spread["median_grad_to_weight"] or 0.0) >= 100:
@@ -114,7 +132,14 @@ def exploding_gradient(view: RunView) -> Cause | None:
     elif (top_rise >= 10 or grew or nonfinite_after) and (spread is not None or off_scale):
         evidence["separated_by"] = ("the gradient norm grew and stayed up (or went non-finite) while the updates "
                                     "were ordinary across the layers")
-    if growth is not None and growth["growth"] >= 10:
+    if cliff is not None:
+        message = (f"gradient norm jumped {cliff['jump']:.3g}x in one step at step {cliff['step']} "
+                   f"({cliff['level_before']:.3g} -> {cliff['grad_norm']:.3g}) after {cliff['calm_points']} calm points")
+    elif run_up is not None and (growth is None or growth["growth"] < run_up["run_up"]):
+        message = (f"gradient norm rose {run_up['run_up']:.3g}x over the last {len(run_up['grad_norms_before'])} "
+                   f"steps before the gradients went non-finite ("
+                   + " -> ".join(f"{n:.3g}" for n in run_up["grad_norms_before"]) + ")")
+    elif growth is not None and growth["growth"] >= 10:
         message = (f"gradient norm grew {growth['growth']:.3g}x ({growth['initial_grad_norm']:.3g} -> "
                    f"{growth['peak_grad_norm']:.3g} at step {growth['peak_step']})")
     else:

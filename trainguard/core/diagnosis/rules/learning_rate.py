@@ -10,7 +10,9 @@ Too high. What separates it from its look-alikes:
   the weights), and the data is not off scale (large inputs or targets, or a first
   loss orders of magnitude above a trivial predictor's, make every gradient and update large at any LR), and
   the gradients are not themselves far larger than the weights (||g|| / ||W|| >= 100: the updates are large
-  because the gradient exploded, Pascanu et al. 2013). One layer far ahead of the others is a problem of that layer (large
+  because the gradient exploded, Pascanu et al. 2013), and the trouble did not begin at a cliff (a one-step
+  jump of the gradient norm >= 100x after calm points, ``signals.gradient_cliff``: the same updates ran calmly
+  until then, as a recurrent LM's do at SGD lr 20 with clipping). One layer far ahead of the others is a problem of that layer (large
   inputs move the first layer, vanishing gradients leave all but the last one still). Confidence 0.6 to 0.85
   with instability or a stall; 0.5 without either when the typical ratio is >= 0.1 (the loss may still fall, but
   each step rewrites a tenth of the weights).
@@ -49,8 +51,8 @@ from trainguard.core.diagnosis import course
 from trainguard.core.diagnosis.course import column_change
 from trainguard.core.diagnosis.rules._make import CANDIDATE, make_cause, strength
 from trainguard.core.diagnosis.run_view import RunView
-from trainguard.core.diagnosis.signals import (adam_first_update, data_off_scale, max_layer_update_ratio,
-                                               update_ratio_spread)
+from trainguard.core.diagnosis.signals import (adam_first_update, data_off_scale, gradient_cliff,
+                                               max_layer_update_ratio, update_ratio_spread)
 from trainguard.core.findings import Severity
 
 __all__ = ["lr_too_high", "lr_too_low", "lr_rise_before"]
@@ -114,7 +116,12 @@ def lr_too_high(view: RunView) -> Cause | None:
         return make_cause(view, "lr_too_high", confidence, evidence, message)
     if all_layers and (troubled or spread["median_update_ratio"] >= HUGE_RATIO):
         typical = spread["median_update_ratio"]
-        if not off_scale and not huge_gradients:
+        # The same updates ran calmly until a one-step cliff: they did not make the run unstable (an exploding
+        # gradient's signature, rules.gradients), so they do not separate the learning rate.
+        cliff = gradient_cliff(view)
+        if cliff is not None:
+            evidence["gradient_cliff"] = cliff
+        if not off_scale and not huge_gradients and cliff is None:
             evidence["separated_by"] = "update-to-weight ratios large across the layers, not in one layer"
         confidence = 0.6 + 0.25 * strength(typical, HIGH_RATIO, 1.0) if troubled else 0.5
         message = (f"updates are {typical:.2g} of the weights per step in most layers"
