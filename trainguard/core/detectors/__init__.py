@@ -8,6 +8,7 @@ from trainguard.core.detectors.batch_size_loss import batch_size_loss
 from trainguard.core.detectors.data_scale import data_scale
 from trainguard.core.detectors.divergence import divergence
 from trainguard.core.detectors.exploding_gradient import exploding_gradient
+from trainguard.core.detectors.first_update import first_update
 from trainguard.core.detectors.loss_spike import loss_spike
 from trainguard.core.detectors.module_mode import module_mode
 from trainguard.core.detectors.non_finite import non_finite
@@ -15,12 +16,13 @@ from trainguard.core.detectors.plateau import plateau
 from trainguard.core.detectors.vanishing_gradient import vanishing_gradient
 
 __all__ = ["non_finite", "exploding_gradient", "vanishing_gradient", "loss_spike", "divergence", "plateau",
-           "data_scale", "module_mode", "adam_update", "activation_health", "batch_size_loss",
+           "data_scale", "module_mode", "adam_update", "activation_health", "batch_size_loss", "first_update",
            "default_detectors"]
 
 
 def default_detectors() -> Detector:
     """Every built-in detector with its cited default thresholds: the pathologies first, then the signals the
-    diagnosis reads (data scale, module modes, Adam's update size, activation health, loss against batch size)."""
+    diagnosis reads (data scale, module modes, Adam's update size, activation health, loss against batch size,
+    Adam's first update against the weights)."""
     return chain(non_finite(), exploding_gradient(), vanishing_gradient(), loss_spike(), divergence(), plateau(),
-                 data_scale(), module_mode(), adam_update(), activation_health(), batch_size_loss())
+                 data_scale(), module_mode(), adam_update(), activation_health(), batch_size_loss(), first_update())

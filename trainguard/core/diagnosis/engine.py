@@ -1,7 +1,7 @@
 """The diagnosis engine: statistics and findings in, ranked causes out.
 
 1. The signal detectors the rules need (data scale, module modes, Adam update RMS, activation health, loss vs
-   batch size) are replayed over the statistics, so a diagnosis works on any stream: a live guard's, a Keras
+   batch size, Adam's first update against the weights) are replayed over the statistics, so a diagnosis works on any stream: a live guard's, a Keras
    callback's, or a run log read back from disk. Their findings are merged with the given ones (duplicates
    dropped). When ``findings`` is None the default detectors are replayed too.
 2. Every rule (``rules.RULES``, one per cause code) looks at the run and proposes its cause with a confidence.
@@ -36,6 +36,7 @@ from trainguard.core.detectors.activation_health import activation_health
 from trainguard.core.detectors.adam_update import adam_update
 from trainguard.core.detectors.batch_size_loss import batch_size_loss
 from trainguard.core.detectors.data_scale import data_scale
+from trainguard.core.detectors.first_update import first_update
 from trainguard.core.detectors.module_mode import module_mode
 from trainguard.core.diagnosis.cause import FRAMEWORKS, Cause
 from trainguard.core.diagnosis.fixes import fix_for
@@ -54,7 +55,7 @@ KEPT_TRIAL = 0.9
 
 def signal_detectors() -> Detector:
     """The detectors whose findings the rules read beyond the foundation's, with their default thresholds."""
-    return chain(data_scale(), module_mode(), adam_update(), activation_health(), batch_size_loss())
+    return chain(data_scale(), module_mode(), adam_update(), activation_health(), batch_size_loss(), first_update())
 
 
 class Explains(NamedTuple):

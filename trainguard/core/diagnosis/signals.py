@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 
 from trainguard.core.detectors.activation_health import output_activation
 from trainguard.core.detectors.data_scale import scale_factor
+from trainguard.core.detectors.first_update import SIGN_STEP_RMS, adam_first_update_ratio
+from trainguard.core.detectors.first_update import is_bias as _is_bias
+from trainguard.core.detectors.first_update import weight_update_ratios as _weight_update_ratios
 from trainguard.core.diagnosis.course import recovery
 from trainguard.core.diagnosis.run_view import RunView
 from trainguard.core.stats import StepStats
@@ -32,16 +34,6 @@ def data_scale_factors(view: RunView) -> dict[str, dict]:
     return out
 
 
-def _weight_update_ratios(s: StepStats, zero_initialized: frozenset[str] = frozenset()) -> list[float]:
-    # Weights only: a bias starts at ~0, so its ratio says nothing about the step size (Karpathy's
-    # heuristic is for weights); nor does that of any tensor initialized at zero.
-    return [l.update_ratio for l in s.layers
-            if l.update_ratio is not None and math.isfinite(l.update_ratio) and not _is_bias(l.name)
-            and l.name not in zero_initialized]
-
-
-SIGN_STEP_RMS = 1.5
-
 
 def _adam_rms(s: StepStats) -> float:
     """The median over the tensors of Adam's update RMS (m / (sqrt(v) + eps)) at this step; 0 without Adam."""
@@ -55,20 +47,10 @@ def _adam(s: StepStats) -> bool:
 
 def adam_first_update(view: RunView) -> dict | None:
     """Adam's first update against the weights, when the run's first step was sampled: the typical weight
-    tensor's update-to-weight ratio and the share of tensors at or above 1. With bias correction, Adam's first
-    step is m1 / sqrt(v1) = sign(g) per element (Kingma & Ba 2015, sec. 2-3): every weight moves by the learning
-    rate itself, whatever the gradient's scale. The ratio then measures the learning rate against the weights'
-    own scale alone: neither large data nor a large gradient makes it large."""
-    first = view.stats[0] if view.stats else None
-    if first is None or not first.layers or not first.finite or not _adam(first):
-        return None
-    ratios = _weight_update_ratios(first, view.zero_initialized)
-    # |m / (sqrt(v) + eps)| <= 1 at the first step: an update RMS far above 1 is a second moment that underflowed
-    # (float16, an epsilon too small: adam_epsilon's evidence), not the learning rate.
-    if not ratios or _adam_rms(first) > SIGN_STEP_RMS:
-        return None
-    return {"step": first.step, "median_update_ratio": float(np.median(ratios)),
-            "share_at_least_weights": float(np.mean(np.asarray(ratios) >= 1.0))}
+    tensor's update-to-weight ratio and the share of tensors at or above 1 (``detectors.first_update``: with bias
+    correction, Adam's first step moves every weight by the learning rate itself, whatever the gradient's scale,
+    so the ratio measures the learning rate against the weights' own scale alone)."""
+    return adam_first_update_ratio(view.stats[0]) if view.stats else None
 
 
 def _update_ratios_by_step(view: RunView, before: int | None) -> list[list[float]]:
@@ -264,8 +246,3 @@ def first_last_gradient_ratio(view: RunView) -> dict | None:
     if not ratios:
         return None
     return {"ratio": float(np.median(ratios)), "first": first_name, "last": last_name, "samples": len(ratios)}
-
-
-def _is_bias(name: str) -> bool:
-    """``fc.bias`` (PyTorch), ``dense/bias:0`` (Keras): AUTOTRAINER compares kernel gradients only."""
-    return re.split(r"[./]", name)[-1].split(":")[0].lower().endswith("bias")

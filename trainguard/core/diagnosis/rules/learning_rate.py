@@ -66,7 +66,6 @@ LR_RISE = 1.2
 MIN_SAMPLES = 2
 HUGE_GRADIENT = 100.0  # ||g|| / ||W||: the gradient, not the learning rate, makes the updates large
 FIRST_UPDATE_RATIO = 1.0  # 10x the largest Adam first update of the healthy corpus (0.1: lr 2e-3 on GPT-2's init)
-RISE_AFTER_FIRST = 1.1
 
 
 def lr_rise_before(view: RunView, step: int | None) -> float | None:
@@ -104,7 +103,7 @@ def lr_too_high(view: RunView) -> Cause | None:
     huge_gradients = spread is not None and (spread["median_grad_to_weight"] or 0.0) >= HUGE_GRADIENT
     first = adam_first_update(view)
     if first is not None and first["median_update_ratio"] >= FIRST_UPDATE_RATIO:
-        rose = _rose_after_first_update(view)
+        rose = view.has("large_first_update")  # detectors.first_update: the next losses rose above the first
         evidence.update(adam_first_update=first, loss_rose_after_first_update=rose,
                         separated_by="Adam's first update, the learning rate per weight whatever the data or the "
                                      "gradient, as large as the weights")
@@ -162,15 +161,6 @@ def lr_too_high(view: RunView) -> Cause | None:
         evidence["calm_before"] = True
     return make_cause(view, "lr_too_high", 0.4 if calm_first else 0.5, evidence,
                       f"{what}: a learning rate too high is the usual cause")
-
-
-def _rose_after_first_update(view: RunView) -> bool:
-    """The loss of the next (up to 3) points is above the first one: the first update made the model worse."""
-    losses = view.losses
-    after = losses[1:4][np.isfinite(losses[1:4])]
-    return bool(len(losses) and np.isfinite(losses[0]) and losses[0] > 0 and len(after)
-                and float(np.median(after)) > RISE_AFTER_FIRST * float(losses[0])) or bool(
-        len(losses) > 1 and not np.isfinite(losses[1:4]).all())
 
 
 def lr_too_low(view: RunView) -> Cause | None:
