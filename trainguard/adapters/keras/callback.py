@@ -3,7 +3,8 @@
 At ``on_train_begin`` it wraps ``model.optimizer`` in a :class:`GuardedOptimizer` (built on the model's
 trainable variables), wraps ``model.train_step`` to see each batch's size and the scale of the first batches'
 data, and records the ``training`` argument of BatchNormalization/Dropout calls. After each batch it feeds the
-wrapper's measurements through the core (:class:`KerasSession`). At ``on_train_end`` everything is put back:
+wrapper's measurements through the core (:class:`KerasSession`); after each epoch, its validation (``val_loss``,
+``val_accuracy``...) as a validation result (run log, overfitting detector). At ``on_train_end`` everything is put back:
 ``model.optimizer`` is the user's optimizer again, with the state the run gave it.
 
 Under the torch backend every update runs eagerly and is seen as it happens (the backend allows only
@@ -30,6 +31,7 @@ from trainguard.adapters.keras.records import StepRecord
 from trainguard.adapters.keras.session import KerasSession
 from trainguard.core.detector import Detector
 from trainguard.core.presets import Preset, get_preset
+from trainguard.core.validation import Validation, scalar_metrics
 
 __all__ = ["Guard"]
 
@@ -145,6 +147,15 @@ class Guard(keras.callbacks.Callback):
         if self.session is not None:
             self.session.epoch = epoch
         self._epoch_loss = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        """The epoch's validation (``val_loss`` and ``val_<metric>`` in its logs) as a validation result."""
+        if self.session is None or not logs:
+            return
+        values = scalar_metrics({k[len("val_"):]: v for k, v in logs.items() if k.startswith("val_")})
+        loss = values.pop("loss", None)
+        if loss is not None or values:
+            self.session.session.validate(Validation(self.session.step, loss, values, epoch=epoch))
 
     def on_test_begin(self, logs=None):
         if self.session is not None:

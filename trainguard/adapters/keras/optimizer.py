@@ -39,6 +39,7 @@ from keras import ops
 from trainguard.adapters.keras import collect, graph, loop, private
 from trainguard.adapters.keras.decision import HOST, Decision, decide
 from trainguard.adapters.keras.records import HostSide, Orders, StepRecord
+from trainguard.core.validation import validation_record
 
 __all__ = ["GuardedOptimizer"]
 
@@ -429,6 +430,14 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
 
     def diagnose(self):
         return [] if self.host.session is None else self.host.session.diagnose()
+
+    def record_validation(self, loss=None, *, epoch: int | None = None, **metrics):
+        """A custom loop's evaluation on held-out data, after the steps applied so far: ``loss`` and metrics by
+        name (numbers or scalar tensors), e.g. ``optimizer.record_validation(val_loss, accuracy=val_acc)``. It
+        goes to the run log and the overfitting detector, whose findings it returns (none before the first step)."""
+        session = self.host.session
+        record = validation_record(0 if session is None else session.step, loss, metrics, epoch=epoch)
+        return () if session is None else session.session.validate(record)
 
     def close(self, status: str = "ok") -> None:
         if self.host.session is not None:

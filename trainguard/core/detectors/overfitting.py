@@ -20,8 +20,8 @@ Severity means harm (docs/severity.md). A rising loss alone can be harmless: a c
 on the examples it gets wrong raises the held-out loss while its accuracy holds (the healthy Keras recipes of the
 corpus: validation loss 14-29% above its best, accuracy within 0.5% of its best). So when metrics are recorded
 whose direction the name tells (accuracy, AUC, F1... higher is better; error, MAE, perplexity... lower is better),
-the finding is a WARNING only when every one of them has also degraded, the median of its last three values worse
-than its best by more than ``metric_drop`` (2%, relative: 4x the healthy corpus's largest drop); otherwise INFO
+the finding is a WARNING only when every one of them has also degraded: its last value and the median of its last
+three worse than its best by more than ``metric_drop`` (2%, relative: 4x the healthy corpus's largest drop); else INFO
 (noteworthy, the run is fine). Without such a metric the loss is all that measures the held-out harm: WARNING.
 
 One finding per episode, at onset and on an escalation (INFO -> WARNING); a new best loss ends the episode.
@@ -153,8 +153,11 @@ def _track(tracks: tuple[MetricTrack, ...], values: dict[str, float]) -> tuple[M
 
 
 def _degraded(track: MetricTrack, drop: float) -> bool:
-    worse = track.best - _median(track.recent) if track.higher_is_better else _median(track.recent) - track.best
-    return worse > drop * (abs(track.best) or 1.0)
+    """Worse than its best by more than ``drop``, both now and over the last evaluations (a metric still
+    climbing to a new best is not degraded, though its recent median lags behind it)."""
+    margin = drop * (abs(track.best) or 1.0)
+    sign = 1.0 if track.higher_is_better else -1.0
+    return all(sign * (track.best - value) > margin for value in (track.recent[-1], _median(track.recent)))
 
 
 def _median(values: tuple[float, ...]) -> float:
