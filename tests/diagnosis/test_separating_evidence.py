@@ -97,3 +97,15 @@ def test_a_gradient_norm_rising_every_step_into_a_nan_is_an_explosion():
     causes = diagnose(stats, [Finding("non_finite", Severity.ERROR, 3, "rnn.kernel", {}, "inf")])
     assert codes(causes)[0] == "exploding_gradient"
     assert causes[0].evidence["run_up_to_non_finite"]["run_up"] > 29
+
+
+def test_an_adam_cliff_after_gradients_shrank_is_shared_with_adam_epsilon():
+    # A calm at 1/1000 of the initial gradient norm under Adam, then the jump: the lag of a shrunk second moment
+    # looks the same, so the cliff separates nothing.
+    stats = [replace(s, grad_norm=s.grad_norm * (1e-3 if 20 <= s.step else 1.0),
+                     layers=tuple(replace(l, adam_update_rms=0.3) for l in s.layers)) for s in healthy(120)]
+    stats = _cliff(stats, at=80)
+    causes = diagnose(stats, [Finding("non_finite", Severity.ERROR, 81, "fc1.weight", {}, "nan")])
+    exploding = {c.code: c for c in causes}["exploding_gradient"]
+    assert exploding.evidence["cliff"]["level_over_initial"] <= 0.1
+    assert "separated_by" not in exploding.evidence and exploding.confidence < 0.6

@@ -210,8 +210,10 @@ def gradient_cliff(view: RunView, window: int = 20) -> dict | None:
         back = recovery(view.losses, i)
         if not any(step <= t <= step + 10 for t in view.nonfinite_steps) and (back is None or back["recovered"]):
             return None  # a one-step outlier the run came back from: a batch's gradient, not a blow-up
+        first = norms[np.isfinite(norms)][:10]
         return {"step": step, "grad_norm": float(norms[i]), "level_before": level,
-                "jump": float(norms[i] / level), "calm_points": len(before)}
+                "jump": float(norms[i] / level), "calm_points": len(before),
+                "level_over_initial": level / float(np.median(first))}
     return None
 
 

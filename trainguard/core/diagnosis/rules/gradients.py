@@ -31,6 +31,8 @@ What separates them from their look-alikes:
   the exploding gradient of recurrent networks as such steep walls of the loss surface; a learning rate too high
   grows the instability step by step instead. Separated, at least 0.65, even with large updates across the
   layers (recurrent LMs run at such update ratios with clipping: PyTorch's word_language_model, SGD lr 20).
+  Not separating with Adam after a calm below 1/10 of the initial norm: a second moment shrunk by such a calm
+  lags the returning gradients the same way (``adam_epsilon``).
 - a run-up to non-finite (``signals.run_up_to_non_finite``): the gradient norm rose at each of the last >= 3
   points before the gradients went non-finite, >= 10x over them (keras#5127's RNN: 58 -> 124 -> 1701 -> inf).
   An explosion, but one an LR too high produces alike: 0.55 at most unless other evidence separates it.
@@ -63,6 +65,7 @@ VANISHING_RATIO = 1e-2
 STAYED_UP = 3.0
 TINY_GRAD_NORM = 1e-4
 AMPLIFIED_AT_INIT = 100.0
+SHRUNK_CALM = 0.1  # a calm level below 1/10 of the initial gradient norm: adam_epsilon's calm phase
 
 
 def exploding_gradient(view: RunView) -> Cause | None:
@@ -120,9 +123,14 @@ def exploding_gradient(view: RunView) -> Cause | None:
     off_scale = data_off_scale(view)
     if cliff is not None:
         evidence["cliff"] = cliff
-        evidence["separated_by"] = ("the gradient norm jumped in one step from a calm run and never came back (a "
-                                    "cliff), rather than growing step by step as under a learning rate too high")
         confidence = max(confidence, 0.65)
+        # With Adam, a jump from a calm whose gradients had shrunk far below their start is what a lagging second
+        # moment produces too (adam_epsilon's calm-then-return): shared evidence, not a separating one.
+        adam = any(l.adam_update_rms is not None for s in view.sampled for l in s.layers)
+        if not (adam and cliff["level_over_initial"] <= SHRUNK_CALM):
+            evidence["separated_by"] = ("the gradient norm jumped in one step from a calm run and never came back "
+                                        "(a cliff), rather than growing step by step as under a learning rate too "
+                                        "high")
     elif (spread is not None and spread["median_update_ratio"] >= 1e-2 and spread["share_of_layers_large"] >= 0.5
             and not off_scale and (spread["median_grad_to_weight"] or 0.0) < 100):
         evidence["large_updates_across_layers"] = spread["median_update_ratio"]  # lr_too_high's evidence
