@@ -21,6 +21,8 @@ It works through the Trainer's own callback events, once per optimizer step (not
   this step, or skip it by setting the gradients to None so the Trainer's ``optimizer.step()`` changes nothing;
 - ``on_optimizer_step``: the update is measured and the statistics read, which feeds the detectors, the run log
   and the policy's rollback / LR / stop orders;
+- ``on_evaluate``: the evaluation's ``eval_loss`` and metrics (``eval_accuracy`` -> ``accuracy``; not its timings)
+  are recorded as a validation result (run log, overfitting detector);
 - a stop ordered by the policy sets ``control.should_training_stop`` (the diagnosis is in ``stopped``).
 
 Needs the ``hf`` extra (``pip install 'trainguard[hf]'``). See docs/integrations.md.
@@ -41,8 +43,12 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
 from trainguard.adapters.torch.integrations.options import GuardOptions, TrainerGuardResults
 from trainguard.adapters.torch.integrations.trainer_step import TrainerStepGuard, batch_length
 from trainguard.core.policies import TrainingStopped
+from trainguard.core.validation import scalar_metrics
 
 __all__ = ["Guard"]
+
+_EVAL = "eval_"  # the Trainer's prefix of evaluation metrics
+_NOT_METRICS = ("_runtime", "_per_second", "_model_preparation_time")  # the evaluation's timings
 
 
 def _output_loss(output: Any) -> torch.Tensor | None:
@@ -116,6 +122,16 @@ class Guard(TrainerGuardResults, TrainerCallback):
                 self.guard.after_update()
             except TrainingStopped as stop:
                 self._stop(control, stop)
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any) -> None:
+        if not self._active or not metrics:
+            return
+        values = scalar_metrics({k[len(_EVAL):]: v for k, v in metrics.items()
+                                 if k.startswith(_EVAL) and not k.endswith(_NOT_METRICS)})
+        try:
+            self.guard.record_validation(values.pop("loss", None), values, epoch=int(state.epoch or 0))
+        except TrainingStopped as stop:
+            self._stop(control, stop)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._hook is not None:

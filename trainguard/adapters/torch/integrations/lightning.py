@@ -15,6 +15,9 @@ It works through Lightning's own hooks, once per optimizer step (not per micro-b
   optimizer state untouched;
 - ``on_train_batch_end`` (after the optimizer step): the update is measured and the statistics read, which
   feeds the detectors, the run log and the policy's rollback / LR / stop orders;
+- ``on_validation_end`` (not during the sanity check): the validation metrics logged (``val_loss`` or
+  ``val/loss``, ``validation_loss``...; ``val_acc`` -> ``acc``) are recorded as a validation result (run log,
+  overfitting detector);
 - a stop ordered by the policy sets ``trainer.should_stop`` (the diagnosis is in ``stopped`` and the run log).
 
 Needs the ``lightning`` extra (``pip install 'trainguard[lightning]'``). See docs/integrations.md.
@@ -35,8 +38,13 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
 from trainguard.adapters.torch.integrations.options import GuardOptions, TrainerGuardResults
 from trainguard.adapters.torch.integrations.trainer_step import TrainerStepGuard, batch_length, split_batch
 from trainguard.core.policies import TrainingStopped
+from trainguard.core.validation import scalar_metrics
 
 __all__ = ["Guard"]
+
+# How LightningModules name what they log in validation_step (Lightning's own examples use "val_loss").
+_VALIDATION_PREFIXES = ("val_", "val/", "valid_", "valid/", "validation_", "validation/")
+_LOSS_NAMES = ("loss", "loss_epoch")
 
 
 class Guard(TrainerGuardResults, Callback):
@@ -100,6 +108,21 @@ class Guard(TrainerGuardResults, Callback):
                 self.guard.after_update()
             except TrainingStopped as stop:
                 self._stop(trainer, stop)
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if not self._active or trainer.sanity_checking:
+            return
+        values = {}
+        for name, value in trainer.callback_metrics.items():
+            prefix = next((p for p in _VALIDATION_PREFIXES if name.startswith(p)), None)
+            if prefix is not None:
+                values[name[len(prefix):]] = value
+        values = scalar_metrics(values)
+        loss = next((values.pop(k) for k in _LOSS_NAMES if k in values), None)
+        try:
+            self.guard.record_validation(loss, values, epoch=trainer.current_epoch)
+        except TrainingStopped as stop:
+            self._stop(trainer, stop)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         if self.guard is not None and not self.guard.closed:

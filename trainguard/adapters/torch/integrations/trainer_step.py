@@ -75,6 +75,14 @@ class TrainerStepGuard(SessionView):
     def flush(self) -> tuple[Finding, ...]:
         return () if self._in_update else self.guard.flush()
 
+    def record_validation(self, loss: float | None, metrics: dict[str, float], epoch: int | None = None
+                          ) -> tuple[Finding, ...]:
+        """The trainer's evaluation (its loss and metrics, numbers), after the steps taken so far; nothing when
+        it carries neither."""
+        if self._in_update or (loss is None and not metrics):
+            return ()
+        return self.guard.record_validation(loss, epoch=epoch, **metrics)
+
     def close(self, status: str = "ok") -> None:
         self._in_update = False
         self.guard.close(status)
