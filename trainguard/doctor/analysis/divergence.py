@@ -8,6 +8,12 @@ out; requiring the loss to stay up keeps warm restarts (SGDR) out, since they co
 last point near the best level before the climb. The evidence carries the clues the diagnosis engine weighs
 (``trainguard.core.diagnosis``): an LR that rose into the climb, a long calm phase with shrinking gradient norms
 before an abrupt blow-up (the "Adam goes haywire after 200k batches" pattern), a gradient-norm run-up.
+
+Severity: an error, the run is broken; information when the loss takes negative values. Such a loss is not a fit
+bounded by 0 but a surrogate whose level follows other quantities (REINFORCE's -return x log-probability grows with
+the returns as the policy improves, Williams 1992; a critic's estimate), so its climb is not harm by itself, as the
+diagnosis engine's ``course.climb`` reads positive losses only. A blow-up of such a loss to NaN/Inf is still
+``non_finite``'s error.
 """
 from __future__ import annotations
 
@@ -77,7 +83,11 @@ def analyse_divergence(sig: Signals) -> list[DoctorFinding]:
         evidence["ends_non_finite"] = bool(not np.isfinite(sig.series.loss[-1]))
     message = (f"loss diverges from step {evidence['onset_step']}: best {evidence['best_loss']:g} at step "
                f"{evidence['best_step']}, {evidence['final_loss']:g} at the end")
-    return [DoctorFinding("divergence", Severity.ERROR, float(sig.steps[onset]), "none", evidence, message)]
+    severity = Severity.ERROR
+    if not sig.log_scale and float(sig.y.min()) < 0:  # (on a log scale sig.y is the log-loss)
+        severity = Severity.INFO
+        evidence["note"] = "the loss takes negative values: a surrogate whose level is not the fit"
+    return [DoctorFinding("divergence", severity, float(sig.steps[onset]), "none", evidence, message)]
 
 
 def _unscale(sig: Signals, v: float) -> float:

@@ -5,8 +5,9 @@ Rule (``trainguard.core.diagnosis.course.first_loss_scale``): the median of the 
 trivial predictor of standardized targets scores ~1 (mean squared error of predicting 0) and uniform
 cross-entropy over K classes ln K (<= 14 for a million classes), so such a first loss means targets, or outputs
 driven by the inputs, far from unit scale (LeCun et al. 1998, "Efficient BackProp", sec. 4.3). WARNING while
-the loss stays within 1e3x of that first value (the scale still weighs on training); INFO when the run brought
-it down by more (the model learned the scale).
+the loss stays within 1e3x of that first value and above every trivial predictor's scale (the scale still weighs on
+training); INFO when the run brought it down by more, or to 14 or below, where a trivial predictor's loss can be
+(the model learned the scale: a run whose first loss is 1.7e3 and whose last is 1.9 is not being harmed).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from trainguard.doctor.findings import DoctorFinding
 __all__ = ["analyse_loss_scale"]
 
 _LEARNED = 1e3
+_TRIVIAL_SCALE = 14.0  # ln 1e6: uniform cross-entropy over a million classes, the largest trivial loss
 
 
 def analyse_loss_scale(sig: Signals) -> list[DoctorFinding]:
@@ -29,7 +31,8 @@ def analyse_loss_scale(sig: Signals) -> list[DoctorFinding]:
         return []
     values = sig.series.loss[sig.finite_idx]
     last = float(np.median(values[-max(3, len(values) // 10):]))
-    severity = Severity.INFO if last * _LEARNED <= scale["first_loss"] else Severity.WARNING
+    learned = last * _LEARNED <= scale["first_loss"] or last <= _TRIVIAL_SCALE
+    severity = Severity.INFO if learned else Severity.WARNING
     evidence = {"first_loss": evidence_round(scale["first_loss"]), "last_loss": evidence_round(last),
                 "orders_above_trivial": scale["orders_above"]}
     message = (f"the first loss, {scale['first_loss']:.3g}, is {scale['orders_above']:.2g} orders of magnitude above "

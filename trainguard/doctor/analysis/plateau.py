@@ -1,21 +1,32 @@
 """``plateau``: the loss does not come down from where it started.
 
-Rule: with at least 10 points (ten epochs of an epoch-level log), the final level (median of the last 10%) is
-within 5% of the first level and the trend never went more than 10% below it: a run stuck from the start, not a
-run that converged (a converged run plateaus after a drop, which is healthy). SageMaker Debugger's
-``LossNotDecreasing`` rule compares losses between intervals the same way. Or the diagnosis engine's
-``course.stall_from_start`` holds: stuck after a short first drop at a trivial predictor's level or at half the
-first loss, or never 10% below the first row (a coarse log's first row is the mean of the first
-``logging_steps`` losses). The evidence carries the gradient norm and LR when logged, and the stall's noise;
-the diagnosis engine names the candidates (dead units, vanishing gradients, saturation, an LR too low or, under a
-jumpy loss, too high).
+Rule: the diagnosis engine's ``course.stall_from_start`` (so the doctor's finding and the engine's causes see the
+same stall): stuck after a short first drop at a trivial predictor's level or at half the first loss, or never 10%
+below the first row (a coarse log's first row is the mean of the first ``logging_steps`` losses). SageMaker
+Debugger's ``LossNotDecreasing`` rule compares losses between intervals the same way. Positive losses only, as
+the engine's measure: a loss that takes both signs (a policy-gradient surrogate, a critic) has no level that
+measures the fit.
+
+Severity by harm (docs/severity.md). A warning needs a run that got nowhere: at a trivial predictor's level, or
+a course (five block medians after the first tenth) never 10% below its start: the first row, the mean of the
+first ``logging_steps`` losses in a coarse log (one far above the rest holds the drop of a run that converged
+within it; one below them may be the best the run ever was), but no lower than the median of the first three rows
+allows within two robust standard deviations of the point-to-point noise (a row subsampled from a noisy run may be
+a lucky low one). The same test, without the engine's 16 points, finds a stall on a short epoch-level log
+(10 epochs). A loss flat after a first drop at some other level is information: a converged run with a high floor
+(a reconstruction's binary cross-entropy, a diffusion loss) looks the same on a coarse, averaged log. So is any
+stall of a log with several training losses (two optimizers): two players' losses balance rather than fall
+(Goodfellow et al. 2014: at the game's equilibrium the discriminator outputs 1/2 and its loss stays at 2 ln 2).
+The evidence carries the gradient norm and LR when
+logged, and the stall's noise; the diagnosis engine names the candidates (dead units, vanishing gradients,
+saturation, an LR too low or, under a jumpy loss, too high).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from trainguard.core.diagnosis.course import levels, stall_from_start
 from trainguard.core.findings import Severity
-from trainguard.core.diagnosis.course import stall_from_start
 from trainguard.doctor.analysis.causes import evidence_round
 from trainguard.doctor.analysis.signals import Signals
 from trainguard.doctor.findings import DoctorFinding
@@ -23,41 +34,48 @@ from trainguard.doctor.findings import DoctorFinding
 __all__ = ["analyse_plateau"]
 
 _MIN_POINTS = 10
-_FLAT = 0.05
 _NEVER_BELOW = 0.10
+_CLIMB = 1.5  # further up than this from the start is a divergence, not a stall
+_CONVERGED = 1e-3  # a loss this close to 0 that stays there is converged, not stuck
 
 
 def analyse_plateau(sig: Signals) -> list[DoctorFinding]:
-    if sig.n < _MIN_POINTS:
+    if sig.n < _MIN_POINTS or not sig.log_scale:
         return []
-    head = sig.y[: max(3, sig.n // 10)]
-    tail = sig.y[-max(3, sig.n // 10):]
-    first, last = float(np.median(head)), float(np.median(tail))
-    if sig.log_scale:
-        change, deepest = last - first, float(sig.level.min()) - first
-        flat, never_below = abs(change) <= np.log1p(_FLAT), deepest >= np.log1p(-_NEVER_BELOW)
-        first_loss, last_loss = float(np.exp(first)), float(np.exp(last))
-    else:
-        ref = max(abs(first), 1e-12)
-        flat = abs(last - first) <= _FLAT * ref
-        never_below = float(sig.level.min()) >= first - _NEVER_BELOW * ref
-        first_loss, last_loss = first, last
-    # A loss stuck after a short first drop, or one that never got below its first row, is stuck too: the
-    # diagnosis engine's own measure, so the doctor's finding and the engine's causes see the same stall.
-    stall = stall_from_start(sig.series.loss)
-    # "Far above zero": a loss already near 0 (or below) that stays there is converged, not stuck.
-    if not ((flat and never_below) or stall) or last_loss <= 1e-3:
+    losses = np.exp(sig.y)
+    stall = stall_from_start(sig.series.loss) or {}
+    got_nowhere = _got_nowhere(losses)
+    last = float(np.median(losses[-max(3, sig.n // 10):]))
+    if not (stall or got_nowhere) or last <= _CONVERGED:
         return []
-    evidence: dict = {"first_loss": evidence_round(first_loss), "last_loss": evidence_round(last_loss),
-                      "steps": int(sig.steps[-1] - sig.steps[0]), "points": int(sig.n)}
-    if stall:
-        evidence.update({k: v for k, v in stall.items() if k in ("never_improved", "noise", "quiet",
-                                                                  "trivial_predictor", "trivial_loss")})
+    trivial = "trivial_predictor" in stall
+    evidence: dict = {"first_loss": evidence_round(float(np.median(losses[:3]))), "last_loss": evidence_round(last),
+                      "steps": int(sig.steps[-1] - sig.steps[0]), "points": int(sig.n), "got_nowhere": got_nowhere}
+    evidence.update({k: v for k, v in stall.items() if k in ("never_improved", "noise", "quiet",
+                                                              "trivial_predictor", "trivial_loss")})
     grad = sig.column_at("grad_norm", 0, sig.n)
     lr = sig.column_at("lr", 0, sig.n)
     if len(grad):
         evidence["median_grad_norm"] = evidence_round(float(np.median(grad)))
     if len(lr):
         evidence["median_lr"] = evidence_round(float(np.median(lr)))
-    message = f"loss stays at {evidence['last_loss']:g} from the start ({evidence['points']} points, no progress)"
-    return [DoctorFinding("plateau", Severity.WARNING, float(sig.steps[0]), "none", evidence, message)]
+    severity = Severity.WARNING if (got_nowhere or trivial) else Severity.INFO
+    others = sig.series.other_losses
+    if others:
+        severity = Severity.INFO
+        evidence["note"] = (f"the log has {len(others) + 1} training losses ({', '.join(others[:3])} too): two "
+                            f"players' losses balance rather than fall")
+    message = (f"loss stays at {evidence['last_loss']:g} from the start ({evidence['points']} points, no progress)"
+               if severity >= Severity.WARNING else
+               f"loss flat at {evidence['last_loss']:g} after its first drop (from {evidence['first_loss']:g})")
+    return [DoctorFinding("plateau", severity, float(sig.steps[0]), "none", evidence, message)]
+
+
+def _got_nowhere(losses: np.ndarray) -> bool:
+    logs = np.log(losses)
+    noise = 1.4826 * float(np.median(np.abs(np.diff(logs)))) / np.sqrt(2)
+    # A first row below the next ones counts only as far as the noise cannot explain it (two robust sigmas).
+    start = max(float(losses[0]), min(float(np.median(losses[:3])), float(losses[0]) * float(np.exp(2 * noise))))
+    course = levels(losses[max(1, len(losses) // 10):], blocks=5)
+    last = float(np.median(losses[-max(3, len(losses) // 10):]))
+    return float(course.min()) >= (1 - _NEVER_BELOW) * start and last <= _CLIMB * float(losses[0])

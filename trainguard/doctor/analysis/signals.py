@@ -120,10 +120,27 @@ class Signals:
                 if self.log_scale:
                     z_min, ratio = (6.0, 1.5) if strong else (4.0, 1.3)
                     mask = (self.z >= z_min) & (self.residual >= np.log(ratio))
+                    rise = np.log(ratio)
                 else:
-                    mask = self.z >= (8.0 if strong else 6.0)
-                self.memo[key] = episodes(mask, self.residual)
+                    z_min = 8.0 if strong else 6.0
+                    mask = self.z >= z_min
+                    rise = z_min * self.scale
+                self.memo[key] = [e for e in episodes(mask, self.residual) if self._rose_into(e, rise)]
         return self.memo[key]  # type: ignore[return-value]
+
+    def _rose_into(self, episode: Episode, rise) -> bool:
+        """A spike is a jump up from the points just before it and back down to the points just after it (their
+        medians, up to a block of them each side), by as much as it stands above the trend. The first points of a
+        run, and those of a fast first descent, stand above a block-median trend that lags the descent, and the
+        last points of a climb above one that lags the climb: neither jumped up and came back (a coarse log's
+        first row is the mean of the run's highest losses)."""
+        before = self.y[max(0, episode.start - self.block):episode.start]
+        after = self.y[episode.end + 1:episode.end + 1 + self.block]
+        if len(before) == 0 or len(after) == 0:
+            return False
+        needed = float(rise[episode.peak]) if isinstance(rise, np.ndarray) else float(rise)
+        peak = float(self.y[episode.peak])
+        return peak - float(np.median(before)) >= needed and peak - float(np.median(after)) >= needed
 
     def dips(self) -> list[Episode]:
         """Episodes of points far below the trend (candidates for a periodic pattern, as weak spikes mirrored:
