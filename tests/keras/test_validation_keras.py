@@ -29,8 +29,16 @@ def _fit(tmp_path, train_flip, val_flip, metrics=(), epochs=16):
                               keras.layers.Dense(1, activation="sigmoid")])
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="binary_crossentropy", metrics=list(metrics))
     guard = tk.Guard(policy="observe", log=str(tmp_path / "run.jsonl"))
-    history = model.fit(x, y, batch_size=16, epochs=epochs, validation_data=(xv, yv), verbose=0, callbacks=[guard])
+    csv_log = keras.callbacks.CSVLogger(str(tmp_path / "training.csv"))
+    history = model.fit(x, y, batch_size=16, epochs=epochs, validation_data=(xv, yv), verbose=0,
+                        callbacks=[guard, csv_log])
     return guard, history.history, read_runlog(tmp_path / "run.jsonl")
+
+
+def doctor_overfitting(tmp_path):
+    from trainguard.doctor import diagnose_file
+
+    return [f.severity for f in diagnose_file(tmp_path / "training.csv").findings if f.code == "overfitting"]
 
 
 def test_fit_records_each_epochs_validation_and_finds_overfitting(tmp_path):
@@ -43,6 +51,7 @@ def test_fit_records_each_epochs_validation_and_finds_overfitting(tmp_path):
     overfit = [f for f in guard.findings if f.code == "overfitting"]
     assert [f.severity for f in overfit] == [Severity.WARNING]
     assert guard.diagnose()[0].code == "overfitting" and log.diagnosis[0]["code"] == "overfitting"
+    assert doctor_overfitting(tmp_path) == [Severity.WARNING]  # the same definition, from the CSVLogger's log
 
 
 def test_fit_whose_loss_rises_while_the_accuracy_holds_gets_information_only(tmp_path):
@@ -54,6 +63,7 @@ def test_fit_whose_loss_rises_while_the_accuracy_holds_gets_information_only(tmp
     overfit = [f for f in guard.findings if f.code == "overfitting"]
     assert [f.severity for f in overfit] == [Severity.INFO]
     assert guard.diagnose() == [] and log.diagnosis == []
+    assert doctor_overfitting(tmp_path) == [Severity.INFO]
 
 
 def test_a_custom_loop_records_its_validation(tmp_path):
