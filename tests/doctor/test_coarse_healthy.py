@@ -148,3 +148,22 @@ def test_a_loss_stuck_from_its_first_epoch_still_warns(tmp_path):
     loss = 2.033 - 0.006 * np.arange(10)
     result = diagnose_file(_csv(tmp_path / "training.csv", {"epoch": np.arange(10), "loss": loss}))
     assert "plateau" in _warnings(result)
+
+
+def test_a_flat_noisy_loss_subsampled_every_100_steps_is_no_divergence(tmp_path):
+    """A mixup run's training loss (each batch mixes a new lambda: 0.2-1.4 around a flat ~1.1) read every 100
+    steps, as in the healthy corpus: 15 rows whose lowest 3-row median is the noise's, not a level it held."""
+    loss = [1.003, 1.32, 1.411, 1.324, 0.928, 1.14, 1.183, 0.674, 0.611, 1.109, 1.244, 0.293, 0.306, 1.343, 1.289]
+    result = diagnose_file(_csv(tmp_path / "m.csv", {"step": np.arange(99, 1500, 100), "loss": loss}))
+    assert _warnings(result) == []
+
+
+def test_two_players_losses_that_trade_are_no_oscillation_warning(tmp_path):
+    """A GAN's discriminator loss swings with a period of ~40 steps as the players trade: information."""
+    rng = np.random.default_rng(4)
+    t = np.arange(750)
+    loss_d = 1.3 * np.exp(0.15 * np.sin(2 * np.pi * t / 42.7) + rng.normal(0, 0.03, len(t)))
+    loss_g = 0.8 * np.exp(-0.15 * np.sin(2 * np.pi * t / 42.7) + rng.normal(0, 0.03, len(t)))
+    result = diagnose_file(_csv(tmp_path / "gan.csv", {"step": t, "loss_d": loss_d, "loss_g": loss_g}))
+    assert _finding(result, "oscillation").severity == Severity.INFO
+    assert _warnings(result) == []

@@ -1,11 +1,11 @@
 """``divergence``: the loss climbs back from its best level and stays up (or ends in NaN/Inf).
 
-Rule: on the coarse trend (about 20 block medians; the first point counts when the loss rose from there) the
-run's final level is at least 1.5x its best level and 3 point-to-point noise deviations above it (on a
-log scale; on a linear scale, the best level again in absolute terms) and has given back at least a quarter of the
-progress from the first level to the best. Comparing levels rather than points keeps spikes and minibatch noise
-out; requiring the loss to stay up keeps warm restarts (SGDR) out, since they come back down. The onset is the
-last point near the best level before the climb. The evidence carries the clues the diagnosis engine weighs
+Rule: on the coarse trend (about 20 block medians of at least 4 points; the first point counts when the loss rose
+from there) the run's final level (the median of its last tenth, at least 3 points) is at least 1.5x its best level
+and 3 point-to-point noise deviations above it (on a log scale; on a linear scale, the best level again in absolute
+terms) and has given back at least a quarter of the progress from the first level to the best. Comparing levels
+rather than points keeps spikes and minibatch noise out; requiring the loss to stay up keeps warm restarts (SGDR)
+out, since they come back down. The onset is the last point near the best level before the climb. The evidence carries the clues the diagnosis engine weighs
 (``trainguard.core.diagnosis``): an LR that rose into the climb, a long calm phase with shrinking gradient norms
 before an abrupt blow-up (the "Adam goes haywire after 200k batches" pattern), a gradient-norm run-up.
 
@@ -21,12 +21,13 @@ import numpy as np
 
 from trainguard.core.findings import Severity
 from trainguard.doctor.analysis.causes import calm_shrinking_phase, evidence_round, grad_run_up, lr_change
-from trainguard.doctor.analysis.signals import Signals
+from trainguard.doctor.analysis.signals import Signals, block_trend
 from trainguard.doctor.findings import DoctorFinding, json_step
 
 __all__ = ["analyse_divergence"]
 
 _MIN_POINTS = 10
+_MIN_BLOCK = 4
 _RISE = np.log(1.5)
 _GIVEN_BACK = 0.25
 
@@ -34,8 +35,10 @@ _GIVEN_BACK = 0.25
 def analyse_divergence(sig: Signals) -> list[DoctorFinding]:
     if sig.n < _MIN_POINTS:
         return []
-    level = sig.level
-    tail = max(2, sig.n // 10)
+    # Blocks of at least 4 points (as the engine's ``course.climb``) and a final level of at least 3: on a short,
+    # noisy log (a log subsampled every 100 steps) the lowest median of 3 points is the noise's, not a level.
+    level = block_trend(sig.y, max(_MIN_BLOCK, sig.n // 20))
+    tail = max(3, sig.n // 10)
     start = float(np.median(sig.y[: max(2, sig.n // 20)]))
     best_i = int(np.argmin(level[:-tail])) if sig.n - tail > 0 else 0
     best = float(level[best_i])

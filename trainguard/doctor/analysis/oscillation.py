@@ -11,7 +11,9 @@ information while the loss keeps falling (below 0.7x its level a fifth into the 
 or unshuffled batches, gives the same periodic loss. Under an oscillation that stops the loss from falling the
 run is harmed whatever the reason: a warning. A pattern in fewer than half of the windows from its onset on is
 information too: past the stability edge the oscillation persists (Cohen et al. 2021), while two players trading
-(a GAN's losses) come and go.
+(a GAN's losses) come and go. Any oscillation of a log with several training losses (two optimizers) is
+information: simultaneous gradient steps of two players circle their equilibrium rather than settle (Mescheder et
+al. 2018, "Which training methods for GANs do actually converge?"), whatever the learning rate.
 """
 from __future__ import annotations
 
@@ -93,4 +95,8 @@ def analyse_oscillation(sig: Signals) -> list[DoctorFinding]:
         # One under which the loss stops falling is harming the run either way.
         severity = Severity.INFO
         evidence["note"] = "present from the start under a steady LR: a fixed data order gives the same pattern"
+    if sig.series.other_losses and severity >= Severity.WARNING:
+        severity = Severity.INFO
+        evidence["note"] = (f"the log has {len(sig.series.other_losses) + 1} training losses: two players' steps "
+                            f"circle their equilibrium")
     return [DoctorFinding("oscillation", severity, float(sig.steps[onset]), "none", evidence, message)]
