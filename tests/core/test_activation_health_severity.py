@@ -72,3 +72,37 @@ def test_an_output_that_has_not_started_to_learn_is_info_and_a_constant_one_a_wa
     constant, _ = replay(activation_health(), _sampled([0.1] * 6, [5e-7] * 6))
     assert [(f.code, f.severity, f.step) for f in constant] == [("output_collapse", Severity.WARNING, 50)]
     assert constant[0].evidence["output_to_target_std"] == pytest.approx(1e-6)
+
+
+def _tanh_output_run(worst_grad: float, saturated: float = 0.57, steps: int = 600) -> list[StepStats]:
+    """One sample in ten stays at loss 0.57 (a tanh output unit at -1 for a target of +1, in a 7-output MSE) while
+    the others are fitted (0.0005); the final tanh is sampled every 25 steps, ``saturated`` of its inputs flat."""
+    stream = []
+    for step in range(steps):
+        stuck = step % 10 == 7
+        acts = ()
+        if step % 25 == 0:
+            acts = (ActivationStats("1", "tanh", saturated_fraction=0.0, output_std=0.6),
+                    ActivationStats("3", "tanh", saturated_fraction=saturated, output_std=0.68),
+                    ActivationStats("(output)", "output", output_std=0.68))
+        stream.append(StepStats(step=step, loss=0.57 if stuck else 0.0005 * (1 + 0.1 * (step % 3)),
+                                grad_norm=worst_grad if stuck else 0.004 * (1 + 0.1 * (step % 4)), activations=acts))
+    return stream
+
+
+def test_a_saturated_output_whose_worst_errors_get_no_gradient_is_a_warning():
+    # The corpus' torch_so13632976 (tanh outputs, targets +-1): the stuck sample's gradient is the others' size.
+    found, _ = replay(activation_health(), _tanh_output_run(worst_grad=0.005))
+    loud = [f for f in found if f.severity >= Severity.WARNING]
+    assert [(f.code, f.where, f.evidence["rule"]) for f in loud] == [("saturated_activation", "3",
+                                                                     "error_without_gradient")]
+    assert loud[0].step == 225  # 200 steps watched from the first saturated sample (step 25), then 2 samples
+    assert loud[0].evidence["worst_loss_over_median"] > 100 and loud[0].evidence["worst_grad_norm_over_median"] < 2
+
+
+def test_a_saturated_output_whose_worst_errors_get_their_gradient_is_a_confident_model():
+    # A loss 1000x the median with a gradient 40x the median's: the error reaches the weights, the unit learns.
+    found, _ = replay(activation_health(), _tanh_output_run(worst_grad=0.17))
+    assert [f.severity for f in found] == [Severity.INFO]  # the saturated output, noted
+    # Without a saturated output nothing is watched: the same losses say nothing about the activation.
+    assert replay(activation_health(), _tanh_output_run(worst_grad=0.005, saturated=0.1))[0] == []

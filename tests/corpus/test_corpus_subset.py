@@ -32,11 +32,7 @@ FAST_S = 5.0
 RUNS = {"faulty": ("observe",), "healthy": ("observe", "auto", "unguarded")}
 
 # (case, check) -> what trainguard does today, as measured. Remove an entry when its check passes.
-KNOWN_WRONG: dict[tuple[str, str], str] = {
-    ("torch_so13632976_tanh_bcd_saturation", "diagnosed"):
-        "2026-12-04: no live finding >= warning (the top cause is saturated_activation 0.6 since the error-without-"
-        "gradient rule)",
-}
+KNOWN_WRONG: dict[tuple[str, str], str] = {}
 
 
 def fast_subset(cases: list[CaseFile], seconds: dict[str, dict[str, float | None]],
