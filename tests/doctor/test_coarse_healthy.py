@@ -167,3 +167,26 @@ def test_two_players_losses_that_trade_are_no_oscillation_warning(tmp_path):
     result = diagnose_file(_csv(tmp_path / "gan.csv", {"step": t, "loss_d": loss_d, "loss_g": loss_g}))
     assert _finding(result, "oscillation").severity == Severity.INFO
     assert _warnings(result) == []
+
+
+def _fp16_state(path: Path, grad_norms: list[float]) -> Path:
+    """A trainer_state.json of an fp16 run logged every step: a falling loss and the given gradient norms."""
+    history = [{"loss": 2.0 * 0.99 ** i, "grad_norm": g, "learning_rate": 1e-4, "step": i + 1, "epoch": i / 100}
+               for i, g in enumerate(grad_norms)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"log_history": history}), encoding="utf-8")  # Infinity, as HF's json.dumps writes
+    return path
+
+
+def test_the_loss_scale_calibrating_at_the_start_of_an_fp16_run_is_information(tmp_path):
+    """GradScaler starts at 2^16 and halves on each overflow: 4 skipped steps at the start of 60, then none."""
+    norms = [float("inf")] * 4 + [1.0] * 56
+    result = diagnose_file(_fp16_state(tmp_path / "a" / "trainer_state.json", norms))
+    assert _finding(result, "non_finite").severity == Severity.INFO
+    assert _warnings(result) == []
+
+
+def test_overflows_that_go_on_after_the_calibration_warn(tmp_path):
+    norms = [float("inf")] * 4 + [1.0 if i % 8 else float("inf") for i in range(56)]
+    result = diagnose_file(_fp16_state(tmp_path / "b" / "trainer_state.json", norms))
+    assert _finding(result, "non_finite").severity == Severity.WARNING

@@ -77,3 +77,10 @@ def test_odd_series_values(tmp_path_factory, losses, steps):
                "backwards": [i if i < n // 2 else i - n // 4 for i in range(n)]}[steps]
     path.write_text("step,loss\n" + "".join(f"{s},{v!r}\n" for s, v in zip(step_of, losses)))
     check(diagnose_file(path))
+
+
+def test_a_carriage_return_inside_the_only_line(tmp_path):
+    """Found by the fuzzer: b'\\x01\\r\\x01' made the csv module raise from the header line."""
+    path = tmp_path / "a.csv"
+    path.write_bytes(b"\x01\r\x01")
+    check(diagnose_file(path))

@@ -2,8 +2,13 @@
 
 Rule as in Keras ``TerminateOnNaN``. A non-finite gradient norm with a finite loss is what fp16 loss scaling logs
 when it skips an overflowing step (torch ``GradScaler``, Hugging Face Trainer), so it is information unless it
-is frequent. The evidence carries what came before the first NaN, for the diagnosis engine: a gradient-norm
-run-up, an LR that rose, a long calm phase with shrinking gradient norms, whether the run recovered.
+is frequent: more than 5% of the rows after the loss scale's calibration. Dynamic loss scaling starts at a large
+scale (2^16) and halves it on each overflow, so a burst of skips at the start is how it finds its scale ("it's
+normal to see a few of these messages at the start of training as the loss scaler calibrates", NVIDIA apex's amp
+documentation): the leading rows with a non-finite gradient norm and a finite loss, within the first 32 steps
+(16 halvings bring 2^16 to 1, twice over), are left out of the share. The evidence carries what came before the
+first NaN, for the diagnosis engine: a gradient-norm run-up, an LR that rose, a long calm phase with shrinking
+gradient norms, whether the run recovered.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from trainguard.doctor.findings import DoctorFinding
 __all__ = ["analyse_non_finite"]
 
 _FREQUENT_OVERFLOW = 0.05
+_CALIBRATION_STEPS = 32
 
 
 def analyse_non_finite(sig: Signals) -> list[DoctorFinding]:
@@ -47,10 +53,11 @@ def analyse_non_finite(sig: Signals) -> list[DoctorFinding]:
         grad_bad = series.present["grad_norm"] & ~np.isfinite(grad) & np.isfinite(series.loss)
         if grad_bad.any():
             first = int(np.argmax(grad_bad))
-            share = float(grad_bad.mean())
+            calibration = _calibration_rows(grad_bad, series.step)
+            share = float(grad_bad[calibration:].mean()) if calibration < len(grad_bad) else 0.0
             severity = Severity.WARNING if share > _FREQUENT_OVERFLOW else Severity.INFO
             evidence = {"first_step": _step(series.step[first]), "non_finite_grad_norm_steps": int(grad_bad.sum()),
-                        "share": float(f"{share:.3g}")}
+                        "calibration_steps": calibration, "share": float(f"{share:.3g}")}
             message = (f"gradient norm is non-finite on {int(grad_bad.sum())} step(s) with a finite loss "
                        f"(fp16 loss scaling skips such steps; frequent ones mean overflowing gradients)")
             found.append(DoctorFinding("non_finite", severity, float(series.step[first]), "none",
@@ -60,3 +67,12 @@ def analyse_non_finite(sig: Signals) -> list[DoctorFinding]:
 
 def _step(step: float) -> int | float:
     return int(step) if float(step).is_integer() else float(step)
+
+
+def _calibration_rows(grad_bad: np.ndarray, steps: np.ndarray) -> int:
+    """How many leading rows are the loss scale's calibration: the first rows whose gradient norm is non-finite
+    (a finite loss), when they end within ``_CALIBRATION_STEPS`` steps of the run's first."""
+    leading = int(np.argmin(grad_bad)) if not grad_bad.all() else len(grad_bad)
+    if leading == 0 or leading == len(grad_bad) or steps[leading - 1] - steps[0] > _CALIBRATION_STEPS:
+        return 0
+    return leading

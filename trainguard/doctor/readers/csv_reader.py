@@ -43,7 +43,10 @@ def read_csv_table(path: Path) -> MetricTable:
 def _header(line: str, path: Path) -> tuple[list[str], str]:
     line = line.strip("\r")
     delimiter = _delimiter(line)
-    names = [n.strip().strip('"').strip() for n in next(csv.reader([line], delimiter=delimiter))]
+    try:
+        names = [n.strip().strip('"').strip() for n in next(csv.reader([line], delimiter=delimiter))]
+    except csv.Error:  # a lone carriage return inside the line (old Mac line ends), a NUL byte
+        raise ReadError(f"{path}: no header line with column names") from None
     if not any(names) or all(_is_number(n) for n in names if n):
         raise ReadError(f"{path}: no header line with column names")
     return _unique(names), delimiter
