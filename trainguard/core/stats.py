@@ -72,9 +72,13 @@ class TensorSummary:
     abs_max: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StepStats:
-    """Everything measured at one optimizer step. ``layers`` is in forward (registration) order."""
+    """Everything measured at one optimizer step. ``layers`` is in forward (registration) order.
+
+    Read-only by contract (change one with ``dataclasses.replace``) but not a frozen dataclass: a guard builds one
+    every step, and a frozen one with this many fields costs ~7 us more to build (a slot set through
+    ``object.__setattr__`` each), a few percent of the guard's budget on a small model."""
 
     step: int
     loss: float | None = None

@@ -85,9 +85,19 @@ def _named_parameters(model: nn.Module, optimizer: torch.optim.Optimizer) -> tup
     return params, names
 
 
-def _groups_shape(optimizer: torch.optim.Optimizer) -> tuple[int, ...]:
+def _groups_shape(optimizer: torch.optim.Optimizer) -> list[int]:
     """How many parameters each param group holds: changes when ``add_param_group`` is called."""
-    return tuple(len(group["params"]) for group in optimizer.param_groups)
+    return [len(group["params"]) for group in optimizer.param_groups]
+
+
+def _groups_changed(optimizer: torch.optim.Optimizer, shape: list[int]) -> bool:
+    groups = optimizer.param_groups
+    if len(groups) != len(shape):
+        return True
+    for group, size in zip(groups, shape):  # a plain loop: the cheapest form of a per-step check
+        if len(group["params"]) != size:
+            return True
+    return False
 
 
 class Guard(SessionView):
@@ -154,6 +164,7 @@ class Guard(SessionView):
         self._divided_warned = False
         self._previous_finite = True  # the last fetched step was finite (a non-finite episode starts after it)
         self._closed = False
+        self._layers_due = self.schedule.layers.due(0)  # the coming step samples per-layer statistics
         reduce = distributed.step_reducer(model)  # None outside a process group
         self._measure = Measurer(model, optimizer, self.device, reduce)
         self._measure.plain = all(p.dtype == torch.float32 and p.device == self.device for p in self.params)
@@ -184,7 +195,7 @@ class Guard(SessionView):
             self._effector = self._repairer = TorchEffector(model, optimizer, scheduler, lambda: self.step_count,
                                                             snapshots="snapshots" in built_policy.needs)
             self.session.start(lambda: PolicyRepair(built_policy, self._effector))
-        if self.schedule.layers.due(0):
+        if self._layers_due:
             self._try("activation hooks", self._measure.probe.install)
 
     # ----------------------------------------------------------------- public
@@ -262,7 +273,7 @@ class Guard(SessionView):
             amp.unscale(self.scaler, self.optimizer)  # the user's own error (unscale_ after step) is theirs
         step = self.step_count
         self._inputs = inputs
-        if _groups_shape(self.optimizer) != self._groups:
+        if _groups_changed(self.optimizer, self._groups):
             self._follow_param_groups()
         params = self.params
         grads = [p.grad for p in params]
@@ -284,7 +295,7 @@ class Guard(SessionView):
             except Exception as e:  # noqa: BLE001 - containment
                 self._containment.contain("statistics", e)
                 entry = None
-        if entry is not None and self.schedule.layers.due(step):
+        if entry is not None and self._layers_due:
             before = self._try("layer statistics", measure.layers, entry, params, grads)
             self._try("activation hooks", measure.activations, entry)
         elif measure.probe.installed:
@@ -321,10 +332,11 @@ class Guard(SessionView):
                 self._try("layer statistics", self._measure.after_update, entry, params, names, before)
             self._pending.append(entry)
         self.step_count += 1
+        self._layers_due = self.schedule.layers.due(self.step_count)
         found: tuple[Finding, ...] = ()
         if len(self._pending) >= self.fetch_every:
             found = self.flush()
-        if self.schedule.layers.due(self.step_count) and "statistics" not in self._containment.disabled:
+        if self._layers_due and "statistics" not in self._containment.disabled:
             self._try("activation hooks", self._measure.probe.install)
         return found
 
@@ -339,11 +351,10 @@ class Guard(SessionView):
         try:
             fetch(entries)
             # The weights are still those of step i's forward when no update was applied from step i on.
-            unchanged, applied_since = [], False
-            for entry in reversed(entries):
-                applied_since = applied_since or entry.was_applied
-                unchanged.append(not applied_since)
-            unchanged.reverse()
+            unchanged, applied_since = [False] * len(entries), False
+            for i in range(len(entries) - 1, -1, -1):
+                applied_since = applied_since or entries[i].was_applied
+                unchanged[i] = not applied_since
         except Exception as e:  # noqa: BLE001 - containment
             self._containment.contain("statistics", e)
             return ()
@@ -481,12 +492,13 @@ class Guard(SessionView):
             self._try("forensic recording", self._measure.forensics, entry, inputs, targets)
         if plan.modes.due(step):
             entry.eval_mode_modules = eval_mode_modules(self._measure.mode_modules)
-        if inputs is not None and self.fetch_every == 1:
+        if (inputs is not None and self.fetch_every == 1 and self._previous_finite and not entry.located
+                and "non-finite localisation" not in self._containment.disabled):
             # CPU: reading the step's values is free, so a NaN is located now, with the weights that made it.
             self._try("non-finite localisation", self._locate_now, entry, inputs)
 
     def _locate_now(self, entry: PendingStep, inputs: Any) -> None:
-        if self._previous_finite and not entry.located and not entry.step_finite() and not entry.routine_overflow():
+        if not entry.step_finite() and not entry.routine_overflow():
             entry.located = True
             entry.first_nonfinite_module = self._locate(inputs)
 

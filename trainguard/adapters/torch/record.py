@@ -105,7 +105,7 @@ class PendingStep:
         if "step" in values:
             loss, *norms = values["step"]
             if norms:
-                grad_norm = math.sqrt(math.fsum(n * n for n in norms))  # NaN or Inf when any norm is
+                grad_norm = math.sqrt(math.fsum([n * n for n in norms]))  # NaN or Inf when any norm is
                 if self.given_norm:
                     grad_norm = norms[0]
                     grads_finite = math.isfinite(grad_norm)  # clipped by now: no gradient left to name
