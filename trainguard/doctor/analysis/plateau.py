@@ -78,4 +78,5 @@ def _got_nowhere(losses: np.ndarray) -> bool:
     start = max(float(losses[0]), min(float(np.median(losses[:3])), float(losses[0]) * float(np.exp(2 * noise))))
     course = levels(losses[max(1, len(losses) // 10):], blocks=5)
     last = float(np.median(losses[-max(3, len(losses) // 10):]))
-    return float(course.min()) >= (1 - _NEVER_BELOW) * start and last <= _CLIMB * float(losses[0])
+    return (min(float(course.min()), last) >= (1 - _NEVER_BELOW) * start
+            and last <= _CLIMB * float(losses[0]))
