@@ -12,7 +12,7 @@ __all__ = ["DoctorFinding", "CODES", "fix_for", "json_step", "json_safe"]
 
 # Finding codes of the whole-series analyses; streaming detectors and run logs may add their own codes.
 CODES = ("non_finite", "loss_scale", "divergence", "loss_spike", "periodic_spike", "oscillation", "plateau",
-         "overfitting", "parse")
+         "overfitting", "large_lr", "parse")
 
 def fix_for(cause: str) -> str:
     """The fix text for a cause (the diagnosis engine's summary, one catalogue for the guard and the doctor);

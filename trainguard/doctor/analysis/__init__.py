@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from trainguard.doctor.analysis.divergence import analyse_divergence
+from trainguard.doctor.analysis.large_lr import analyse_large_lr
 from trainguard.doctor.analysis.loss_scale import analyse_loss_scale
 from trainguard.doctor.analysis.loss_spike import analyse_loss_spike
 from trainguard.doctor.analysis.non_finite import analyse_non_finite
@@ -20,7 +21,7 @@ from trainguard.doctor.series import RunSeries
 __all__ = ["ANALYSES", "analyse_series", "Signals"]
 
 ANALYSES = (analyse_parse, analyse_non_finite, analyse_loss_scale, analyse_divergence, analyse_periodic_spike,
-            analyse_loss_spike, analyse_oscillation, analyse_plateau, analyse_overfitting)
+            analyse_loss_spike, analyse_oscillation, analyse_plateau, analyse_overfitting, analyse_large_lr)
 
 
 def analyse_series(series: RunSeries) -> list[DoctorFinding]:

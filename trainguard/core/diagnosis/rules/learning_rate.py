@@ -136,6 +136,12 @@ def lr_too_high(view: RunView) -> Cause | None:
         evidence["separated_by"] = "the learning rate rose into the instability"
         message = f"the learning rate rose {rise:.3g}x just before the trouble at step {onset}: it is too high there"
         return make_cause(view, "lr_too_high", 0.65, evidence, message)
+    # The doctor's ``large_lr`` (a Trainer log, AdamW by default, at an LR >= 2.5x a transformer's initial weights)
+    # with little progress: the usual suspect, the optimizer being assumed rather than measured.
+    large_lr = next((f for f in view.of("large_lr", Severity.WARNING)), None)
+    if large_lr is not None and spread is None:
+        evidence["large_lr"] = dict(large_lr.evidence)
+        return make_cause(view, "lr_too_high", 0.5, evidence, large_lr.message)
     jumpy_stall = view.stall is not None and not view.stall["quiet"] and view.stall["never_improved"]
     if jumpy_stall and spread is None:
         evidence["stall"] = view.stall
