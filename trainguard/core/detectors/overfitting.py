@@ -18,11 +18,16 @@ successive evaluations rather than one bad one. The loss has overfit when, after
 
 Severity means harm (docs/severity.md). A rising loss alone can be harmless: a classifier growing over-confident
 on the examples it gets wrong raises the held-out loss while its accuracy holds (the healthy Keras recipes of the
-corpus: validation loss 14-29% above its best, accuracy within 0.5% of its best). So when metrics are recorded
+corpus: validation loss 14-29% above its best, accuracy within 0.7% of its best). So when metrics are recorded
 whose direction the name tells (accuracy, AUC, F1... higher is better; error, MAE, perplexity... lower is better),
 the finding is a WARNING only when every one of them has also degraded: its last value and the median of its last
-three worse than its best by more than ``metric_drop`` (2%, relative: 4x the healthy corpus's largest drop); else INFO
-(noteworthy, the run is fine). Without such a metric the loss is all that measures the held-out harm: WARNING.
+three worse than its best by more than ``metric_drop`` (2%, relative); else INFO (noteworthy, the run is fine).
+Without such a metric the loss is all that measures the held-out harm: WARNING.
+
+Calibration on the healthy dev corpus (its six runs that validate): with their metrics ignored, the sustained-rise
+conditions keep the four whose loss only wobbles silent even at ``rise`` 3% (a 3x margin under 10%); the two
+whose loss does climb (step decay, text Conv1D: 14-29% above the best) keep their accuracy within 0.7% of its best
+(3x under 2%; 1.0% is the largest drop of any healthy dev run). The three dev overfitting runs reach 15-30%.
 
 One finding per episode, at onset and on an escalation (INFO -> WARNING); a new best loss ends the episode.
 A non-finite or missing loss is skipped.
