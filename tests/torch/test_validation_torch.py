@@ -41,6 +41,13 @@ def _train(tmp_path, train_flip, val_flip, epochs=30):
     return guard, found, read_runlog(tmp_path / "run.jsonl")
 
 
+def doctor_overfitting(tmp_path):
+    from trainguard.doctor import diagnose_file
+
+    found = diagnose_file(tmp_path / "run.jsonl").findings
+    return [f.severity for f in found if f.code == "overfitting" and "source" not in f.evidence]
+
+
 def test_memorizing_noisy_labels_is_overfitting_found_live(tmp_path):
     # 40% of the training labels flipped: the network memorizes them, the held-out loss climbs and the held-out
     # accuracy falls from its best.
@@ -51,6 +58,7 @@ def test_memorizing_noisy_labels_is_overfitting_found_live(tmp_path):
     assert len(log.validations) == 30 and [v.step for v in log.validations[:2]] == [3, 6]
     assert set(log.validations[0].metrics) == {"accuracy"} and log.validations[0].train_loss is not None
     assert [f.code for f in log.findings] == ["overfitting"] and log.diagnosis[0]["code"] == "overfitting"
+    assert doctor_overfitting(tmp_path) == [Severity.WARNING]  # the doctor reads the run log's validations
 
 
 def test_a_loss_that_rises_while_the_accuracy_holds_is_information_only(tmp_path):
@@ -60,6 +68,7 @@ def test_a_loss_that_rises_while_the_accuracy_holds_is_information_only(tmp_path
     assert [f.severity for f in found] == [Severity.INFO]
     assert found[0].evidence["metrics_held"] == ["accuracy"]
     assert [c.code for c in guard.diagnose()] == [] and log.diagnosis == []
+    assert doctor_overfitting(tmp_path) == [Severity.INFO]
 
 
 def test_bad_values_are_a_one_line_error(tmp_path):

@@ -34,4 +34,27 @@ def read_runlog_table(path: Path) -> tuple[MetricTable, RunLog]:
             present["loss"][i] = True
             if stats.loss is None:
                 values["loss"][i] = np.nan
+    _add_validations(log, values, present)
     return MetricTable(values, present, list(log.problems)), log
+
+
+def _add_validations(log: RunLog, values: dict[str, np.ndarray], present: dict[str, np.ndarray]) -> None:
+    """The validation records as evaluation rows after the training rows: ``eval_loss`` and ``val_<metric>``
+    cells (no loss: they are no training rows)."""
+    if not log.validations:
+        return
+    n, m = len(log.steps), len(log.validations)
+    for name in values:
+        values[name] = np.concatenate([values[name], np.full(m, np.nan)])
+        present[name] = np.concatenate([present[name], np.zeros(m, dtype=bool)])
+    names = {"eval_loss": "eval_loss"}
+    names.update({metric: f"val_{metric}" for v in log.validations for metric in v.metrics})
+    for column in names.values():
+        values.setdefault(column, np.full(n + m, np.nan))
+        present.setdefault(column, np.zeros(n + m, dtype=bool))
+    for i, v in enumerate(log.validations, start=n):
+        values["step"][i], present["step"][i] = float(v.step), True
+        cells = {"eval_loss": v.loss, **v.metrics}
+        for key, x in cells.items():
+            if x is not None:
+                values[names[key]][i], present[names[key]][i] = float(x), True
