@@ -6,7 +6,8 @@ in the machine's speed hits both alike. Reported per model and preset:
 
 - median step time, bare and guarded (forward + backward + update, and the guard's forward hooks);
 - the guard's self-time per step: time inside ``guard.step`` minus the optimizer's own ``step()`` (timed by
-  wrapping the instance's ``step``), as a mean (sampled steps included) and as a median;
+  wrapping the instance's ``step``), plus its activation probe's time inside the sampled forwards, as a mean
+  (sampled steps included) and as a median;
 - self-time as a share of the bare median step. The target at the default preset is <= 2%;
 - the A/B overhead: guarded median step minus bare median step, as a share of the bare one. It can be lower
   than the self-time: the guard's gradient-norm pass brings the gradients into cache, and the optimizer's
@@ -18,8 +19,11 @@ Times are CPU time of the training thread (``time.thread_time``) with one intra-
 ``--breakdown`` also splits the self-time (median per step, timers of their own around each part, so the
 parts and the self-time then include those timers' ~1 us each): the gradient-norm pass (``collect.step_vector``),
 the session's ``observe`` (detectors, history, policy, run log), turning fetched values into a ``StepStats``, the
-policy's decision before the update (``safe``, ``auto``), and the rest of the adapter (its bookkeeping; the
-sampled steps' per-layer pass counts in the mean, rarely in the median).
+policy's decision before the update (``safe``, ``auto``), the activation probe (sampled forwards only: 0 in the
+median), and the rest of the adapter (its bookkeeping; the sampled steps' per-layer pass counts in the mean,
+rarely in the median); and the mean self-time apart: the
+steps that take only the every-step statistics, and what the sampled steps (the preset's ``layer_every``) add to
+the mean step.
 
     python -m benchmarks.guard_overhead [--steps 300] [--breakdown] [--json out.json]
 """
@@ -129,6 +133,7 @@ def measure(build: Callable, make_optimizer: Callable, preset: str, policy: str,
     bare_opt, guarded_opt = make_optimizer(bare.parameters()), make_optimizer(guarded.parameters())
     guard = trainguard.Guard(guarded, guarded_opt, policy=policy, preset=preset, log=log, fetch_every=fetch_every)
     optimizer_clock = OptimizerClock(guarded_opt)
+    probe_clock = PartClocks({"probe": (guard._measure.probe, "_record")})  # the sampled forwards' hook
     timed_parts = {"norm pass": (collect, "step_vector"), "session.observe": (guard.session, "observe"),
                    "StepStats": (record.PendingStep, "build")}
     if guard._repairer is not None:  # the policy's decision before the update (safe: skip or clip)
@@ -144,6 +149,7 @@ def measure(build: Callable, make_optimizer: Callable, preset: str, policy: str,
         return clock() - start
 
     def guarded_step() -> tuple[float, float]:
+        probe_clock.take()
         start = clock()
         guarded_opt.zero_grad()
         loss = loss_fn(guarded(x), y)
@@ -152,11 +158,12 @@ def measure(build: Callable, make_optimizer: Callable, preset: str, policy: str,
         inside = clock()
         guard.step(loss, batch_size=len(x), inputs=x, targets=y)
         end = clock()
-        return end - start, (end - inside) - optimizer_clock.total
+        return end - start, (end - inside) - optimizer_clock.total + probe_clock.totals["probe"]
 
-    bare_times, guarded_times, self_times = [], [], []
+    bare_times, guarded_times, self_times, sampled = [], [], [], []
     part_times: list[dict[str, float]] = []
     for i in range(warmup + steps):
+        layers_due = guard.schedule.layers.due(guard.step_count)
         if i % 2:
             b = bare_step()
             g, s = guarded_step()
@@ -168,9 +175,12 @@ def measure(build: Callable, make_optimizer: Callable, preset: str, policy: str,
             bare_times.append(b)
             guarded_times.append(g)
             self_times.append(s)
+            sampled.append(layers_due)
             if parts is not None:
+                taken["activation probe"] = probe_clock.totals["probe"]
                 part_times.append(dict(taken, adapter=s - sum(taken.values())))
     guard.close()
+    probe_clock.restore()
     if parts is not None:
         parts.restore()
     bare_median = statistics.median(bare_times)
@@ -185,6 +195,9 @@ def measure(build: Callable, make_optimizer: Callable, preset: str, policy: str,
         "findings": len(guard.findings),
     }
     if part_times:
+        every_step = [s for s, due in zip(self_times, sampled) if not due]
+        result["every_step_mean_us"] = 1e6 * statistics.fmean(every_step)
+        result["sampled_add_us"] = result["self_mean_us"] - result["every_step_mean_us"]
         result["parts_median_us"] = {part: 1e6 * statistics.median(t[part] for t in part_times)
                                      for part in part_times[0]}
     return result
@@ -223,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                 if "parts_median_us" in r:
                     print("    self-time parts, median us a step: " + ", ".join(
                         f"{part} {value:.0f}" for part, value in r["parts_median_us"].items()), flush=True)
+                    print(f"    self-time mean: {r['every_step_mean_us']:.0f} us on an every-step-only step, "
+                          f"+{r['sampled_add_us']:.0f} us a step from the sampled steps", flush=True)
     default = [r for r in results if r["preset"] == "standard" and not r["log"] and not r["fetch_every"]]
     worst = max(r["self_share"] for r in default)
     print(f"default preset (standard, observe or safe, no log): worst self-time share {100 * worst:.2f}% "

@@ -116,9 +116,10 @@ def adam_moments(grad: torch.Tensor, exp_avg_sq: torch.Tensor, step: torch.Tenso
         v = v / correction
     g = grad.detach().float()
     rms = (g.square() / v.clamp_min(eps * eps)).mean().sqrt()
-    sqrt_v = v.sqrt().reshape(-1)
-    stride = max(1, sqrt_v.numel() // MEDIAN_SAMPLE)
-    return torch.stack([rms, sqrt_v.min(), sqrt_v[::stride].median()])
+    flat = v.reshape(-1)
+    stride = max(1, flat.numel() // MEDIAN_SAMPLE)
+    # sqrt is monotonic, so the min and the (lower) median of sqrt(v) are the square roots of v's: no pass for sqrt(v)
+    return torch.stack([rms, flat.min().sqrt(), flat[::stride].median().sqrt()])
 
 
 def data_summary(x: torch.Tensor) -> torch.Tensor:
