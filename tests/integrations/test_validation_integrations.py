@@ -108,3 +108,38 @@ def test_lightning_validations_are_recorded_and_overfitting_found(tmp_path):
     assert all(v.loss is not None and v.metrics == {} for v in log.validations)
     assert overfitting_findings(guard) == [Severity.WARNING]
     assert log.diagnosis[0]["code"] == "overfitting"
+
+
+def test_hf_evaluation_metrics_are_recorded_by_name(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    import trainguard.hf
+
+    class Classifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = mlp()
+
+        def forward(self, x, labels=None):
+            logits = self.net(x)
+            return {"loss": F.cross_entropy(logits, labels), "logits": logits}
+
+    def accuracy(prediction):
+        return {"accuracy": float((prediction.predictions.argmax(-1) == prediction.label_ids).mean())}
+
+    x, y = noisy_labels(96, 0.0, 0)
+    rows = [{"x": x[i], "labels": y[i]} for i in range(len(x))]
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=BATCH, num_train_epochs=2, eval_strategy="epoch",
+        report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True, disable_tqdm=True, seed=0)
+    trainer = transformers.Trainer(model=Classifier(), args=args, train_dataset=rows[:64], eval_dataset=rows[64:],
+                                   callbacks=[trainguard.hf.Guard(policy="observe", log=str(tmp_path / "run.jsonl"))],
+                                   compute_metrics=accuracy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.train()
+    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    records = read_runlog(tmp_path / "run.jsonl").validations
+    assert [(v.step, v.epoch) for v in records] == [(4, 0), (8, 1)]  # epochs numbered from 0, as the steps'
+    assert [s.epoch for s in read_runlog(tmp_path / "run.jsonl").steps] == [0] * 4 + [1] * 4
+    assert [v.metrics for v in records] == [{"accuracy": pytest.approx(h["eval_accuracy"])} for h in evals]

@@ -29,6 +29,7 @@ Needs the ``hf`` extra (``pip install 'trainguard[hf]'``). See docs/integrations
 """
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -129,7 +130,9 @@ class Guard(TrainerGuardResults, TrainerCallback):
         values = scalar_metrics({k[len(_EVAL):]: v for k, v in metrics.items()
                                  if k.startswith(_EVAL) and not k.endswith(_NOT_METRICS)})
         try:
-            self.guard.record_validation(values.pop("loss", None), values, epoch=int(state.epoch or 0))
+            # state.epoch counts the epochs done (1.0 after the first): the evaluation closes epoch ceil - 1
+            epoch = max(0, math.ceil(state.epoch or 0) - 1)
+            self.guard.record_validation(values.pop("loss", None), values, epoch=epoch)
         except TrainingStopped as stop:
             self._stop(control, stop)
 
