@@ -164,6 +164,23 @@ def test_activation_health_dead_relu_and_saturated_sigmoid_tanh():
     assert not any(m._forward_hooks for m in model.modules())
 
 
+@pytest.mark.parametrize("module", [nn.ReLU(), nn.ReLU6()])
+def test_dead_fraction_is_the_definition_with_nan_inf_and_tiny_values(module):
+    """Dead = <= 0 for every sample of the batch, whatever else a unit's column holds (a NaN beside a positive
+    value, an Inf, denormals), on a conv output and a dense one."""
+    from trainguard.adapters.torch.hooks import _health
+    torch.manual_seed(0)
+    for shape in [(16, 4, 3, 3), (32, 24), (7,)]:
+        for trial in range(12):
+            x = torch.randn(*shape) - trial / 4  # more and more dead units
+            odd = torch.rand(shape) < 0.1
+            x[odd] = (float("nan"), float("inf"), -float("inf"), 1e-42)[trial % 4]
+            out = module(x)
+            units = out.reshape(out.shape[0], -1) if out.dim() > 1 else out.reshape(1, -1)
+            expected = 1 - (units > 0).any(dim=0).float().mean()
+            assert _health("relu", (x,), out)[0].item() == expected.item()
+
+
 def test_hooks_ignore_evaluation_passes_between_steps():
     model, optimizer = seed003_model()
     x, y = seed003_data(standardized=True)
