@@ -196,7 +196,7 @@ def gradient_cliff(view: RunView, window: int = 20) -> dict | None:
         return None
     at = view.point_of(onset)
     norms = view.grad_norms
-    for i in range(max(0, at - 2), at + 1):
+    for i in range(max(0, at - 2), min(at + 1, len(norms))):  # a finding's step may lie past the last step
         if not math.isfinite(norms[i]):
             continue
         before = norms[max(0, i - window):i]
