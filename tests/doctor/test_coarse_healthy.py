@@ -190,3 +190,19 @@ def test_overflows_that_go_on_after_the_calibration_warn(tmp_path):
     norms = [float("inf")] * 4 + [1.0 if i % 8 else float("inf") for i in range(56)]
     result = diagnose_file(_fp16_state(tmp_path / "b" / "trainer_state.json", norms))
     assert _finding(result, "non_finite").severity == Severity.WARNING
+
+
+def test_a_cause_without_a_warning_is_printed_as_a_suspicion(tmp_path):
+    """The engine may name a suspect on a log with no harm found (here a loss that fell only once the LR decayed,
+    lr_too_high's usual suspect); the report must not present it as the run's diagnosis."""
+    from rich.console import Console
+
+    from trainguard.doctor.console import print_diagnoses
+
+    t = np.arange(40)
+    loss = np.where(t < 20, 5.0, 5.0 * np.exp(-(t - 20) / 6.0)) * (1 + 0.01 * np.sin(t))
+    result = diagnose_file(_csv(tmp_path / "m.csv", {"step": t, "loss": loss, "lr": 0.1 * (1 - t / 40)}))
+    assert _warnings(result) == [] and result.causes
+    console = Console(record=True, width=200)
+    print_diagnoses([result], console)
+    assert "no finding at warning: the run may be fine" in console.export_text()

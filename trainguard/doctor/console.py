@@ -76,7 +76,10 @@ def _print_causes(result: RunDiagnosis, console: Console) -> None:
     if not result.causes:
         return
     top = result.causes[0]
-    console.print(f"  [bold]diagnosis[/bold]: {top.code} ({top.confidence:.0%}): {escape(top.message)}")
+    # Without a finding at warning the run may well be fine: the engine's reading is a suspicion, said so.
+    harmed = any(f.severity >= Severity.WARNING for f in result.findings)
+    label = "diagnosis" if harmed else "diagnosis (no finding at warning: the run may be fine)"
+    console.print(f"  [bold]{label}[/bold]: {top.code} ({top.confidence:.0%}): {escape(top.message)}")
     if top.code == "uncertain":
         for candidate in top.evidence.get("candidates", []):
             console.print(f"    candidate {candidate['code']} ({candidate['confidence']:.0%}); would separate it: "
