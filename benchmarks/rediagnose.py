@@ -5,10 +5,11 @@ of ``python -m benchmarks.diagnosis``. Dev part only (the held-out cases are nev
 
 For each faulty case's ``observe`` run: the live top cause (``diagnose_log`` on each run log, the most confident
 over several) and the doctor's top cause on the native log, scored as the benchmark scores them (right,
-confident and wrong, uncertain, signal in the log); for each healthy case, whether either names a cause.
-``--replay`` replays today's detectors over the logged statistics instead of taking the logged findings (the
-findings a rerun would give, for detectors that read only the statistics). ``--show`` prints each run's ranked
-causes with their evidence.
+confident and wrong, uncertain, signal in the log), and whether the live run is detected (a finding >= warning in
+its run logs: ``!`` marks one that is not); for each healthy case, whether either names a cause and whether a
+live finding >= warning flags it. ``--replay`` replays today's detectors over the logged statistics instead of
+taking the logged findings (the findings a rerun would give, for detectors that read only the statistics).
+``--show`` prints each run's ranked causes with their evidence.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from benchmarks.corpus.registry import discover, in_part
 from benchmarks.corpus.run_one import RESULT_NAME, native_log
 from benchmarks.diagnosis import CACHE_DIR, CONFIDENT, GRADIENT_CAUSES, LOG_VISIBLE_CAUSES, NOT_A_CAUSE
 
-__all__ = ["live_causes", "doctor_causes", "main"]
+__all__ = ["live_causes", "live_flagged", "doctor_causes", "main"]
 
 
 def live_causes(outdir: Path, replay: bool = False) -> list[Any]:
@@ -41,6 +42,25 @@ def live_causes(outdir: Path, replay: bool = False) -> list[Any]:
             continue
         causes += diagnose(log.steps, None, framework_of(log)) if replay else diagnose_log(log)
     return sorted(causes, key=lambda c: -c.confidence)
+
+
+def live_flagged(outdir: Path, replay: bool = False) -> bool:
+    """Whether a run log of ``outdir`` has a finding >= warning (with ``replay``: one today's detectors raise)."""
+    from trainguard.core.detector import replay as replay_detector
+    from trainguard.core.detectors import default_detectors
+    from trainguard.core.findings import Severity
+    from trainguard.io.runlog import RunLogError, read_runlog
+
+    for path in sorted(outdir.glob("*.jsonl")):
+        try:
+            log = read_runlog(path)
+        except RunLogError:
+            continue
+        steps = sorted(log.steps, key=lambda s: s.step)
+        found = replay_detector(default_detectors(), steps)[0] if replay else log.findings
+        if any(f.severity >= Severity.WARNING for f in found):
+            return True
+    return False
 
 
 def doctor_causes(outdir: Path) -> tuple[list[Any], bool, str | None]:
@@ -98,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         pass
     cases = [c for c in discover() if in_part(c.name, "dev") and (not args.case or c.name in args.case)
              and (args.kind == "both" or c.kind == args.kind) and (not args.fixed or c.kind == "faulty")]
-    totals = {"faulty": 0, "live_right": 0, "doctor_right": 0, "signal": 0, "doctor_right_signal": 0,
+    totals = {"faulty": 0, "live_detected": 0, "healthy_live_flagged": 0,
+              "live_right": 0, "doctor_right": 0, "signal": 0, "doctor_right_signal": 0,
               "live_confident_wrong": 0, "doctor_confident_wrong": 0, "live_uncertain": 0, "doctor_uncertain": 0,
               "healthy": 0, "healthy_live_cause": 0, "healthy_doctor_cause": 0}
     for case in sorted(cases, key=lambda c: (c.kind, c.name)):
@@ -112,11 +133,13 @@ def main(argv: list[str] | None = None) -> int:
         cause = (record.get("meta") or {}).get("cause") if kind == "faulty" else None
         with np.errstate(all="ignore"):
             live = live_causes(outdir, args.replay)
+            flagged = live_flagged(outdir, args.replay)
             doctor, grad_column, error = doctor_causes(outdir)
         (lc, lconf), (dc, dconf) = _top(live), _top(doctor)
         if kind == "faulty":
             signal = cause in LOG_VISIBLE_CAUSES or (cause in GRADIENT_CAUSES and grad_column)
             totals["faulty"] += 1
+            totals["live_detected"] += flagged
             totals["signal"] += signal
             totals["live_right"] += lc == cause
             totals["doctor_right"] += dc == cause
@@ -125,14 +148,16 @@ def main(argv: list[str] | None = None) -> int:
             totals["doctor_confident_wrong"] += dc != cause and dc not in NOT_A_CAUSE and dconf >= CONFIDENT
             totals["live_uncertain"] += lc == "uncertain"
             totals["doctor_uncertain"] += dc == "uncertain"
-            print(f"{case.name:45s} {cause:26s} live {_cell(lc, lconf, cause):32s} doctor "
+            print(f"{case.name:44s}{' ' if flagged else '!'} {cause:26s} live {_cell(lc, lconf, cause):32s} doctor "
                   f"{_cell(dc, dconf, cause)}{'' if signal else ' *'}{f' [{error}]' if error else ''}")
         else:
             totals["healthy"] += 1
+            totals["healthy_live_flagged"] += flagged
             totals["healthy_live_cause"] += lc != "none"
             totals["healthy_doctor_cause"] += dc != "none"
-            if lc != "none" or dc != "none" or args.case:
-                print(f"{case.name:45s} {'healthy':26s} live {_cell(lc, lconf, None):32s} doctor "
+            if lc != "none" or dc != "none" or flagged or args.case:
+                print(f"{case.name:44s}{'!' if flagged else ' '} {'healthy':26s} live {_cell(lc, lconf, None):32s} "
+                      f"doctor "
                       f"{_cell(dc, dconf, None)}{f' [{error}]' if error else ''}")
         if args.show:
             print("    live:")
@@ -140,11 +165,13 @@ def main(argv: list[str] | None = None) -> int:
             print("    doctor:")
             _show(doctor)
     t = totals
-    print(f"faulty {t['faulty']}: live right {t['live_right']}, doctor right {t['doctor_right']} "
+    print(f"faulty {t['faulty']}: live detected {t['live_detected']}, live right {t['live_right']}, "
+          f"doctor right {t['doctor_right']} "
           f"({t['doctor_right_signal']}/{t['signal']} with the signal); confident-wrong live "
           f"{t['live_confident_wrong']} doctor {t['doctor_confident_wrong']}; uncertain live {t['live_uncertain']} "
           f"doctor {t['doctor_uncertain']}")
-    print(f"healthy {t['healthy']}: a cause live {t['healthy_live_cause']}, doctor {t['healthy_doctor_cause']}")
+    print(f"healthy {t['healthy']}: flagged live {t['healthy_live_flagged']} (! marks them); a cause live "
+          f"{t['healthy_live_cause']}, doctor {t['healthy_doctor_cause']}")
     return 0
 
 
