@@ -8,7 +8,7 @@ the engine's measure: a loss that takes both signs (a policy-gradient surrogate,
 measures the fit.
 
 Severity by harm (docs/severity.md). A warning needs a run that got nowhere: at a trivial predictor's level, or
-a course (five block medians after the first tenth) never 10% below its start: the first row, the mean of the
+a course (five block medians after the first tenth, and the final level) never 10% below its start: the first row, the mean of the
 first ``logging_steps`` losses in a coarse log (one far above the rest holds the drop of a run that converged
 within it; one below them may be the best the run ever was), but no lower than the median of the first three rows
 allows within two robust standard deviations of the point-to-point noise (a row subsampled from a noisy run may be
@@ -17,9 +17,8 @@ a lucky low one). The same test, without the engine's 16 points, finds a stall o
 (a reconstruction's binary cross-entropy, a diffusion loss) looks the same on a coarse, averaged log. So is any
 stall of a log with several training losses (two optimizers): two players' losses balance rather than fall
 (Goodfellow et al. 2014: at the game's equilibrium the discriminator outputs 1/2 and its loss stays at 2 ln 2).
-The evidence carries the gradient norm and LR when
-logged, and the stall's noise; the diagnosis engine names the candidates (dead units, vanishing gradients,
-saturation, an LR too low or, under a jumpy loss, too high).
+The evidence carries the gradient norm and LR when logged, and the stall's noise; the diagnosis engine names the
+candidates (dead units, vanishing gradients, saturation, an LR too low or, under a jumpy loss, too high).
 """
 from __future__ import annotations
 
@@ -65,9 +64,15 @@ def analyse_plateau(sig: Signals) -> list[DoctorFinding]:
         severity = Severity.INFO
         evidence["note"] = (f"the log has {len(others) + 1} training losses ({', '.join(others[:3])} too): two "
                             f"players' losses balance rather than fall")
-    message = (f"loss stays at {evidence['last_loss']:g} from the start ({evidence['points']} points, no progress)"
-               if severity >= Severity.WARNING else
-               f"loss flat at {evidence['last_loss']:g} after its first drop (from {evidence['first_loss']:g})")
+    if got_nowhere:
+        message = (f"loss stays at {evidence['last_loss']:g} from the start ({evidence['points']} points, never 10% "
+                   f"below its first row)")
+    elif trivial:
+        message = f"loss stuck at {evidence['last_loss']:g}, a trivial predictor's level ({stall['trivial_predictor']})"
+    else:
+        message = f"loss flat at {evidence['last_loss']:g} after its first drop (from {evidence['first_loss']:g})"
+    if others:
+        message += f"; the log has {len(others) + 1} training losses"
     return [DoctorFinding("plateau", severity, float(sig.steps[0]), "none", evidence, message)]
 
 
