@@ -8,12 +8,13 @@ chain); this module only executes the plan after each step:
   execute (the core's ``step_decision``, written with ``ops`` for compiled steps);
 - one-shot orders run on the host between steps: in-memory snapshots and rollback-and-skip (model weights,
   optimizer state and its epsilon, so a trial that raised it is undone too), resetting the optimizer's moments,
-  raising Adam's epsilon (at least to what the weights' dtype represents).
+  raising Adam's epsilon (at least to what the weights' dtype represents), recycling dormant units (ReDo,
+  :func:`recycle_dead_layer`) where a whole ReLU layer is dead.
 
 Not carried out on Keras, said once in the run log: unit-wise clipping (AGC) and the StableAdamW update cap need
-a per-tensor learning rate, which Keras optimizers do not expose; recycling dormant units (ReDo) and weighing a
-batch's gradient by its size (a trial of either then fails and is rolled back like any other); putting layers back in training mode cannot be
-done from outside, because Keras takes the mode per call (the finding names the fix: ``model(x, training=True)``).
+a per-tensor learning rate, which Keras optimizers do not expose; weighing a batch's gradient by its size (a trial
+of it then fails and is rolled back like any other); putting layers back in training mode cannot be done from
+outside, because Keras takes the mode per call (the finding names the fix: ``model(x, training=True)``).
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from typing import Any, Callable
 import numpy as np
 
 from trainguard.adapters.keras import collect, private
+from trainguard.adapters.keras.activations import activation_kind
+from trainguard.adapters.keras.modes import all_layers
 from trainguard.adapters.keras.records import standing_orders
 from trainguard.core.actions import Action
 from trainguard.core.findings import Finding
@@ -31,13 +34,12 @@ from trainguard.core.policies import Plan, step_decision
 from trainguard.core.session import NOTHING, Carried
 from trainguard.core.stats import StepStats
 
-__all__ = ["KerasEffector"]
+__all__ = ["KerasEffector", "recycle_dead_layer"]
 
 _UNSUPPORTED = {
     "agc": "unit-wise clipping is not carried out on Keras; global-norm clipping is",
     "adam_update_cap": "Keras optimizers have no per-tensor learning rate to cap the Adam update with",
     "restore_mode": "Keras takes the mode per call: call the model with training=True in the training step",
-    "recycle_units": "recycling dormant units (ReDo) is carried out on torch only",
     "batch_weight": "weighing a batch's gradient by its size is carried out on torch only",
     "layer_trust": "layer-wise update normalization (LARS-style) is carried out on torch only",
 }
@@ -60,6 +62,7 @@ class KerasEffector:
         self._window = 0  # batches still to skip after a rollback (the wrapper counts them down too)
         self._rollback_skipped: list[int] = []  # steps skipped since the last rollback
         self._rollback_step: int | None = None
+        self._dead: dict[str, float] = {}  # the last sampled dead fraction of each ReLU layer
         if snapshots:
             self._take_snapshot(0, keep=None)
 
@@ -71,6 +74,9 @@ class KerasEffector:
         """What the wrapper did to this step under the orders it held, recorded as the torch effector does: a
         skipped or clipped update, and the batches skipped after a rollback as one ``skip_batches`` action."""
         orders = self.optimizer.orders
+        for a in stats.activations:
+            if a.kind == "relu" and a.dead_fraction is not None:
+                self._dead[a.name] = a.dead_fraction
         if self._window > 0:  # the wrapper skipped this batch, inside a rollback's skip window
             self._window -= 1
             self._rollback_skipped.append(stats.step)
@@ -102,10 +108,13 @@ class KerasEffector:
             effects["reset_moments"] = self._reset_moments()
         if plan.adam_eps is not None:
             effects["adam_epsilon"] = effects["adam_eps"] = self._raise_epsilon(plan.adam_eps)
+        if plan.recycle_units and self.model is not None:
+            self.before_write()
+            effects["recycle_dormant"] = recycle_dead_layer(self.model, self.optimizer.inner_optimizer,
+                                                            plan.recycle_units, self._dead, seed=stats.step)
         for order, active in (("agc", plan.agc_clipping is not None),
                               ("adam_update_cap", plan.adam_update_cap is not None),
                               ("restore_mode", bool(plan.restore_modules)),
-                              ("recycle_units", bool(plan.recycle_units)),
                               ("batch_weight", plan.batch_weight is not None),
                               ("layer_trust", plan.layer_trust is not None)):
             if active:
@@ -196,3 +205,65 @@ class KerasEffector:
         if old < target:
             inner.epsilon = target
         return {"epsilon_before": old, "epsilon": max(old, target), "eps_before": old, "eps": max(old, target)}
+
+
+def _with_seed(initializer: Any, seed: int) -> Any:
+    """The layer's own initializer drawn again with ``seed`` (an initializer without a seed, Zeros, as it is)."""
+    config = initializer.get_config()
+    if "seed" in config:
+        return type(initializer).from_config({**config, "seed": seed})
+    return initializer
+
+
+def _slots(optimizer: Any, variable: Any) -> list[Any]:
+    """The optimizer's slot variables of ``variable`` (momentum, Adam's moments): Keras 3 names each after the
+    variable's path, ``<optimizer>/<path with _>_<slot>``, with the variable's shape."""
+    prefix = variable.path.replace("/", "_") + "_"
+    return [v for v in optimizer.variables
+            if v.path.split("/", 1)[-1].startswith(prefix) and tuple(v.shape) == tuple(variable.shape)]
+
+
+def recycle_dead_layer(model: Any, optimizer: Any, names: tuple[str, ...], dead: dict[str, float],
+                       seed: int) -> dict[str, Any]:
+    """ReDo (Sokar et al. 2023) on Keras, for a ReLU layer whose units were all dead on the last sampled batch
+    (the activation probe measures the share of dead units, not which ones; with all of them dead there is no
+    doubt): the kernel and bias of the layer that feeds the ReLU (a ``Dense``/``Conv`` with ``activation="relu"``,
+    or the layer before a ``ReLU``/``Activation("relu")`` layer) drawn again from the layer's own initializers
+    (seeded with the step: the user's RNG is untouched), the next layer's incoming weights from those units set
+    to 0 (the network's output does not jump), and the optimizer's slots of those variables set to 0. The caller
+    has made the variables writable (``before_write``)."""
+    layers = [layer for layer in all_layers(model) if not hasattr(layer, "layers")]
+    done: dict[str, Any] = {"units": 0, "layers": [], "not_applied": []}
+    for name in names:
+        index = next((i for i, layer in enumerate(layers) if layer.name == name), None)
+        if index is None or activation_kind(layers[index]) != "relu":
+            done["not_applied"].append(f"{name}: no ReLU layer of that name")
+            continue
+        if dead.get(name, 0.0) < 1.0:
+            done["not_applied"].append(f"{name}: {dead.get(name, 0.0):.0%} of its units dead; on Keras only a "
+                                       "layer whose every unit is dead is recycled (which units, is not measured)")
+            continue
+        at = index if getattr(layers[index], "kernel", None) is not None else index - 1
+        feeding = layers[at] if at >= 0 and getattr(layers[at], "kernel", None) is not None else None
+        if feeding is None:
+            done["not_applied"].append(f"{name}: no Dense/Conv layer right before the ReLU")
+            continue
+        units = int(feeding.kernel.shape[-1])
+        fresh = [(feeding.kernel, _with_seed(feeding.kernel_initializer, seed))]
+        if getattr(feeding, "bias", None) is not None:
+            fresh.append((feeding.bias, _with_seed(feeding.bias_initializer, seed + 1)))
+        for variable, initializer in fresh:
+            variable.assign(initializer(tuple(variable.shape), dtype=variable.dtype))
+            for slot in _slots(optimizer, variable):
+                slot.assign(np.zeros(tuple(slot.shape), dtype=str(slot.dtype)))
+        following = next((layer for layer in layers[index + 1:] if getattr(layer, "kernel", None) is not None), None)
+        if following is not None and len(following.kernel.shape) >= 2 and int(following.kernel.shape[-2]) == units:
+            # every unit was dead: all of the next layer's incoming weights are theirs
+            following.kernel.assign(np.zeros(tuple(following.kernel.shape), dtype=str(following.kernel.dtype)))
+            for slot in _slots(optimizer, following.kernel):
+                slot.assign(np.zeros(tuple(slot.shape), dtype=str(slot.dtype)))
+        done["units"] += units
+        done["layers"].append(name)
+    if not done["not_applied"]:
+        del done["not_applied"]
+    return done
