@@ -249,3 +249,10 @@ def test_layer_ratios_are_brought_up_to_the_fastest_layer_and_biases_left_alone(
     before = float(first.grad.norm())
     equalize_layer_ratios_([first, last], max_boost=10.0)  # the boost is capped
     assert float(first.grad.norm()) == pytest.approx(10 * before, rel=1e-5)
+
+
+def test_a_trend_of_fewer_than_eight_points_is_flat_at_their_median():
+    # Adam's first update blew the loss up 3.7 -> 9.3, then it eases: no slope is extrapolated from four points
+    logs = tuple(math.log(v) for v in (3.69, 9.33, 8.13, 7.08))
+    slope, level, _ = trend((0, 1, 2, 3), logs)
+    assert slope == 0.0 and level == pytest.approx(float(np.median(logs)))

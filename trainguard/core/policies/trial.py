@@ -40,6 +40,7 @@ from trainguard.core.stats import StepStats
 from trainguard.core.window import MAD_TO_SIGMA
 
 _LABELS = 16  # snapshot labels remembered (the adapters hold a few)
+MIN_TREND_POINTS = 8  # fewer losses before a proposal (or a shorter history asked for): a flat trend
 
 __all__ = ["Proposal", "Repair", "TrialsState", "RunningTrial", "trials", "trend", "improvement"]
 
@@ -93,7 +94,7 @@ class TrialsState(NamedTuple):
 
 
 def trend(steps: tuple[int, ...], logs: tuple[float, ...], noise_z: float = 2.0,
-          recent: int = 3) -> tuple[float, float, float]:
+          recent: int = 3, min_points: int = MIN_TREND_POINTS) -> tuple[float, float, float]:
     """Where the log loss was heading before a change, as a line (slope, intercept) and the noise around it.
 
     The Theil-Sen line through (step, log loss) (Sen 1968: the median of the pairwise slopes, then the median
@@ -106,11 +107,15 @@ def trend(steps: tuple[int, ...], logs: tuple[float, ...], noise_z: float = 2.0,
       their residuals does), trouble is in progress (a blow-up the line through the calm before it cannot
       see): the line is flat at their median level, i.e. the trouble is assumed to stay, not to grow.
 
-    One point: a flat line through it."""
+    Fewer than ``min_points`` (8) points (a proposal in the run's first steps): no slope is extrapolated from so
+    few, the line is flat at their median."""
     x = np.asarray(steps, dtype=np.float64)
     y = np.asarray(logs, dtype=np.float64)
     if len(x) < 2 or float(np.ptp(x)) == 0.0:
         return 0.0, float(np.median(y)), 0.0
+    if len(x) < min_points:
+        level = float(np.median(y))
+        return 0.0, level, MAD_TO_SIGMA * float(np.median(np.abs(y - level)))
     i, j = np.triu_indices(len(x), k=1)
     apart = x[j] != x[i]
     slope = float(np.median((y[j] - y[i])[apart] / (x[j] - x[i])[apart]))
@@ -191,7 +196,7 @@ def trials(*repairs: Repair, history: int = 32, window: int = 20, margin: float 
             st = st._replace(labels=(st.labels + (label,))[-_LABELS:])
         if not st.logs:
             return plan, st
-        slope, intercept, noise = trend(st.steps, st.logs, noise_z)
+        slope, intercept, noise = trend(st.steps, st.logs, noise_z, min_points=min(history, MIN_TREND_POINTS))
         first = step + 2  # the loss of the next step comes from weights the change has not touched yet
         start_loss = math.exp(intercept + slope * first)
         run = RunningTrial(index, proposal, step, label, first, slope, intercept, noise, start_loss, (), ())
