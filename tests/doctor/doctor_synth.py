@@ -87,8 +87,10 @@ def sick(kind: str, seed: int, steps: int = 3000) -> dict:
         run["batch_size"][ends] = float(rng.integers(1, 8))
         run["expect"] = ("periodic_spike", "batch_size_dependent_loss")
     elif kind == "loss_spike":
-        at = int(rng.integers(n // 3, 2 * n // 3))
-        loss[at] *= rng.uniform(5, 20)
+        # Bad batches that undo the training each time (above the first loss): repeated, so a warning; one
+        # isolated spike the loss recovers from is information (docs/severity.md).
+        for at in np.sort(rng.choice(np.arange(n // 3, 2 * n // 3), 3, replace=False)):
+            loss[at] = max(loss[at] * rng.uniform(5, 20), loss[0] * rng.uniform(1.2, 2))
         run["expect"] = ("loss_spike", "bad_batch")
     elif kind == "lr_too_high":
         onset = int(rng.integers(n // 3, n // 2))

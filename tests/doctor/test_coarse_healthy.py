@@ -71,13 +71,40 @@ def test_a_fast_first_descent_in_a_trainer_state_is_no_spike(tmp_path):
         assert _warnings(diagnose_file(state)) == [], logging_steps
 
 
-def test_a_spike_that_the_loss_rose_into_still_warns(tmp_path):
-    """The same run with one batch 30x its neighbours mid-run, logged every step: a spike, a warning."""
+def test_one_spike_the_loss_recovers_from_is_information_three_warn(tmp_path):
+    """The same run logged every step with a corrupt batch (1e3x) mid-run: the loss recovers, information, and the
+    engine still reads a bad batch; three such batches are repeated harm, a warning."""
     losses = np.array(_regression_losses())
-    losses[400] *= 1e3  # a corrupt batch
+    losses[400] *= 1e3
+    result = diagnose_file(_csv(tmp_path / "one.csv", {"step": np.arange(len(losses)), "loss": losses}))
+    spike = _finding(result, "loss_spike")
+    assert spike.step == 400 and spike.severity == Severity.INFO and _warnings(result) == []
+    assert result.cause == "bad_batch"
+    losses[[250, 520]] *= 1e3
+    result = diagnose_file(_csv(tmp_path / "three.csv", {"step": np.arange(len(losses)), "loss": losses}))
+    assert "loss_spike" in _warnings(result)
+
+
+def test_a_spike_after_which_the_loss_stays_up_warns(tmp_path):
+    """A level shift: a corrupt batch (1e3x), after which the loss settles 1.6x above where it was."""
+    losses = np.array(_regression_losses())
+    losses[400] *= 1e3
+    losses[401:] *= 1.6
     result = diagnose_file(_csv(tmp_path / "m.csv", {"step": np.arange(len(losses)), "loss": losses}))
     assert "loss_spike" in _warnings(result)
-    assert _finding(result, "loss_spike").step == 400
+    assert _finding(result, "loss_spike").evidence["level_shift"]
+
+
+def test_a_data_switch_that_fits_in_one_coarse_row_is_information(tmp_path):
+    """A curriculum switch (the loss jumps 20x and is learned down within ~40 steps) logged as means of 25 steps:
+    one high row that the loss comes back from, information (it was a warning and a bad batch)."""
+    rng = np.random.default_rng(0)
+    t = np.arange(2000)
+    level = 0.1 + 2.0 * np.exp(-t / 100)
+    level[1000:] = level[1000] * (1 + 19 * np.exp(-(t[1000:] - 1000) / 40))
+    loss = (level * np.exp(rng.normal(0, 0.15, 2000))).reshape(-1, 25).mean(axis=1)
+    result = diagnose_file(_csv(tmp_path / "m.csv", {"step": np.arange(24, 2000, 25), "loss": loss}))
+    assert _warnings(result) == []
 
 
 def test_a_run_converged_within_its_first_rows_is_no_plateau(tmp_path):

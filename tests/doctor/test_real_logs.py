@@ -137,7 +137,8 @@ def test_one_corrupt_batch_in_a_trainer_state_logged_every_10_steps(tmp_path):
         if fixed:
             assert _warnings(doctor) == [] and doctor.causes == [] and live == []
             continue
-        assert "loss_spike" in _warnings(doctor)
+        # One spike the loss recovers from is information (docs/severity.md), but the cause is still read from it.
+        assert "loss_spike" in [f.code for f in doctor.findings] and _warnings(doctor) == []
         # The same cause live and from the coarse log: the gradient norm came back, so no exploding gradient.
         assert doctor.cause == top_code(live) == "bad_batch"
         assert "exploding_gradient" not in [c.code for c in live if "explained_by" not in c.evidence]
