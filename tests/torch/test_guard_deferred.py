@@ -1,5 +1,7 @@
 """The deferred fetch (how the guard runs on GPU) tested on CPU: statistics reach the detectors in order,
-findings carry their own steps, and close() reads the steps still pending."""
+findings carry their own steps, and close() reads the steps still pending. On CPU a step's values are read for
+free, so the guard still reads what it needs at once (``_read_free``); the tests of the accelerator's path switch
+that off, and the last tests check the CPU's own batched mode."""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -23,7 +25,7 @@ def recorder() -> Detector:
     return Detector("recorder", lambda: Seen(()), lambda stats, state: ((), Seen(state.steps + (stats.step,))))
 
 
-def _run(fetch_every: int, epochs: int = 3, poison_at: int | None = None):
+def _run(fetch_every: int, epochs: int = 3, poison_at: int | None = None, as_on_gpu: bool = True):
     model, optimizer = seed003_model()
     x, y = seed003_data()
 
@@ -32,6 +34,7 @@ def _run(fetch_every: int, epochs: int = 3, poison_at: int | None = None):
 
     guard = trainguard.Guard(model, optimizer, policy="observe", detectors=chain(recorder(), default_detectors()),
                              fetch_every=fetch_every)
+    guard._read_free = not as_on_gpu  # on an accelerator nothing is read between two fetches
     returned = []
     original_step = guard.step
 
@@ -88,11 +91,49 @@ def test_deferred_fetch_locates_the_nan_when_the_weights_are_still_those_of_its_
         return xb
 
     guard = trainguard.Guard(model, optimizer, policy=SkipNonFinite(), fetch_every=4)
+    guard._read_free = False  # as on an accelerator
     train(model, optimizer, x, y, epochs=1, guard=guard, alter_batch=break_first_layer, stop_on_nan=False)
     guard.close()
     assert [f.step for f in guard.findings if f.code == "non_finite"] == [6]
     assert guard.history[6].first_nonfinite_module == "2"
     assert [s.applied for s in guard.history][5:8] == [True, False, False]
+
+
+def _run_cpu(fetch_every: int, poison_at: int):
+    """A healthy run (standardized data) whose inputs turn NaN at ``poison_at``; returns the guard and, per step,
+    what its ``step`` call returned."""
+    model, optimizer = seed003_model()
+    x, y = seed003_data(standardized=True)
+
+    def poison(step: int, xb: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(xb, float("nan")) if step == poison_at else xb
+
+    guard = trainguard.Guard(model, optimizer, policy="observe", fetch_every=fetch_every)
+    returned = {}
+    original_step = guard.step
+
+    def step(*args, **kwargs):
+        at = guard.step_count
+        returned[at] = original_step(*args, **kwargs)
+        return returned[at]
+
+    guard.step = step
+    train(model, optimizer, x, y, epochs=3, guard=guard, alter_batch=poison)
+    guard.close()
+    return guard, returned
+
+
+def test_batched_on_cpu_same_records_and_the_non_finite_step_at_once():
+    """fetch_every > 1 on CPU: the same records and findings as every step, the quiet steps read in a batch, but
+    a non-finite step located before its update and handed to the session at once."""
+    eager, _ = _run_cpu(fetch_every=1, poison_at=12)
+    batched, returned = _run_cpu(fetch_every=8, poison_at=12)
+    assert len(batched.history) == len(eager.history) == 13  # the loop stops at the NaN
+    assert [repr(s.to_dict()) for s in batched.history] == [repr(s.to_dict()) for s in eager.history]  # NaN != NaN
+    assert repr(batched.findings) == repr(eager.findings)
+    assert batched.history[12].first_nonfinite_module == "(inputs)"
+    assert "non_finite" in {f.code for f in returned[12]}  # at its own step, not at the next fetch
+    assert all(returned[step] == () for step in range(8, 12))  # the quiet steps since the last fetch wait
 
 
 def test_fetch_every_is_validated():
