@@ -49,7 +49,7 @@ def analyse_loss_spike(sig: Signals) -> list[DoctorFinding]:
     # Large: >= 5x its trend at z >= 8 (not measured against the run's own tail, which repeated spikes make) and
     # undoing half the progress; minibatch noise near a converged level does not climb back to the start.
     large = [e for e in spikes if _high(sig, e) and _undoes_progress(sig, e, sides[e.peak][0], start)]
-    repeated = len(large) >= _REPEATED
+    repeated = {e.peak for e in large} if len(large) >= _REPEATED else set()
     biggest = sorted(spikes, key=lambda e: e.height, reverse=True)[:_MAX_REPORTED]
     found = []
     for episode in sorted(biggest, key=lambda e: e.peak):
@@ -77,7 +77,7 @@ def analyse_loss_spike(sig: Signals) -> list[DoctorFinding]:
             evidence["grad_norm_run_up"] = "not logged"
         # Harm (docs/severity.md): large spikes that repeat, or a level the loss does not come back from. One
         # spike the loss recovers from is information, however high.
-        severity = Severity.WARNING if big[i] and (repeated or shifted) else Severity.INFO
+        severity = Severity.WARNING if i in repeated or (big[i] and shifted) else Severity.INFO
         step = float(sig.steps[i])
         message = (f"loss spike at step {json_step(step)}: {evidence_round(loss)} against a trend of "
                    f"{evidence_round(trend)}" + (f" ({evidence['ratio']:g}x)" if sig.log_scale else "")
