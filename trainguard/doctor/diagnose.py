@@ -103,10 +103,10 @@ def run_causes(series: RunSeries, found: list[DoctorFinding]) -> list[Cause]:
 
 
 def series_stats(series: RunSeries, limit: int = ENGINE_LIMIT):
-    """The log's rows as ``StepStats`` (at most ``limit``, thinned evenly, non-finite rows kept), with the
-    evaluation losses as ``extra["val_loss"]`` of the last training row at or before them; and the function
-    that maps a step of the log to a step of those statistics (the row index when the log's steps are not
-    whole numbers, as for epoch fractions)."""
+    """The log's rows as ``StepStats`` (at most ``limit``, thinned evenly, non-finite rows kept; the evaluation
+    rows reach the engine as the overfitting detector's findings, not here), and the function that maps a step
+    of the log to a step of those statistics (the row index when the log's steps are not whole numbers, as for
+    epoch fractions)."""
     n = len(series)
     whole = bool(n) and bool(np.all(np.isfinite(series.step))) and bool(np.all(series.step == np.round(series.step)))
     steps = series.step.astype(np.int64) if whole else np.arange(n, dtype=np.int64)
@@ -119,13 +119,6 @@ def series_stats(series: RunSeries, limit: int = ENGINE_LIMIT):
     keep = np.zeros(n, dtype=bool)
     keep[np.linspace(0, n - 1, min(n, limit)).astype(np.int64)] = True
     keep |= ~np.isfinite(series.loss)
-    val: dict[int, float] = {}
-    if series.eval_step is not None and series.eval_loss is not None and n:
-        for s, v in zip(series.eval_step.tolist(), series.eval_loss.tolist()):
-            if math.isfinite(v):
-                row = max(0, int(np.searchsorted(series.step, s, side="right")) - 1)
-                keep[row] = True
-                val[row] = float(v)
     columns = {role: getattr(series, role) for role in ("lr", "grad_norm", "batch_size", "epoch")}
     out = []
     for i in np.flatnonzero(keep).tolist():
@@ -135,8 +128,7 @@ def series_stats(series: RunSeries, limit: int = ENGINE_LIMIT):
                              lrs=(lr,) if math.isfinite(lr) else (),
                              grad_norm=grad if not math.isnan(grad) else None, grads_finite=not math.isinf(grad),
                              batch_size=int(batch) if math.isfinite(batch) and batch > 0 else None,
-                             epoch=int(epoch) if math.isfinite(epoch) else None,
-                             extra={"val_loss": val[i]} if i in val else {}))
+                             epoch=int(epoch) if math.isfinite(epoch) else None))
     return out, step_of
 
 
