@@ -19,11 +19,12 @@ torch.set_num_threads(1)
 EVERY_STEP = Preset("modes every step", layer_every=25, mode_every=1, data_batches=3, fetch_every=25)
 
 
-def _train(loop: str, epochs: int = 4, per_epoch: int = 20, validate_every: int = 15) -> list:
+def _train(loop: str, epochs: int = 4, per_epoch: int = 20, validate_every: int = 15,
+           preset: Preset | str = EVERY_STEP) -> list:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 3))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
-    guard = trainguard.Guard(model, optimizer, policy="observe", preset=EVERY_STEP)
+    guard = trainguard.Guard(model, optimizer, policy="observe", preset=preset)
     generator = torch.Generator().manual_seed(1)
     step = 0
     for _ in range(epochs):
@@ -68,3 +69,10 @@ def test_the_switching_is_reported_once():
     stream = [StepStats(step=i, eval_mode_modules=("drop",) if (i // 10) % 2 == 0 else ()) for i in range(100)]
     found = replay(module_mode(), stream)[0]
     assert [(f.step, f.severity) for f in found] == [(0, Severity.INFO), (20, Severity.WARNING)]
+
+
+def test_the_default_sampling_does_not_alias_with_a_round_evaluation_period():
+    # An evaluation every 25 iterations, train mode set again only at each epoch's start (40 steps): eval mode
+    # at every multiple of 25. Sampled every 25 steps, the run looked frozen in eval mode (INFO only).
+    found = _train("leaky", epochs=4, per_epoch=40, validate_every=25, preset="standard")
+    assert Severity.WARNING in [f.severity for f in found]
