@@ -341,9 +341,10 @@ class Guard(SessionView):
         self.step_count += 1
         self._layers_due = self.schedule.layers.due(self.step_count)
         found: tuple[Finding, ...] = ()
-        if len(self._pending) >= self.fetch_every or (entry is not None and self.fetch_every > 1 and self._read_free
-                                                      and (entry.applied is False or not entry.step_finite())):
-            found = self.flush()
+        if len(self._pending) >= self.fetch_every or (
+                entry is not None and self.fetch_every > 1 and self._read_free
+                and (entry.applied is False or self._try("statistics", entry.step_finite) is False)):
+            found = self.flush()  # every fetch_every steps; at once, where reading is free, after an incident
         if self._layers_due and "statistics" not in self._containment.disabled:
             self._try("activation hooks", self._measure.probe.install)
         return found
