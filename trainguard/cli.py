@@ -8,6 +8,7 @@ import os
 import sys
 
 from trainguard import __version__
+from trainguard.commands.errors import one_line
 
 # name -> (module, one-line help). Modules are imported only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
         return code
     except UserError as e:
-        print(f"trainguard {args.command}: error: {e}", file=sys.stderr)
+        print(f"trainguard {args.command}: error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"trainguard {args.command}: interrupted", file=sys.stderr)

@@ -192,3 +192,13 @@ def test_output_into_a_closed_pipe_stops_quietly(tmp_path, monkeypatch, capsys):
         code = main(["doctor", "--json", str(log)])
         monkeypatch.undo()
     assert code == 141 and "Traceback" not in capsys.readouterr().err
+
+
+def test_a_column_name_with_a_line_break_stays_a_one_line_error(tmp_path, capsys):
+    # A JSON table whose only "columns" are a header's keys, one of them a carriage return: the doctor's
+    # "no loss column" error lists the columns, and the name must not break the line.
+    path = tmp_path / "run.jsonl"
+    path.write_text('{"type": "header", "schema": null, "framework": {"\\r": null, "a\\nb": 1}}\n')
+    code, _, err = cli(capsys, "doctor", path)
+    one_line_error(code, err, "no loss column")
+    assert "\\r" in err

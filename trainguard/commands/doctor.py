@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from trainguard.commands.errors import one_line
 from trainguard.core.findings import Severity
 
 __all__ = ["add_arguments", "run"]
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     for r in results:
         if r.error is not None:
             kind = "error" if fatal or r.path in named else "skipped"
-            print(f"trainguard doctor: {kind}: {r.error}", file=sys.stderr)
+            print(f"trainguard doctor: {kind}: {one_line(r.error)}", file=sys.stderr)
     if fatal:
         return 2
     worst = max((r.worst for r in readable if r.worst is not None), default=None)
