@@ -139,3 +139,28 @@ def test_bad_arguments_are_refused_when_the_guard_is_built(kwargs, message):
     model, optimizer = seed003_model()
     with pytest.raises(TypeError, match=message):
         trainguard.Guard(model, optimizer, **kwargs)
+
+
+def test_a_guard_dropped_after_an_exception_leaves_no_forward_hook_behind():
+    # The activation probe is a process-wide forward hook, installed before each sampled step's forward. A loop
+    # that raises (no `with`, no close()) must not leave it on every later model's forward.
+    import gc
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def loop_with_a_bug():
+        guard = trainguard.Guard(model, optimizer, policy="observe")
+        for _ in range(25):  # the next step (25) is sampled: the probe is installed for its forward
+            loss = model(torch.randn(8, 4)).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            guard.step(loss)
+        raise KeyError("the user's bug")
+
+    with pytest.raises(KeyError):
+        loop_with_a_bug()
+    gc.collect()
+    hooks = torch.nn.modules.module._global_forward_hooks.values()
+    assert not [h for h in hooks if getattr(getattr(h, "__self__", None), "model", None) is model]
