@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import math
 import warnings
-import weakref
 from typing import Any
 
 import torch
@@ -175,9 +174,6 @@ class Guard(SessionView):
         self._layers_due = self.schedule.layers.due(0)  # the coming step samples per-layer statistics
         reduce = distributed.step_reducer(model)  # None outside a process group
         self._measure = Measurer(model, optimizer, self.device, reduce)
-        # The activation probe is a process-wide forward hook: a guard dropped without close() (an exception in
-        # the loop, outside a `with`) must not leave it on every model's forward.
-        weakref.finalize(self, self._measure.probe.remove)
         self._measure.plain = all(p.dtype == torch.float32 and p.device == self.device for p in self.params)
         writer = None
         log_rank = distributed.is_log_rank()

@@ -10,6 +10,7 @@ module forward hook (``register_module_forward_hook``), keyed by module identity
 from __future__ import annotations
 
 import inspect
+import weakref
 from typing import Any, Callable
 
 import torch
@@ -87,7 +88,10 @@ class ActivationProbe:
     def install(self) -> None:
         self.remove()
         self.records = {}
-        self.handle = torch.nn.modules.module.register_module_forward_hook(self._record)
+        self.handle = torch.nn.modules.module.register_module_forward_hook(_WeakHook(self))
+        # A guard dropped without close() (an exception in the loop, outside a `with`) takes its probe along:
+        # the process-wide hook goes with it instead of staying on every later model's forward.
+        self._release = weakref.finalize(self, self.handle.remove)
 
     def _record(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
         target = self.targets.get(id(module))
@@ -114,8 +118,22 @@ class ActivationProbe:
 
     def remove(self) -> None:
         if self.handle is not None:
+            self._release.detach()
             self.handle.remove()
             self.handle = None
+
+
+class _WeakHook:
+    """The global hook's callable: it holds its probe weakly, so the hook keeps neither the probe nor its model
+    (nor the guard that owns them) alive."""
+
+    def __init__(self, probe: ActivationProbe):
+        self.probe = weakref.ref(probe)
+
+    def __call__(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        probe = self.probe()
+        if probe is not None:
+            probe._record(module, inputs, output)
 
 
 def _non_finite(value: Any) -> bool:
