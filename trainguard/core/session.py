@@ -28,7 +28,7 @@ from trainguard.core.diagnosis import Cause, StatsHistory, diagnose
 from trainguard.core.findings import Finding
 from trainguard.core.monitor import Monitor
 from trainguard.core.policies.effects import EffectTracker
-from trainguard.core.policies.plan import NO_STEP, Plan, Policy
+from trainguard.core.policies.plan import NO_STEP, Plan, Policy, Refusal
 from trainguard.core.stats import StepStats
 from trainguard.core.validation import Validation, training_level
 
@@ -91,6 +91,7 @@ class Carried(NamedTuple):
     actions: tuple[Action, ...] = ()  # actions of its own (the batches skipped after a rollback)
     stop: str | None = None  # an order it could not carry out, that leaves training nowhere to go
     events: tuple[tuple[str, dict[str, Any]], ...] = ()  # (kind, data) for the run log
+    refused: tuple[Refusal, ...] = ()  # orders of the plan it could not carry out at all, told to the policy
 
 
 class Effector(Protocol):
@@ -199,6 +200,9 @@ class PolicyRepair:
         plan, self.state = self.policy.update(stats, findings, _NO_ORDERS, self.state)
         done = effects.observe(stats)
         carried = effector.carry_out(plan, stats)
+        if carried.refused and self.policy.refused is not None:
+            told, self.state = self.policy.refused(carried.refused, self.state)
+            plan = plan._replace(actions=plan.actions + told)
         for action in executed:
             effects.add(action, stats)
         for action in plan.actions:

@@ -12,9 +12,11 @@ chain); this module only executes the plan after each step:
   :func:`recycle_dead_layer`) where a whole ReLU layer is dead.
 
 Not carried out on Keras, said once in the run log: unit-wise clipping (AGC) and the StableAdamW update cap need
-a per-tensor learning rate, which Keras optimizers do not expose; weighing a batch's gradient by its size (a trial
-of it then fails and is rolled back like any other); putting layers back in training mode cannot be done from
-outside, because Keras takes the mode per call (the finding names the fix: ``model(x, training=True)``).
+a per-tensor learning rate, which Keras optimizers do not expose; weighing a batch's gradient by its size; putting
+layers back in training mode cannot be done from outside, because Keras takes the mode per call (the finding
+names the fix: ``model(x, training=True)``). Each order not carried out, these and a ReDo or an epsilon that
+finds nothing to change, is reported back as a :class:`~trainguard.core.policies.Refusal` (a trial of it ends at
+once, unapplied).
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from trainguard.adapters.keras.modes import all_layers
 from trainguard.adapters.keras.records import standing_orders
 from trainguard.core.actions import Action
 from trainguard.core.findings import Finding
-from trainguard.core.policies import Plan, step_decision
+from trainguard.core.policies import Plan, Refusal, step_decision
 from trainguard.core.session import NOTHING, Carried
 from trainguard.core.stats import StepStats
 
@@ -43,6 +45,7 @@ _UNSUPPORTED = {
     "batch_weight": "weighing a batch's gradient by its size is carried out on torch only",
     "layer_trust": "layer-wise update normalization (LARS-style) is carried out on torch only",
 }
+_PLAN_FIELD = {"agc": "agc_clipping", "restore_mode": "restore_modules"}  # the others are named as in the Plan
 
 
 class KerasEffector:
@@ -97,6 +100,7 @@ class KerasEffector:
     def carry_out(self, plan: Plan, stats: StepStats) -> Carried:
         effects: dict[str, dict[str, Any]] = {}
         events: list[tuple[str, dict[str, Any]]] = []
+        refused: list[Refusal] = []
         if plan.rollback is not None:
             effects["rollback"] = self._rollback(plan.rollback.label)
             if effects["rollback"]["restored"]:
@@ -107,11 +111,18 @@ class KerasEffector:
         if plan.reset_moments:
             effects["reset_moments"] = self._reset_moments()
         if plan.adam_eps is not None:
-            effects["adam_epsilon"] = effects["adam_eps"] = self._raise_epsilon(plan.adam_eps)
-        if plan.recycle_units and self.model is not None:
-            self.before_write()
-            effects["recycle_dormant"] = recycle_dead_layer(self.model, self.optimizer.inner_optimizer,
-                                                            plan.recycle_units, self._dead, seed=stats.step)
+            effects["adam_epsilon"] = effects["adam_eps"] = raised = self._raise_epsilon(plan.adam_eps)
+            if raised.get("applied") is False:
+                refused.append(Refusal("adam_eps", raised["why"]))
+        if plan.recycle_units:
+            if self.model is None:
+                refused.append(Refusal("recycle_units", "the guard was given no model to recycle units in"))
+            else:
+                self.before_write()
+                effects["recycle_dormant"] = recycled = recycle_dead_layer(
+                    self.model, self.optimizer.inner_optimizer, plan.recycle_units, self._dead, seed=stats.step)
+                if not recycled["units"]:
+                    refused.append(Refusal("recycle_units", "; ".join(recycled.get("not_applied", ["no unit"]))))
         for order, active in (("agc", plan.agc_clipping is not None),
                               ("adam_update_cap", plan.adam_update_cap is not None),
                               ("restore_mode", bool(plan.restore_modules)),
@@ -119,6 +130,7 @@ class KerasEffector:
                               ("layer_trust", plan.layer_trust is not None)):
             if active:
                 effects[order] = {"applied": False, "why": _UNSUPPORTED[order]}
+                refused.append(Refusal(_PLAN_FIELD.get(order, order), _UNSUPPORTED[order]))
                 if order not in self._unsupported:
                     self._unsupported.add(order)
                     events.append(("unsupported_order", {"order": order, "why": _UNSUPPORTED[order]}))
@@ -133,7 +145,9 @@ class KerasEffector:
         if orders != self.optimizer.orders or plan.rollback is not None:
             self.before_write()
             self.optimizer.set_orders(orders, force=plan.rollback is not None)
-        return Carried(effects=effects, events=tuple(events)) if effects or events else NOTHING
+        if not (effects or events or refused):
+            return NOTHING
+        return Carried(effects=effects, events=tuple(events), refused=tuple(refused))
 
     def _skipped_record(self) -> Action:
         steps, self._rollback_skipped = self._rollback_skipped, []

@@ -12,7 +12,9 @@ the model and its snapshots. The decisions are the core's (:class:`trainguard.co
   scheduler, which reads and writes ``param_group['lr']``, never sees the back-off; the Adam update cap.
 - ``executed`` / ``carry_out`` (the session calls them once the step's statistics are fetched): the skip or clip
   the standing orders made of the step, then the one-shot orders (snapshot, rollback, moment reset, modules
-  back to train mode) and the next standing orders.
+  back to train mode) and the next standing orders. An order it cannot carry out at all (ReDo with no
+  Linear/Conv right before the ReLU, an epsilon for an optimizer without one) is reported back as a
+  :class:`~trainguard.core.policies.Refusal`, so that a trial of it ends at once.
 
 A rollback is all or nothing: the snapshot is checked against the current model and optimizer before anything
 is touched, and a restore that fails half-way puts back what it had already changed (see ``snapshot.py``).
@@ -28,13 +30,14 @@ import torch
 from trainguard.adapters.torch.snapshot import SnapshotStore, restore_snapshot, take_snapshot
 from trainguard.core.actions import Action
 from trainguard.core.findings import Finding
-from trainguard.core.policies import Plan, step_decision
+from trainguard.core.policies import Plan, Refusal, step_decision
 from trainguard.core.session import NOTHING, Carried, standing
 from trainguard.core.stats import StepStats
 
 __all__ = ["TorchEffector", "unitwise_clip_", "recycle_dormant_units"]
 
 _EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s
+_NO_DORMANT_UNIT = "no unit before the ReLU had an all-zero gradient row on this step's batch"
 
 
 def _quiet(plan: Plan, host: list[float]) -> bool:
@@ -308,11 +311,16 @@ class TorchEffector:
                 elif "step" in state:
                     state["step"] = 0
         effects: dict[str, dict[str, Any]] = {}
+        refused: list[Refusal] = []
         if plan.adam_eps is not None:
-            effects["adam_epsilon"] = self._raise_eps(plan.adam_eps)
+            effects["adam_epsilon"] = raised = self._raise_eps(plan.adam_eps)
+            if raised.get("applied") is False:
+                refused.append(Refusal("adam_eps", raised["why"]))
         if plan.recycle_units:
-            effects["recycle_dormant"] = recycle_dormant_units(self.model, self.optimizer, plan.recycle_units,
-                                                               seed=stats.step)
+            effects["recycle_dormant"] = recycled = recycle_dormant_units(self.model, self.optimizer,
+                                                                          plan.recycle_units, seed=stats.step)
+            if not recycled["units"]:
+                refused.append(Refusal("recycle_units", "; ".join(recycled.get("not_applied", [_NO_DORMANT_UNIT]))))
         for name in plan.restore_modules:
             self.model.get_submodule(name).train(True)
         for action in plan.actions:
@@ -323,8 +331,8 @@ class TorchEffector:
                               f"({what}); call model.train() before training", UserWarning, stacklevel=5)
         self.stand(plan)
         if self._rollback is not None and self._skip_left == 0 and self._skipped and stats.step >= self._skipped[-1]:
-            return Carried(effects=effects, actions=(self._skipped_record(),), stop=stop)
-        return NOTHING if stop is None and not effects else Carried(effects=effects, stop=stop)
+            return Carried(effects=effects, actions=(self._skipped_record(),), stop=stop, refused=tuple(refused))
+        return NOTHING if stop is None and not effects else Carried(effects=effects, stop=stop, refused=tuple(refused))
 
     def _raise_eps(self, eps: float) -> dict[str, Any]:
         """Adam's ``eps`` to at least ``eps`` in every param group that has one, and at least the square root of

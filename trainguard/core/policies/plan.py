@@ -9,6 +9,9 @@ Each step the runner starts from ``Plan()`` (do nothing) and threads it through 
 :func:`chain`, as optax threads updates: each policy may only tighten what the ones before it ordered.
 A policy never mutates its state; it returns a new one. Before the first step the runner primes the plan with
 :data:`NO_STEP` (a step -1 that measured nothing), so standing orders such as a fixed clip hold from step 0.
+An order the adapter could not carry out at all comes back as a :class:`Refusal` (the optimizer has no epsilon,
+no Linear layer feeds the ReLU); a policy that cares hears it through its ``refused`` function, right after
+the step (a trial of a change that was never made ends there, unapplied).
 
 >>> from trainguard.core.policies import skip_if_non_finite
 >>> from trainguard.core.stats import StepStats
@@ -26,7 +29,7 @@ from trainguard.core.actions import Action
 from trainguard.core.findings import Finding
 from trainguard.core.stats import StepStats
 
-__all__ = ["Plan", "RollbackOrder", "Policy", "chain", "step_decision", "StepDecision", "TrainingStopped", "NO_STEP"]
+__all__ = ["Plan", "RollbackOrder", "Refusal", "Policy", "chain", "step_decision", "StepDecision", "TrainingStopped", "NO_STEP"]
 
 INF = math.inf
 NO_STEP = StepStats(step=-1)  # what a policy sees once, before the first step, to give its first plan
@@ -101,12 +104,23 @@ class Plan(NamedTuple):
 Findings = tuple[Finding, ...]
 
 
+class Refusal(NamedTuple):
+    """An order the adapter could not carry out at all (nothing of it was done), as it reports it: ``order`` is
+    the :class:`Plan` field (``"adam_eps"``, ``"recycle_units"``, ``"batch_weight"``...), ``why`` the reason."""
+
+    order: str
+    why: str
+
+
 class Policy(NamedTuple):
     name: str
     init: Callable[[], Any]
     update: Callable[[StepStats, Findings, Plan, Any], tuple[Plan, Any]]
     # What the adapter must prepare: "snapshots" (an initial snapshot, labelled 0, before the first update).
     needs: frozenset[str] = frozenset()
+    # ``refused(refusals, state) -> (actions, state)``: told, right after the step, which of the plan's orders the
+    # adapter could not carry out (a trial of such a change ends unapplied); the actions go to the run log.
+    refused: Callable[[tuple[Refusal, ...], Any], tuple[tuple[Action, ...], Any]] | None = None
 
 
 def chain(*policies: Policy) -> Policy:
@@ -123,8 +137,20 @@ def chain(*policies: Policy) -> Policy:
             new_states.append(sub_state)
         return plan, tuple(new_states)
 
+    def refused(refusals: tuple[Refusal, ...], state: tuple[Any, ...]):
+        told: tuple[Action, ...] = ()
+        new_states = []
+        for policy, sub_state in zip(policies, state):
+            if policy.refused is not None:
+                actions, sub_state = policy.refused(refusals, sub_state)
+                told += actions
+            new_states.append(sub_state)
+        return told, tuple(new_states)
+
     needs = frozenset().union(*(p.needs for p in policies))
-    return Policy("chain(" + ",".join(p.name for p in policies) + ")", init, update, needs)
+    listens = any(p.refused is not None for p in policies)
+    return Policy("chain(" + ",".join(p.name for p in policies) + ")", init, update, needs,
+                  refused if listens else None)
 
 
 class StepDecision(NamedTuple):

@@ -17,9 +17,14 @@ epsilon, a lower learning rate). :func:`trials` runs the proposals one at a time
    attempt; a non-finite step in the window fails the trial at once. A repair whose trial failed is not
    proposed again.
 
+A change the adapter could not carry out at all (it reports each order it refused, with the reason: no Linear
+layer right before the ReLU, an optimizer without an epsilon) ends its trial right after the step that ordered it,
+as *not applied*: nothing changed, so there is nothing to judge and nothing to roll back (the snapshot it took
+is an ordinary one from then on), and no training is thrown away. That repair is not proposed again in the run.
+
 Each trial is one ``trial`` action in the run log: the repair, its window, the loss at the start, the trend's
-prediction and the loss seen over the window, kept or not, and what to change in the code so the next run needs
-no repair. A proposal made while the run is already broken (non-finite weights, a drift that lost the progress
+prediction and the loss seen over the window, kept or not (or not applied, and why), and what to change in the
+code so the next run needs no repair. A proposal made while the run is already broken (non-finite weights, a drift that lost the progress
 made) asks to be carried out on the newest snapshot from before the trouble (``restore_before``); it is judged
 against the same trend.
 
@@ -35,7 +40,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from trainguard.core.actions import Action
-from trainguard.core.policies.plan import Findings, Plan, Policy, RollbackOrder
+from trainguard.core.policies.plan import Findings, Plan, Policy, Refusal, RollbackOrder
 from trainguard.core.stats import StepStats
 from trainguard.core.window import MAD_TO_SIGMA
 
@@ -80,6 +85,7 @@ class RunningTrial(NamedTuple):
     start_loss: float
     residuals: tuple[float, ...]  # log loss minus the trend, over the window so far
     losses: tuple[float, ...]
+    orders: frozenset[str]  # the Plan fields its change sets: refused all, it was not applied
 
 
 class TrialsState(NamedTuple):
@@ -91,6 +97,7 @@ class TrialsState(NamedTuple):
     kept: tuple[tuple[int, dict[str, Any]], ...]  # (repair index, params) in force
     failed: frozenset[int]  # repairs whose trial failed
     repair_states: tuple[Any, ...]
+    unapplied: frozenset[int]  # repairs whose change the adapter could not carry out
 
 
 def trend(steps: tuple[int, ...], logs: tuple[float, ...], noise_z: float = 2.0,
@@ -146,10 +153,18 @@ def trials(*repairs: Repair, history: int = 32, window: int = 20, margin: float 
         raise ValueError("trials need history >= 1, window >= 1, margin > 0 and keep >= 1")
 
     def init() -> TrialsState:
-        return TrialsState((), (), False, (0,), None, (), frozenset(), tuple(r.init() for r in repairs))
+        return TrialsState((), (), False, (0,), None, (), frozenset(), tuple(r.init() for r in repairs), frozenset())
 
     def _window(index: int, proposal: Proposal) -> int:
         return max(window, repairs[index].window or 0, proposal.window or 0)
+
+    def changed_orders(index: int, params: dict[str, Any]) -> frozenset[str]:
+        repair, plain = repairs[index], Plan()
+        changed = repair.apply(plain, params)
+        if repair.once is not None:
+            changed = repair.once(changed, params)
+        return frozenset(field for field, before, after in zip(Plan._fields, plain, changed)
+                         if field != "actions" and after != before)
 
     def orders(plan: Plan, st: TrialsState) -> Plan:
         for index, params in st.kept:
@@ -199,7 +214,8 @@ def trials(*repairs: Repair, history: int = 32, window: int = 20, margin: float 
         slope, intercept, noise = trend(st.steps, st.logs, noise_z, min_points=min(history, MIN_TREND_POINTS))
         first = step + 2  # the loss of the next step comes from weights the change has not touched yet
         start_loss = math.exp(intercept + slope * first)
-        run = RunningTrial(index, proposal, step, label, first, slope, intercept, noise, start_loss, (), ())
+        run = RunningTrial(index, proposal, step, label, first, slope, intercept, noise, start_loss, (), (),
+                           changed_orders(index, proposal.params))
         action = Action(repairs[index].name, step, proposal.reason,
                         {**proposal.params, "trial_window": _window(index, proposal),
                          "snapshot": label}, {})
@@ -213,7 +229,8 @@ def trials(*repairs: Repair, history: int = 32, window: int = 20, margin: float 
         for index, (repair, sub) in enumerate(zip(repairs, st.repair_states)):
             proposal, sub = repair.propose(stats, findings, plan, sub)
             sub_states.append(sub)
-            if proposal is not None and index not in st.failed and all(i != index for i, _ in st.kept) \
+            if proposal is not None and index not in st.failed and index not in st.unapplied \
+                    and all(i != index for i, _ in st.kept) \
                     and (repair.after is None or any(repairs[i].name == repair.after for i in st.failed)):
                 proposals.append((index, proposal))
         st = st._replace(repair_states=tuple(sub_states))
@@ -245,4 +262,21 @@ def trials(*repairs: Repair, history: int = 32, window: int = 20, margin: float 
             plan, st = start(plan, st, stats, index, proposal)
         return orders(plan, st), st
 
-    return Policy("trials(" + ",".join(r.name for r in repairs) + ")", init, update, frozenset({"snapshots"}))
+    def refused(refusals: tuple[Refusal, ...], st: TrialsState) -> tuple[tuple[Action, ...], TrialsState]:
+        """The running trial's change refused, every order of it: the trial ends now, not applied (the standing
+        orders the adapter already holds for the next step are the refused ones: they do nothing)."""
+        run = st.running
+        if run is None or not run.orders:
+            return (), st
+        whys = {r.order: r.why for r in refusals if r.order in run.orders}
+        if whys.keys() != run.orders:  # a part was carried out: it is tried and judged as any change
+            return (), st
+        params = {"repair": repairs[run.repair].name, **run.proposal.params, "snapshot": run.label,
+                  "from_step": run.step, "to_step": run.step, "fix": run.proposal.fix}
+        effect = {"applied": False, "kept": False,
+                  "why": "not applied: the adapter could not carry it out: " + "; ".join(dict.fromkeys(whys.values()))}
+        verdict = Action("trial", run.step, run.proposal.reason, params, effect)
+        return (verdict,), st._replace(running=None, unapplied=st.unapplied | {run.repair})
+
+    return Policy("trials(" + ",".join(r.name for r in repairs) + ")", init, update, frozenset({"snapshots"}),
+                  refused)
