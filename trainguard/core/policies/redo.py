@@ -14,7 +14,8 @@ kept only if the loss then falls measurably below its trend over the second half
 a recycled unit starts with zero outgoing weights, which Adam grows by about the LR per step, so its effect on
 the loss builds up over hundreds of steps (a one-unit network revived at Adam lr 0.01: 0.69 -> 0.67 in 250
 steps, 0.34 by 500). The adapter carries it out on a Linear or Conv layer
-followed by the ReLU (in the same ``nn.Sequential``), and says so when the model is built otherwise.
+followed by the ReLU (in the same ``nn.Sequential``), and says so when the model is built otherwise: the trial
+then ends at once, not applied (:mod:`.trial`), and is not proposed again.
 """
 from __future__ import annotations
 
