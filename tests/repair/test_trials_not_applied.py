@@ -132,3 +132,52 @@ def test_a_redo_trial_the_keras_executor_cannot_carry_out_discards_no_training()
     assert "no Dense/Conv layer right before the ReLU" in verdicts[0].effect["why"]
     for a, b in zip(unguarded.weights, guarded.weights):
         assert np.array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+
+
+def _one_proposal(name: str, order: dict) -> Repair:
+    """Proposes the standing ``order`` (Plan fields) once, at step 4."""
+    return Repair(name, lambda: None,
+                  lambda stats, findings, plan, st: (Proposal("test", dict(order), "fix") if stats.step == 4
+                                                     else None, st),
+                  lambda plan, params: plan._replace(**params))
+
+
+def test_an_epsilon_for_an_optimizer_without_one_is_not_applied_on_torch():
+    def run(policy):
+        torch.manual_seed(0)
+        x = torch.randn(64, 6)
+        y = x @ torch.randn(6, 1)
+        model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 1))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        guard = trainguard.Guard(model, optimizer, policy=policy) if policy is not None else None
+        for _ in range(40):
+            optimizer.zero_grad()
+            loss = nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            guard.step(loss) if guard is not None else optimizer.step()
+        if guard is not None:
+            guard.close()
+        return model, guard
+
+    unguarded, _ = run(None)
+    guarded, guard = run(trials(_one_proposal("adam_epsilon", {"adam_eps": 1e-3}), history=4, window=20))
+    (verdict,) = [a for a in guard.actions if a.kind == "trial"]
+    assert verdict.params["to_step"] == 4 and verdict.effect["applied"] is False
+    assert "no eps" in verdict.effect["why"]
+    for a, b in zip(unguarded.state_dict().values(), guarded.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("order, why", [({"adam_eps": 1e-3}, "no epsilon"), ({"batch_weight": (32, 1.0)}, "torch only")])
+def test_an_order_the_keras_executor_cannot_carry_out_ends_its_trial_unapplied(order, why):
+    keras = pytest.importorskip("keras")
+    import trainguard.keras as tk
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(256, 8)).astype("float32")
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(1e-2), loss="mse")
+    guard = tk.Guard(policy=trials(_one_proposal("test_repair", order), history=4, window=4))
+    model.fit(x, x[:, :1], epochs=12, batch_size=256, verbose=0, callbacks=[guard])
+    (verdict,) = [a for a in guard.actions if a.kind == "trial"]
+    assert verdict.params["to_step"] == 4 and verdict.effect["applied"] is False and why in verdict.effect["why"]
