@@ -168,7 +168,8 @@ def test_an_epsilon_for_an_optimizer_without_one_is_not_applied_on_torch():
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("order, why", [({"adam_eps": 1e-3}, "no epsilon"), ({"batch_weight": (32, 1.0)}, "torch only")])
+@pytest.mark.parametrize("order, why", [({"adam_eps": 1e-3}, "no epsilon"),
+                                        ({"batch_weight": (32, 1.0)}, "torch only")])
 def test_an_order_the_keras_executor_cannot_carry_out_ends_its_trial_unapplied(order, why):
     keras = pytest.importorskip("keras")
     import trainguard.keras as tk

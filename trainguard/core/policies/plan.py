@@ -29,7 +29,8 @@ from trainguard.core.actions import Action
 from trainguard.core.findings import Finding
 from trainguard.core.stats import StepStats
 
-__all__ = ["Plan", "RollbackOrder", "Refusal", "Policy", "chain", "step_decision", "StepDecision", "TrainingStopped", "NO_STEP"]
+__all__ = ["Plan", "RollbackOrder", "Refusal", "Policy", "chain", "step_decision", "StepDecision", "TrainingStopped",
+           "NO_STEP"]
 
 INF = math.inf
 NO_STEP = StepStats(step=-1)  # what a policy sees once, before the first step, to give its first plan

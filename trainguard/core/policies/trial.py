@@ -24,9 +24,9 @@ is an ordinary one from then on), and no training is thrown away. That repair is
 
 Each trial is one ``trial`` action in the run log: the repair, its window, the loss at the start, the trend's
 prediction and the loss seen over the window, kept or not (or not applied, and why), and what to change in the
-code so the next run needs no repair. A proposal made while the run is already broken (non-finite weights, a drift that lost the progress
-made) asks to be carried out on the newest snapshot from before the trouble (``restore_before``); it is judged
-against the same trend.
+code so the next run needs no repair. A proposal made while the run is already broken (non-finite weights, a
+drift that lost the progress made) asks to be carried out on the newest snapshot from before the trouble
+(``restore_before``); it is judged against the same trend.
 
 No proposal, no order: a run on which no repair finds its evidence is not touched at all (the trial policy
 orders nothing, so a healthy run stays bitwise equal to an unguarded one). Losses must be positive to have a
