@@ -122,7 +122,8 @@ class KerasEffector:
                 effects["recycle_dormant"] = recycled = recycle_dead_layer(
                     self.model, self.optimizer.inner_optimizer, plan.recycle_units, self._dead, seed=stats.step)
                 if not recycled["units"]:
-                    refused.append(Refusal("recycle_units", "; ".join(recycled.get("not_applied", ["no ReLU layer named"]))))
+                    why = "; ".join(recycled.get("not_applied", ["no ReLU layer named"]))
+                    refused.append(Refusal("recycle_units", why))
         for order, active in (("agc", plan.agc_clipping is not None),
                               ("adam_update_cap", plan.adam_update_cap is not None),
                               ("restore_mode", bool(plan.restore_modules)),
