@@ -19,15 +19,16 @@ from __future__ import annotations
 
 from trainguard.core.policies import (
     LEVELS, POLICY_NAMES, Plan, Policy, Proposal, Refusal, Repair, RollbackOrder, StepDecision, TrainingStopped,
-    adam_guard, agc, auto, autoclip, chain, clip_global_norm, clip_outliers, clip_value, equalize_layer_updates, escalate, get_policy,
-    lower_lr, lower_lr_from_before, lower_lr_from_start, raise_adam_epsilon, raise_lr, recycle_dormant, restore_mode,
-    reweigh_partial_batches, safe, skip_if_non_finite, skip_outliers, step_decision, trials, zclip,
+    adam_guard, agc, auto, autoclip, chain, clip_global_norm, clip_outliers, clip_value, equalize_layer_updates,
+    escalate, get_policy, lower_lr, lower_lr_from_before, lower_lr_from_start, raise_adam_epsilon, raise_lr,
+    recycle_dormant, restore_mode, reweigh_partial_batches, safe, skip_if_non_finite, skip_outliers, step_decision,
+    trials, zclip,
 )
 
 __all__ = [
     "Plan", "Policy", "Refusal", "RollbackOrder", "StepDecision", "TrainingStopped", "chain", "step_decision",
-    "skip_if_non_finite", "skip_outliers", "clip_global_norm", "clip_outliers", "clip_value", "autoclip", "zclip", "agc",
-    "escalate", "LEVELS", "adam_guard", "restore_mode", "safe", "auto", "get_policy", "POLICY_NAMES",
+    "skip_if_non_finite", "skip_outliers", "clip_global_norm", "clip_outliers", "clip_value", "autoclip", "zclip",
+    "agc", "escalate", "LEVELS", "adam_guard", "restore_mode", "safe", "auto", "get_policy", "POLICY_NAMES",
     "trials", "Repair", "Proposal", "raise_adam_epsilon", "lower_lr", "lower_lr_from_before", "recycle_dormant",
     "reweigh_partial_batches", "equalize_layer_updates", "lower_lr_from_start", "raise_lr",
 ]
