@@ -77,3 +77,20 @@ def seed001_experiment2(policy=None, epochs: int = 20, log=None):
         guard.close()
     with torch.no_grad():
         return nn.functional.mse_loss(model(inputs), targets).item(), first_nan, guard
+
+
+def sampled_run(model, optimizer, x, y, loss_fn, policy, *, batch: int, steps: int, tail: int):
+    """Guarded minibatch training on random batches (fixed order): the median loss of the last ``tail`` steps
+    and the closed guard."""
+    guard = trainguard.Guard(model, optimizer, policy=policy)
+    generator = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(steps):
+        idx = torch.randint(0, len(x), (batch,), generator=generator)
+        optimizer.zero_grad()
+        loss = loss_fn(model(x[idx]), y[idx])
+        loss.backward()
+        guard.step(loss)
+        losses.append(loss.item())
+    guard.close()
+    return float(np.median(losses[-tail:])), guard

@@ -18,6 +18,8 @@ from trainguard.core.policies.trial import Proposal, Repair, improvement, trend,
 from trainguard.core.stats import StepStats
 from trainguard.scenarios import get_scenario
 
+from _repair_runs import sampled_run
+
 torch.set_num_threads(1)
 
 
@@ -159,18 +161,7 @@ def test_a_drifting_loss_at_too_high_an_lr_gets_its_lr_cut_and_ends_lower():
         y = (x @ torch.randn(20, 10)).argmax(1)
         model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 10))
         optimizer = torch.optim.Adam(model.parameters(), lr=0.3)  # ~100x Adam's usual: the loss climbs and wobbles
-        guard = trainguard.Guard(model, optimizer, policy=policy)
-        generator = torch.Generator().manual_seed(0)
-        losses = []
-        for _ in range(300):
-            idx = torch.randint(0, 1024, (32,), generator=generator)
-            optimizer.zero_grad()
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-            loss.backward()
-            guard.step(loss)
-            losses.append(loss.item())
-        guard.close()
-        return float(np.median(losses[-50:])), guard
+        return sampled_run(model, optimizer, x, y, nn.functional.cross_entropy, policy, batch=32, steps=300, tail=50)
 
     observed, watched = run("observe")
     repaired, guard = run("auto")

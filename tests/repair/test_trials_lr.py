@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
-import trainguard
 from trainguard.core.policies import Plan
 from trainguard.core.policies.lower_lr_from_start import lower_lr_from_start
 from trainguard.core.policies.raise_lr import raise_lr
 from trainguard.core.stats import LayerStats, StepStats
+
+from _repair_runs import sampled_run
 
 torch.set_num_threads(1)
 
@@ -52,18 +52,7 @@ def _classifier_run(policy: str, lr: float, optimizer_class, steps: int = 200):
     y = (x @ torch.randn(20, 10)).argmax(1)
     model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 10))
     optimizer = optimizer_class(model.parameters(), lr=lr)
-    guard = trainguard.Guard(model, optimizer, policy=policy)
-    generator = torch.Generator().manual_seed(0)
-    losses = []
-    for _ in range(steps):
-        idx = torch.randint(0, 1024, (32,), generator=generator)
-        optimizer.zero_grad()
-        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-        loss.backward()
-        guard.step(loss)
-        losses.append(loss.item())
-    guard.close()
-    return float(np.median(losses[-30:])), guard
+    return sampled_run(model, optimizer, x, y, nn.functional.cross_entropy, policy, batch=32, steps=steps, tail=30)
 
 
 def test_adam_at_lr_1_is_restarted_from_its_initial_weights_at_a_power_of_ten_lower_and_trains():
@@ -99,18 +88,7 @@ def _regression_run(policy: str, lr: float, steps: int = 300):
     y = x @ torch.randn(10, 1)
     model = nn.Sequential(nn.Linear(10, 32), nn.Tanh(), nn.Linear(32, 1))
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    guard = trainguard.Guard(model, optimizer, policy=policy)
-    generator = torch.Generator().manual_seed(0)
-    losses = []
-    for _ in range(steps):
-        idx = torch.randint(0, 1024, (256,), generator=generator)
-        optimizer.zero_grad()
-        loss = nn.functional.mse_loss(model(x[idx]), y[idx])
-        loss.backward()
-        guard.step(loss)
-        losses.append(loss.item())
-    guard.close()
-    return float(np.median(losses[-30:])), guard
+    return sampled_run(model, optimizer, x, y, nn.functional.mse_loss, policy, batch=256, steps=steps, tail=30)
 
 
 def test_sgd_at_a_tiny_lr_gets_its_lr_raised_by_a_kept_trial_and_ends_lower():
