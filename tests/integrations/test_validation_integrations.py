@@ -32,6 +32,18 @@ def mlp() -> nn.Module:
     return nn.Sequential(nn.Linear(40, 128), nn.ReLU(), nn.Linear(128, 2))
 
 
+class HFClassifier(nn.Module):
+    """What a Trainer expects of a model: a dict with the loss when given labels."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = mlp()
+
+    def forward(self, x, labels=None):
+        logits = self.net(x)
+        return {"loss": F.cross_entropy(logits, labels), "logits": logits}
+
+
 def overfitting_findings(guard) -> list[Severity]:
     return [f.severity for f in guard.findings if f.code == "overfitting"]
 
@@ -41,15 +53,6 @@ def test_hf_trainer_evaluations_are_recorded_and_overfitting_found(tmp_path):
     pytest.importorskip("accelerate")
     import trainguard.hf
 
-    class Classifier(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = mlp()
-
-        def forward(self, x, labels=None):
-            logits = self.net(x)
-            return {"loss": F.cross_entropy(logits, labels), "logits": logits}
-
     def rows(x, y):
         return [{"x": x[i], "labels": y[i]} for i in range(len(x))]
 
@@ -58,7 +61,7 @@ def test_hf_trainer_evaluations_are_recorded_and_overfitting_found(tmp_path):
         lr_scheduler_type="constant", eval_strategy="epoch", report_to=[], save_strategy="no", logging_strategy="no",
         use_cpu=True, disable_tqdm=True, dataloader_num_workers=0, seed=0)
     guard = trainguard.hf.Guard(policy="observe", log=str(tmp_path / "run.jsonl"))
-    trainer = transformers.Trainer(model=Classifier(), args=args, train_dataset=rows(*noisy_labels(48, 0.4, 0)),
+    trainer = transformers.Trainer(model=HFClassifier(), args=args, train_dataset=rows(*noisy_labels(48, 0.4, 0)),
                                    eval_dataset=rows(*noisy_labels(500, 0.0, 1)), callbacks=[guard])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # advice about a model that is not a PreTrainedModel
@@ -115,15 +118,6 @@ def test_hf_evaluation_metrics_are_recorded_by_name(tmp_path):
     pytest.importorskip("accelerate")
     import trainguard.hf
 
-    class Classifier(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = mlp()
-
-        def forward(self, x, labels=None):
-            logits = self.net(x)
-            return {"loss": F.cross_entropy(logits, labels), "logits": logits}
-
     def accuracy(prediction):
         return {"accuracy": float((prediction.predictions.argmax(-1) == prediction.label_ids).mean())}
 
@@ -132,7 +126,7 @@ def test_hf_evaluation_metrics_are_recorded_by_name(tmp_path):
     args = transformers.TrainingArguments(
         output_dir=str(tmp_path), per_device_train_batch_size=BATCH, num_train_epochs=2, eval_strategy="epoch",
         report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True, disable_tqdm=True, seed=0)
-    trainer = transformers.Trainer(model=Classifier(), args=args, train_dataset=rows[:64], eval_dataset=rows[64:],
+    trainer = transformers.Trainer(model=HFClassifier(), args=args, train_dataset=rows[:64], eval_dataset=rows[64:],
                                    callbacks=[trainguard.hf.Guard(policy="observe", log=str(tmp_path / "run.jsonl"))],
                                    compute_metrics=accuracy)
     with warnings.catch_warnings():
