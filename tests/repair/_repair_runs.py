@@ -94,3 +94,46 @@ def sampled_run(model, optimizer, x, y, loss_fn, policy, *, batch: int, steps: i
         losses.append(loss.item())
     guard.close()
     return float(np.median(losses[-tail:])), guard
+
+
+class WrappedLinear(nn.Module):
+    """A Linear inside its own module: ReDo's executor finds no Linear/Conv right before the next ReLU."""
+
+    def __init__(self, inputs: int, outputs: int):
+        super().__init__()
+        self.linear = nn.Linear(inputs, outputs)
+
+    def forward(self, x):
+        return self.linear(x)
+
+
+def dead_hidden_relu(policy, *, wrapped: bool = False, log=None):
+    """stats.stackexchange.com/questions/450100: one hidden ReLU, positive features, both incoming weights negative
+    (the unit is dead from the start); Adam, 15 epochs of 63 batches. The model, the closed guard (None
+    unguarded) and the losses."""
+    rng = np.random.default_rng(1)
+    x = rng.uniform(1.0, 10.0, size=(2000, 2)).astype(np.float32)
+    x, y = torch.tensor(x), torch.tensor((x.sum(1) < 11.0).astype(np.float32)[:, None])
+    torch.manual_seed(3)
+    first = WrappedLinear(2, 1) if wrapped else nn.Linear(2, 1)
+    model = nn.Sequential(first, nn.ReLU(), nn.Linear(1, 1))
+    linear = first.linear if wrapped else first
+    with torch.no_grad():
+        linear.weight.copy_(torch.tensor([[-0.05, -0.039]]))
+        linear.bias.zero_()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    guard = trainguard.Guard(model, optimizer, policy=policy, log=log) if policy is not None else None
+    generator = torch.Generator().manual_seed(2)
+    losses = []
+    for _ in range(15):
+        order = torch.randperm(2000, generator=generator)
+        for i in range(0, 2000, 32):
+            idx = order[i:i + 32]
+            optimizer.zero_grad()
+            loss = nn.functional.binary_cross_entropy_with_logits(model(x[idx]), y[idx])
+            loss.backward()
+            guard.step(loss) if guard is not None else optimizer.step()
+            losses.append(loss.item())
+    if guard is not None:
+        guard.close()
+    return model, guard, losses

@@ -18,7 +18,7 @@ from trainguard.core.policies.trial import Proposal, Repair, improvement, trend,
 from trainguard.core.stats import StepStats
 from trainguard.scenarios import get_scenario
 
-from _repair_runs import sampled_run
+from _repair_runs import dead_hidden_relu, sampled_run
 
 torch.set_num_threads(1)
 
@@ -196,28 +196,7 @@ def test_redo_reinitializes_only_the_dormant_units_and_leaves_the_users_rng_alon
 def test_a_dead_hidden_relu_is_recycled_by_a_kept_trial_and_the_network_learns():
     # stats.stackexchange.com/questions/450100: one hidden ReLU, positive features, both weights negative.
     def run(policy):
-        rng = np.random.default_rng(1)
-        x = rng.uniform(1.0, 10.0, size=(2000, 2)).astype(np.float32)
-        x, y = torch.tensor(x), torch.tensor((x.sum(1) < 11.0).astype(np.float32)[:, None])
-        torch.manual_seed(3)
-        model = nn.Sequential(nn.Linear(2, 1), nn.ReLU(), nn.Linear(1, 1))
-        with torch.no_grad():
-            model[0].weight.copy_(torch.tensor([[-0.05, -0.039]]))
-            model[0].bias.zero_()
-        optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-        guard = trainguard.Guard(model, optimizer, policy=policy)
-        generator = torch.Generator().manual_seed(2)
-        losses = []
-        for _ in range(15):
-            order = torch.randperm(2000, generator=generator)
-            for i in range(0, 2000, 32):
-                idx = order[i:i + 32]
-                optimizer.zero_grad()
-                loss = nn.functional.binary_cross_entropy_with_logits(model(x[idx]), y[idx])
-                loss.backward()
-                guard.step(loss)
-                losses.append(loss.item())
-        guard.close()
+        _, guard, losses = dead_hidden_relu(policy)
         return float(np.mean(losses[-60:])), guard
 
     dead, _ = run("observe")

@@ -15,6 +15,8 @@ from trainguard.core.stats import StepStats
 from trainguard.io.runlog import read_runlog
 from trainguard.report.console import print_run_summary
 
+from _repair_runs import dead_hidden_relu
+
 torch.set_num_threads(1)
 
 
@@ -47,47 +49,10 @@ def test_a_refused_order_ends_its_trial_at_once_unapplied_and_the_repair_is_not_
     assert plans[-1].clip_norm == 5.0
 
 
-class _Affine(nn.Module):
-    """A Linear wrapped in a module of its own, as many code bases write their blocks."""
-
-    def __init__(self, n_in: int, n_out: int):
-        super().__init__()
-        self.linear = nn.Linear(n_in, n_out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x)
-
-
-def _dead_relu_behind_a_wrapper(policy, log=None):
-    """stats.stackexchange.com/questions/450100's dead hidden ReLU, its Linear inside a wrapper module: the
-    ReDo executor finds no Linear/Conv right before the ReLU. 945 steps: past the end of a 500-step window."""
-    rng = np.random.default_rng(1)
-    x = rng.uniform(1.0, 10.0, size=(2000, 2)).astype(np.float32)
-    x, y = torch.tensor(x), torch.tensor((x.sum(1) < 11.0).astype(np.float32)[:, None])
-    torch.manual_seed(3)
-    model = nn.Sequential(_Affine(2, 1), nn.ReLU(), nn.Linear(1, 1))
-    with torch.no_grad():
-        model[0].linear.weight.copy_(torch.tensor([[-0.05, -0.039]]))
-        model[0].linear.bias.zero_()
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    guard = trainguard.Guard(model, optimizer, policy=policy, log=log) if policy is not None else None
-    generator = torch.Generator().manual_seed(2)
-    for _ in range(15):
-        order = torch.randperm(2000, generator=generator)
-        for i in range(0, 2000, 32):
-            idx = order[i:i + 32]
-            optimizer.zero_grad()
-            loss = nn.functional.binary_cross_entropy_with_logits(model(x[idx]), y[idx])
-            loss.backward()
-            guard.step(loss) if guard is not None else optimizer.step()
-    if guard is not None:
-        guard.close()
-    return model, guard
-
-
 def test_a_redo_trial_the_torch_executor_cannot_carry_out_discards_no_training(tmp_path):
-    unguarded, _ = _dead_relu_behind_a_wrapper(None)
-    guarded, guard = _dead_relu_behind_a_wrapper("auto", log=str(tmp_path / "run.jsonl"))
+    # The Linear before the dead ReLU sits in a wrapper; 945 steps: past the end of a 500-step window.
+    unguarded, _, _ = dead_hidden_relu(None, wrapped=True)
+    guarded, guard, _ = dead_hidden_relu("auto", wrapped=True, log=str(tmp_path / "run.jsonl"))
     started = [a for a in guard.actions if a.kind == "recycle_dormant"]
     verdicts = [a for a in guard.actions if a.kind == "trial"]
     assert len(started) == 1 and len(verdicts) == 1  # tried once, not proposed again
