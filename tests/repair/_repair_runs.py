@@ -137,3 +137,21 @@ def dead_hidden_relu(policy, *, wrapped: bool = False, log=None):
     if guard is not None:
         guard.close()
     return model, guard, losses
+
+
+def full_batch_run(steps: int, policy, seed: int = 0, momentum: float = 0.0):
+    """Full-batch SGD on a small tanh regression: the model and the closed guard (None unguarded)."""
+    torch.manual_seed(seed)
+    x = torch.randn(64, 6)
+    y = x @ torch.randn(6, 1)
+    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=momentum)
+    guard = trainguard.Guard(model, optimizer, policy=policy) if policy is not None else None
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        guard.step(loss) if guard is not None else optimizer.step()
+    if guard is not None:
+        guard.close()
+    return model, guard

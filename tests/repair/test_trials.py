@@ -18,7 +18,7 @@ from trainguard.core.policies.trial import Proposal, Repair, improvement, trend,
 from trainguard.core.stats import StepStats
 from trainguard.scenarios import get_scenario
 
-from _repair_runs import dead_hidden_relu, sampled_run
+from _repair_runs import dead_hidden_relu, full_batch_run, sampled_run
 
 torch.set_num_threads(1)
 
@@ -83,31 +83,14 @@ def test_no_trial_on_a_signed_loss():
     assert all(p == Plan() for p in plans)
 
 
-def _full_batch_run(steps: int, policy, seed: int = 0):
-    torch.manual_seed(seed)
-    x = torch.randn(64, 6)
-    y = x @ torch.randn(6, 1)
-    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 1))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
-    guard = trainguard.Guard(model, optimizer, policy=policy) if policy is not None else None
-    for _ in range(steps):
-        optimizer.zero_grad()
-        loss = nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        guard.step(loss) if guard is not None else optimizer.step()
-    if guard is not None:
-        guard.close()
-    return model, guard
-
-
 def test_a_failed_trial_leaves_the_run_bitwise_as_if_its_window_never_happened():
     # A change that does nothing on a falling loss cannot beat the trend: the trial fails and rolls back.
     policy = trials(_signal_repair(30, 1.0), window=20)
-    guarded, guard = _full_batch_run(80, policy)
+    guarded, guard = full_batch_run(80, policy)
     verdict = next(a for a in guard.actions if a.kind == "trial")
     assert verdict.effect["kept"] is False
     undone = verdict.params["to_step"] + 1 - verdict.params["snapshot"]  # the updates rolled back
-    unguarded, _ = _full_batch_run(80 - undone, None)
+    unguarded, _ = full_batch_run(80 - undone, None)
     for a, b in zip(guarded.state_dict().values(), unguarded.state_dict().values()):
         assert torch.equal(a, b)
 

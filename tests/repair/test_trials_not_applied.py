@@ -6,16 +6,14 @@ import numpy as np
 import pytest
 import torch
 from rich.console import Console
-from torch import nn
 
-import trainguard
 from trainguard.core.policies import Plan, Refusal, chain, clip_global_norm
 from trainguard.core.policies.trial import Proposal, Repair, trials
 from trainguard.core.stats import StepStats
 from trainguard.io.runlog import read_runlog
 from trainguard.report.console import print_run_summary
 
-from _repair_runs import dead_hidden_relu
+from _repair_runs import dead_hidden_relu, full_batch_run
 
 torch.set_num_threads(1)
 
@@ -108,24 +106,9 @@ def _one_proposal(name: str, order: dict) -> Repair:
 
 
 def test_an_epsilon_for_an_optimizer_without_one_is_not_applied_on_torch():
-    def run(policy):
-        torch.manual_seed(0)
-        x = torch.randn(64, 6)
-        y = x @ torch.randn(6, 1)
-        model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 1))
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-        guard = trainguard.Guard(model, optimizer, policy=policy) if policy is not None else None
-        for _ in range(40):
-            optimizer.zero_grad()
-            loss = nn.functional.mse_loss(model(x), y)
-            loss.backward()
-            guard.step(loss) if guard is not None else optimizer.step()
-        if guard is not None:
-            guard.close()
-        return model, guard
-
-    unguarded, _ = run(None)
-    guarded, guard = run(trials(_one_proposal("adam_epsilon", {"adam_eps": 1e-3}), history=4, window=20))
+    unguarded, _ = full_batch_run(40, None, momentum=0.9)
+    epsilon_trial = trials(_one_proposal("adam_epsilon", {"adam_eps": 1e-3}), history=4, window=20)
+    guarded, guard = full_batch_run(40, epsilon_trial, momentum=0.9)
     (verdict,) = [a for a in guard.actions if a.kind == "trial"]
     assert verdict.params["to_step"] == 4 and verdict.effect["applied"] is False
     assert "no eps" in verdict.effect["why"]
