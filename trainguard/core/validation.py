@@ -11,6 +11,7 @@ writes the record to the run log (``{"type": "validation", ...}``); the overfitt
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -90,11 +91,7 @@ def training_level(history: Sequence[Any], steps: int = LEVEL_STEPS) -> float | 
         loss = history[-i].loss
         if loss is not None and math.isfinite(loss):
             losses.append(loss)
-    if not losses:
-        return None
-    losses.sort()
-    n = len(losses)
-    return losses[n // 2] if n % 2 else 0.5 * (losses[n // 2 - 1] + losses[n // 2])
+    return statistics.median(losses) if losses else None
 
 
 def _user_number(value: Any, what: str) -> float:
