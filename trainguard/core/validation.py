@@ -15,7 +15,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-__all__ = ["Validation", "validation_record", "scalar_metrics", "training_level", "LEVEL_STEPS"]
+__all__ = ["Validation", "validation_record", "held_out_results", "training_level", "LEVEL_STEPS"]
 
 LEVEL_STEPS = 20  # the training steps whose median loss is the training level at an evaluation
 
@@ -69,7 +69,22 @@ def validation_record(step: int, loss: Any = None, metrics: dict[str, Any] | Non
                       epoch=epoch)
 
 
-def scalar_metrics(values: dict[str, Any]) -> dict[str, float]:
+def held_out_results(logs: dict[str, Any], prefixes: tuple[str, ...], loss_names: tuple[str, ...] = ("loss",),
+                     skip_suffixes: tuple[str, ...] = ()) -> tuple[float | None, dict[str, float]]:
+    """A framework's evaluation logs as ``(loss, metrics)``: the entries named with one of ``prefixes`` (Keras'
+    ``val_``, the Trainer's ``eval_``), the prefix dropped, those ending in ``skip_suffixes`` left out, numbers
+    only; the first of ``loss_names`` present is the loss, the rest the metrics."""
+    values = {}
+    for name, value in logs.items():
+        prefix = next((p for p in prefixes if name.startswith(p)), None)
+        if prefix is not None and not name.endswith(skip_suffixes):
+            values[name[len(prefix):]] = value
+    values = _numbers(values)
+    loss = next((values.pop(k) for k in loss_names if k in values), None)
+    return loss, values
+
+
+def _numbers(values: dict[str, Any]) -> dict[str, float]:
     """The values of a framework's metric dict that are numbers (a framework's logs may also hold strings or
     arrays, which are not a metric to judge)."""
     out = {}

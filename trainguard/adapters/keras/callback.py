@@ -31,7 +31,7 @@ from trainguard.adapters.keras.records import StepRecord
 from trainguard.adapters.keras.session import KerasSession
 from trainguard.core.detector import Detector
 from trainguard.core.presets import Preset, get_preset
-from trainguard.core.validation import Validation, scalar_metrics
+from trainguard.core.validation import Validation, held_out_results
 
 __all__ = ["Guard"]
 
@@ -152,8 +152,7 @@ class Guard(keras.callbacks.Callback):
         """The epoch's validation (``val_loss`` and ``val_<metric>`` in its logs) as a validation result."""
         if self.session is None or not logs:
             return
-        values = scalar_metrics({k[len("val_"):]: v for k, v in logs.items() if k.startswith("val_")})
-        loss = values.pop("loss", None)
+        loss, values = held_out_results(logs, ("val_",))
         if loss is not None or values:
             self.session.session.validate(Validation(self.session.step, loss, values, epoch=epoch))
 

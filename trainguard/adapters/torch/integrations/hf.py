@@ -44,7 +44,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
 from trainguard.adapters.torch.integrations.options import GuardOptions, TrainerGuardResults
 from trainguard.adapters.torch.integrations.trainer_step import TrainerStepGuard, batch_length
 from trainguard.core.policies import TrainingStopped
-from trainguard.core.validation import scalar_metrics
+from trainguard.core.validation import held_out_results
 
 __all__ = ["Guard"]
 
@@ -127,12 +127,11 @@ class Guard(TrainerGuardResults, TrainerCallback):
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any) -> None:
         if not self._active or not metrics:
             return
-        values = scalar_metrics({k[len(_EVAL):]: v for k, v in metrics.items()
-                                 if k.startswith(_EVAL) and not k.endswith(_NOT_METRICS)})
+        loss, values = held_out_results(metrics, (_EVAL,), skip_suffixes=_NOT_METRICS)
         try:
             # state.epoch counts the epochs done (1.0 after the first): the evaluation closes epoch ceil - 1
             epoch = max(0, math.ceil(state.epoch or 0) - 1)
-            self.guard.record_validation(values.pop("loss", None), values, epoch=epoch)
+            self.guard.record_validation(loss, values, epoch=epoch)
         except TrainingStopped as stop:
             self._stop(control, stop)
 

@@ -38,7 +38,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
 from trainguard.adapters.torch.integrations.options import GuardOptions, TrainerGuardResults
 from trainguard.adapters.torch.integrations.trainer_step import TrainerStepGuard, batch_length, split_batch
 from trainguard.core.policies import TrainingStopped
-from trainguard.core.validation import scalar_metrics
+from trainguard.core.validation import held_out_results
 
 __all__ = ["Guard"]
 
@@ -112,13 +112,7 @@ class Guard(TrainerGuardResults, Callback):
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         if not self._active or trainer.sanity_checking:
             return
-        values = {}
-        for name, value in trainer.callback_metrics.items():
-            prefix = next((p for p in _VALIDATION_PREFIXES if name.startswith(p)), None)
-            if prefix is not None:
-                values[name[len(prefix):]] = value
-        values = scalar_metrics(values)
-        loss = next((values.pop(k) for k in _LOSS_NAMES if k in values), None)
+        loss, values = held_out_results(trainer.callback_metrics, _VALIDATION_PREFIXES, _LOSS_NAMES)
         try:
             self.guard.record_validation(loss, values, epoch=trainer.current_epoch)
         except TrainingStopped as stop:
