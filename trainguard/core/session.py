@@ -320,13 +320,22 @@ class Session:
         self.actions.extend(actions)
         if not actions and not events:
             return
+
+        def write(sink: Any) -> None:
+            for action in actions:
+                sink.action(action)
+            for kind, data in events:
+                sink.event(kind, step, **data)
+
+        self._to_sinks(step, write)
+
+    def _to_sinks(self, step: int, write: Callable[[Any], None]) -> None:
+        """``write(sink)`` for each sink still on; one that fails is switched off alone (the per-step path in
+        :meth:`observe` writes its own loop: no closure per step)."""
         for part, sink in self._sinks:
             if part not in self.containment.disabled:
                 try:
-                    for action in actions:
-                        sink.action(action)
-                    for kind, data in events:
-                        sink.event(kind, step, **data)
+                    write(sink)
                 except Exception as e:  # noqa: BLE001 - containment
                     self.containment.contain(part, e, step)
 
@@ -345,15 +354,14 @@ class Session:
             except Exception as e:  # noqa: BLE001 - containment
                 self.containment.contain("overfitting", e, record.step)
         self.findings.extend(found)
-        for part, sink in self._sinks:
-            if part not in self.containment.disabled:
-                try:
-                    if callable(getattr(sink, "validation", None)):
-                        sink.validation(record)
-                    for finding in found:
-                        sink.finding(finding)
-                except Exception as e:  # noqa: BLE001 - containment
-                    self.containment.contain(part, e, record.step)
+
+        def write(sink: Any) -> None:
+            if callable(getattr(sink, "validation", None)):
+                sink.validation(record)
+            for finding in found:
+                sink.finding(finding)
+
+        self._to_sinks(record.step, write)
         return found
 
     def event(self, kind: str, step: int | None = None, **data: Any) -> None:
