@@ -19,15 +19,15 @@ Not when Adam's update RMS at that step is above ``SIGN_STEP_RMS`` (1.5): Adam b
 from __future__ import annotations
 
 import math
-import re
+import statistics
 from typing import NamedTuple
 
 from trainguard.core.detector import Detector
+from trainguard.core.detectors._read import is_bias
 from trainguard.core.findings import Finding, Severity
 from trainguard.core.stats import StepStats
 
-__all__ = ["first_update", "FirstUpdateState", "adam_first_update_ratio", "weight_update_ratios", "is_bias",
-           "SIGN_STEP_RMS"]
+__all__ = ["first_update", "FirstUpdateState", "adam_first_update_ratio", "weight_update_ratios", "SIGN_STEP_RMS"]
 
 SIGN_STEP_RMS = 1.5
 
@@ -38,34 +38,30 @@ class FirstUpdateState(NamedTuple):
     done: bool
 
 
-def is_bias(name: str) -> bool:
-    """``fc.bias`` (PyTorch), ``dense/bias:0`` (Keras): a bias starts at ~0, so its ratio says nothing of the
-    step size (Karpathy's heuristic is for weights)."""
-    return re.split(r"[./]", name)[-1].split(":")[0].lower().endswith("bias")
-
-
 def weight_update_ratios(stats: StepStats, zero_initialized: frozenset[str] = frozenset()) -> list[float]:
-    """The finite update-to-weight ratios of the weight tensors, leaving out biases and ``zero_initialized``."""
+    """The finite update-to-weight ratios of the weight tensors, leaving out biases (a bias starts at ~0, so its
+    ratio says nothing of the step size: Karpathy's heuristic is for weights) and ``zero_initialized``."""
     return [l.update_ratio for l in stats.layers
             if l.update_ratio is not None and math.isfinite(l.update_ratio) and not is_bias(l.name)
             and l.name not in zero_initialized]
 
 
-def adam_first_update_ratio(stats: StepStats) -> dict | None:
+def adam_first_update_ratio(stats: StepStats, max_rms: float = SIGN_STEP_RMS) -> dict | None:
     """Adam's update against the weights at ``stats`` (meant for the run's first step): the typical weight
     tensor's update-to-weight ratio and the share of tensors at or above 1; None without Adam's statistics, when
-    the step is non-finite, or when its update RMS shows an underflowed second moment."""
+    the step is non-finite, or when its update RMS (median over the tensors) is above ``max_rms``: an underflowed
+    second moment."""
     if not stats.layers or not stats.finite:
         return None
-    rms = sorted(l.adam_update_rms for l in stats.layers
-                 if l.adam_update_rms is not None and math.isfinite(l.adam_update_rms))
-    if not rms or _median(rms) > SIGN_STEP_RMS:
+    rms = [l.adam_update_rms for l in stats.layers
+           if l.adam_update_rms is not None and math.isfinite(l.adam_update_rms)]
+    if not rms or statistics.median(rms) > max_rms:
         return None
     zero = frozenset(l.name for l in stats.layers if l.weight_norm == 0.0)
     ratios = weight_update_ratios(stats, zero)
     if not ratios:
         return None
-    return {"step": stats.step, "median_update_ratio": _median(sorted(ratios)),
+    return {"step": stats.step, "median_update_ratio": statistics.median(ratios),
             "share_at_least_weights": sum(r >= 1.0 for r in ratios) / len(ratios)}
 
 
@@ -88,7 +84,7 @@ def first_update(min_ratio: float = 1.0, after: int = 3, rise: float = 1.1) -> D
         if not went_non_finite and len(losses) < after:
             return (), state._replace(losses_after=losses)
         first = state.first
-        later = _median(sorted(losses))
+        later = statistics.median(losses)
         if not (went_non_finite or later > rise * first["first_loss"]):
             return (), FirstUpdateState(None, (), True)
         ratio = first["median_update_ratio"]
@@ -101,8 +97,3 @@ def first_update(min_ratio: float = 1.0, after: int = 3, rise: float = 1.1) -> D
             FirstUpdateState(None, (), True)
 
     return Detector("first_update", init, update)
-
-
-def _median(values: list[float]) -> float:
-    n = len(values)
-    return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])

@@ -8,7 +8,7 @@ import numpy as np
 from trainguard.core.detectors.activation_health import output_activation
 from trainguard.core.detectors.data_scale import scale_factor
 from trainguard.core.detectors.first_update import SIGN_STEP_RMS, adam_first_update_ratio
-from trainguard.core.detectors.first_update import is_bias as _is_bias
+from trainguard.core.detectors._read import is_bias as _is_bias
 from trainguard.core.detectors.first_update import weight_update_ratios as _weight_update_ratios
 from trainguard.core.diagnosis.course import recovery
 from trainguard.core.diagnosis.run_view import RunView

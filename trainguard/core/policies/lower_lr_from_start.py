@@ -24,54 +24,40 @@ rate's.
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from typing import NamedTuple
 
+from trainguard.core.detectors.first_update import SIGN_STEP_RMS, adam_first_update_ratio
 from trainguard.core.diagnosis.fixes import FIXES
 from trainguard.core.policies.lower_lr import _apply
 from trainguard.core.policies.plan import Findings, Plan
 from trainguard.core.policies.trial import Proposal, Repair
 from trainguard.core.stats import StepStats
 
-__all__ = ["lower_lr_from_start", "FirstUpdateState", "is_bias"]
+__all__ = ["lower_lr_from_start", "FirstRestartState"]
 
 
-class FirstUpdateState(NamedTuple):
+class FirstRestartState(NamedTuple):
     first_step: int | None  # the run's first step (None: none seen yet)
     ratio: float | None  # the typical weight tensor's update ratio at the first step (None: not an Adam step)
     losses: tuple[float, ...]  # the losses of the first 1 + `after` steps (nan: non-finite)
     done: bool  # the evidence was judged (proposed or not): never again
 
 
-def is_bias(name: str) -> bool:
-    """``fc.bias`` (PyTorch), ``dense/bias:0`` (Keras): a bias starts near 0, its update ratio says nothing."""
-    return re.split(r"[./]", name)[-1].split(":")[0].lower().endswith("bias")
-
-
-def _first_adam_ratio(stats: StepStats, max_rms: float) -> float | None:
-    rms = [x.adam_update_rms for x in stats.layers if x.adam_update_rms is not None and math.isfinite(x.adam_update_rms)]
-    if not rms or statistics.median(rms) > max_rms:
-        return None
-    ratios = [x.update_ratio for x in stats.layers if x.update_ratio is not None and math.isfinite(x.update_ratio)
-              and not is_bias(x.name)]
-    return statistics.median(ratios) if ratios else None
-
-
 def lower_lr_from_start(min_ratio: float = 1.0, target: float = 0.1, after: int = 3, min_rise: float = 0.1,
-                        max_rms: float = 1.5) -> Repair:
+                        max_rms: float = SIGN_STEP_RMS) -> Repair:
     if not 0 < target < min_ratio or after < 1 or min_rise <= 0 or max_rms <= 0:
         raise ValueError("lower_lr_from_start needs 0 < target < min_ratio, after >= 1, min_rise > 0, max_rms > 0")
     fix = FIXES["lr_too_high"][0]
 
-    def propose(stats: StepStats, findings: Findings, plan: Plan, st: FirstUpdateState):
+    def propose(stats: StepStats, findings: Findings, plan: Plan, st: FirstRestartState):
         if st.done or stats.step < 0:
             return None, st
         if st.first_step is None:
-            ratio = _first_adam_ratio(stats, max_rms) if stats.layers else None
-            if ratio is None or ratio < min_ratio:
+            measured = adam_first_update_ratio(stats, max_rms)  # the first_update detector's measure
+            if measured is None or measured["median_update_ratio"] < min_ratio:
                 return None, st._replace(done=True)
-            st = FirstUpdateState(stats.step, ratio, (), False)
+            st = FirstRestartState(stats.step, measured["median_update_ratio"], (), False)
         loss = stats.loss if stats.loss is not None and stats.finite and math.isfinite(stats.loss) else math.nan
         st = st._replace(losses=st.losses + (float(loss),))
         if len(st.losses) < 1 + after:
@@ -87,4 +73,4 @@ def lower_lr_from_start(min_ratio: float = 1.0, target: float = 0.1, after: int 
                   "restart_from_step": st.first_step}
         return Proposal("adam_first_update", params, fix, restore_before=st.first_step), st
 
-    return Repair("lower_lr_from_start", lambda: FirstUpdateState(None, None, (), False), propose, _apply)
+    return Repair("lower_lr_from_start", lambda: FirstRestartState(None, None, (), False), propose, _apply)

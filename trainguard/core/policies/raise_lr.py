@@ -17,7 +17,8 @@ The change: the learning rate multiplied by the largest power of ten that keeps 
 learning-rate search (Bengio 2012, sec. 3.1.1: a log scale). Tried as every trial is (:mod:`.trial`), over
 ``window`` (100) steps: a loss that crawled needs a while to fall measurably (10%) below its trend even at a rate
 100x faster (a 10-class softmax at SGD lr 1e-5 raised to 1e-2: 2% below its trend after 20 steps). Kept only if
-it does; a raise that blows up fails at its first non-finite step and is rolled back. A dormant-unit recycling (:mod:`.redo`) is tried before it when both apply.
+it does; a raise that blows up fails at its first non-finite step and is rolled back. A dormant-unit recycling
+(:mod:`.redo`) is tried before it when both apply.
 """
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ import math
 import statistics
 from typing import NamedTuple
 
+from trainguard.core.detectors.first_update import weight_update_ratios
 from trainguard.core.diagnosis.fixes import FIXES
-from trainguard.core.policies.lower_lr_from_start import is_bias
 from trainguard.core.policies.plan import Findings, Plan
 from trainguard.core.policies.trial import Proposal, Repair
 from trainguard.core.stats import StepStats
@@ -41,8 +42,7 @@ class SlowState(NamedTuple):
 
 
 def _largest_ratio(stats: StepStats) -> float | None:
-    ratios = [x.update_ratio for x in stats.layers if x.update_ratio is not None and math.isfinite(x.update_ratio)
-              and not is_bias(x.name)]
+    ratios = weight_update_ratios(stats)
     return max(ratios) if ratios else None
 
 
