@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 from typing import NamedTuple
 
 from trainguard.core.detector import Detector
@@ -113,7 +114,7 @@ def overfitting(min_evaluations: int = 5, after_best: int = 3, rising_share: flo
                                rises=state.rises + (loss > state.last_loss), last_loss=loss, recent=recent,
                                metrics=metrics)
         scale = abs(state.best_loss) or 1.0
-        gl, recent_gl = (loss - state.best_loss) / scale, (_median(recent) - state.best_loss) / scale
+        gl, recent_gl = (loss - state.best_loss) / scale, (statistics.median(recent) - state.best_loss) / scale
         if (state.evaluations < min_evaluations or state.after_best < after_best
                 or state.rises < rising_share * state.after_best or gl < rise or recent_gl < recent_rise
                 or not train < state.train_at_best):
@@ -126,7 +127,7 @@ def overfitting(min_evaluations: int = 5, after_best: int = 3, rising_share: flo
         evidence = {"best_val_loss": state.best_loss, "best_step": state.best_step, "last_val_loss": loss,
                     "val_rise": gl, "recent_val_rise": recent_gl, "evaluations_after_best": state.after_best,
                     "train_loss_at_best": state.train_at_best, "train_loss_now": train,
-                    "metrics": {m.name: {"best": m.best, "recent": _median(m.recent),
+                    "metrics": {m.name: {"best": m.best, "recent": statistics.median(m.recent),
                                          "higher_is_better": m.higher_is_better} for m in metrics}}
         message = (f"validation loss {loss:.4g} is {gl:.0%} above its best {state.best_loss:.4g} (step "
                    f"{state.best_step}) after {state.after_best} evaluations, while the training loss fell from "
@@ -162,10 +163,4 @@ def _degraded(track: MetricTrack, drop: float) -> bool:
     climbing to a new best is not degraded, though its recent median lags behind it)."""
     margin = drop * (abs(track.best) or 1.0)
     sign = 1.0 if track.higher_is_better else -1.0
-    return all(sign * (track.best - value) > margin for value in (track.recent[-1], _median(track.recent)))
-
-
-def _median(values: tuple[float, ...]) -> float:
-    ordered = sorted(values)
-    n = len(ordered)
-    return ordered[n // 2] if n % 2 else 0.5 * (ordered[n // 2 - 1] + ordered[n // 2])
+    return all(sign * (track.best - value) > margin for value in (track.recent[-1], statistics.median(track.recent)))
