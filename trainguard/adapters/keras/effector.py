@@ -238,6 +238,10 @@ def _slots(optimizer: Any, variable: Any) -> list[Any]:
             if v.path.split("/", 1)[-1].startswith(prefix) and tuple(v.shape) == tuple(variable.shape)]
 
 
+def _zero(variable: Any) -> None:
+    variable.assign(np.zeros(tuple(variable.shape), dtype=str(variable.dtype)))
+
+
 def recycle_dead_layer(model: Any, optimizer: Any, names: tuple[str, ...], dead: dict[str, float],
                        seed: int) -> dict[str, Any]:
     """ReDo (Sokar et al. 2023) on Keras, for a ReLU layer whose units were all dead on the last sampled batch
@@ -270,13 +274,12 @@ def recycle_dead_layer(model: Any, optimizer: Any, names: tuple[str, ...], dead:
         for variable, initializer in fresh:
             variable.assign(initializer(tuple(variable.shape), dtype=variable.dtype))
             for slot in _slots(optimizer, variable):
-                slot.assign(np.zeros(tuple(slot.shape), dtype=str(slot.dtype)))
+                _zero(slot)
         following = next((layer for layer in layers[index + 1:] if getattr(layer, "kernel", None) is not None), None)
         if following is not None and len(following.kernel.shape) >= 2 and int(following.kernel.shape[-2]) == units:
             # every unit was dead: all of the next layer's incoming weights are theirs
-            following.kernel.assign(np.zeros(tuple(following.kernel.shape), dtype=str(following.kernel.dtype)))
-            for slot in _slots(optimizer, following.kernel):
-                slot.assign(np.zeros(tuple(slot.shape), dtype=str(slot.dtype)))
+            for variable in (following.kernel, *_slots(optimizer, following.kernel)):
+                _zero(variable)
         done["units"] += units
         done["layers"].append(name)
     if not done["not_applied"]:
