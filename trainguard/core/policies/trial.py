@@ -174,12 +174,15 @@ def trials(*repairs: Repair, history: int = 32, window: int = 20, margin: float 
             plan = plan._replace(keep_snapshot=st.running.label)
         return plan
 
+    def verdict_params(run: RunningTrial, from_step: int, to_step: int) -> dict[str, Any]:
+        return {"repair": repairs[run.repair].name, **run.proposal.params, "snapshot": run.label,
+                "from_step": from_step, "to_step": to_step, "fix": run.proposal.fix}
+
     def record(run: RunningTrial, step: int, kept: bool, why: str) -> Action:
         window_loss = float(np.median(run.losses[len(run.losses) // 2:])) if run.losses else None
         middle = run.first + (max(step, run.first) - run.first) * 3 / 4  # of the judged second half
         predicted = math.exp(run.intercept + run.slope * middle)
-        params = {"repair": repairs[run.repair].name, **run.proposal.params, "snapshot": run.label,
-                  "from_step": run.first, "to_step": step, "fix": run.proposal.fix}
+        params = verdict_params(run, run.first, step)
         effect = {"kept": kept, "why": why, "loss_at_start": run.start_loss, "loss_trend": predicted,
                   "loss_window": window_loss,
                   "improvement": (-float(np.median(run.residuals[len(run.residuals) // 2:])) if run.residuals
@@ -271,8 +274,7 @@ def trials(*repairs: Repair, history: int = 32, window: int = 20, margin: float 
         whys = {r.order: r.why for r in refusals if r.order in run.orders}
         if whys.keys() != run.orders:  # a part was carried out: it is tried and judged as any change
             return (), st
-        params = {"repair": repairs[run.repair].name, **run.proposal.params, "snapshot": run.label,
-                  "from_step": run.step, "to_step": run.step, "fix": run.proposal.fix}
+        params = verdict_params(run, run.step, run.step)
         effect = {"applied": False, "kept": False,
                   "why": "not applied: the adapter could not carry it out: " + "; ".join(dict.fromkeys(whys.values()))}
         verdict = Action("trial", run.step, run.proposal.reason, params, effect)
