@@ -12,10 +12,11 @@ from benchmarks.corpus.healthy._common import Batches
 
 def train_supervised(ctx: RunContext, guard: Any, model: torch.nn.Module, opt: torch.optim.Optimizer,
                      loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], batches: Batches, steps: int,
-                     sched: Any = None, log_lr: bool = True) -> list[float]:
-    """Trains ``steps`` steps; returns each step's loss. ``log_lr``: the native log has an ``lr`` column."""
+                     sched: Any = None, log_lr: bool = True, first_step: int = 0) -> list[float]:
+    """Trains ``steps`` steps; returns each step's loss. ``log_lr``: the native log has an ``lr`` column;
+    ``first_step``: the native log's step of the first one (a loop that calls this once per epoch)."""
     losses: list[float] = []
-    for step in range(steps):
+    for step in range(first_step, first_step + steps):
         xb, yb = (torch.from_numpy(a) for a in batches.next())
         opt.zero_grad()
         loss = loss_fn(model(xb), yb)

@@ -18,6 +18,7 @@ from torch import nn
 
 from benchmarks.corpus.case import Case, Outcome, RunContext, seeded
 from benchmarks.corpus.healthy._common import Batches, regression_data, tail_mean
+from benchmarks.corpus.healthy._torch_loop import train_supervised
 
 CASE = Case(name="torch_reduce_on_plateau", kind="healthy", cause=None, framework="torch",
             source="https://docs.pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.ReduceLROnPlateau.html",
@@ -41,15 +42,9 @@ def run(ctx: RunContext) -> Outcome:
     step = 0
     for epoch in range(EPOCHS):
         model.train()
-        for _ in range(len(x_train) // BATCH):
-            xb, yb = (torch.from_numpy(a) for a in batches.next())
-            opt.zero_grad()
-            loss = loss_fn(model(xb), yb)
-            loss.backward()
-            ctx.torch_step(guard, opt, loss, inputs=xb, targets=yb)
-            losses.append(loss.item())
-            ctx.log_scalar(step, loss=losses[-1], lr=opt.param_groups[0]["lr"])
-            step += 1
+        per_epoch = len(x_train) // BATCH
+        losses += train_supervised(ctx, guard, model, opt, loss_fn, batches, per_epoch, first_step=step)
+        step += per_epoch
         model.eval()
         with torch.no_grad():
             val_losses.append(loss_fn(model(x_val), y_val).item())
