@@ -13,12 +13,14 @@ import trainguard  # noqa: E402
 from trainguard.core.actions import Action  # noqa: E402
 from trainguard.core.findings import Finding  # noqa: E402
 from trainguard.core.stats import StepStats  # noqa: E402
-from trainguard.exports import scalars  # noqa: E402
+from trainguard.core.validation import Validation  # noqa: E402
+from trainguard.exports import scalars, validation_scalars  # noqa: E402
 from trainguard.io.runlog import read_runlog  # noqa: E402
 
 from _integration_runs import BATCH, data, mlp  # noqa: E402
 
 STEPS, NAN_STEP = 6, 2
+VALIDATION_STEP, VALIDATION_LOSS = 4, 0.625
 
 
 def guarded_run(**guard_options) -> trainguard.Guard:
@@ -33,6 +35,8 @@ def guarded_run(**guard_options) -> trainguard.Guard:
             loss = loss * float("nan")
         loss.backward()
         guard.step(loss, batch_size=BATCH)
+        if step == VALIDATION_STEP:
+            guard.record_validation(VALIDATION_LOSS, accuracy=0.75)
     guard.close()
     return guard
 
@@ -70,6 +74,9 @@ def test_tensorboard_scalars_are_readable_by_tensorboard(tmp_path):
     assert "trainguard/grad_norm/0.weight" in series and "trainguard/lr/0" in series
     assert texts["trainguard/findings"] == [f.step for f in guard.findings] and NAN_STEP in texts["trainguard/findings"]
     assert texts["trainguard/actions"] == [NAN_STEP]
+    (validation,) = guard.session.validations
+    assert series["trainguard/val/loss"] == {validation.step: VALIDATION_LOSS}
+    assert series["trainguard/val/accuracy"] == {validation.step: 0.75}
 
 
 def test_a_callable_receives_every_record_like_the_run_log(tmp_path):
@@ -81,6 +88,10 @@ def test_a_callable_receives_every_record_like_the_run_log(tmp_path):
     assert [(r.kind, r.step) for r in received if isinstance(r, Action)] == [("skip_step", NAN_STEP)]
     assert guard.actions == [r for r in received if isinstance(r, Action)]
     assert scalars(received[0])["loss"] == log.steps[0].loss
+    assert [r for r in received if isinstance(r, Validation)] == log.validations
+    (validation,) = log.validations
+    assert validation_scalars(validation) == {"val/loss": VALIDATION_LOSS, "val/accuracy": 0.75,
+                                              "val/train_loss": validation.train_loss}
 
 
 def test_a_broken_exporter_is_switched_off_and_the_run_goes_on(tmp_path):

@@ -75,6 +75,9 @@ class ExporterSink:
     def action(self, action: Action) -> None:
         self.exporter(action)
 
+    def validation(self, record: Validation) -> None:
+        self.exporter(record)
+
     def event(self, kind: str, step: int | None = None, **data: Any) -> None:
         """Events are the run log's alone."""
 

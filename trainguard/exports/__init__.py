@@ -1,7 +1,8 @@
 """Exporters: each run-log record, as it is written, handed to TensorBoard, W&B, MLflow or a function of yours.
 
 An exporter is any callable taking one record: a :class:`~trainguard.core.stats.StepStats` per recorded step,
-a :class:`~trainguard.core.findings.Finding` per finding, an :class:`~trainguard.core.actions.Action` per repair.
+a :class:`~trainguard.core.findings.Finding` per finding, an :class:`~trainguard.core.actions.Action` per repair,
+a :class:`~trainguard.core.validation.Validation` per validation result (``validation_scalars`` flattens it).
 If it also has a ``close()`` method, the guard calls it when the run ends. Pass a list of them to the guard::
 
     def to_wandb(record):
@@ -19,9 +20,9 @@ from __future__ import annotations
 from typing import Any
 
 from trainguard.core.session import check_exporters
-from trainguard.exports.scalars import Exporter, Record, scalars
+from trainguard.exports.scalars import Exporter, Record, scalars, validation_scalars
 
-__all__ = ["Record", "Exporter", "scalars", "check_exporters", "TensorBoardExporter"]
+__all__ = ["Record", "Exporter", "scalars", "validation_scalars", "check_exporters", "TensorBoardExporter"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,5 +1,5 @@
-"""What an exporter receives (:data:`Record`) and a step's numbers as flat scalar names (:func:`scalars`), for the
-exporters of ``trainguard.exports``."""
+"""What an exporter receives (:data:`Record`), a step's numbers as flat scalar names (:func:`scalars`) and a
+validation result's (:func:`validation_scalars`), for the exporters of ``trainguard.exports``."""
 from __future__ import annotations
 
 import math
@@ -8,10 +8,11 @@ from typing import Any, Callable, Union
 from trainguard.core.actions import Action
 from trainguard.core.findings import Finding
 from trainguard.core.stats import StepStats
+from trainguard.core.validation import Validation
 
-__all__ = ["Record", "Exporter", "scalars"]
+__all__ = ["Record", "Exporter", "scalars", "validation_scalars"]
 
-Record = Union[StepStats, Finding, Action]
+Record = Union[StepStats, Finding, Action, Validation]
 Exporter = Callable[[Record], Any]
 
 
@@ -35,4 +36,15 @@ def scalars(stats: StepStats) -> dict[str, float]:
         health = activation.dead_fraction if activation.dead_fraction is not None else activation.saturated_fraction
         if health is not None and not math.isnan(health):
             out[f"{'dead' if activation.kind == 'relu' else 'saturated'}_fraction/{activation.name}"] = health
+    return out
+
+
+def validation_scalars(record: Validation) -> dict[str, float]:
+    """A validation result's numbers as flat scalar names: ``val/loss``, ``val/<metric>`` and ``val/train_loss``
+    (the training loss's level when the model was evaluated), the missing ones left out."""
+    out = {f"val/{name}": value for name, value in record.metrics.items()}
+    if record.loss is not None:
+        out["val/loss"] = record.loss
+    if record.train_loss is not None:
+        out["val/train_loss"] = record.train_loss
     return out

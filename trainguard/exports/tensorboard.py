@@ -1,7 +1,8 @@
 """TensorBoard export through torch's standard writer, ``torch.utils.tensorboard.SummaryWriter``.
 
 Scalars under ``<prefix>/`` (``trainguard/loss``, ``trainguard/grad_norm``, ``trainguard/grad_norm/fc1.weight``,
-see :func:`trainguard.exports.scalars`), one point per recorded step; findings and actions as text
+see :func:`trainguard.exports.scalars`), one point per recorded step; validation results as ``<prefix>/val/loss``
+and ``<prefix>/val/<metric>`` at their step; findings and actions as text
 (``trainguard/findings``, ``trainguard/actions``) at their step. Needs the ``tensorboard`` extra.
 """
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any
 from trainguard.core.actions import Action
 from trainguard.core.findings import Finding
 from trainguard.core.stats import StepStats
-from trainguard.exports.scalars import Record, scalars
+from trainguard.core.validation import Validation
+from trainguard.exports.scalars import Record, scalars, validation_scalars
 
 __all__ = ["TensorBoardExporter"]
 
@@ -41,6 +43,9 @@ class TensorBoardExporter:
     def __call__(self, record: Record) -> None:
         if isinstance(record, StepStats):
             for name, value in scalars(record).items():
+                self.writer.add_scalar(f"{self.prefix}/{name}", value, record.step)
+        elif isinstance(record, Validation):
+            for name, value in validation_scalars(record).items():
                 self.writer.add_scalar(f"{self.prefix}/{name}", value, record.step)
         elif isinstance(record, Finding):
             self.writer.add_text(f"{self.prefix}/findings",
