@@ -11,11 +11,16 @@ chain); this module only executes the plan after each step:
   raising Adam's epsilon (at least to what the weights' dtype represents), recycling dormant units (ReDo,
   :func:`recycle_dead_layer`) where a whole ReLU layer is dead.
 
+BatchNormalization layers that ran in inference mode in a training step (the loop called ``model(x)`` without
+``training=True``) are put in training mode for the rest of the run through the mode check's wrapper
+(:meth:`~trainguard.adapters.keras.modes.ModeRecorder.train`: torch backend, calls that record gradients and
+got no ``training`` argument), with the warning that names the fix.
+
 Not carried out on Keras, said once in the run log: unit-wise clipping (AGC) and the StableAdamW update cap need
-a per-tensor learning rate, which Keras optimizers do not expose; weighing a batch's gradient by its size; putting
-layers back in training mode cannot be done from outside, because Keras takes the mode per call (the finding
-names the fix: ``model(x, training=True)``). Each order not carried out, these and a ReDo or an epsilon that
-finds nothing to change, is reported back as a :class:`~trainguard.core.policies.Refusal` (a trial of it ends at
+a per-tensor learning rate, which Keras optimizers do not expose; weighing a batch's gradient by its size; Dropout
+(and BatchNormalization on the TensorFlow and JAX backends) back in training mode, because Keras takes the mode
+per call. Each order not carried out, these and a ReDo or an epsilon that finds nothing to change, is reported
+back as a :class:`~trainguard.core.policies.Refusal` (a trial of it ends at
 once, unapplied).
 """
 from __future__ import annotations
@@ -28,7 +33,7 @@ import numpy as np
 
 from trainguard.adapters.keras import collect, private
 from trainguard.adapters.keras.activations import activation_kind
-from trainguard.adapters.keras.modes import all_layers
+from trainguard.adapters.keras.modes import ModeRecorder, all_layers
 from trainguard.adapters.keras.records import standing_orders
 from trainguard.core.actions import Action
 from trainguard.core.findings import Finding
@@ -41,21 +46,22 @@ __all__ = ["KerasEffector", "recycle_dead_layer"]
 _UNSUPPORTED = {
     "agc": "unit-wise clipping is not carried out on Keras; global-norm clipping is",
     "adam_update_cap": "Keras optimizers have no per-tensor learning rate to cap the Adam update with",
-    "restore_mode": "Keras takes the mode per call: call the model with training=True in the training step",
     "batch_weight": "weighing a batch's gradient by its size is carried out on torch only",
     "layer_trust": "layer-wise update normalization (LARS-style) is carried out on torch only",
 }
-_PLAN_FIELD = {"agc": "agc_clipping", "restore_mode": "restore_modules"}  # the others are named as in the Plan
+_PLAN_FIELD = {"agc": "agc_clipping"}  # the others are named as in the Plan
 
 
 class KerasEffector:
     """``optimizer`` is the :class:`GuardedOptimizer`; ``read`` reads a variable's value and ``before_write``
-    runs before the host writes one (both differ under the JAX trainer, see the callback)."""
+    runs before the host writes one (both differ under the JAX trainer, see the callback); ``modes`` is the
+    session's mode check (None without a model)."""
 
     def __init__(self, optimizer: Any, model: Any, variables: list[Any], read: Callable[[Any], np.ndarray],
-                 before_write: Callable[[], None], snapshots: bool):
+                 before_write: Callable[[], None], snapshots: bool, modes: ModeRecorder | None = None):
         self.optimizer = optimizer
         self.model = model
+        self.modes = modes
         self.variables = variables
         self.read = read
         self.before_write = before_write
@@ -124,9 +130,15 @@ class KerasEffector:
                 if not recycled["units"]:
                     why = "; ".join(recycled.get("not_applied", ["no ReLU layer named"]))
                     refused.append(Refusal("recycle_units", why))
+        if plan.restore_modules:
+            done, not_done = (self.modes.train(plan.restore_modules) if self.modes is not None
+                              else ([], dict.fromkeys(plan.restore_modules, "the guard was given no model")))
+            effects["restore_mode"] = {"applied": bool(done), "layers": done,
+                                       **({"not_applied": not_done} if not_done else {})}
+            if not done:
+                refused.append(Refusal("restore_modules", "; ".join(dict.fromkeys(not_done.values()))))
         for order, active in (("agc", plan.agc_clipping is not None),
                               ("adam_update_cap", plan.adam_update_cap is not None),
-                              ("restore_mode", bool(plan.restore_modules)),
                               ("batch_weight", plan.batch_weight is not None),
                               ("layer_trust", plan.layer_trust is not None)):
             if active:
@@ -137,9 +149,11 @@ class KerasEffector:
                     events.append(("unsupported_order", {"order": order, "why": _UNSUPPORTED[order]}))
         for action in plan.actions:
             if action.kind == "restore_mode":
+                trained = effects.get("restore_mode", {}).get("layers")
+                what = f" ({', '.join(trained)} put in training mode)" if trained else ""
                 warnings.warn(f"trainguard: layers in inference mode in a training step at step {action.step}: "
-                              f"{', '.join(action.params['modules'])}; call the model with training=True in the "
-                              "training step", UserWarning, stacklevel=6)
+                              f"{', '.join(action.params['modules'])}{what}; call the model with training=True in "
+                              "the training step", UserWarning, stacklevel=6)
         if plan.lr_scale != 1.0:
             effects["lr_backoff"] = effects["backoff"] = {"lr_scale": plan.lr_scale}
         orders = standing_orders(plan, self._window)

@@ -12,6 +12,15 @@ step ran in inference mode. Layers frozen on purpose are left out (BatchNormaliz
 runs in inference mode by Keras' design for fine-tuning; Dropout with rate 0 does nothing). Under a compiled
 step (JAX ``jit``) the Python wrapper runs only while the step is traced, so the check is made on the first
 step and after each retrace; the records are None (not sampled) otherwise.
+
+The same wrapper carries out ``restore_mode`` (``policy="auto"``, as torch's ``module.train()``):
+:meth:`ModeRecorder.train` makes a BatchNormalization layer that gets no ``training`` argument at all
+(``training=None``: the loop called ``model(x)``) run in training mode for calls that record gradients, as if the
+loop had called ``model(x, training=True)`` (Keras' ``BatchNormalization`` docs: ``training=True`` normalizes with
+the batch's statistics and updates the moving ones). An explicit ``training=False`` (BatchNormalization frozen on
+purpose) and calls without gradients (an evaluation under ``torch.no_grad()``) are left as they are. Dropout is
+not restored: Keras hands it ``training=False`` whether the loop passed it or not, so an explicit choice cannot be
+told from a forgotten one. Only on the torch backend, where ``torch.is_grad_enabled()`` tells a training call.
 """
 from __future__ import annotations
 
@@ -71,11 +80,14 @@ def mode_sensitive_layers(model: Any) -> list:
 
 
 class ModeRecorder:
-    """Records the ``training`` value each mode-sensitive layer of ``model`` was called with."""
+    """Records the ``training`` value each mode-sensitive layer of ``model`` was called with, and puts the layers
+    named to :meth:`train` in training mode (see the module docstring)."""
 
     def __init__(self, model: Any):
         self.layers = mode_sensitive_layers(model)
         self.seen: dict[str, bool] = {}
+        self.training: set[str] = set()  # layers whose training=None calls that record gradients get True
+        self.not_given: set[str] = set()  # layers whose last call got no training argument (None)
         self._restore: list[Callable[[], None]] = []
 
     def install(self) -> None:
@@ -85,16 +97,45 @@ class ModeRecorder:
             self._restore.append(wrap_call(layer, self._recorder(layer.name)))
 
     def _recorder(self, name: str) -> Callable[[Callable], Callable]:
-        seen = self.seen
+        seen, training, not_given = self.seen, self.training, self.not_given
 
         def make(original: Callable) -> Callable:
             def call(*args, **kwargs):
+                if kwargs.get("training") is None:
+                    not_given.add(name)
+                    if name in training and _records_gradients():
+                        kwargs["training"] = True
+                else:
+                    not_given.discard(name)
                 seen[name] = bool(kwargs.get("training"))
                 return original(*args, **kwargs)
 
             return call
 
         return make
+
+    def train(self, names: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
+        """Puts the named layers in training mode for the rest of the run; returns those it did and, for each one
+        it could not, why."""
+        done: list[str] = []
+        refused: dict[str, str] = {}
+        by_name = {layer.name: layer for layer in self.layers}
+        for name in names:
+            layer = by_name.get(name)
+            if keras.backend.backend() != "torch":
+                refused[name] = (f"on the {keras.backend.backend()} backend a training call cannot be told from an "
+                                 "evaluation call: call the model with training=True in the training step")
+            elif layer is None or not self._restore:
+                refused[name] = "the mode check does not wrap this layer"
+            elif not isinstance(layer, keras.layers.BatchNormalization):
+                refused[name] = ("Keras hands Dropout-like layers training=False whether the loop passed it or "
+                                 "not: call the model with training=True in the training step")
+            elif name not in self.not_given:
+                refused[name] = "the loop passed training=False: left as it asks"
+            else:
+                self.training.add(name)
+                done.append(name)
+        return done, refused
 
     def remove(self) -> None:
         for restore in reversed(self._restore):
@@ -109,3 +150,9 @@ class ModeRecorder:
         if not self.seen:
             return None
         return tuple(layer.name for layer in self.layers if self.seen.get(layer.name) is False)
+
+
+def _records_gradients() -> bool:
+    import torch  # only called on the torch backend (see ModeRecorder.train)
+
+    return torch.is_grad_enabled()

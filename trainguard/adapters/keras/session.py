@@ -89,7 +89,8 @@ class KerasSession(SessionView):
         built = get_policy(policy) if policy is not None else None
         if built is not None:
             effector = KerasEffector(optimizer, model, self.variables, lambda v: self.read(v),
-                                     lambda: self.before_host_write(), snapshots="snapshots" in built.needs)
+                                     lambda: self.before_host_write(), snapshots="snapshots" in built.needs,
+                                     modes=self.modes)
             self.session.start(lambda: PolicyRepair(built, effector))
         self._prepare_next_step()
 
