@@ -39,8 +39,13 @@ sampled steps of the largest) while the loss declines slowly (the last 5 losses 
 at all: 0.6 to 0.8 (growing as the ratio falls to 1e-6). From logs without
 per-layer statistics, a logged LR <= 1e-6 with such a loss: 0.6; a loss that falls slowly, steadily and
 linearly (``course.linear_decline``; CS231n: "with low learning rates the improvements will be linear") on data
-of unit scale: 0.5, the usual cause without a measure of the step. A loss stuck from the start with neither
-measured is a candidate (0.4) among the causes of a stall (dead units, vanishing gradients, saturation).
+of unit scale: 0.5, the usual cause without a measure of the step. A quiet loss that never moved from its first
+value, at no trivial predictor's level, under a logged LR <= 1e-4: 0.5, the usual cause. Dead, vanishing or
+saturated hidden units leave the output layer its full gradient (it sits after them), so at a working LR the
+loss still falls from its initial level to the trivial predictor's (the class priors: Mosbach et al. 2021 find
+failed BERT fine-tunings stuck there, with vanishing gradients); a loss that did not move even that far moved no
+parameter, and the logged LR is small. A loss stuck from the start with neither measured is a candidate (0.4)
+among the causes of a stall (dead units, vanishing gradients, saturation).
 """
 from __future__ import annotations
 
@@ -62,6 +67,7 @@ HUGE_RATIO = 1e-1
 ALL_LAYERS_SHARE = 0.5
 LOW_RATIO = 1e-4
 TINY_LR = 1e-6
+SMALL_LR = 1e-4  # 100x below SGD's usual 1e-2 (Bengio 2012), the low end of Adam's range
 LR_RISE = 1.2
 MIN_SAMPLES = 2
 HUGE_GRADIENT = 100.0  # ||g|| / ||W||: the gradient, not the learning rate, makes the updates large
@@ -197,7 +203,14 @@ def lr_too_low(view: RunView) -> Cause | None:
                    f"the second half as fast as the first, far from converging: steps too small to get anywhere, "
                    f"a learning rate too low is the usual cause")
         return make_cause(view, "lr_too_low", 0.5, evidence, message)
-    if view.stall and view.stall["quiet"] and largest is None and (lr is None or lr <= 1e-4):
+    stall = view.stall
+    unmoved = (stall is not None and stall["quiet"] and stall["never_improved"] and "trivial_predictor" not in stall)
+    if unmoved and largest is None and lr is not None and lr <= SMALL_LR and not data_off_scale(view):
+        message = (f"the loss never moved from its first value ({stall['first_loss']:.3g} -> {stall['stalled_at']:.3g}),"
+                   f" not even to a trivial predictor's level, at a learning rate of {lr:.2g}: steps too small to "
+                   f"move even the output layer, a learning rate too low is the usual cause")
+        return make_cause(view, "lr_too_low", 0.5, {**evidence, "stall": stall}, message)
+    if stall and stall["quiet"] and largest is None and (lr is None or lr <= SMALL_LR):
         message = "the loss is stuck from the start; a learning rate too low is one candidate"
         return make_cause(view, "lr_too_low", CANDIDATE, {**evidence, "stall": view.stall}, message)
     return None
