@@ -50,6 +50,26 @@ def test_a_loss_that_fell_far_at_a_large_lr_is_information(tmp_path):
     assert _warnings(result) == []
 
 
+def _late_loss(n: int = 30) -> np.ndarray:
+    """Blown up by the first steps (a first row of 360, a GPT-2's ln V is 10.8), then down 30x, most of it in the
+    second half as the linear decay brings the LR down: a GPT-2 at AdamW lr 2."""
+    rng = np.random.default_rng(1)
+    return 360.0 * np.exp(-3.4 * (np.arange(n) / n) ** 2.5) * np.exp(rng.normal(0, 0.1, n))
+
+
+def test_a_loss_that_fell_only_as_the_large_lr_decayed_is_a_warning(tmp_path):
+    result = diagnose_file(_state(tmp_path / "d" / "trainer_state.json", _late_loss(), 2.0))
+    found = next(f for f in result.findings if f.code == "large_lr")
+    assert found.severity == Severity.WARNING and not found.evidence["little_progress"]
+    assert found.evidence["progress_as_lr_decays"]["lr_fall"] >= 2
+    assert result.cause == "lr_too_high"
+
+
+def test_the_same_late_fall_at_an_ordinary_lr_gets_no_large_lr(tmp_path):
+    result = diagnose_file(_state(tmp_path / "e" / "trainer_state.json", _late_loss(), 1e-3))
+    assert "large_lr" not in [f.code for f in result.findings]
+
+
 def test_a_csv_does_not_say_the_optimizer(tmp_path):
     """SGD at 0.1 is ordinary: a CSV with the same numbers gets no large_lr."""
     loss = _slow_loss()
