@@ -7,7 +7,8 @@
 - ``auto``: ``safe`` plus the escalating chain (clip -> LR back-off -> rollback -> stop), StableAdamW-style
   update capping for Adam when its update RMS runs far above 1, the trials of :mod:`.trial` (a larger Adam
   epsilon, a restart from the initial weights at a lower LR when Adam's first update was as large as them, a
-  lower LR, ReDo, a higher LR when every update is tiny, partial batches reweighed: each kept only if the loss
+  lower LR, ReDo, layer-wise update equalization when the gradient vanishes toward the input, a higher LR when
+  every update is tiny, partial batches reweighed: each kept only if the loss
   then beats its trend), and
   BatchNorm/Dropout put back in train mode.
 
@@ -21,6 +22,7 @@ from trainguard.core.policies.adam_guard import adam_guard
 from trainguard.core.policies.batch_weight import reweigh_partial_batches
 from trainguard.core.policies.clip import clip_outliers
 from trainguard.core.policies.escalate import escalate
+from trainguard.core.policies.layer_trust import equalize_layer_updates
 from trainguard.core.policies.lower_lr import lower_lr, lower_lr_from_before
 from trainguard.core.policies.lower_lr_from_start import lower_lr_from_start
 from trainguard.core.policies.plan import Policy, chain
@@ -49,7 +51,7 @@ def auto(**escalation) -> Policy:
 def trial_repairs() -> tuple[Repair, ...]:
     """The repairs ``auto`` tries (:mod:`.trial`), in order of preference when several apply at one step."""
     return (raise_adam_epsilon(), lower_lr_from_start(), lower_lr(), lower_lr_from_before(), recycle_dormant(),
-            raise_lr(), reweigh_partial_batches())
+            equalize_layer_updates(), raise_lr(), reweigh_partial_batches())
 
 
 def get_policy(policy: str | Policy) -> Policy | None:
