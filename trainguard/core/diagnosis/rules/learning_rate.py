@@ -142,6 +142,13 @@ def lr_too_high(view: RunView) -> Cause | None:
         evidence["separated_by"] = "the learning rate rose into the instability"
         message = f"the learning rate rose {rise:.3g}x just before the trouble at step {onset}: it is too high there"
         return make_cause(view, "lr_too_high", 0.65, evidence, message)
+    decayed = course.progress_as_lr_decays(view.losses, view.lrs) if spread is None else None
+    if decayed is not None:
+        evidence["progress_as_lr_decays"] = decayed
+        message = (f"the loss improved only as the schedule lowered the learning rate ({decayed['lr_fall']:.3g}x "
+                   f"lower in the second half, where the log-loss fell {decayed['late_log_fall']:.2g} against "
+                   f"{decayed['early_log_fall']:.2g} before): the learning rate was too high for it")
+        return make_cause(view, "lr_too_high", 0.5, evidence, message)
     # The doctor's ``large_lr`` (a Trainer log, AdamW by default, at an LR >= 2.5x a transformer's initial weights)
     # with little progress: the usual suspect, the optimizer being assumed rather than measured.
     large_lr = next((f for f in view.of("large_lr", Severity.WARNING)), None)
@@ -154,13 +161,6 @@ def lr_too_high(view: RunView) -> Cause | None:
         message = (f"the loss jumps around {view.stall['stalled_at']:.3g} and never got below its first value "
                    f"({view.stall['first_loss']:.3g}): steps that overshoot, a learning rate too high, are the "
                    f"usual cause")
-        return make_cause(view, "lr_too_high", 0.5, evidence, message)
-    decayed = course.progress_as_lr_decays(view.losses, view.lrs) if spread is None else None
-    if decayed is not None:
-        evidence["progress_as_lr_decays"] = decayed
-        message = (f"the loss improved only as the schedule lowered the learning rate ({decayed['lr_fall']:.3g}x "
-                   f"lower in the second half, where the log-loss fell {decayed['late_log_fall']:.2g} against "
-                   f"{decayed['early_log_fall']:.2g} before): the learning rate was too high for it")
         return make_cause(view, "lr_too_high", 0.5, evidence, message)
     if not (view.unstable and (view.climb or view.has("divergence", Severity.WARNING))) and not oscillating:
         return None
