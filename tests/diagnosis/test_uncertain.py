@@ -66,3 +66,24 @@ def test_no_cause_reaches_0_6_without_separating_evidence(name, stats, found):
     for cause in diagnose(stats, found):
         if cause.code != "uncertain" and cause.confidence >= 0.6:
             assert cause.evidence.get("separated_by"), (name, cause.code, cause.confidence)
+
+
+def _nan_from(step: int, n: int = 40) -> list[StepStats]:
+    """A loss-only stream (an epoch-level log): finite and falling until ``step``, NaN from there on."""
+    return [StepStats(step=i, loss=2.0 / (1 + i) if i < step else math.nan, loss_finite=i < step) for i in range(n)]
+
+
+def test_a_loss_non_finite_from_its_first_points_is_uncertain_among_the_causes_of_a_blow_up():
+    # keras-team/keras#11860 in a CSVLogger file: every epoch row is nan (Adam's epsilon in float16).
+    found = [Finding("non_finite", Severity.ERROR, 0, None, {}, "loss is non-finite")]
+    causes = diagnose(_nan_from(0, n=4), found)
+    assert top_code(causes) == "uncertain" and causes[0].confidence < 0.6
+    assert {c["code"] for c in causes[0].evidence["candidates"]} == {
+        "lr_too_high", "exploding_gradient", "unscaled_data", "adam_epsilon", "bad_batch"}
+    assert causes[1].evidence["early_blow_up"] == {"non_finite_from_step": 0, "finite_losses_before": 0,
+                                                   "last_finite_loss": None}
+
+
+def test_a_blow_up_after_a_course_the_rules_can_read_gets_no_blow_up_candidates():
+    found = [Finding("non_finite", Severity.ERROR, 30, None, {}, "loss is non-finite")]
+    assert all("early_blow_up" not in c.evidence for c in diagnose(_nan_from(30), found))

@@ -69,3 +69,4 @@ def test_a_loss_stuck_at_a_trivial_level_stays_uncertain_at_a_small_lr(tmp_path)
 def test_an_unmoved_loss_at_an_ordinary_lr_is_not_read_as_too_low(tmp_path):
     result = diagnose_file(_csv(tmp_path / "ordinary.csv", _stuck(4.1), 1e-2))
     assert "lr_too_low" not in [c.code for c in result.causes]
+

@@ -36,7 +36,7 @@ import math
 
 import numpy as np
 
-__all__ = ["FIRST_LOSS_UNSCALED", "first_loss_scale", "trivial_level", "stall_from_start", "climb",
+__all__ = ["FIRST_LOSS_UNSCALED", "MIN_POINTS", "first_loss_scale", "trivial_level", "stall_from_start", "climb",
            "linear_decline", "progress_as_lr_decays", "column_change", "recovery", "levels"]
 
 FIRST_LOSS_UNSCALED = 1e3
@@ -47,7 +47,7 @@ _STALL_DIP = 0.10
 QUIET_NOISE = 0.05
 _CLIMB = 1.5
 _GIVEN_BACK = 0.25
-_MIN_POINTS = 8
+MIN_POINTS = 8
 _LINEAR = 0.65
 _ACCELERATING = 1.5
 _FALLING = 0.9
@@ -106,7 +106,7 @@ def stall_from_start(losses: np.ndarray, targets_second_moment: float | None = N
     start: a network that outputs a constant has a quiet loss (only the batches' label mix moves it), one whose
     steps overshoot a jumpy one (``quiet`` below ``QUIET_NOISE``)."""
     finite = losses[np.isfinite(losses)]
-    if len(finite) < 2 * _MIN_POINTS or (finite <= 0).any():
+    if len(finite) < 2 * MIN_POINTS or (finite <= 0).any():
         return None
     start = max(1, len(finite) // 10)
     rest = levels(finite[start:], blocks=5)
@@ -142,7 +142,7 @@ def climb(losses: np.ndarray) -> dict | None:
     """The loss climbed back from its best level and stayed up (positive losses only: a loss that can be
     negative has no scale to be far above)."""
     finite = losses[np.isfinite(losses)]
-    if len(finite) < 2 * _MIN_POINTS or (finite <= 0).any():
+    if len(finite) < 2 * MIN_POINTS or (finite <= 0).any():
         return None
     logs = np.log(finite)
     course = np.log(levels(finite, min_size=4))
@@ -167,7 +167,7 @@ def climb(losses: np.ndarray) -> dict | None:
 def linear_decline(losses: np.ndarray) -> dict | None:
     """The loss falls steadily and about linearly, without the deceleration of a run converging."""
     finite = losses[np.isfinite(losses)]
-    if len(finite) < _MIN_POINTS or (finite <= 0).any():
+    if len(finite) < MIN_POINTS or (finite <= 0).any():
         return None
     course = levels(finite, blocks=10, min_size=1)
     first, middle, last = float(course[0]), float(course[len(course) // 2]), float(course[-1])
@@ -191,7 +191,7 @@ def progress_as_lr_decays(losses: np.ndarray, lrs: np.ndarray) -> dict | None:
     range test: above the largest usable LR the loss stops improving)."""
     ok = np.isfinite(losses) & np.isfinite(lrs)
     loss, lr = losses[ok], lrs[ok]
-    if len(loss) < _MIN_POINTS or (loss <= 0).any() or (lr <= 0).any():
+    if len(loss) < MIN_POINTS or (loss <= 0).any() or (lr <= 0).any():
         return None
     half = len(lr) // 2
     lr_fall = float(np.median(lr[:half]) / np.median(lr[half:]))

@@ -13,7 +13,11 @@
 5. A trial that ``policy="auto"`` kept is an experiment: the change its cause's fix makes was applied from a
    snapshot and the loss beat its trend. Its cause is confirmed (0.9, ``evidence["kept_trial"]``), even when the
    repair removed the symptom the rules would have read (``actions``: the run's actions, trials among them).
-6. Uncertain rather than confidently wrong: a rule reaches 0.6 only with evidence that separates its cause from
+6. A run whose loss went non-finite before 8 finite values (``RunView.early_blow_up``: an epoch-level log that is
+   NaN from its first row) has no course for a rule to read; when no rule proposed anything, the causes of a
+   blow-up (``BLOW_UP_CANDIDATES``) are each a candidate (0.4), so the diagnosis is ``uncertain`` with them rather
+   than empty next to a non-finite error.
+7. Uncertain rather than confidently wrong: a rule reaches 0.6 only with evidence that separates its cause from
    the look-alikes (``evidence["separated_by"]``, enforced by ``rules._make``). When the leading root cause
    stays below 0.6 and another root cause is less than ``TIE`` (0.1) below it, the diagnosis starts with an
    ``uncertain`` cause whose evidence lists the candidates, each with its confidence, its message and what
@@ -41,7 +45,7 @@ from trainguard.core.detectors.module_mode import module_mode
 from trainguard.core.diagnosis.cause import FRAMEWORKS, Cause
 from trainguard.core.diagnosis.fixes import fix_for
 from trainguard.core.diagnosis.rules import RULES
-from trainguard.core.diagnosis.rules._make import CONFIDENT, make_cause
+from trainguard.core.diagnosis.rules._make import CANDIDATE, CONFIDENT, make_cause
 from trainguard.core.diagnosis.run_view import RunView
 from trainguard.core.findings import Finding
 from trainguard.core.stats import StepStats
@@ -138,6 +142,8 @@ def diagnose(stats: Sequence[StepStats], findings: Sequence[Finding] | None = No
             continue
         for code in relation.symptoms & causes.keys():
             causes[code] = _explained(causes[code], root)
+    if not causes and view.early_blow_up is not None:
+        causes = _blow_up_candidates(view)
     ranked = sorted(causes.values(), key=lambda c: (-c.confidence, CAUSES.index(c.code)))
     ranked = [c for c in ranked if c.confidence >= min_confidence]
     return _uncertain(ranked, framework) + ranked
@@ -160,6 +166,26 @@ def _confirmed_by_trials(view: RunView, causes: dict[str, Cause], actions: Seque
         confidence = max(KEPT_TRIAL, ruled.confidence if ruled else 0.0)
         confirmed[code] = make_cause(view, code, confidence, evidence, message)
     return confirmed
+
+
+# What makes a loss non-finite within its first points, each a candidate when nothing in the run separates them.
+BLOW_UP_CANDIDATES: dict[str, str] = {
+    "lr_too_high": "a learning rate too high",
+    "exploding_gradient": "an exploding gradient",
+    "unscaled_data": "data far from unit scale",
+    "adam_epsilon": "Adam's epsilon too small for the precision (in float16 small squared gradients underflow to 0)",
+    "bad_batch": "a batch holding NaN, Inf or extreme values",
+}
+
+
+def _blow_up_candidates(view: RunView) -> dict[str, Cause]:
+    """No rule proposed a cause for a run whose loss went non-finite within its first points (an epoch-level log
+    that is NaN from its first row): the causes of a blow-up, each a candidate."""
+    blow_up = view.early_blow_up
+    where = (f"the loss was non-finite from step {blow_up['non_finite_from_step']}, after "
+             f"{blow_up['finite_losses_before']} finite values: too short a course to tell the causes apart")
+    return {code: make_cause(view, code, CANDIDATE, {"early_blow_up": blow_up}, f"{where}; {what} is one candidate")
+            for code, what in BLOW_UP_CANDIDATES.items()}
 
 
 def _uncertain(ranked: list[Cause], framework: str) -> list[Cause]:

@@ -44,6 +44,19 @@ class RunView:
         return sorted(set(steps))
 
     @cached_property
+    def early_blow_up(self) -> dict | None:
+        """The loss went non-finite before the run had logged ``course.MIN_POINTS`` (8) finite losses: too short a
+        course for any rule's measure (a climb, a calm phase, a spike against its trend) to read a cause from."""
+        first = next((s.step for s in self.stats if not s.loss_finite), None)
+        if first is None:
+            return None
+        before = [float(s.loss) for s in self.stats if s.step < first and s.loss is not None and s.loss_finite]
+        if len(before) >= course.MIN_POINTS:
+            return None
+        return {"non_finite_from_step": first, "finite_losses_before": len(before),
+                "last_finite_loss": before[-1] if before else None}
+
+    @cached_property
     def instability(self) -> list[Finding]:
         """Instability findings of WARNING or above, in step order."""
         return sorted((f for f in self.findings if f.code in INSTABILITY_CODES and f.severity >= Severity.WARNING),
