@@ -4,7 +4,17 @@ An *episode* begins at the first troubled step: a non-finite loss or gradient, o
 rose above ``divergence_factor`` times the median of the recent healthy losses and above the run's starting
 loss (so a run that is merely noisy near zero loss is never called diverging). Each level is given ``patience``
 steps; when the trouble is still there after them the next level is tried (optax ``apply_if_finite``'s
-wrap-count-escalate shape):
+wrap-count-escalate shape).
+
+An episode that begins with a finite loss jump is first watched, with no order at all, while the run learns it
+down: each later troubled step finite, its loss and gradient norm at most ``growth`` times the jump's (not
+climbing), and a new low of the loss at least every ``fall_within`` steps (falling; over several steps, since a
+minibatch loss is noisy and one lucky batch must not end the watch). A jump the run learns back down is a change of
+data (a curriculum stage, Bengio et al. 2009; a new task, Goodfellow et al. 2013), not a blow-up; a blow-up keeps
+climbing or goes non-finite (OLMo 2 and Takase et al. 2023, "Spike No More", tell a spike that grows from a
+level shift). Skipping that jump's updates would freeze the model on data it has still to learn, and the loss,
+held up, would climb this chain to a stop. The first step that breaks the rule starts the chain below, as a
+non-finite onset does at once:
 
 1. ``skip``: updates of non-finite steps and of steps whose gradient norm is over ``explode_factor`` times the
    recent healthy median are skipped; the optimizer state stays untouched.
@@ -43,6 +53,15 @@ WATCH, SKIP, CLIP, BACKOFF, ROLLBACK, STOP = range(len(LEVELS))
 _REASONS = ("non_finite", "divergence", "exploding_gradient", "loss_spike")
 
 
+def _norm(stats: StepStats) -> float:
+    """The step's gradient norm; NaN when not measured (a missing norm neither grows nor shrinks)."""
+    return math.nan if stats.grad_norm is None else float(stats.grad_norm)
+
+
+def _loss(stats: StepStats) -> float:
+    return math.nan if stats.loss is None else float(stats.loss)
+
+
 def _median(xs) -> float:
     return statistics.median(xs.tolist() if isinstance(xs, np.ndarray) else xs)  # 10x faster than np on ~32
 
@@ -63,19 +82,24 @@ class EscalationState(NamedTuple):
     norms: Window  # recent healthy gradient norms
     book: rb.SnapshotBook
     skip_until: int  # after a rollback: last step whose update the adapter skips
+    learning_down: bool  # the episode began with a finite jump that the run is learning down: no orders yet
+    jump: tuple[float, float]  # (loss, gradient norm) of the jump that began the episode
+    low: tuple[float, int]  # (lowest troubled loss since the jump, its step)
 
 
 def escalate(patience: int = 3, hold: int = 10, divergence_factor: float = 20.0, explode_factor: float = 10.0,
              max_backoffs: int = 3, backoff_factor: float = 0.5, max_rollbacks: int = 3, recover_steps: int = 200,
-             snapshot_every: int = 100, keep: int = 3, max_skip: int = 500, history: int = 32) -> Policy:
-    if patience < 1 or hold < 1 or history < 3:
-        raise ValueError("patience and hold must be >= 1, history >= 3")
+             snapshot_every: int = 100, keep: int = 3, max_skip: int = 500, history: int = 32,
+             growth: float = 2.0, fall_within: int = 10) -> Policy:
+    if patience < 1 or hold < 1 or history < 3 or fall_within < 1:
+        raise ValueError("patience, hold and fall_within must be >= 1, history >= 3")
     if not 0 < backoff_factor < 1:
         raise ValueError(f"backoff_factor must be in (0, 1), got {backoff_factor!r}")
 
     def init() -> EscalationState:
         return EscalationState(WATCH, None, 0, 0, lrb.lr_scale(), 1.0, 0, 0, None, None, (),
-                               window(history), window(history), rb.snapshot_book(snapshot_every, keep), -1)
+                               window(history), window(history), rb.snapshot_book(snapshot_every, keep), -1,
+                               False, (math.nan, math.nan), (math.nan, -1))
 
     def trouble(stats: StepStats, findings: Findings, st: EscalationState) -> str | None:
         if not stats.finite:
@@ -98,7 +122,7 @@ def escalate(patience: int = 3, hold: int = 10, divergence_factor: float = 20.0,
 
     def standing(plan: Plan, st: EscalationState) -> Plan:
         plan = plan._replace(skip_non_finite=True, lr_scale=plan.lr_scale * st.lr.scale)
-        if st.level == WATCH or st.norms.count == 0:
+        if st.level == WATCH or st.learning_down or st.norms.count == 0:
             return plan
         baseline = _median(values(st.norms))
         if st.level == SKIP:
@@ -133,6 +157,19 @@ def escalate(patience: int = 3, hold: int = 10, divergence_factor: float = 20.0,
                                  restored=label, book=rb.forget_after(st.book, label), skip_until=step + skip,
                                  healthy_streak=0)
 
+    def lower(stats: StepStats, st: EscalationState) -> tuple[float, int]:
+        """The lowest loss since the jump and its step, this step's counted (a NaN never is)."""
+        loss = _loss(stats)
+        return (loss, stats.step) if stats.finite and loss < st.low[0] else st.low
+
+    def learned_down(stats: StepStats, st: EscalationState) -> EscalationState:
+        """The watch of a finite jump, one troubled step on: still learning it down, or the chain starts here."""
+        low = lower(stats, st)
+        if (stats.finite and _loss(stats) <= growth * st.jump[0] and not _norm(stats) > growth * st.jump[1]
+                and stats.step - low[1] < fall_within):
+            return st._replace(low=low)
+        return st._replace(learning_down=False, level_since=stats.step)
+
     def update(stats: StepStats, findings: Findings, plan: Plan, st: EscalationState):
         step = stats.step
         if st.level == STOP:
@@ -146,11 +183,16 @@ def escalate(patience: int = 3, hold: int = 10, divergence_factor: float = 20.0,
             st = st._replace(healthy_streak=0)
             if st.level == WATCH:
                 st = st._replace(level=SKIP, onset=step, level_since=step, onset_scale=st.lr.scale, backoffs=0,
-                                 rollbacks=0, restored=None, reason=code)
+                                 rollbacks=0, restored=None, reason=code, learning_down=stats.finite,
+                                 jump=(_loss(stats), _norm(stats)), low=(_loss(stats), step))
+            elif st.learning_down:
+                st = learned_down(stats, st)
             elif step - st.level_since >= patience:
                 plan, st = escalate_once(step, plan, st)
             return standing(plan, st), st
         st = st._replace(healthy_streak=st.healthy_streak + 1)
+        if st.learning_down:
+            st = st._replace(low=lower(stats, st))
         if stats.applied:
             if stats.loss is not None:
                 st = st._replace(losses=push(st.losses, float(stats.loss)))
@@ -162,7 +204,7 @@ def escalate(patience: int = 3, hold: int = 10, divergence_factor: float = 20.0,
                 lr = lrb.LrScale(lr.scale, min(lr.ceiling, lr.scale))
             elif st.backoffs:
                 lr = lrb.lower_ceiling(lr, st.onset_scale)
-            st = st._replace(level=WATCH, onset=None, lr=lr, reason=None)
+            st = st._replace(level=WATCH, onset=None, lr=lr, reason=None, learning_down=False)
         if st.level == WATCH:
             st = st._replace(lr=lrb.recover(st.lr, recover_steps))
             if rb.due(st.book, step + 1):
