@@ -12,9 +12,10 @@ epsilon, a lower learning rate). :func:`trials` runs the proposals one at a time
 3. watch ``window`` applied steps;
 4. keep the change only if the loss measurably improved against the trend: the median of the log-loss residuals
    to the extrapolated line over the second half of the window (a change's effect may take a while to build) is
-   below ``-log(1 + margin)`` and below ``-noise_z`` robust standard
-   deviations of the residuals before. Otherwise roll back to the snapshot (bit-exact) and record the failed
-   attempt; a non-finite step in the window fails the trial at once. A repair whose trial failed is not
+   below ``-log(1 + margin)`` and below ``-noise_z`` robust standard deviations of the residuals before, and the
+   repair does not veto it (``Repair.veto``: its own evidence says the loss fell for another reason, e.g. a clip
+   that engaged on every step acted as an LR cut). Otherwise roll back to the snapshot (bit-exact) and record the
+   failed attempt; a non-finite step in the window fails the trial at once. A repair whose trial failed is not
    proposed again.
 
 A change the adapter could not carry out at all (it reports each order it refused, with the reason: no Linear
@@ -71,6 +72,9 @@ class Repair(NamedTuple):
     after: str | None = None  # tried only once the trial of the repair of this name failed
     once: Callable[[Plan, dict[str, Any]], Plan] | None = None  # one-shot orders, when the trial starts
     window: int | None = None  # steps its effect needs to show, when more than the trials' window
+    # ``veto(state) -> why | None``, asked when the loss beat its trend: why the change must not be kept anyway
+    # (its own evidence, in the repair's state, says the loss fell for another reason)
+    veto: Callable[[Any], str | None] | None = None
 
 
 class RunningTrial(NamedTuple):
@@ -259,6 +263,10 @@ def trials(*repairs: Repair, history: int = 32, window: int = 20, margin: float 
                     kept = improvement(run.residuals[len(run.residuals) // 2:], run.noise, margin, noise_z)
                     why = ("the loss fell below its trend" if kept
                            else "the loss did not fall measurably below its trend")
+                    veto = repairs[run.repair].veto
+                    vetoed = veto(st.repair_states[run.repair]) if kept and veto is not None else None
+                    if vetoed is not None:
+                        kept, why = False, vetoed
                     plan, st = end(plan, st, step, kept, why, restore=not kept)
         elif proposals and not st.signed and plan.rollback is None:
             index, proposal = proposals[0]
