@@ -24,7 +24,14 @@ A spike episode is judged when it ends, or when it repeats:
   the window before the spike, and it is not coming down (the median of the second half of those steps is above
   90% of the first half's): the run lost ground and stays there. A loss that jumps and then falls steadily is a
   change of data the run is learning (a curriculum switch, a new task): INFO. So is a loss raised by the
-  learning rate rising within ``settle_steps`` before the onset or since (a warm restart, SGDR).
+  learning rate rising within ``settle_steps`` before the onset or since (a warm restart, SGDR). A loss that has
+  come down from the jump (the median since at most 90% of the spike's loss) but not yet by halves is being
+  learned down at the slower rate a harder curriculum stage shows (Bengio et al. 2009: a fast fall in the first
+  steps, then a slow one towards the harder data's higher floor): it is judged again after each further
+  ``settle_steps``, INFO as soon as the median of the latest ``settle_steps`` losses is at most 90% of the first
+  ``settle_steps``' (learning it down), a level shift if it is not ``learn_blocks`` (4) blocks after the onset.
+  A jump the run learns back down is a change of data, not harm (OLMo 2 and Takase et al. 2023, "Spike No More",
+  tell a spike from a level shift by what follows it).
 * **Repeated** (WARNING) — the ``recurring``-th (3rd) large spike onset within ``recurring_window`` (512) steps
   (OLMo and PaLM act on spikes that recur; a bad sample comes back once an epoch). Large: the spike undoes at least
   ``min_give_back`` (half) of the progress from the start (the median of the first ``start_steps`` (10) losses) to
@@ -93,7 +100,7 @@ class SpikeEpisode(NamedTuple):
     level: float  # the recent level the loss left
     tail_rise: float  # the 97.5th percentile of the rises before it
     evidence: dict[str, Any]  # what was measured at the onset
-    after: tuple[float, ...]  # the losses since the onset, at most settle_steps
+    after: tuple[float, ...]  # the losses since the onset, at most learn_blocks * settle_steps
     back: int  # consecutive steps, ending now, back within min_rise of the level
 
 
@@ -119,7 +126,7 @@ class LossSpikeState(NamedTuple):
 def loss_spike(z: float = 6.0, window: int = 128, min_history: int = 20, min_rise: float = 0.3,
                level_halflife: float = 8.0, grad_z: float = 4.0, lead_steps: int = 3, recurring: int = 3,
                recurring_window: int = 512, min_give_back: float = 0.5, fast_level: int = 3, start_steps: int = 10,
-               recovered_steps: int = 3, settle_steps: int = 50) -> Detector:
+               recovered_steps: int = 3, settle_steps: int = 50, learn_blocks: int = 4) -> Detector:
     alpha = 1.0 - 0.5 ** (1.0 / level_halflife)
 
     def init() -> LossSpikeState:
@@ -174,7 +181,7 @@ def loss_spike(z: float = 6.0, window: int = 128, min_history: int = 20, min_ris
         found: list[Finding] = []
         pending = state.pending
         if pending is not None:
-            pending, judged = _judge(pending, loss, step, min_rise, recovered_steps, settle_steps,
+            pending, judged = _judge(pending, loss, step, min_rise, recovered_steps, settle_steps, learn_blocks,
                                      pending.onset - lr_rose_at <= settle_steps)
             if judged is not None and not repeating:
                 found.append(judged)
@@ -216,27 +223,42 @@ def loss_spike(z: float = 6.0, window: int = 128, min_history: int = 20, min_ris
 
 
 def _judge(episode: SpikeEpisode, loss: float, step: int, min_rise: float, recovered_steps: int,
-           settle_steps: int, scheduled: bool) -> tuple[SpikeEpisode | None, Finding | None]:
+           settle_steps: int, learn_blocks: int, scheduled: bool) -> tuple[SpikeEpisode | None, Finding | None]:
     """The episode after one more loss, and its finding once it is judged (then the episode is None).
     ``scheduled``: the learning rate rose shortly before the onset or since, so a loss that stays up is the
     schedule's (a warm restart), not a shift."""
     band = episode.level + min_rise * abs(episode.level)
     back = episode.back + 1 if loss <= band else 0
     after = episode.after + (loss,)
+    recovered = None, _finding(episode.onset, Severity.INFO, "recovered", episode.evidence, step, len(after))
     if back >= recovered_steps:
-        return None, _finding(episode.onset, Severity.INFO, "recovered", episode.evidence, step, len(after))
-    if len(after) < settle_steps:
+        return recovered
+    if len(after) % settle_steps:  # judged at the end of each block of settle_steps losses
         return episode._replace(after=after, back=back), None
-    settled = sorted(after)[len(after) // 2]
-    # A shift: the median loss since the spike sits above the band and above 90% of the single losses before it
-    # (for independent noise, a median of 50 above its own q97.5 has a chance far below 1e-9).
-    half = len(after) // 2
-    falling = sorted(after[half:])[half // 2] <= RECOVERING * sorted(after[:half])[half // 2]
-    if (settled <= band or (settled - episode.level) / abs(episode.level) <= episode.tail_rise or falling
-            or scheduled):
-        return None, _finding(episode.onset, Severity.INFO, "recovered", episode.evidence, step, len(after))
+    first = _median(after[:settle_steps])
+    if len(after) == settle_steps:
+        # A shift: the median loss since the spike sits above the band and above 90% of the single losses before it
+        # (for independent noise, a median of 50 above its own q97.5 has a chance far below 1e-9).
+        half = settle_steps // 2
+        falling = _median(after[half:]) <= RECOVERING * _median(after[:half])
+        if (first <= band or (first - episode.level) / abs(episode.level) <= episode.tail_rise or falling
+                or scheduled):
+            return recovered
+        if first <= RECOVERING * episode.evidence["loss"]:  # down from the jump, slowly: judged on the next blocks
+            return episode._replace(after=after, back=back), None
+        settled = first
+    else:
+        settled = _median(after[-settle_steps:])
+        if settled <= band or settled <= RECOVERING * first:
+            return recovered
+        if len(after) < learn_blocks * settle_steps:
+            return episode._replace(after=after, back=back), None
     evidence = {**episode.evidence, "settled_loss": settled}
     return None, _finding(episode.onset, Severity.WARNING, "level_shift", evidence, step, len(after))
+
+
+def _median(xs: tuple[float, ...]) -> float:
+    return sorted(xs)[len(xs) // 2]
 
 
 def _led(step: int, grad_spike_step: int, norms: RobustTrack, lead_steps: int, min_history: int) -> bool | None:
