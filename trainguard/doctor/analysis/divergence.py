@@ -5,7 +5,12 @@ from there) the run's final level (the median of its last tenth, at least 3 poin
 and 3 point-to-point noise deviations above it (on a log scale; on a linear scale, the best level again in absolute
 terms) and has given back at least a quarter of the progress from the first level to the best. Comparing levels
 rather than points keeps spikes and minibatch noise out; requiring the loss to stay up keeps warm restarts (SGDR)
-out, since they come back down. The onset is the last point near the best level before the climb. The evidence carries the clues the diagnosis engine weighs
+out, since they come back down. So does the learning down of a change of data: a loss whose coarse peak after the
+best lies at least two final tails before the end, and that falls from there at a healthy rate (the median of the
+second half of the stretch since the peak at most 0.9x the first half's, the live ``loss_spike``'s "coming down"),
+is a run learning new data (a harder curriculum stage, Bengio et al. 2009; a new task, Goodfellow et al. 2013),
+even when its final level stays above the easier data's best; a divergence keeps climbing or stays up (the dev
+corpus' finite-loss divergences peak in their last fifth). The onset is the last point near the best level before the climb. The evidence carries the clues the diagnosis engine weighs
 (``trainguard.core.diagnosis``): an LR that rose into the climb, a long calm phase with shrinking gradient norms
 before an abrupt blow-up (the "Adam goes haywire after 200k batches" pattern), a gradient-norm run-up.
 
@@ -30,6 +35,7 @@ _MIN_POINTS = 10
 _MIN_BLOCK = 4
 _RISE = np.log(1.5)
 _GIVEN_BACK = 0.25
+_COMING_DOWN = 0.9
 
 
 def analyse_divergence(sig: Signals) -> list[DoctorFinding]:
@@ -56,7 +62,7 @@ def analyse_divergence(sig: Signals) -> list[DoctorFinding]:
     else:
         climbed = rise >= max(abs(best), 1e-12) and rise >= 5 * float(np.median(sig.scale))
     progress = start - best
-    if not climbed or (progress > 0 and rise < _GIVEN_BACK * progress):
+    if not climbed or (progress > 0 and rise < _GIVEN_BACK * progress) or _learned_down(sig, level, best_i, tail):
         return []
     # Onset: last point at the best level + 10% of the climb, before the climb stays up.
     # (on the finer trend, so the onset is not a coarse block early)
@@ -91,6 +97,20 @@ def analyse_divergence(sig: Signals) -> list[DoctorFinding]:
         severity = Severity.INFO
         evidence["note"] = "the loss takes negative values: a surrogate whose level is not the fit"
     return [DoctorFinding("divergence", severity, float(sig.steps[onset]), "none", evidence, message)]
+
+
+def _learned_down(sig: Signals, level: np.ndarray, best_i: int, tail: int) -> bool:
+    """The loss has been falling from its coarse peak after the best for at least two final tails, its second half
+    since the peak at most 0.9x the first (on a linear scale, 10% of the first half's size lower)."""
+    peak_i = best_i + int(np.argmax(level[best_i:]))
+    if sig.n - peak_i < 2 * tail:
+        return False
+    stretch = sig.y[peak_i:]
+    half = len(stretch) // 2
+    first, second = float(np.median(stretch[:half])), float(np.median(stretch[half:]))
+    if sig.log_scale:
+        return second - first <= np.log(_COMING_DOWN)
+    return second <= first - (1.0 - _COMING_DOWN) * max(abs(first), 1e-12)
 
 
 def _unscale(sig: Signals, v: float) -> float:
