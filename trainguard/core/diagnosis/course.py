@@ -37,7 +37,7 @@ import math
 import numpy as np
 
 __all__ = ["FIRST_LOSS_UNSCALED", "MIN_POINTS", "first_loss_scale", "trivial_level", "stall_from_start", "climb",
-           "linear_decline", "progress_as_lr_decays", "column_change", "recovery", "levels"]
+           "linear_decline", "progress_as_lr_decays", "column_change", "recovery", "levels", "constant_output_like"]
 
 FIRST_LOSS_UNSCALED = 1e3
 _TRIVIAL_CLASSES = range(2, 21)
@@ -45,6 +45,8 @@ _TRIVIAL_TOLERANCE = 0.02
 _STALL_FLAT = 0.05
 _STALL_DIP = 0.10
 QUIET_NOISE = 0.05
+# Uncorrelated points: a lag-1 autocorrelation within 3 standard errors (1 / sqrt(n) for independent points) of 0.
+_IID_SIGMAS = 3.0
 _CLIMB = 1.5
 _GIVEN_BACK = 0.25
 MIN_POINTS = 8
@@ -104,7 +106,8 @@ def stall_from_start(losses: np.ndarray, targets_second_moment: float | None = N
     above zero at no better than half its first value or at a trivial predictor's level, or it never got 10%
     below its first value at all. ``noise`` is the point-to-point robust standard deviation of the log-loss after the
     start: a network that outputs a constant has a quiet loss (only the batches' label mix moves it), one whose
-    steps overshoot a jumpy one (``quiet`` below ``QUIET_NOISE``)."""
+    steps overshoot a jumpy one (``quiet`` below ``QUIET_NOISE``); ``batch_noise_only`` when its points are
+    uncorrelated (``constant_output_like``)."""
     finite = losses[np.isfinite(losses)]
     if len(finite) < 2 * MIN_POINTS or (finite <= 0).any():
         return None
@@ -128,9 +131,26 @@ def stall_from_start(losses: np.ndarray, targets_second_moment: float | None = N
     if not ((flat and (noise <= QUIET_NOISE or at_measured_trivial) and (trivial or late >= 0.5 * first))
             or never_improved):
         return None
+    lag1 = _lag1_autocorrelation(np.log(finite[start:]))
     return {"first_loss": first, "stalled_at": late, "from_point": start, "points": int(len(finite)),
             "never_improved": bool(never_improved), "noise": round(noise, 4), "quiet": bool(noise <= QUIET_NOISE),
+            "lag1_autocorrelation": round(lag1, 3),
+            "batch_noise_only": bool(abs(lag1) <= _IID_SIGMAS / math.sqrt(len(finite) - start)),
             **(trivial or {})}
+
+
+def constant_output_like(stall: dict) -> bool:
+    """A stall whose loss moves as a network with a constant output makes it move: quietly, or only by the
+    batches' own scatter (uncorrelated from one point to the next: a small regression batch's MSE of a constant
+    predictor scatters by ~sqrt(2 / batch) of itself, far above ``QUIET_NOISE``). Steps that overshoot move the
+    model, and a loss the model drives wanders or alternates: its point-to-point correlation stands out."""
+    return bool(stall["quiet"] or stall["batch_noise_only"])
+
+
+def _lag1_autocorrelation(x: np.ndarray) -> float:
+    centred = x - x.mean()
+    power = float(np.dot(centred, centred))
+    return float(np.dot(centred[:-1], centred[1:])) / power if power > 0 else 0.0
 
 
 def _noise(logs: np.ndarray) -> float:

@@ -17,8 +17,8 @@ Without activation statistics, exactly-zero gradients separate dead units from v
 unit's incoming weights get a gradient of exactly 0, a vanishing one a tiny non-zero one. Weight tensors with
 >= 90% zero gradient entries (median over the sampled steps) under a stalled loss make ``dead_relu`` 0.6;
 a logged global gradient norm of exactly 0 under a loss stuck from the start, 0.55 (every unit dead, or a graph
-cut off from the loss). A quiet loss (a constant output) stuck from the start with nothing measured makes each a
-candidate (0.4).
+cut off from the loss). A loss stuck from the start as a constant output leaves it (quiet, or scattering only by
+its batches: ``course.constant_output_like``) with nothing measured makes each a candidate (0.4).
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ import numpy as np
 
 from trainguard.core.detectors.activation_health import output_activation
 from trainguard.core.diagnosis.cause import Cause
+from trainguard.core.diagnosis.course import constant_output_like
 from trainguard.core.diagnosis.rules._make import CANDIDATE, make_cause
 from trainguard.core.diagnosis.run_view import RunView
 from trainguard.core.diagnosis.signals import (activations_sampled, saturation_in_a_deep_stack,
@@ -70,7 +71,7 @@ def _final_activation(view: RunView) -> str | None:
 
 def _stall_candidate(view: RunView, code: str, what: str) -> Cause | None:
     """A loss stuck from the start in a run that recorded neither activations nor per-layer gradients."""
-    if view.stall is None or not view.stall["quiet"] or view.sampled or activations_sampled(view):
+    if view.stall is None or not constant_output_like(view.stall) or view.sampled or activations_sampled(view):
         return None
     return make_cause(view, code, CANDIDATE, {"stall": view.stall},
                       f"the loss is stuck from the start; {what} are one candidate")

@@ -49,7 +49,7 @@ import math
 import numpy as np
 
 from trainguard.core.diagnosis.cause import Cause
-from trainguard.core.diagnosis.course import recovery
+from trainguard.core.diagnosis.course import constant_output_like, recovery
 from trainguard.core.diagnosis.rules._make import CANDIDATE, make_cause, strength
 from trainguard.core.diagnosis.run_view import RunView
 from trainguard.core.diagnosis.signals import (activations_sampled, data_off_scale, first_last_gradient_ratio,
@@ -258,7 +258,7 @@ def _collapsed_at_end(view: RunView, ratio: float = 0.1) -> bool:
 
 def _from_loss_alone(view: RunView) -> Cause | None:
     """A loss stuck from the start, with at most the global gradient norm logged: a candidate."""
-    if view.stall is None or not view.stall["quiet"] or view.sampled:
+    if view.stall is None or not constant_output_like(view.stall) or view.sampled:
         return None
     norms = view.grad_norms[np.isfinite(view.grad_norms)]
     median = float(np.median(norms)) if len(norms) else None

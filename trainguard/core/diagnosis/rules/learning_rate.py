@@ -29,7 +29,10 @@ Too high. What separates it from its look-alikes:
   phase at that LR first). Recorded ratios that are not large across the layers speak against the learning
   rate: no cause then.
 - a jumpy loss (point-to-point noise > 5%) that never got 10% below its first value, with no update ratios
-  recorded: steps that overshoot (0.5).
+  recorded: steps that overshoot (0.5), when its points are correlated (the model moves the loss). Uncorrelated
+  points (lag-1 autocorrelation within 3/sqrt(n) of 0, ``course.constant_output_like``) are a constant output's
+  scatter over random batches (a regression batch's MSE scatters by ~sqrt(2 / batch) of itself): a candidate (0.4)
+  next to dead units and vanishing gradients.
 - with no update ratios recorded, a loss that improved only as the schedule lowered the LR
   (``course.progress_as_lr_decays``: the LR >= 2x lower in the second half, where the log-loss fell >= 1.5x more
   than in the first): 0.5. A quiet one is a constant output: dead units, vanishing gradients.
@@ -158,6 +161,11 @@ def lr_too_high(view: RunView) -> Cause | None:
     jumpy_stall = view.stall is not None and not view.stall["quiet"] and view.stall["never_improved"]
     if jumpy_stall and spread is None:
         evidence["stall"] = view.stall
+        if course.constant_output_like(view.stall):
+            message = (f"the loss scatters around {view.stall['stalled_at']:.3g} and never got below its first value "
+                       f"({view.stall['first_loss']:.3g}), its points uncorrelated like a constant output's over "
+                       f"random batches; a learning rate too high is one candidate")
+            return make_cause(view, "lr_too_high", CANDIDATE, evidence, message)
         message = (f"the loss jumps around {view.stall['stalled_at']:.3g} and never got below its first value "
                    f"({view.stall['first_loss']:.3g}): steps that overshoot, a learning rate too high, are the "
                    f"usual cause")
@@ -210,7 +218,7 @@ def lr_too_low(view: RunView) -> Cause | None:
                    f" not even to a trivial predictor's level, at a learning rate of {lr:.2g}: steps too small to "
                    f"move even the output layer, a learning rate too low is the usual cause")
         return make_cause(view, "lr_too_low", 0.5, {**evidence, "stall": stall}, message)
-    if stall and stall["quiet"] and largest is None and (lr is None or lr <= SMALL_LR):
+    if stall and course.constant_output_like(stall) and largest is None and (lr is None or lr <= SMALL_LR):
         message = "the loss is stuck from the start; a learning rate too low is one candidate"
         return make_cause(view, "lr_too_low", CANDIDATE, {**evidence, "stall": view.stall}, message)
     return None
