@@ -17,7 +17,8 @@ BatchNormalization layers that ran in inference mode in a training step (the loo
 got no ``training`` argument), with the warning that names the fix.
 
 Not carried out on Keras, said once in the run log: unit-wise clipping (AGC) and the StableAdamW update cap need
-a per-tensor learning rate, which Keras optimizers do not expose; weighing a batch's gradient by its size; Dropout
+a per-tensor learning rate, which Keras optimizers do not expose; weighing a batch's gradient by its size; a
+variable's update multiplied (``update_scale``) outside eager updates (a compiled TensorFlow step, JAX); Dropout
 (and BatchNormalization on the TensorFlow and JAX backends) back in training mode, because Keras takes the mode
 per call. Each order not carried out, these and a ReDo or an epsilon that finds nothing to change, is reported
 back as a :class:`~trainguard.core.policies.Refusal` (a trial of it ends at
@@ -137,6 +138,10 @@ class KerasEffector:
                                        **({"not_applied": not_done} if not_done else {})}
             if not done:
                 refused.append(Refusal("restore_modules", "; ".join(dict.fromkeys(not_done.values()))))
+        if plan.update_scale and any(a.kind == "scale_output_steps" for a in plan.actions):
+            effects["scale_output_steps"] = scaled = self._update_scale(plan.update_scale)
+            if scaled.get("applied") is False:
+                refused.append(Refusal("update_scale", scaled["why"]))
         for order, active in (("agc", plan.agc_clipping is not None),
                               ("adam_update_cap", plan.adam_update_cap is not None),
                               ("batch_weight", plan.batch_weight is not None),
@@ -221,6 +226,22 @@ class KerasEffector:
             var.assign(np.zeros(tuple(var.shape), dtype=str(var.dtype)))
             reset += 1
         return {"reset_variables": reset}
+
+    def _update_scale(self, orders: tuple[tuple[str, float], ...]) -> dict[str, Any]:
+        """Whether the wrapper can multiply the named variables' updates: on eager updates (the torch backend, an
+        eager custom loop), by an optimizer without weight decay (the decay, part of the update, would be scaled
+        too)."""
+        if self.optimizer.host.eager is not True:
+            return {"applied": False, "why": "a variable's update is multiplied on eager updates only, not in a "
+                                             "compiled TensorFlow step or under JAX"}
+        if getattr(self.optimizer.inner_optimizer, "weight_decay", None):
+            return {"applied": False, "why": "the optimizer applies weight decay, which the multiplied update "
+                                             "would scale too"}
+        paths = {v.path for v in self.variables}
+        found = [name for name, _ in orders if name in paths]
+        if not found:
+            return {"applied": False, "why": "no trainable variable of those names"}
+        return {"tensors": found}
 
     def _raise_epsilon(self, eps: float) -> dict[str, Any]:
         inner = self.optimizer.inner_optimizer

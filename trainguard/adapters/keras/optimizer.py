@@ -202,6 +202,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             self._apply_eager(grads, variables, trainable_variables)
             loop.run_session(self, batch_size, inputs, targets)
             return
+        host.eager = False
         norms, total = self._measure(grads)
         decision = self._decide_in_graph(total)
         clipped, new_grads = self._clip(grads, decision)
@@ -292,6 +293,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         """An eager update (torch backend, custom loops): one fused norm pass and one small host read, then the
         decision (:mod:`~trainguard.adapters.keras.decision`) on those host numbers."""
         host, orders = self.host, self.orders
+        host.eager = True
         present = [g for g in grads if g is not None]
         values = collect.to_numpy(_step_vector(host.loss, present)).astype(np.float64)
         loss = float(values[0]) if host.loss is not None else None
@@ -376,12 +378,20 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
 
     def _inner_apply(self, grads, trainable_variables, eager: bool):
         inner = self.inner_optimizer
+        scaled = self._before_scaled_update(trainable_variables) if eager and self.orders.update_scale else ()
         if eager and self.orders.lr_scale == 1.0:
             inner.apply(grads, trainable_variables)
-            return
-        # Scale the learning rate of this update only.
-        with private.scaled_learning_rate(inner, self.orders.lr_scale if eager else self.tg_lr_scale):
-            inner.apply(grads, trainable_variables)
+        else:  # scale the learning rate of this update only
+            with private.scaled_learning_rate(inner, self.orders.lr_scale if eager else self.tg_lr_scale):
+                inner.apply(grads, trainable_variables)
+        for variable, before, factor in scaled:  # a reparametrized variable: W' = W / s moves s times as far in W
+            variable.assign(before + (variable.value - before) * factor)
+
+    def _before_scaled_update(self, trainable_variables) -> list:
+        """The variables whose update the ``update_scale`` order multiplies, each with a copy of its value."""
+        factors = dict(self.orders.update_scale)
+        variables = trainable_variables if trainable_variables is not None else self._trainable_variables
+        return [(v, ops.copy(v.value), factors[v.path]) for v in variables if v.path in factors]
 
     # ----------------------------------------------------------------- JAX
     def stateless_apply(self, optimizer_variables, grads, trainable_variables):
@@ -389,7 +399,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         own = len(self._variables)
         mapping = list(zip(self.variables, optimizer_variables))
         with keras.StatelessScope(state_mapping=mapping):
-            self.host.loss = None
+            self.host.loss, self.host.eager = None, False
             norms, total = self._measure(grads)
             decision = self._decide_in_graph(total)
             clipped, new_grads = self._clip(grads, decision)

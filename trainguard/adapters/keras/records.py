@@ -22,11 +22,14 @@ class Orders(NamedTuple):
     clip_value: float = math.inf
     lr_scale: float = 1.0
     skip_next: int = 0  # skip this many upcoming updates (rollback-and-skip)
+    # each named variable's update multiplied by its factor (eager updates only: a host-side order, no tg_ variable)
+    update_scale: tuple[tuple[str, float], ...] = ()
 
 
 def standing_orders(plan: Plan, skip_next: int = 0) -> Orders:
     return Orders(skip_non_finite=plan.skip_non_finite, skip_above=plan.skip_above, clip_norm=plan.clip_norm,
-                  clip_value=plan.clip_value, lr_scale=plan.lr_scale, skip_next=skip_next)
+                  clip_value=plan.clip_value, lr_scale=plan.lr_scale, skip_next=skip_next,
+                  update_scale=plan.update_scale)
 
 
 class StepRecord(NamedTuple):
@@ -56,3 +59,4 @@ class HostSide:
     loss_in_graph: bool = False  # a compiled step writes the batch loss into the wrapper's tg_loss
     grad_stats_in_graph: bool = False  # a TensorFlow graph step measures its gradients' statistics (tg_grad_stats)
     made_by_guard: bool = False  # wrapped by the Guard callback for one fit (unwrapped at its end)
+    eager: bool | None = None  # whether the last update ran eagerly (False: traced into a graph or under JAX)

@@ -4,7 +4,7 @@ the model and its snapshots. The decisions are the core's (:class:`trainguard.co
 - ``before_update`` (the guard calls it before the optimizer step, with a :class:`StepContext`): skip (the
   optimizer is not stepped at all, so momentum and Adam moments stay untouched), clip (``clip_grad_norm_``'s
   arithmetic, by value, unit-wise AGC), a batch's gradient weighed by its size, scale the LRs for this one
-  optimizer step, prepare the StableAdamW cap.
+  optimizer step, prepare the StableAdamW cap, copy the tensors whose update is multiplied (``update_scale``).
   On CPU the decision reads the step's norm (free there). On an accelerator it is made on the device: the apply
   flag and the clip factor are tensors, and the guard hands the flag to a fused optimizer as AMP's ``found_inf``
   (no host sync); other optimizers read it once per step, as GradScaler does.
@@ -162,6 +162,7 @@ class TorchEffector:
         self._rollback: Action | None = None
         self._saved_lrs: list[Any] | None = None
         self._adam_cap: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._scaled: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # (tensor, before the step, factor)
         # An optimizer without step hooks (not a torch.optim.Optimizer) gets its LRs back at the next call instead.
         register = getattr(optimizer, "register_step_post_hook", None)
         self._hook = register(self._after_optimizer_step) if callable(register) else None
@@ -174,6 +175,7 @@ class TorchEffector:
         self._restore_lrs()
         if self._adam_cap:
             self._adam_cap = []
+        self._scaled = []
         if self.snapshots is not None and not self.snapshots.snapshots:
             self.snapshots.add(take_snapshot(ctx.step, self.model, self.optimizer, self.scheduler))
         if self._skip_left > 0:
@@ -208,9 +210,30 @@ class TorchEffector:
             unitwise_clip_(ctx.params, [p.grad for p in ctx.params], plan.agc_clipping)
         if plan.adam_update_cap is not None:
             self._prepare_adam_cap(plan.adam_update_cap)
+        if plan.update_scale:
+            self._scaled = [(p, p.detach().clone(), factor) for _, p, factor in self._scalable(plan.update_scale)[0]]
         if plan.lr_scale != 1.0:
             self._scale_lrs(plan.lr_scale)
         return apply
+
+    def _scalable(self, orders: tuple[tuple[str, float], ...]) -> tuple[list[tuple[str, torch.Tensor, float]],
+                                                                          list[str]]:
+        """The named parameters whose update can be multiplied, and why the others cannot: a name the model does
+        not have, or a tensor under decoupled weight decay (the decay, part of the update, would be multiplied
+        too)."""
+        params = dict(self.model.named_parameters())
+        decayed = {id(p) for group in self.optimizer.param_groups if group.get("weight_decay")
+                   for p in group["params"]}
+        found, why = [], []
+        for name, factor in orders:
+            p = params.get(name)
+            if p is None:
+                why.append(f"{name}: no parameter of that name")
+            elif id(p) in decayed:
+                why.append(f"{name}: under weight decay, which the multiplied update would scale too")
+            else:
+                found.append((name, p, factor))
+        return found, why
 
     @staticmethod
     def _decide_on_device(plan: Plan, ctx: Any, grads: list[torch.Tensor]) -> torch.Tensor:
@@ -259,6 +282,11 @@ class TorchEffector:
 
     def _after_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self._restore_lrs()
+        if self._scaled:  # the update of a reparametrized tensor: W' = W / s moves s times as far in W
+            with torch.no_grad():
+                for p, before, factor in self._scaled:
+                    p.copy_(before + (p - before) * factor)
+            self._scaled = []
         if not self._adam_cap:
             return
         with torch.no_grad():
@@ -321,6 +349,13 @@ class TorchEffector:
                                                                           plan.recycle_units, seed=stats.step)
             if not recycled["units"]:
                 refused.append(Refusal("recycle_units", "; ".join(recycled.get("not_applied", [_NO_DORMANT_UNIT]))))
+        if plan.update_scale and any(a.kind == "scale_output_steps" for a in plan.actions):
+            found, why = self._scalable(plan.update_scale)
+            if found:
+                effects["scale_output_steps"] = {"tensors": [name for name, _, _ in found],
+                                                 **({"not_scaled": why} if why else {})}
+            else:
+                refused.append(Refusal("update_scale", "; ".join(why)))
         for name in plan.restore_modules:
             self.model.get_submodule(name).train(True)
         for action in plan.actions:

@@ -9,8 +9,8 @@
   epsilon, a restart from the initial weights at a lower LR when Adam's first update was as large as them, or with
   the gradient clipped when a plain SGD first update was 10x the weights (an exploded gradient), a
   lower LR, ReDo, layer-wise update equalization when the gradient vanishes toward the input, a higher LR when
-  every update is tiny, partial batches reweighed: each kept only if the loss
-  then beats its trend), and
+  every update is tiny, partial batches reweighed, the output layer's steps brought to the scale of off-scale
+  regression targets: each kept only if the loss then beats its trend), and
   BatchNorm/Dropout put back in train mode.
 
 A healthy run is untouched by both ``safe`` and ``auto``: its final weights are bitwise those of an unguarded
@@ -27,6 +27,7 @@ from trainguard.core.policies.escalate import escalate
 from trainguard.core.policies.layer_trust import equalize_layer_updates
 from trainguard.core.policies.lower_lr import lower_lr, lower_lr_from_before
 from trainguard.core.policies.lower_lr_from_start import lower_lr_from_start
+from trainguard.core.policies.output_scale import scale_output_steps
 from trainguard.core.policies.plan import Policy, chain
 from trainguard.core.policies.raise_lr import raise_lr
 from trainguard.core.policies.redo import recycle_dormant
@@ -53,7 +54,7 @@ def auto(**escalation) -> Policy:
 def trial_repairs() -> tuple[Repair, ...]:
     """The repairs ``auto`` tries (:mod:`.trial`), in order of preference when several apply at one step."""
     return (raise_adam_epsilon(), lower_lr_from_start(), clip_from_start(), lower_lr(), lower_lr_from_before(),
-            recycle_dormant(), equalize_layer_updates(), raise_lr(), reweigh_partial_batches())
+            recycle_dormant(), equalize_layer_updates(), raise_lr(), reweigh_partial_batches(), scale_output_steps())
 
 
 def get_policy(policy: str | Policy) -> Policy | None:

@@ -80,6 +80,8 @@ class Plan(NamedTuple):
     batch_weight: tuple[int, float] | None = None
     # LARS-style: each weight tensor's gradient brought up to the largest gradient-to-weight ratio, at most this much
     layer_trust: float | None = None
+    # each named tensor's update multiplied by its factor (an output layer reparametrized: output_scale.py)
+    update_scale: tuple[tuple[str, float], ...] = ()
     keep_snapshot: int | None = None  # the label of a snapshot newer ones must not evict (a running trial's)
     # One-shot orders.
     snapshot: int = 0  # take a snapshot now, labelled with the next step, keeping this many in all (0: none)
@@ -99,7 +101,7 @@ class Plan(NamedTuple):
         """Whether the adapter has any work before the optimizer step."""
         return (self.skip_non_finite or self.skip_above < INF or self.clip_norm < INF or self.clip_value < INF
                 or self.agc_clipping is not None or self.lr_scale != 1.0 or self.adam_update_cap is not None
-                or self.batch_weight is not None or self.layer_trust is not None)
+                or self.batch_weight is not None or self.layer_trust is not None or bool(self.update_scale))
 
 
 Findings = tuple[Finding, ...]
