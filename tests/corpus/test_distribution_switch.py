@@ -7,12 +7,12 @@ benchmark's own code, in the test process (~8 s of CPU).
 The watchers are quiet on it. ``auto`` is not yet: the gradient norm jumps ~600x at the switch (0.008 -> 4.8).
 ``skip_outliers`` and ``escalate`` leave the switch alone now (the norm is back within 10x the largest norm the run
 applied at its start, 4.6x; the loss is learned down, not climbing), and with ``clip_outliers`` and ``adam_guard``
-taken out of the chain ``auto`` ends bitwise the unguarded run. Those two still act: ``clip_outliers`` clips the
-switch step and the next 43 to 0.55 (its 512-norm window holds the fit run's ~0.01 norms), and ``adam_guard``
-caps Adam's update (an update RMS of 5.5, over its threshold 5, at the switch: ``v`` remembers the smaller
-gradients). The run then trains well (final loss 3.5e-4 against the unguarded 7.2e-4) but is not left alone. That
-check is marked ``xfail(strict=True)`` with the figure measured, so it fails the day it is fixed: then remove the
-mark.
+taken out of the chain ``auto`` ends bitwise the unguarded run. Those two still act: ``clip_outliers`` clips 44 of
+the 45 steps from the switch to step 644 to 0.55 (its 512-norm window holds the fit run's ~0.01 norms), and
+``adam_guard`` caps Adam's update from the switch on (an update RMS of 5.5 on the clipped gradient, 16 on the
+unclipped one, over its threshold 5: ``v`` remembers the smaller gradients). The run then trains well (final loss
+3.5e-4 against the unguarded 7.2e-4) but is not left alone. That check is marked ``xfail(strict=True)`` with the
+figures measured, so it fails the day it is fixed: then remove the mark.
 """
 from __future__ import annotations
 
