@@ -26,7 +26,7 @@ Definitions (per case; the totals count cases):
 - *confident and wrong*: the top cause is a cause code other than the case's, ``none`` and ``uncertain``, with
   confidence >= 0.6. The doctor's findings carry no confidence unless their evidence says one: a finding at
   warning or above that names a cause is an unhedged claim, and counts as confidence 1.
-- *signal in the log*: see ``LOG_VISIBLE_CAUSES``.
+- *signal in the log*: see ``LOG_VISIBLE_CAUSES`` and :func:`signal_in_log`.
 - *fixed twin flagged*: the fixed twin under ``observe`` has a live finding >= warning (and, for the doctor, its
   native log has one).
 - *healthy flagged*: the healthy ``observe`` run has a live finding >= warning (doctor: on its native log).
@@ -84,6 +84,19 @@ NOT_A_CAUSE = {"none", "uncertain"}
 LOG_VISIBLE_CAUSES = frozenset({"lr_too_high", "lr_too_low", "bad_batch", "batch_size_dependent_loss",
                                 "adam_epsilon", "unscaled_data", "overfitting"})
 GRADIENT_CAUSES = frozenset({"exploding_gradient", "vanishing_gradient"})
+# A batch's own loss is what shows these two; a log of epoch means (Keras' CSVLogger) averages it away, so their
+# signal needs a log with about one row per optimizer step (at least half as many rows as steps).
+PER_STEP_CAUSES = frozenset({"bad_batch", "batch_size_dependent_loss"})
+PER_STEP_ROWS = 0.5
+
+
+def signal_in_log(cause: str, doctor: dict[str, Any], steps: Any) -> bool:
+    """Whether the native log can show ``cause`` at all (the denominator of the doctor's 'right' score)."""
+    if cause in GRADIENT_CAUSES:
+        return doctor["grad_norm"]
+    if cause in PER_STEP_CAUSES:
+        return isinstance(steps, int) and steps > 0 and doctor["rows"] >= PER_STEP_ROWS * steps
+    return cause in LOG_VISIBLE_CAUSES
 
 
 # -- running -------------------------------------------------------------------------------------------------------
@@ -250,7 +263,7 @@ def doctor_view(record: dict[str, Any] | None) -> dict[str, Any]:
     doctor = (record or {}).get("doctor")
     if not doctor or doctor.get("error") or record.get("status") not in ("ok", "stopped"):
         return {"ran": False, "detected": False, "worst": None, "top": "none", "confidence": 0.0,
-                "grad_norm": False, "error": (doctor or {}).get("error") or (record or {}).get("status")}
+                "grad_norm": False, "rows": 0, "error": (doctor or {}).get("error") or (record or {}).get("status")}
     serious = _serious(doctor["findings"])
     worst = min(serious, key=lambda f: (-_SEVERITY[f["severity"]], f["first_step"]), default=None)
     if doctor.get("causes"):
@@ -260,7 +273,8 @@ def doctor_view(record: dict[str, Any] | None) -> dict[str, Any]:
     else:
         top, confidence = "none", 0.0
     return {"ran": True, "detected": bool(serious), "worst": worst and f"{worst['code']} ({worst['severity']})",
-            "top": top, "confidence": confidence, "grad_norm": "grad_norm" in doctor.get("columns", {})}
+            "top": top, "confidence": confidence, "grad_norm": "grad_norm" in doctor.get("columns", {}),
+            "rows": int(doctor.get("steps") or 0)}
 
 
 def _right(view: dict[str, Any], cause: str) -> bool:
@@ -302,7 +316,8 @@ def score_case(case: CaseFile, runs: dict[str, dict[str, Any]]) -> dict[str, Any
     if case.kind == "faulty":
         cause = meta.get("cause", "?")
         row["cause"] = cause
-        row["signal_in_log"] = cause in LOG_VISIBLE_CAUSES or (cause in GRADIENT_CAUSES and doctor["grad_norm"])
+        steps = ((runs.get("observe") or {}).get("outcome") or {}).get("steps")
+        row["signal_in_log"] = signal_in_log(cause, doctor, steps)
         row["live_right"], row["doctor_right"] = _right(live, cause), _right(doctor, cause)
         row["live_confident_wrong"] = _confident_wrong(live, cause)
         row["doctor_confident_wrong"] = _confident_wrong(doctor, cause)
@@ -411,8 +426,8 @@ def print_report(rows: list[dict[str, Any]], parts: dict[str, list[dict[str, Any
                               + ("" if r["signal_in_log"] else " [dim]*[/]"),
                               fixed or "-", loss, f"{r['seconds']:.0f}")
             console.print(table)
-            console.print("[dim]*: a log of loss/lr/eval loss does not carry this cause's signal "
-                          "(LOG_VISIBLE_CAUSES)[/]")
+            console.print("[dim]*: this native log does not carry the cause's signal (a log of loss/lr/eval "
+                          "loss, or of epoch means for a batch's cause: signal_in_log)[/]")
         healthy = [r for r in rows if r["kind"] == "healthy"]
         if healthy:
             table = Table(title="healthy cases", title_justify="left")

@@ -24,7 +24,7 @@ import numpy as np
 
 from benchmarks.corpus.registry import discover, in_part
 from benchmarks.corpus.run_one import RESULT_NAME, native_log
-from benchmarks.diagnosis import CACHE_DIR, CONFIDENT, GRADIENT_CAUSES, LOG_VISIBLE_CAUSES, NOT_A_CAUSE
+from benchmarks.diagnosis import CACHE_DIR, CONFIDENT, NOT_A_CAUSE, signal_in_log
 
 __all__ = ["live_causes", "live_flagged", "doctor_causes", "main"]
 
@@ -63,17 +63,18 @@ def live_flagged(outdir: Path, replay: bool = False) -> bool:
     return False
 
 
-def doctor_causes(outdir: Path) -> tuple[list[Any], bool, str | None]:
-    """The doctor's ranked causes on the native log, whether it has a gradient-norm column, and any error."""
+def doctor_causes(outdir: Path) -> tuple[list[Any], dict[str, Any], str | None]:
+    """The doctor's ranked causes on the native log, what the log holds (``grad_norm``: a gradient-norm column,
+    ``rows``: its rows, as :func:`benchmarks.diagnosis.doctor_view` says them), and any error."""
     from trainguard.doctor import diagnose_file
 
     path = native_log(outdir)
     if path is None:
-        return [], False, "no native log"
+        return [], {"grad_norm": False, "rows": 0}, "no native log"
     result = diagnose_file(path)
     if result.error:
-        return [], False, result.error
-    return result.causes, "grad_norm" in result.series.columns, None
+        return [], {"grad_norm": False, "rows": 0}, result.error
+    return result.causes, {"grad_norm": "grad_norm" in result.series.columns, "rows": len(result.series)}, None
 
 
 def _top(causes: list[Any]) -> tuple[str, float]:
@@ -134,10 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         with np.errstate(all="ignore"):
             live = live_causes(outdir, args.replay)
             flagged = live_flagged(outdir, args.replay)
-            doctor, grad_column, error = doctor_causes(outdir)
+            doctor, log_holds, error = doctor_causes(outdir)
         (lc, lconf), (dc, dconf) = _top(live), _top(doctor)
         if kind == "faulty":
-            signal = cause in LOG_VISIBLE_CAUSES or (cause in GRADIENT_CAUSES and grad_column)
+            signal = signal_in_log(cause, log_holds, (record.get("outcome") or {}).get("steps"))
             totals["faulty"] += 1
             totals["live_detected"] += flagged
             totals["signal"] += signal

@@ -17,15 +17,15 @@ def _live(findings=(), causes=(), actions=()):
             "actions": [{"kind": k, "count": 1, "first_step": 0, "log": "run.jsonl"} for k in actions]}
 
 
-def _doctor(findings=(), columns=("step", "loss")):
-    return {"path": "metrics.csv", "columns": {c: c for c in columns},
+def _doctor(findings=(), columns=("step", "loss"), rows=100):
+    return {"path": "metrics.csv", "columns": {c: c for c in columns}, "steps": rows,
             "findings": [{"code": c, "severity": s, "cause": cause, "count": 1, "first_step": step}
                          for c, s, cause, step in findings]}
 
 
-def _record(meta, live=None, doctor=None, final_loss=1.0, fingerprint="f", status="ok"):
+def _record(meta, live=None, doctor=None, final_loss=1.0, fingerprint="f", status="ok", steps=100):
     record = {"status": status, "meta": meta, "wall_s": 1.0,
-              "outcome": {"final_loss": final_loss, "fingerprint": fingerprint}}
+              "outcome": {"final_loss": final_loss, "fingerprint": fingerprint, "steps": steps}}
     if live is not None:
         record["live"] = live
     if doctor is not None:
@@ -68,6 +68,16 @@ def test_gradient_causes_carry_their_signal_only_with_a_gradient_norm_column():
     with_norm = score_case(FAULTY, {"observe": _record(meta, _live(), _doctor(columns=("step", "loss",
                                                                                        "grad_norm")))})
     assert not plain["signal_in_log"] and with_norm["signal_in_log"]
+
+
+def test_a_batch_cause_carries_its_signal_only_in_a_log_of_about_one_row_a_step():
+    meta = {"cause": "bad_batch", "framework": "keras"}
+    epoch_means = score_case(FAULTY, {"observe": _record(meta, _live(), _doctor(rows=6), steps=564)})
+    per_step = score_case(FAULTY, {"observe": _record(meta, _live(), _doctor(rows=564), steps=564)})
+    every_other = score_case(FAULTY, {"observe": _record(meta, _live(), _doctor(rows=282), steps=564)})
+    assert not epoch_means["signal_in_log"] and per_step["signal_in_log"] and every_other["signal_in_log"]
+    lr_high = score_case(FAULTY, {"observe": _record(LR_HIGH, _live(), _doctor(rows=6), steps=564)})
+    assert lr_high["signal_in_log"]  # a divergence shows in epoch means too
 
 
 def test_a_failed_observe_run_counts_as_not_detected():
