@@ -9,8 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from trainguard.core.policies import LEVELS, Plan, escalate, skip_outliers, step_decision
-from trainguard.core.stats import StepStats
+from trainguard.core.policies import LEVELS, Plan, adam_guard, escalate, skip_outliers, step_decision
+from trainguard.core.policies.clip import clip_outliers
+from trainguard.core.stats import LayerStats, StepStats
 
 
 def fit_then_switch(switch: int = 300, jump: float = 5.0, seed: int = 0, after: int = 200) -> list[StepStats]:
@@ -87,3 +88,25 @@ def test_escalate_starts_its_chain_when_the_norm_grows_during_the_fall():
                                         for i in range(8)]  # the loss falls, the norm grows 2.5x a step
     out, _, _ = decisions(escalate(patience=3), stream)
     assert out[301].apply and not out[302].apply  # norm 12.5 at 301, over twice the jump's 5
+
+
+def test_clip_outliers_leaves_a_jump_back_into_the_runs_own_range_alone():
+    stream = fit_then_switch()
+    out, _, _ = decisions(clip_outliers(), stream)
+    assert all(d.reason is None for d in out)
+    exploding = stream[:300] + [StepStats(step=300 + i, loss=1.0, grad_norm=15.0 * 2 ** i) for i in range(3)]
+    out, _, _ = decisions(clip_outliers(), exploding)
+    assert [d.reason for d in out[300:]] == ["clip"] * 3  # past 10x the largest norm applied (~1.4)
+
+
+def test_adam_guard_is_not_triggered_by_a_jump_back_into_the_runs_own_range():
+    def sampled(stats, rms):
+        return StepStats(step=stats.step, loss=stats.loss, grad_norm=stats.grad_norm,
+                         layers=(LayerStats("w", adam_update_rms=rms),))
+    stream = fit_then_switch()
+    stream[300] = sampled(stream[300], 16.0)  # the permuted-task switch's update RMS, at a norm ~4x the start's
+    _, actions, _ = decisions(adam_guard(), stream)
+    assert actions == []
+    stream[300] = StepStats(step=300, loss=50.0, grad_norm=40.0, layers=stream[300].layers)
+    _, actions, _ = decisions(adam_guard(), stream)
+    assert [a.kind for a in actions] == ["adam_guard"]

@@ -8,9 +8,16 @@ low-precision training for large-scale vision-language models"). Their StableAda
 and keeps it for ``duration`` steps after the last such step. Options: raise Adam's epsilon to ``raise_eps``,
 and reset the moments of the optimizer on the trigger (SPAM, Huang et al. ICLR 2025, resets moments to
 let spiky gradients leave them).
+
+A step whose global gradient norm is within ``range_ratio`` times the largest norm of the run's earlier steps that
+did not trigger it does not trigger it: when the data change (a new task, a harder curriculum stage) the gradients
+outgrow ``v`` too (the permuted-task switch of the dev corpus: an update RMS of 16 at a norm 4.6x the run's
+largest), but they come back into the run's own range, and the run learns the jump down (``skip_outliers``'
+docstring has the sources).
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 from trainguard.core.actions import Action
@@ -22,6 +29,7 @@ __all__ = ["adam_guard", "AdamGuardState", "max_update_rms"]
 
 class AdamGuardState(NamedTuple):
     engaged_until: int  # last step the cap holds (-1: never engaged)
+    largest: float  # the largest global gradient norm of the steps that did not trigger it: the run's own range
 
 
 def max_update_rms(stats: StepStats) -> tuple[float, str] | None:
@@ -31,23 +39,28 @@ def max_update_rms(stats: StepStats) -> tuple[float, str] | None:
 
 
 def adam_guard(threshold: float = 5.0, cap: float = 1.0, duration: int = 1000, raise_eps: float | None = None,
-               reset_moments: bool = False) -> Policy:
+               reset_moments: bool = False, range_ratio: float = 10.0) -> Policy:
     if not threshold > cap > 0:
         raise ValueError("adam_guard needs threshold > cap > 0")
 
     def init() -> AdamGuardState:
-        return AdamGuardState(-1)
+        return AdamGuardState(-1, 0.0)
 
     def update(stats: StepStats, findings: Findings, plan: Plan, state: AdamGuardState):
         worst = max_update_rms(stats)
-        if worst is not None and worst[0] > threshold:
+        norm = stats.grad_norm
+        finite_norm = norm is not None and math.isfinite(norm)
+        high = worst is not None and worst[0] > threshold
+        if high and not (finite_norm and norm <= range_ratio * state.largest):
             if stats.step > state.engaged_until:
                 params = {"update_rms": worst[0], "tensor": worst[1], "cap": cap, "threshold": threshold,
                           "raise_eps": raise_eps, "reset_moments": reset_moments}
                 plan = plan.log(Action("adam_guard", stats.step, "adam_update_rms", params, {}))
                 if reset_moments:
                     plan = plan._replace(reset_moments=True)
-            state = AdamGuardState(stats.step + duration)
+            state = AdamGuardState(stats.step + duration, state.largest)
+        elif not high and finite_norm:
+            state = state._replace(largest=max(state.largest, norm))
         if stats.step <= state.engaged_until:
             plan = plan._replace(adam_update_cap=cap if plan.adam_update_cap is None else min(cap, plan.adam_update_cap))
             if raise_eps is not None:
