@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from trainguard.core.findings import Finding, Severity
 from trainguard.core.policies import (
-    LEVELS, Plan, RollbackOrder, adam_guard, auto, autoclip, chain, clip_global_norm, clip_value, escalate,
+    LEVELS, NO_STEP, Plan, RollbackOrder, adam_guard, auto, autoclip, chain, clip_global_norm, clip_value, escalate,
     get_policy, restore_mode, safe, skip_if_non_finite, skip_outliers, step_decision, zclip,
 )
 from trainguard.core.policies.clip import clip_outliers, outlier_threshold
@@ -273,6 +273,12 @@ def test_adam_guard_caps_after_a_high_update_rms_then_lapses():
     assert plans[1].adam_update_cap == 1.0 and plans[1].reset_moments and plans[1].actions[0].params["tensor"] == "w"
     assert plans[2].adam_update_cap == 1.0 and not plans[2].reset_moments
     assert plans[3].adam_update_cap is None
+
+
+def test_adam_guard_gives_no_cap_before_the_first_step():
+    policy = adam_guard()
+    plan, _ = policy.update(NO_STEP, (), Plan(), policy.init())
+    assert plan.adam_update_cap is None and plan.actions == ()
 
 
 def test_restore_mode_restores_under_auto_and_only_warns_under_safe():

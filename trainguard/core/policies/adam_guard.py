@@ -28,7 +28,7 @@ __all__ = ["adam_guard", "AdamGuardState", "max_update_rms"]
 
 
 class AdamGuardState(NamedTuple):
-    engaged_until: int  # last step the cap holds (-1: never engaged)
+    engaged_until: int | None  # last step the cap holds (None: never engaged)
     largest: float  # the largest global gradient norm of the steps that did not trigger it: the run's own range
 
 
@@ -44,7 +44,7 @@ def adam_guard(threshold: float = 5.0, cap: float = 1.0, duration: int = 1000, r
         raise ValueError("adam_guard needs threshold > cap > 0")
 
     def init() -> AdamGuardState:
-        return AdamGuardState(-1, 0.0)
+        return AdamGuardState(None, 0.0)
 
     def update(stats: StepStats, findings: Findings, plan: Plan, state: AdamGuardState):
         worst = max_update_rms(stats)
@@ -52,7 +52,7 @@ def adam_guard(threshold: float = 5.0, cap: float = 1.0, duration: int = 1000, r
         finite_norm = norm is not None and math.isfinite(norm)
         high = worst is not None and worst[0] > threshold
         if high and not (finite_norm and norm <= range_ratio * state.largest):
-            if stats.step > state.engaged_until:
+            if not _engaged(state, stats.step):
                 params = {"update_rms": worst[0], "tensor": worst[1], "cap": cap, "threshold": threshold,
                           "raise_eps": raise_eps, "reset_moments": reset_moments}
                 plan = plan.log(Action("adam_guard", stats.step, "adam_update_rms", params, {}))
@@ -61,10 +61,15 @@ def adam_guard(threshold: float = 5.0, cap: float = 1.0, duration: int = 1000, r
             state = AdamGuardState(stats.step + duration, state.largest)
         elif not high and finite_norm:
             state = state._replace(largest=max(state.largest, norm))
-        if stats.step <= state.engaged_until:
+        if _engaged(state, stats.step):
             plan = plan._replace(adam_update_cap=cap if plan.adam_update_cap is None else min(cap, plan.adam_update_cap))
             if raise_eps is not None:
                 plan = plan._replace(adam_eps=max(raise_eps, plan.adam_eps or 0.0))
         return plan, state
 
     return Policy("adam_guard", init, update)
+
+
+def _engaged(state: AdamGuardState, step: int) -> bool:
+    # None, not -1, for "never": the plan before the first step is asked for at step -1 (plan.NO_STEP)
+    return state.engaged_until is not None and step <= state.engaged_until
