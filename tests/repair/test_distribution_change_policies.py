@@ -74,6 +74,15 @@ def test_escalate_starts_its_chain_when_the_jump_climbs():
     assert [a.kind for a in actions][:2] == ["clip", "lr_backoff"]
 
 
+def test_escalate_starts_its_chain_at_a_jump_whose_norm_left_the_runs_own_range():
+    # seed 001's unscaled inputs (Keras, SGD 0.1): the norm at the jump is 300x the largest the run applied, and
+    # the next step is 1e16: watching it one step would let that update through
+    stream = fit_then_switch()[:300] + [StepStats(step=300 + i, loss=5.0 * 1e4 ** i, grad_norm=300.0 * 1e4 ** i)
+                                        for i in range(3)]
+    out, _, _ = decisions(escalate(), stream)
+    assert out[300].apply and out[301].reason == "grad_outlier"
+
+
 def test_escalate_starts_its_chain_when_the_jump_is_not_learned_down():
     # the loss stays up (no new low for `fall_within` steps): a run stuck far above its level is in trouble
     stream = fit_then_switch()[:300] + [StepStats(step=300 + i, loss=5.6 - 0.1 * min(i, 2), grad_norm=5.0)

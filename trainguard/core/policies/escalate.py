@@ -6,7 +6,9 @@ loss (so a run that is merely noisy near zero loss is never called diverging). E
 steps; when the trouble is still there after them the next level is tried (optax ``apply_if_finite``'s
 wrap-count-escalate shape).
 
-An episode that begins with a finite loss jump is first watched, with no order at all, while the run learns it
+An episode that begins with a finite loss jump whose gradient norm is within ``explode_factor`` times the largest
+norm of the run's healthy steps (its own range, as ``skip_outliers`` reads it: a blow-up's norm leaves it, 300x on
+seed 001's unscaled inputs at the jump) is first watched, with no order at all, while the run learns it
 down: each later troubled step finite, its loss and gradient norm at most ``growth`` times the jump's (not
 climbing), and a new low of the loss at least every ``fall_within`` steps (falling; over several steps, since a
 minibatch loss is noisy and one lucky batch must not end the watch). A jump the run learns back down is a change of
@@ -85,6 +87,7 @@ class EscalationState(NamedTuple):
     learning_down: bool  # the episode began with a finite jump that the run is learning down: no orders yet
     jump: tuple[float, float]  # (loss, gradient norm) of the jump that began the episode
     low: tuple[float, int]  # (lowest troubled loss since the jump, its step)
+    largest_norm: float  # the largest gradient norm of the run's healthy applied steps: the top of its own range
 
 
 def escalate(patience: int = 3, hold: int = 10, divergence_factor: float = 20.0, explode_factor: float = 10.0,
@@ -99,7 +102,7 @@ def escalate(patience: int = 3, hold: int = 10, divergence_factor: float = 20.0,
     def init() -> EscalationState:
         return EscalationState(WATCH, None, 0, 0, lrb.lr_scale(), 1.0, 0, 0, None, None, (),
                                window(history), window(history), rb.snapshot_book(snapshot_every, keep), -1,
-                               False, (math.nan, math.nan), (math.nan, -1))
+                               False, (math.nan, math.nan), (math.nan, -1), 0.0)
 
     def trouble(stats: StepStats, findings: Findings, st: EscalationState) -> str | None:
         if not stats.finite:
@@ -182,8 +185,9 @@ def escalate(patience: int = 3, hold: int = 10, divergence_factor: float = 20.0,
         if code is not None:
             st = st._replace(healthy_streak=0)
             if st.level == WATCH:
+                own_range = not _norm(stats) > explode_factor * st.largest_norm
                 st = st._replace(level=SKIP, onset=step, level_since=step, onset_scale=st.lr.scale, backoffs=0,
-                                 rollbacks=0, restored=None, reason=code, learning_down=stats.finite,
+                                 rollbacks=0, restored=None, reason=code, learning_down=stats.finite and own_range,
                                  jump=(_loss(stats), _norm(stats)), low=(_loss(stats), step))
             elif st.learning_down:
                 st = learned_down(stats, st)
@@ -197,7 +201,8 @@ def escalate(patience: int = 3, hold: int = 10, divergence_factor: float = 20.0,
             if stats.loss is not None:
                 st = st._replace(losses=push(st.losses, float(stats.loss)))
             if stats.grad_norm is not None and math.isfinite(stats.grad_norm):
-                st = st._replace(norms=push(st.norms, float(stats.grad_norm)))
+                st = st._replace(norms=push(st.norms, float(stats.grad_norm)),
+                                 largest_norm=max(st.largest_norm, float(stats.grad_norm)))
         if st.level != WATCH and st.healthy_streak >= hold:
             lr = st.lr
             if st.rollbacks:  # the LR was far too high: never go above the scale that held
