@@ -38,12 +38,12 @@ from __future__ import annotations
 
 import math
 import re
-import statistics
 from typing import NamedTuple
 
 from trainguard.core.detectors._read import is_bias
 from trainguard.core.diagnosis.fixes import FIXES
 from trainguard.core.policies.plan import Findings, Plan
+from trainguard.core.policies.stall import Course, barely_declined, follow_course
 from trainguard.core.policies.trial import Proposal, Repair
 from trainguard.core.stats import StepStats
 
@@ -54,8 +54,7 @@ _PREFIX = re.compile(r"^(.*)[./][^./]*$")
 
 class OutputScaleState(NamedTuple):
     targets: tuple[float, float] | None  # (rms, std) of the first targets summarized
-    first: tuple[float, ...]  # the run's first `recent` finite losses
-    recent: tuple[float, ...]  # the last `recent` finite losses
+    course: Course  # the run's first and last `recent` finite losses
     narrow: tuple[float, ...]  # the output spread of each sampled step in the current run of far-too-narrow ones
 
 
@@ -81,10 +80,7 @@ def scale_output_steps(min_scale: float = 10.0, max_spread: float = 0.01, sample
     fix = FIXES["unscaled_data"][0]
 
     def propose(stats: StepStats, findings: Findings, plan: Plan, st: OutputScaleState):
-        loss = stats.loss
-        if stats.applied and stats.finite and loss is not None and math.isfinite(loss):
-            first = st.first if len(st.first) >= recent else st.first + (float(loss),)
-            st = st._replace(first=first, recent=(st.recent + (float(loss),))[-recent:])
+        st = st._replace(course=follow_course(st.course, stats, recent))
         summary = stats.targets
         if st.targets is None and summary is not None and math.isfinite(summary.mean) and math.isfinite(summary.std):
             st = st._replace(targets=(math.hypot(summary.mean, summary.std), summary.std))
@@ -97,9 +93,7 @@ def scale_output_steps(min_scale: float = 10.0, max_spread: float = 0.01, sample
                 or spread > max_spread * std):
             return None, st._replace(narrow=())
         st = st._replace(narrow=st.narrow + (spread,))
-        if len(st.narrow) < samples or len(st.recent) < recent or len(st.first) < recent:
-            return None, st
-        if statistics.median(st.recent) < slow * statistics.median(st.first):
+        if len(st.narrow) < samples or not barely_declined(st.course, recent, slow):
             return None, st
         tensors = output_layer(tuple(layer.name for layer in stats.layers))
         if not tensors:
@@ -113,4 +107,4 @@ def scale_output_steps(min_scale: float = 10.0, max_spread: float = 0.01, sample
         return plan._replace(update_scale=tuple((name, params["step_scale"]) for name in params["tensors"]),
                              skip_above=math.inf, clip_norm=math.inf)
 
-    return Repair("scale_output_steps", lambda: OutputScaleState(None, (), (), ()), propose, apply, window=window)
+    return Repair("scale_output_steps", lambda: OutputScaleState(None, Course(), ()), propose, apply, window=window)

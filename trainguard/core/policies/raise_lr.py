@@ -23,12 +23,12 @@ it does; a raise that blows up fails at its first non-finite step and is rolled 
 from __future__ import annotations
 
 import math
-import statistics
 from typing import NamedTuple
 
 from trainguard.core.detectors.first_update import weight_update_ratios
 from trainguard.core.diagnosis.fixes import FIXES
 from trainguard.core.policies.plan import Findings, Plan
+from trainguard.core.policies.stall import Course, barely_declined, follow_course
 from trainguard.core.policies.trial import Proposal, Repair
 from trainguard.core.stats import StepStats
 
@@ -36,8 +36,7 @@ __all__ = ["raise_lr", "SlowState"]
 
 
 class SlowState(NamedTuple):
-    first: tuple[float, ...]  # the run's first `recent` finite losses
-    recent: tuple[float, ...]  # the last `recent` finite losses
+    course: Course  # the run's first and last `recent` finite losses
     tiny: tuple[float, ...]  # the largest ratio of each sampled step in the current run of tiny ones
 
 
@@ -54,19 +53,14 @@ def raise_lr(max_ratio: float = 1e-4, samples: int = 3, recent: int = 10, slow: 
     fix = FIXES["lr_too_low"][0]
 
     def propose(stats: StepStats, findings: Findings, plan: Plan, st: SlowState):
-        loss = stats.loss
-        if stats.applied and stats.finite and loss is not None and math.isfinite(loss):
-            first = st.first if len(st.first) >= recent else st.first + (float(loss),)
-            st = st._replace(first=first, recent=(st.recent + (float(loss),))[-recent:])
+        st = st._replace(course=follow_course(st.course, stats, recent))
         if not stats.layers:
             return None, st
         largest = _largest_ratio(stats)
         if largest is None or not 0.0 < largest <= max_ratio:
             return None, st._replace(tiny=())
         st = st._replace(tiny=st.tiny + (largest,))
-        if len(st.tiny) < samples or len(st.recent) < recent or len(st.first) < recent:
-            return None, st
-        if statistics.median(st.recent) < slow * statistics.median(st.first):
+        if len(st.tiny) < samples or not barely_declined(st.course, recent, slow):
             return None, st
         factor = min(max_factor, 10.0 ** math.floor(math.log10(target / max(st.tiny))))
         if factor < 10:
@@ -77,4 +71,4 @@ def raise_lr(max_ratio: float = 1e-4, samples: int = 3, recent: int = 10, slow: 
     def apply(plan: Plan, params: dict) -> Plan:
         return plan._replace(lr_scale=plan.lr_scale * params["lr_factor"])
 
-    return Repair("raise_lr", lambda: SlowState((), (), ()), propose, apply, window=window)
+    return Repair("raise_lr", lambda: SlowState(Course(), ()), propose, apply, window=window)
