@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from _minibatch import minibatch_losses
 from trainguard.core.findings import Severity
 from trainguard.doctor import diagnose_file
 
@@ -43,15 +44,7 @@ def _regression_losses(steps: int = 600) -> list[float]:
         torch.manual_seed(0)
         model = nn.Linear(8, 1)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        losses = []
-        for _ in range(steps):
-            idx = torch.randint(0, len(x), (16,), generator=g)
-            loss = nn.functional.mse_loss(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        return losses
+        return minibatch_losses(model, opt, x, y, nn.functional.mse_loss, 16, steps, g)
     finally:
         torch.set_num_threads(threads)
 

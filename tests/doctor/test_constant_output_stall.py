@@ -12,11 +12,7 @@ from trainguard.doctor import diagnose_file
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-
-def _csv(path, losses, lr: float):
-    rows = "".join(f"{i},{float(v)!r},{lr}\n" for i, v in enumerate(losses))
-    path.write_text("step,loss,lr\n" + rows, encoding="utf-8")
-    return path
+from _minibatch import minibatch_losses, step_loss_lr_csv  # noqa: E402
 
 
 def _dead_output_regression(steps: int = 400) -> np.ndarray:
@@ -29,21 +25,13 @@ def _dead_output_regression(steps: int = 400) -> np.ndarray:
     with torch.no_grad():
         model[2].bias.fill_(-3.0)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    losses = []
-    for _ in range(steps):
-        idx = torch.randint(0, len(x), (128,), generator=g)
-        loss = nn.functional.mse_loss(model(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return np.array(losses)
+    return np.array(minibatch_losses(model, opt, x, y, nn.functional.mse_loss, 128, steps, g))
 
 
 def test_a_dead_output_scattering_by_its_batches_is_uncertain_not_the_learning_rate(tmp_path):
     losses = _dead_output_regression()
     assert np.std(np.log(losses)) > 0.05  # far from quiet: a batch of 128 clicks scatters its share of positives
-    result = diagnose_file(_csv(tmp_path / "dead.csv", losses, 0.01))
+    result = diagnose_file(step_loss_lr_csv(tmp_path / "dead.csv", losses, 0.01))
     assert "plateau" in [f.code for f in result.findings]
     assert result.cause == "uncertain"
     assert {"dead_relu", "lr_too_high"} <= {c["code"] for c in result.causes[0].evidence["candidates"]}
@@ -55,5 +43,5 @@ def test_a_stalled_loss_that_wanders_is_still_read_as_overshooting_steps(tmp_pat
     wander = np.zeros(400)
     for i in range(1, 400):
         wander[i] = 0.6 * wander[i - 1] + rng.normal(0, 0.12)
-    result = diagnose_file(_csv(tmp_path / "wander.csv", 2.0 * np.exp(wander), 1.0))
+    result = diagnose_file(step_loss_lr_csv(tmp_path / "wander.csv", 2.0 * np.exp(wander), 1.0))
     assert result.cause == "lr_too_high" and result.causes[0].confidence == 0.5

@@ -14,6 +14,8 @@ from trainguard.doctor import diagnose_file
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
+from _minibatch import minibatch_losses, step_loss_lr_csv  # noqa: E402
+
 CLASSES = 50  # an LM-sized label set: ln 50 is no trivial level the log can recognise
 
 
@@ -25,25 +27,11 @@ def _sgd_run(lr: float, steps: int = 300) -> np.ndarray:
     y = (x @ torch.randn(32, CLASSES, generator=g)).argmax(dim=1)
     model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, CLASSES))
     opt = torch.optim.SGD(model.parameters(), lr=lr)
-    losses = []
-    for _ in range(steps):
-        idx = torch.randint(0, len(x), (32,), generator=g)
-        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return np.array(losses)
-
-
-def _csv(path, losses, lr: float):
-    rows = "".join(f"{i},{float(v)!r},{lr}\n" for i, v in enumerate(losses))
-    path.write_text("step,loss,lr\n" + rows, encoding="utf-8")
-    return path
+    return np.array(minibatch_losses(model, opt, x, y, nn.functional.cross_entropy, 32, steps, g))
 
 
 def test_sgd_at_5e_5_that_never_moved_is_lr_too_low(tmp_path):
-    result = diagnose_file(_csv(tmp_path / "tiny.csv", _sgd_run(5e-5), 5e-5))
+    result = diagnose_file(step_loss_lr_csv(tmp_path / "tiny.csv", _sgd_run(5e-5), 5e-5))
     assert "plateau" in [f.code for f in result.findings if f.severity >= Severity.WARNING]
     assert result.cause == "lr_too_low" and result.causes[0].confidence < 0.6
     assert result.causes[0].evidence["stall"]["never_improved"]
@@ -52,7 +40,7 @@ def test_sgd_at_5e_5_that_never_moved_is_lr_too_low(tmp_path):
 def test_the_same_model_at_a_working_lr_trains_and_gets_no_cause(tmp_path):
     losses = _sgd_run(0.2)
     assert np.median(losses[-30:]) < 0.5 * np.median(losses[:30])
-    assert diagnose_file(_csv(tmp_path / "ok.csv", losses, 0.2)).cause == "none"
+    assert diagnose_file(step_loss_lr_csv(tmp_path / "ok.csv", losses, 0.2)).cause == "none"
 
 
 def _stuck(level: float, n: int = 400) -> np.ndarray:
@@ -62,11 +50,11 @@ def _stuck(level: float, n: int = 400) -> np.ndarray:
 
 def test_a_loss_stuck_at_a_trivial_level_stays_uncertain_at_a_small_lr(tmp_path):
     # ln 2: a binary classifier predicting the class prior, what dead or vanishing hidden units leave.
-    result = diagnose_file(_csv(tmp_path / "ln2.csv", _stuck(math.log(2)), 5e-5))
+    result = diagnose_file(step_loss_lr_csv(tmp_path / "ln2.csv", _stuck(math.log(2)), 5e-5))
     assert result.cause == "uncertain"
 
 
 def test_an_unmoved_loss_at_an_ordinary_lr_is_not_read_as_too_low(tmp_path):
-    result = diagnose_file(_csv(tmp_path / "ordinary.csv", _stuck(4.1), 1e-2))
+    result = diagnose_file(step_loss_lr_csv(tmp_path / "ordinary.csv", _stuck(4.1), 1e-2))
     assert "lr_too_low" not in [c.code for c in result.causes]
 
