@@ -21,7 +21,6 @@ step 62 on, final nan; fixed (clipped): 6.28 -> 5.17, never above its first loss
 """
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import torch
@@ -29,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from benchmarks.corpus.case import Case, Outcome, RunContext, seeded
+from benchmarks.corpus.faulty._lightning_common import fit_on_cpu
 from benchmarks.corpus.faulty._torch_common import tail_mean, token_corpus
 
 CASE = Case(name="lightning_bittensor229_lm_no_clip", kind="faulty", cause="exploding_gradient",
@@ -90,19 +90,11 @@ def _module_class() -> type:
 
 
 def run(ctx: RunContext) -> Outcome:
-    import lightning.pytorch as pl
-    from lightning.pytorch.loggers import CSVLogger
 
     seeded(0)
     stream = torch.from_numpy(token_corpus(20000, VOCAB, seed=1, order=1))
     model = _module_class()()
     loader = DataLoader(Windows(stream, STEPS * BATCH, seed=2), batch_size=BATCH, shuffle=False)
-    trainer = pl.Trainer(max_steps=STEPS, accelerator="cpu", devices=1, logger=CSVLogger(save_dir=ctx.outdir),
-                         callbacks=ctx.lightning_callbacks(), log_every_n_steps=1, enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False,
-                         gradient_clip_val=CLIP if ctx.fixed else None)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        trainer.fit(model, loader)
+    fit_on_cpu(ctx, model, loader, max_steps=STEPS, gradient_clip_val=CLIP if ctx.fixed else None)
     return ctx.outcome(tail_mean(model.losses), model=model, steps=len(model.losses),
                        first_loss=float(np.mean(model.losses[:10])), uniform_loss=float(np.log(VOCAB)))

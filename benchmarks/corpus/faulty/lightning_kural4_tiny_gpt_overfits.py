@@ -18,7 +18,6 @@ final_loss: the last validation loss. Measured (unguarded, one thread): faulty: 
 """
 from __future__ import annotations
 
-import warnings
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from benchmarks.corpus.case import Case, Outcome, RunContext, seeded
+from benchmarks.corpus.faulty._lightning_common import fit_on_cpu
 from benchmarks.corpus.faulty._torch_common import tail_mean, token_corpus
 
 CASE = Case(name="lightning_kural4_tiny_gpt_overfits", kind="faulty", cause="overfitting", framework="lightning",
@@ -92,9 +92,7 @@ def _module_class() -> type:
 
 
 def run(ctx: RunContext) -> Outcome:
-    import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping
-    from lightning.pytorch.loggers import CSVLogger
 
     seeded(0)
     stream = torch.from_numpy(token_corpus(4000, VOCAB, seed=1, order=1))
@@ -104,13 +102,8 @@ def run(ctx: RunContext) -> Outcome:
     callbacks = ctx.lightning_callbacks()
     if ctx.fixed:
         callbacks.append(EarlyStopping(monitor="val_loss", patience=3))
-    trainer = pl.Trainer(max_steps=MAX_STEPS, val_check_interval=VAL_EVERY, accelerator="cpu", devices=1,
-                         logger=CSVLogger(save_dir=ctx.outdir), callbacks=callbacks, log_every_n_steps=1,
-                         num_sanity_val_steps=0, enable_progress_bar=False, enable_model_summary=False,
-                         enable_checkpointing=False)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        trainer.fit(model, train, valid)
+    fit_on_cpu(ctx, model, train, valid, max_steps=MAX_STEPS, callbacks=callbacks, val_check_interval=VAL_EVERY,
+               num_sanity_val_steps=0)
     best_step, best_val = min(model.val_losses, key=lambda sv: sv[1])
     return ctx.outcome(model.val_losses[-1][1], model=model, steps=len(model.losses), best_val_loss=best_val,
                        best_val_step=best_step, train_loss_end=tail_mean(model.losses))

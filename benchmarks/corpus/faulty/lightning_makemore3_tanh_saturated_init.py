@@ -24,7 +24,6 @@ last, final 2.21.
 """
 from __future__ import annotations
 
-import warnings
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.corpus.case import Case, Outcome, RunContext, seeded
+from benchmarks.corpus.faulty._lightning_common import fit_on_cpu
 from benchmarks.corpus.faulty._torch_common import tail_mean, token_corpus
 
 CASE = Case(name="lightning_makemore3_tanh_saturated_init", kind="faulty", cause="saturated_activation",
@@ -80,8 +80,6 @@ def _module_class() -> type:
 
 
 def run(ctx: RunContext) -> Outcome:
-    import lightning.pytorch as pl
-    from lightning.pytorch.loggers import CSVLogger
 
     seeded(0)
     tokens = torch.from_numpy(token_corpus(TOKENS, VOCAB, seed=1, order=2))
@@ -90,11 +88,6 @@ def run(ctx: RunContext) -> Outcome:
     model = _module_class()(scaled_init=ctx.fixed)
     loader = DataLoader(TensorDataset(x, y), batch_size=BATCH, shuffle=True,
                         generator=torch.Generator().manual_seed(2))
-    trainer = pl.Trainer(max_steps=STEPS, accelerator="cpu", devices=1, logger=CSVLogger(save_dir=ctx.outdir),
-                         callbacks=ctx.lightning_callbacks(), log_every_n_steps=1, enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        trainer.fit(model, loader)
+    fit_on_cpu(ctx, model, loader, max_steps=STEPS)
     return ctx.outcome(tail_mean(model.losses), model=model, steps=len(model.losses), first_loss=model.losses[0],
                        saturated_first=model.saturated[0], saturated_last=model.saturated[-1])

@@ -17,7 +17,6 @@ module is still in eval mode at the end); fixed 0.30 (mean training loss over th
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import torch
@@ -25,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.corpus.case import Case, Outcome, RunContext, seeded
+from benchmarks.corpus.faulty._lightning_common import fit_on_cpu
 from benchmarks.corpus.faulty._torch_common import tail_mean
 
 CASE = Case(name="lightning_pl20216_eval_mode_stays", kind="faulty", cause="bn_inference_mode", framework="lightning",
@@ -77,19 +77,12 @@ def _module_class() -> type:
 
 
 def run(ctx: RunContext) -> Outcome:
-    import lightning.pytorch as pl
-    from lightning.pytorch.loggers import CSVLogger
 
     seeded(0)
     x, y = _data(seed=1)
     model = _module_class()(ctx.fixed, torch.from_numpy(x[:256]))
     loader = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=64, shuffle=True,
                         generator=torch.Generator().manual_seed(2))
-    trainer = pl.Trainer(max_steps=STEPS, accelerator="cpu", devices=1, logger=CSVLogger(save_dir=ctx.outdir),
-                         callbacks=ctx.lightning_callbacks(), log_every_n_steps=1, enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        trainer.fit(model, loader)
+    fit_on_cpu(ctx, model, loader, max_steps=STEPS)
     return ctx.outcome(tail_mean(model.losses), model=model, steps=len(model.losses),
                        trained_in_eval_mode=not model.training, trivial_loss=math.log(CLASSES))

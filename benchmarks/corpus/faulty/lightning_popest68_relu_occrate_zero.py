@@ -23,7 +23,6 @@ fixed: 1.63 at step 0 -> 0.041 over the last 10% of steps, final 0.027.
 """
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import torch
@@ -31,6 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.corpus.case import Case, Outcome, RunContext, seeded
+from benchmarks.corpus.faulty._lightning_common import fit_on_cpu
 from benchmarks.corpus.faulty._torch_common import tail_mean
 
 CASE = Case(name="lightning_popest68_relu_occrate_zero", kind="faulty", cause="dead_relu", framework="lightning",
@@ -80,8 +80,6 @@ def _module_class() -> type:
 
 
 def run(ctx: RunContext) -> Outcome:
-    import lightning.pytorch as pl
-    from lightning.pytorch.loggers import CSVLogger
 
     covariates, buildings, census = (torch.from_numpy(a) for a in _data(seed=1))
     seeded(INIT_SEED)
@@ -90,12 +88,7 @@ def run(ctx: RunContext) -> Outcome:
         initial_active = float((model.scale_layer(model.scalenet(covariates[:TRAIN])) > 0).float().mean())
     loader = DataLoader(TensorDataset(covariates[:TRAIN], buildings[:TRAIN], census[:TRAIN]), batch_size=4,
                         shuffle=True, generator=torch.Generator().manual_seed(2))
-    trainer = pl.Trainer(max_steps=STEPS, accelerator="cpu", devices=1, logger=CSVLogger(save_dir=ctx.outdir),
-                         callbacks=ctx.lightning_callbacks(), log_every_n_steps=1, enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        trainer.fit(model, loader)
+    fit_on_cpu(ctx, model, loader, max_steps=STEPS)
     model.eval()
     with torch.no_grad():
         held_out = float(nn.functional.l1_loss(model(covariates[TRAIN:], buildings[TRAIN:]), census[TRAIN:]))

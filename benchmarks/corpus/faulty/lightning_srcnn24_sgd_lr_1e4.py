@@ -16,7 +16,6 @@ the blurred input itself scores 0.0107.
 """
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import torch
@@ -25,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.corpus.case import Case, Outcome, RunContext, seeded
+from benchmarks.corpus.faulty._lightning_common import fit_on_cpu
 from benchmarks.corpus.faulty._torch_common import tail_mean
 
 CASE = Case(name="lightning_srcnn24_sgd_lr_1e4", kind="faulty", cause="lr_too_low", framework="lightning",
@@ -76,20 +76,13 @@ def _module_class() -> type:
 
 
 def run(ctx: RunContext) -> Outcome:
-    import lightning.pytorch as pl
-    from lightning.pytorch.loggers import CSVLogger
 
     seeded(0)
     low, high = _patches(3200, seed=1)
     model = _module_class()(0.1 if ctx.fixed else 1e-4)
     loader = DataLoader(TensorDataset(torch.from_numpy(low), torch.from_numpy(high)), batch_size=32, shuffle=True,
                         generator=torch.Generator().manual_seed(2))
-    trainer = pl.Trainer(max_steps=STEPS, accelerator="cpu", devices=1, logger=CSVLogger(save_dir=ctx.outdir),
-                         callbacks=ctx.lightning_callbacks(), log_every_n_steps=1, enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        trainer.fit(model, loader)
+    fit_on_cpu(ctx, model, loader, max_steps=STEPS)
     blur_mse = float(((low - high) ** 2).mean())
     return ctx.outcome(tail_mean(model.losses), model=model, steps=len(model.losses), first_loss=model.losses[0],
                        blurred_input_mse=blur_mse)
