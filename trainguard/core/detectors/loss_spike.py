@@ -75,6 +75,7 @@ Per-step cost (~5 µs on one CPU core): two ``window.RobustTrack`` windows (rise
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -192,7 +193,7 @@ def loss_spike(z: float = 6.0, window: int = 128, min_history: int = 20, min_ris
             # A loss that made no progress has none to give back (a stall is the plateau detector's), nor one whose
             # progress is within its batch-to-batch spread (the start above the level by less than the window's
             # q97.5 rise: a rare class in small batches, whose first batches are as likely high as low).
-            start = sorted(first)[len(first) // 2]  # a median: the first batch may be an outlier itself
+            start = statistics.median_high(first)  # a median: the first batch may be an outlier itself
             progressed = level > 0 and start > level * (1.0 + tail)
             given_back = (loss - level) / (start - level) if progressed else None
             large = not signed and given_back is not None and given_back >= min_give_back
@@ -235,12 +236,12 @@ def _judge(episode: SpikeEpisode, loss: float, step: int, min_rise: float, recov
         return recovered
     if len(after) % settle_steps:  # judged at the end of each block of settle_steps losses
         return episode._replace(after=after, back=back), None
-    first = _median(after[:settle_steps])
+    first = statistics.median_high(after[:settle_steps])
     if len(after) == settle_steps:
         # A shift: the median loss since the spike sits above the band and above 90% of the single losses before it
         # (for independent noise, a median of 50 above its own q97.5 has a chance far below 1e-9).
         half = settle_steps // 2
-        falling = _median(after[half:]) <= RECOVERING * _median(after[:half])
+        falling = statistics.median_high(after[half:]) <= RECOVERING * statistics.median_high(after[:half])
         if (first <= band or (first - episode.level) / abs(episode.level) <= episode.tail_rise or falling
                 or scheduled):
             return recovered
@@ -248,17 +249,13 @@ def _judge(episode: SpikeEpisode, loss: float, step: int, min_rise: float, recov
             return episode._replace(after=after, back=back), None
         settled = first
     else:
-        settled = _median(after[-settle_steps:])
+        settled = statistics.median_high(after[-settle_steps:])
         if settled <= band or settled <= RECOVERING * first:
             return recovered
         if len(after) < learn_blocks * settle_steps:
             return episode._replace(after=after, back=back), None
     evidence = {**episode.evidence, "settled_loss": settled}
     return None, _finding(episode.onset, Severity.WARNING, "level_shift", evidence, step, len(after))
-
-
-def _median(xs: tuple[float, ...]) -> float:
-    return sorted(xs)[len(xs) // 2]
 
 
 def _led(step: int, grad_spike_step: int, norms: RobustTrack, lead_steps: int, min_history: int) -> bool | None:

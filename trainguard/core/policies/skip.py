@@ -71,16 +71,14 @@ def skip_outliers(z: float = 20.0, ratio: float = 10.0, alpha: float = 0.97, war
     def init() -> SkipOutliersState:
         return SkipOutliersState(ema_stats(), 0.0)
 
-    def threshold(s: SkipOutliersState) -> float:
-        if s.norms.count < warmup:
-            return math.inf
-        return max(zclip_threshold(s.norms, z, warmup), ratio * s.norms.mean, ratio * s.largest)
+    def outlier_bound(norms: EmaStats) -> float:  # infinite during warm-up, as zclip_threshold
+        return max(zclip_threshold(norms, z, warmup), ratio * norms.mean)
 
     def update(stats: StepStats, findings: Findings, plan: Plan, state: SkipOutliersState):
         norm = stats.grad_norm
-        if (norm is not None and math.isfinite(norm) and stats.applied
-                and norm <= max(zclip_threshold(state.norms, z, warmup), ratio * state.norms.mean)):
+        if norm is not None and math.isfinite(norm) and stats.applied and norm <= outlier_bound(state.norms):
             state = SkipOutliersState(ema_push(state.norms, norm, alpha, warmup), max(state.largest, norm))
-        return plan._replace(skip_above=min(plan.skip_above, threshold(state))), state
+        threshold = max(outlier_bound(state.norms), ratio * state.largest)
+        return plan._replace(skip_above=min(plan.skip_above, threshold)), state
 
     return Policy("skip_outliers", init, update)
