@@ -248,10 +248,9 @@ class KerasEffector:
         old = getattr(inner, "epsilon", None)
         if old is None:
             return {"applied": False, "why": "the optimizer has no epsilon"}
-        # representable where v lost its precision: the square root of the smallest normal of the weights' dtype
-        # (7.8e-3 in float16), as the torch effector does
+        # at least the smallest normal number of the weights' dtype (6.1e-5 in float16), as the torch effector does
         floats = [np.dtype(str(v.dtype)) for v in self.variables if np.issubdtype(np.dtype(str(v.dtype)), np.floating)]
-        target = max([float(eps)] + [float(np.sqrt(np.finfo(d).tiny)) for d in floats])
+        target = max([float(eps)] + [float(np.finfo(d).tiny) for d in floats])
         if old < target:
             inner.epsilon = target
         return {"epsilon_before": old, "epsilon": max(old, target), "eps_before": old, "eps": max(old, target)}
@@ -284,8 +283,9 @@ def recycle_dead_layer(model: Any, optimizer: Any, names: tuple[str, ...], dead:
     doubt): the kernel and bias of the layer that feeds the ReLU (a ``Dense``/``Conv`` with ``activation="relu"``,
     or the layer before a ``ReLU``/``Activation("relu")`` layer) drawn again from the layer's own initializers
     (seeded with the step: the user's RNG is untouched), the next layer's incoming weights from those units set
-    to 0 (the network's output does not jump), and the optimizer's slots of those variables set to 0. The caller
-    has made the variables writable (``before_write``)."""
+    to 0 (the network's output does not jump), and the optimizer's slots of those variables set to 0; the model's
+    output layer (no layer with a kernel after it) gets the draw made non-negative, as on torch
+    (``recycle_dormant_units``). The caller has made the variables writable (``before_write``)."""
     layers = [layer for layer in all_layers(model) if not hasattr(layer, "layers")]
     done: dict[str, Any] = {"units": 0, "layers": [], "not_applied": []}
     for name in names:
@@ -306,11 +306,13 @@ def recycle_dead_layer(model: Any, optimizer: Any, names: tuple[str, ...], dead:
         fresh = [(feeding.kernel, _with_seed(feeding.kernel_initializer, seed))]
         if getattr(feeding, "bias", None) is not None:
             fresh.append((feeding.bias, _with_seed(feeding.bias_initializer, seed + 1)))
+        following = next((layer for layer in layers[index + 1:] if getattr(layer, "kernel", None) is not None), None)
         for variable, initializer in fresh:
-            variable.assign(initializer(tuple(variable.shape), dtype=variable.dtype))
+            value = initializer(tuple(variable.shape), dtype=variable.dtype)
+            # the model's output unit: a non-negative draw fires at once on a ReLU layer's outputs (torch's note)
+            variable.assign(value if following is not None else np.abs(np.asarray(value)))
             for slot in _slots(optimizer, variable):
                 _zero(slot)
-        following = next((layer for layer in layers[index + 1:] if getattr(layer, "kernel", None) is not None), None)
         if following is not None and len(following.kernel.shape) >= 2 and int(following.kernel.shape[-2]) == units:
             # every unit was dead: all of the next layer's incoming weights are theirs
             for variable in (following.kernel, *_slots(optimizer, following.kernel)):

@@ -103,8 +103,12 @@ def recycle_dormant_units(model: torch.nn.Module, optimizer: torch.optim.Optimiz
     is all zero on this step (its ReLU gave no positive output on the batch) gets its incoming weights and bias
     drawn again from ``nn.Linear``/``nn.ConvNd``'s default distribution, U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
     its outgoing weights in the next layer set to 0, and the optimizer's state of those rows and columns
-    (momentum, Adam's moments) set to 0. A generator of its own, seeded with the step: the user's RNG is
-    untouched."""
+    (momentum, Adam's moments) set to 0. A ReLU that feeds no further Linear/Conv (the model's output unit) has
+    no outgoing weights to zero, and a symmetric redraw leaves it dead on every input as often as not (keras_fit_
+    relu_output_dies: 3 draws of 4): its draw is made non-negative, so that on non-negative inputs (a ReLU layer's
+    outputs) it fires at once (after Lu et al. 2020, "Dying ReLU and Initialization", CiCP 28(5): symmetric draws
+    of weights and biases are what lets ReLUs be born dead; their randomized asymmetric initialization). A
+    generator of its own, seeded with the step: the user's RNG is untouched."""
     generator = torch.Generator().manual_seed(seed)
     done: dict[str, Any] = {"units": 0, "layers": [], "not_applied": []}
     with torch.no_grad():
@@ -122,12 +126,13 @@ def recycle_dormant_units(model: torch.nn.Module, optimizer: torch.optim.Optimiz
                 continue
             fan_in = before.weight[0].numel()
             bound = 1.0 / math.sqrt(fan_in)
+            sign = _redraw_sign(model, relu)
             fresh = (torch.rand((units.numel(),) + tuple(before.weight.shape[1:]), generator=generator) * 2 - 1)
-            before.weight[units] = (fresh * bound).to(before.weight.dtype).to(before.weight.device)
+            before.weight[units] = sign(fresh * bound).to(before.weight.dtype).to(before.weight.device)
             _zero_state(optimizer, before.weight, units, dim=0)
             if before.bias is not None:
                 fresh_bias = torch.rand((units.numel(),), generator=generator) * 2 - 1
-                before.bias[units] = (fresh_bias * bound).to(before.bias.dtype).to(before.bias.device)
+                before.bias[units] = sign(fresh_bias * bound).to(before.bias.dtype).to(before.bias.device)
                 _zero_state(optimizer, before.bias, units, dim=0)
             if after is not None and after.weight.shape[1] == before.weight.shape[0]:
                 after.weight[:, units] = 0
@@ -137,6 +142,15 @@ def recycle_dormant_units(model: torch.nn.Module, optimizer: torch.optim.Optimiz
     if not done["not_applied"]:
         del done["not_applied"]
     return done
+
+
+def _redraw_sign(model: torch.nn.Module, relu_name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``abs`` for a ReLU after which no Linear/Conv is registered (the model's output unit), else the draw as it
+    is."""
+    names = [name for name, _ in model.named_modules()]
+    later = names[names.index(relu_name) + 1:] if relu_name in names else []
+    feeds = any(isinstance(model.get_submodule(name), _LAYERS) for name in later)
+    return (lambda t: t) if feeds else torch.abs
 
 
 def _zero_state(optimizer: torch.optim.Optimizer, param: torch.Tensor, units: torch.Tensor, dim: int) -> None:

@@ -15,9 +15,19 @@ a recycled unit starts with zero outgoing weights, which Adam grows by about the
 the loss builds up over hundreds of steps (a one-unit network revived at Adam lr 0.01: 0.69 -> 0.67 in 250
 steps, 0.34 by 500). The adapter carries it out on a Linear or Conv layer
 followed by the ReLU (in the same ``nn.Sequential``), and says so when the model is built otherwise: the trial
-then ends at once, not applied (:mod:`.trial`), and is not proposed again.
+then ends at once, not applied (:mod:`.trial`), and is not proposed again. A dead ReLU on the model's output has
+no outgoing weights to zero; the adapters draw it non-negative so that it fires at once (their docstrings say why).
+
+The outlier skip and clip (``skip_outliers``, ``clip_outliers``), statistics of the gradient norm before the
+change, are lifted while the change is tried and once it is kept, as ``scale_output_steps`` lifts them: a revived
+unit brings a gradient the history never held, and where the dead layer cut every gradient (a dead output unit)
+that history is all zeros, its bound 0 and every revived step an "outlier" of it (jvargasmu/population_estimation
+#68 re-created in the corpus: the unit recycled at step 25, then 574 of the 575 steps left skipped, final 2.23 as
+dead; with the skip lifted 0.045, the Softplus twin 0.027). A non-finite step is still skipped, and fails the trial.
 """
 from __future__ import annotations
+
+import math
 
 from trainguard.core.diagnosis.fixes import FIXES
 from trainguard.core.policies.plan import Findings, Plan
@@ -46,5 +56,7 @@ def recycle_dormant(recent: int = 10, min_progress: float = 0.02, window: int = 
     def once(plan: Plan, params: dict) -> Plan:
         return plan._replace(recycle_units=tuple(dict.fromkeys(plan.recycle_units + tuple(params["modules"]))))
 
-    return Repair("recycle_dormant", lambda: StallState(()), propose, lambda plan, params: plan, once=once,
-                  window=window)
+    def apply(plan: Plan, params: dict) -> Plan:
+        return plan._replace(skip_above=math.inf, clip_norm=math.inf)
+
+    return Repair("recycle_dormant", lambda: StallState(()), propose, apply, once=once, window=window)
