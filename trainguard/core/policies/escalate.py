@@ -27,6 +27,15 @@ non-finite onset does at once:
    each time to an older snapshot.
 5. ``stop``: repair failed; the adapter stops training cleanly with the diagnosis (Keras ``TerminateOnNaN``).
 
+A non-finite step at the skip level after healthy, applied steps back at the run's level (the median loss and
+gradient norm of the steps since the last troubled one at most ``growth`` times the medians of the recent healthy
+ones: a median, since one heavy minibatch of a healthy run may sit far above) is a new bad batch, not the old
+trouble persisting: the skip held, so it is skipped in turn and the level stays (its ``patience`` counts anew).
+Batches that are non-finite by themselves (an empty answer averaged to 0/0, an ``inf`` in the data) recur at random
+through a run; clipping and halving the LR of the healthy steps between them costs the run its progress (PaLM,
+Chowdhery et al. 2022, skips such batches and nothing else; optax ``apply_if_finite`` counts only consecutive
+non-finite steps). A blow-up's next step is non-finite too, or elevated, and escalates as before.
+
 After ``hold`` healthy steps in a row the episode is over: the per-step orders lapse and the LR recovers
 gradually, never again up to a scale that led to trouble (:mod:`.lr_backoff`): after an episode resolved by
 LR back-off, at most half the scale it began at; after one that needed a rollback, at most the scale that held. A healthy run never starts an
@@ -88,6 +97,7 @@ class EscalationState(NamedTuple):
     jump: tuple[float, float]  # (loss, gradient norm) of the jump that began the episode
     low: tuple[float, int]  # (lowest troubled loss since the jump, its step)
     largest_norm: float  # the largest gradient norm of the run's healthy applied steps: the top of its own range
+    since_trouble: tuple[tuple[float, float], ...]  # (loss, norm) of the steps since the episode's last troubled one
 
 
 def escalate(patience: int = 3, hold: int = 10, divergence_factor: float = 20.0, explode_factor: float = 10.0,
@@ -102,7 +112,7 @@ def escalate(patience: int = 3, hold: int = 10, divergence_factor: float = 20.0,
     def init() -> EscalationState:
         return EscalationState(WATCH, None, 0, 0, lrb.lr_scale(), 1.0, 0, 0, None, None, (),
                                window(history), window(history), rb.snapshot_book(snapshot_every, keep), -1,
-                               False, (math.nan, math.nan), (math.nan, -1), 0.0)
+                               False, (math.nan, math.nan), (math.nan, -1), 0.0, ())
 
     def trouble(stats: StepStats, findings: Findings, st: EscalationState) -> str | None:
         if not stats.finite:
@@ -173,6 +183,16 @@ def escalate(patience: int = 3, hold: int = 10, divergence_factor: float = 20.0,
             return st._replace(low=low)
         return st._replace(learning_down=False, level_since=stats.step)
 
+    def back_to_level(st: EscalationState) -> bool:
+        """At least one healthy step since the last troubled one, and their median loss and gradient norm at most
+        ``growth`` times the medians of the recent healthy ones (the old trouble would show in either; a step not
+        applied counts as far off)."""
+        if not st.since_trouble or st.losses.count < 3 or st.norms.count < 3:
+            return False
+        losses, norms = zip(*st.since_trouble)
+        return (_median(losses) <= growth * _median(values(st.losses))
+                and _median(norms) <= growth * _median(values(st.norms)))
+
     def update(stats: StepStats, findings: Findings, plan: Plan, st: EscalationState):
         step = stats.step
         if st.level == STOP:
@@ -183,7 +203,8 @@ def escalate(patience: int = 3, hold: int = 10, divergence_factor: float = 20.0,
             st = st._replace(start_losses=st.start_losses + (float(stats.loss),))
         code = trouble(stats, findings, st)
         if code is not None:
-            st = st._replace(healthy_streak=0)
+            new_bad_batch = st.level == SKIP and not st.learning_down and not stats.finite and back_to_level(st)
+            st = st._replace(healthy_streak=0, since_trouble=())
             if st.level == WATCH:
                 own_range = not _norm(stats) > explode_factor * st.largest_norm
                 st = st._replace(level=SKIP, onset=step, level_since=step, onset_scale=st.lr.scale, backoffs=0,
@@ -191,9 +212,15 @@ def escalate(patience: int = 3, hold: int = 10, divergence_factor: float = 20.0,
                                  jump=(_loss(stats), _norm(stats)), low=(_loss(stats), step))
             elif st.learning_down:
                 st = learned_down(stats, st)
+            elif new_bad_batch:  # the last skip held: this batch is skipped in turn, nothing more
+                st = st._replace(level_since=step)
             elif step - st.level_since >= patience:
                 plan, st = escalate_once(step, plan, st)
             return standing(plan, st), st
+        if st.level != WATCH:  # a step not applied, or with no norm, is no evidence of health
+            applied = stats.applied and stats.finite and stats.loss is not None and math.isfinite(_norm(stats))
+            seen = (_loss(stats), _norm(stats)) if applied else (math.inf, math.inf)
+            st = st._replace(since_trouble=st.since_trouble + (seen,))
         st = st._replace(healthy_streak=st.healthy_streak + 1)
         if st.learning_down:
             st = st._replace(low=lower(stats, st))
