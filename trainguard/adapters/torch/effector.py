@@ -384,16 +384,18 @@ class TorchEffector:
         return NOTHING if stop is None and not effects else Carried(effects=effects, stop=stop, refused=tuple(refused))
 
     def _raise_eps(self, eps: float) -> dict[str, Any]:
-        """Adam's ``eps`` to at least ``eps`` in every param group that has one, and at least the square root of
-        the smallest normal number of the group's parameter dtype (7.8e-3 in float16, 1.1e-19 in float32): a
-        second moment below that normal range has lost its precision or underflowed to 0 (1e-10 itself rounds to
-        0 in float16), and there ``eps`` must carry the division."""
+        """Adam's ``eps`` to at least ``eps`` in every param group that has one, and at least the smallest normal
+        number of the group's parameter dtype (6.1e-5 in float16, 1.2e-38 in float32 and bfloat16): in float16 a
+        second moment ``(1 - beta2) g^2`` underflows to 0 for ``|g| < 7.7e-3`` and 1e-8 or 1e-10 round to 0, so
+        ``eps`` alone carries the division there and must be a number the dtype holds at full precision. Not more:
+        a pure-float16 weight loses every update below half its spacing (Micikevicius et al. 2018), and each step
+        shrinks as ``g / eps`` where ``v`` underflowed (7.8e-3 froze a float16 reward model at lr 1e-5)."""
         before, after = [], []
         for group in self.optimizer.param_groups:
             if "eps" not in group or not isinstance(group["eps"], (int, float)):
                 continue
             dtypes = {p.dtype for p in group["params"] if p.is_floating_point()}
-            floor = max((math.sqrt(torch.finfo(d).tiny) for d in dtypes), default=0.0)
+            floor = max((torch.finfo(d).tiny for d in dtypes), default=0.0)
             target = max(eps, floor)
             before.append(group["eps"])
             if group["eps"] < target:

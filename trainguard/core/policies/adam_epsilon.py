@@ -18,14 +18,19 @@ Evidence, from the Adam statistics the adapters sample (``adam_sqrt_v_median``, 
   and the update RMS was over ``underflow_rms`` (1000; Adam's step is bounded by about ``lr``, an RMS near 1,
   while its denominator holds): the update that broke the weights divided by ``eps`` alone. (A zero ``sqrt(v)``
   alone is common: a parameter that never had a gradient, an unused embedding row.) The change is then tried on
-  the newest snapshot from before that update.
+  the newest snapshot from before that update. In float16 every second moment of the first step may underflow
+  (``0.001 g^2`` is below float16's smallest subnormal, 6e-8, for ``|g| < 7.7e-3``), the median ``sqrt(v)`` with
+  them: Adam is told by its statistics being sampled, not by a positive ``sqrt(v)``.
 
 The change: ``eps`` to ``factor`` (10) times the median ``sqrt(v_hat)``, where the healthy twin of seed 002 puts
 it, at least ``floor`` (1e-8, torch's default); after an underflow, ``floor`` alone. The adapter raises it
-further to the square root of the smallest normal number of the parameters' dtype (7.8e-3 in float16), below
-which a second moment has lost its precision, so that the value is representable and carries the division
-where ``v`` underflowed. It is tried as any trial is
-(:mod:`.trial`): kept only if the loss then falls measurably below its trend, otherwise rolled back.
+further to the smallest normal number of the parameters' dtype (6.1e-5 in float16, 2^-14: PyTorch's AMP notes
+and Micikevicius et al. 2018 on float16's range), so that the value is held at full precision and carries the
+division where ``v`` underflowed; the float16 reports' own fix is 1e-4 (keras-team/keras#11853, the PyTorch
+forum's "Adam+Half Precision = NaNs?"). It is tried as any trial is (:mod:`.trial`): kept only if the loss then
+falls measurably below its trend, otherwise rolled back; after an underflow the run without the change is
+non-finite at every step (the same update divides by zero again), so there the change is kept unless the
+window goes non-finite or its loss rises measurably above the trend (``Proposal.breaks_without``).
 StableAdamW's update cap (:mod:`.adam_guard`) is the lighter step before it.
 """
 from __future__ import annotations
@@ -45,7 +50,8 @@ _GROWTH = frozenset({"exploding_gradient", "loss_spike", "adam_update_rms", "div
 
 
 class AdamEpsilonState(NamedTuple):
-    peak_sqrt_v: float  # the largest median sqrt(v_hat) sampled (0: Adam not seen)
+    adam: bool  # Adam's statistics were sampled: an Adam-family optimizer
+    peak_sqrt_v: float  # the largest median sqrt(v_hat) sampled
     sqrt_v: float  # the last sampled median sqrt(v_hat)
     sqrt_v_min: float  # the last sampled smallest sqrt(v_hat)
     update_rms: float  # the last sampled largest update RMS, g / max(sqrt(v_hat), eps)
@@ -61,7 +67,7 @@ def raise_adam_epsilon(collapse: float = 10.0, rise: float = 2.0, recent: int = 
     fix = FIXES["adam_epsilon"][0]
 
     def init() -> AdamEpsilonState:
-        return AdamEpsilonState(0.0, 0.0, math.inf, 0.0, -(10 ** 9), (), True)
+        return AdamEpsilonState(False, 0.0, 0.0, math.inf, 0.0, -(10 ** 9), (), True)
 
     def propose(stats: StepStats, findings: Findings, plan: Plan, st: AdamEpsilonState):
         if stats.layers:
@@ -70,20 +76,22 @@ def raise_adam_epsilon(collapse: float = 10.0, rise: float = 2.0, recent: int = 
             rms = [x.adam_update_rms for x in stats.layers if x.adam_update_rms is not None]
             if medians and all(math.isfinite(v) for v in medians):
                 median = statistics.median(medians)
-                st = st._replace(peak_sqrt_v=max(st.peak_sqrt_v, median), sqrt_v=median,
+                st = st._replace(adam=True, peak_sqrt_v=max(st.peak_sqrt_v, median), sqrt_v=median,
                                  sqrt_v_min=min(mins) if mins else math.inf, update_rms=max(rms, default=0.0))
         if any(f.code in _GROWTH for f in findings):
             st = st._replace(growth_step=stats.step)
         loss, finite = stats.loss, stats.finite and stats.loss is not None and math.isfinite(stats.loss)
         proposal = None
-        if st.peak_sqrt_v > 0.0:  # an Adam-family optimizer
+        # an Adam-family optimizer; not "a positive sqrt(v) was seen": in float16 every second moment of the first
+        # step can underflow to 0 (0.001 g^2 below 6e-8 for |g| < 7.7e-3), the median with them
+        if st.adam:
             eps = max(floor, factor * st.sqrt_v)
             if not finite and st.was_finite and st.sqrt_v_min == 0.0 and st.update_rms >= underflow_rms:
                 # where v underflowed there is no sqrt(v) to be large against: the adapter's dtype floor decides
                 proposal = Proposal("non_finite", {"cause": "adam_epsilon", "eps": floor, "sqrt_v_median": st.sqrt_v,
-                                                   "sqrt_v_min": 0.0},
-                                    fix, restore_before=stats.step - 1)
-            elif (finite and len(st.losses) >= recent and st.sqrt_v * collapse <= st.peak_sqrt_v
+                                                   "sqrt_v_min": 0.0, "underflow": True},
+                                    fix, restore_before=stats.step - 1, breaks_without=True)
+            elif (finite and len(st.losses) >= recent and 0.0 < st.sqrt_v * collapse <= st.peak_sqrt_v
                   and stats.step - st.growth_step <= recent and loss >= rise * statistics.median(st.losses)):
                 proposal = Proposal("adam_epsilon", {"cause": "adam_epsilon", "eps": eps, "sqrt_v_median": st.sqrt_v,
                                                      "sqrt_v_peak": st.peak_sqrt_v}, fix)
@@ -92,6 +100,12 @@ def raise_adam_epsilon(collapse: float = 10.0, rise: float = 2.0, recent: int = 
         return proposal, st._replace(was_finite=finite)
 
     def apply(plan: Plan, params: dict) -> Plan:
-        return plan._replace(adam_eps=max(plan.adam_eps or 0.0, params["eps"]))
+        plan = plan._replace(adam_eps=max(plan.adam_eps or 0.0, params["eps"]))
+        if params.get("underflow"):
+            # the update RMS that engaged adam_guard's cap was a second moment the dtype cannot hold, not one lagging
+            # behind growing gradients (Wortsman et al.'s premise): eps now bounds the step, a cap on top of it would
+            # shrink every step of the run (a float16 LoRA: 3x the loss of its eps=1e-4 twin after 150 steps)
+            plan = plan._replace(adam_update_cap=None)
+        return plan
 
     return Repair("adam_epsilon", init, propose, apply)

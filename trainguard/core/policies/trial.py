@@ -48,7 +48,7 @@ from trainguard.core.window import MAD_TO_SIGMA
 _LABELS = 16  # snapshot labels remembered (the adapters hold a few)
 MIN_TREND_POINTS = 8  # fewer losses before a proposal (or a shorter history asked for): a flat trend
 
-__all__ = ["Proposal", "Repair", "TrialsState", "RunningTrial", "trials", "trend", "improvement"]
+__all__ = ["Proposal", "Repair", "TrialsState", "RunningTrial", "trials", "trend", "improvement", "no_worse"]
 
 
 class Proposal(NamedTuple):
@@ -59,6 +59,9 @@ class Proposal(NamedTuple):
     fix: str
     restore_before: int | None = None  # the run is broken: carry the change out on a snapshot labelled <= this
     window: int | None = None  # steps its effect needs to show, when more than the trials' window
+    # without the change the run is non-finite at every step (the same update divides by zero again): any finite
+    # loss beats that, so the change is kept unless the window goes non-finite or its loss rises above the trend
+    breaks_without: bool = False
 
 
 class Repair(NamedTuple):
@@ -148,6 +151,11 @@ def improvement(residuals: tuple[float, ...], noise: float, margin: float, noise
         return False
     median = float(np.median(residuals))
     return median < -max(math.log1p(margin), noise_z * noise)
+
+
+def no_worse(residuals: tuple[float, ...], noise: float, margin: float, noise_z: float) -> bool:
+    """Whether the loss over the window is not measurably above the trend (the mirror of :func:`improvement`)."""
+    return bool(residuals) and float(np.median(residuals)) <= max(math.log1p(margin), noise_z * noise)
 
 
 def trials(*repairs: Repair, history: int = 32, window: int = 20, margin: float = 0.1, noise_z: float = 2.0,
@@ -260,9 +268,15 @@ def trials(*repairs: Repair, history: int = 32, window: int = 20, margin: float 
                 run = run._replace(residuals=run.residuals + (residual,), losses=run.losses + (float(loss),))
                 st = st._replace(running=run)
                 if len(run.residuals) >= _window(run.repair, run.proposal):
-                    kept = improvement(run.residuals[len(run.residuals) // 2:], run.noise, margin, noise_z)
-                    why = ("the loss fell below its trend" if kept
-                           else "the loss did not fall measurably below its trend")
+                    judged = run.residuals[len(run.residuals) // 2:]
+                    if run.proposal.breaks_without:
+                        kept = no_worse(judged, run.noise, margin, noise_z)
+                        why = ("the run trained on, finite and not above its trend (without the change: non-finite)"
+                               if kept else "the loss rose measurably above its trend")
+                    else:
+                        kept = improvement(judged, run.noise, margin, noise_z)
+                        why = ("the loss fell below its trend" if kept
+                               else "the loss did not fall measurably below its trend")
                     veto = repairs[run.repair].veto
                     vetoed = veto(st.repair_states[run.repair]) if kept and veto is not None else None
                     if vetoed is not None:
