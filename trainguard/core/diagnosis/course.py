@@ -13,7 +13,12 @@ the run does not show the pattern; the rules and the doctor's analyses share the
   better than half the first loss or at a trivial predictor's level (ln K for K <= 20 classes, or the targets'
   variance or second moment when known), or it never gets 10% below its first value. SageMaker Debugger's
   ``LossNotDecreasing`` compares losses between intervals the same way. A quiet stall (point-to-point noise of
-  the log-loss <= 5%) is a network that outputs (about) a constant; a jumpy one, steps that overshoot.
+  the log-loss <= 5%) is a network that outputs (about) a constant; a jumpy one, steps that overshoot. A
+  ``frozen`` stall repeats one value at every point from the first, to within ``FROZEN`` (1e-6, a few float32
+  roundings: a shuffled epoch's mean of the same constant predictions moves by an ulp or two; an epoch-level log,
+  a fixed batch): no update reached the output at all. Dead, vanishing or saturated hidden units leave the output
+  layer its gradient, so it first learns the trivial predictor (the loss drops to it, then may freeze there); a
+  loss that never left its first value had an output that got no gradient either.
 - ``climb``: the final level is >= 1.5x the best level (a block median, or the first point when the loss rose
   from there) and has given back >= 25% of the progress from the start to the best (the shape of AUTOTRAINER's
   and TensorFlow's divergence checks, on block medians so a spike does not count), and the rise stands out of
@@ -37,7 +42,8 @@ import math
 import numpy as np
 
 __all__ = ["FIRST_LOSS_UNSCALED", "MIN_POINTS", "first_loss_scale", "trivial_level", "stall_from_start", "climb",
-           "linear_decline", "progress_as_lr_decays", "column_change", "recovery", "levels", "constant_output_like"]
+           "linear_decline", "progress_as_lr_decays", "column_change", "recovery", "levels", "constant_output_like",
+           "FROZEN"]
 
 FIRST_LOSS_UNSCALED = 1e3
 _TRIVIAL_CLASSES = range(2, 21)
@@ -45,6 +51,7 @@ _TRIVIAL_TOLERANCE = 0.02
 _STALL_FLAT = 0.05
 _STALL_DIP = 0.10
 QUIET_NOISE = 0.05
+FROZEN = 1e-6
 # Uncorrelated points: a lag-1 autocorrelation within 3 standard errors (1 / sqrt(n) for independent points) of 0.
 _IID_SIGMAS = 3.0
 _CLIMB = 1.5
@@ -134,6 +141,7 @@ def stall_from_start(losses: np.ndarray, targets_second_moment: float | None = N
     lag1 = _lag1_autocorrelation(np.log(finite[start:]))
     return {"first_loss": first, "stalled_at": late, "from_point": start, "points": int(len(finite)),
             "never_improved": bool(never_improved), "noise": round(noise, 4), "quiet": bool(noise <= QUIET_NOISE),
+            "frozen": bool(np.max(np.abs(finite - finite[0])) <= FROZEN * finite[0]),
             "lag1_autocorrelation": round(lag1, 3),
             "batch_noise_only": bool(abs(lag1) <= _IID_SIGMAS / math.sqrt(len(finite) - start)),
             **(trivial or {})}

@@ -12,12 +12,13 @@ from trainguard.core.detectors._read import is_bias as _is_bias
 from trainguard.core.detectors.first_update import weight_update_ratios as _weight_update_ratios
 from trainguard.core.diagnosis.course import recovery
 from trainguard.core.diagnosis.run_view import RunView
+from trainguard.core.findings import Finding
 from trainguard.core.stats import StepStats
 
 __all__ = ["data_scale_factors", "adam_first_update", "first_loss_on_unit_data", "data_off_scale",
            "median_update_ratio", "max_layer_update_ratio", "update_ratio_spread", "gradient_growth",
            "gradient_cliff", "run_up_to_non_finite", "first_last_gradient_ratio", "zero_gradient_layers",
-           "activations_sampled", "saturation_in_a_deep_stack"]
+           "activations_sampled", "saturation_in_a_deep_stack", "blow_up_after_calm"]
 
 
 def data_scale_factors(view: RunView) -> dict[str, dict]:
@@ -214,6 +215,17 @@ def gradient_cliff(view: RunView, window: int = 20) -> dict | None:
         return {"step": step, "grad_norm": float(norms[i]), "level_before": level,
                 "jump": float(norms[i] / level), "calm_points": len(before),
                 "level_over_initial": level / float(np.median(first))}
+    return None
+
+
+def blow_up_after_calm(view: RunView) -> Finding | None:
+    """The doctor's first non-finite loss or abrupt divergence after a long calm phase (its ``calm`` evidence,
+    ``doctor.analysis.causes.calm_shrinking_phase``) in a log without gradient norms (no ``shrinking`` key):
+    nothing then tells what broke the calm, a lagging Adam second moment or a cliff of the loss surface."""
+    for f in view.findings:
+        if (f.code in ("divergence", "non_finite") and f.evidence.get("calm") and "shrinking" not in f.evidence
+                and (f.code == "non_finite" or f.evidence.get("abrupt"))):
+            return f
     return None
 
 

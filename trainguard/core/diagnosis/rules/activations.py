@@ -17,8 +17,15 @@ Without activation statistics, exactly-zero gradients separate dead units from v
 unit's incoming weights get a gradient of exactly 0, a vanishing one a tiny non-zero one. Weight tensors with
 >= 90% zero gradient entries (median over the sampled steps) under a stalled loss make ``dead_relu`` 0.6;
 a logged global gradient norm of exactly 0 under a loss stuck from the start, 0.55 (every unit dead, or a graph
-cut off from the loss). A loss stuck from the start as a constant output leaves it (quiet, or scattering only by
-its batches: ``course.constant_output_like``) with nothing measured makes each a candidate (0.4).
+cut off from the loss). The loss itself shows an exactly-zero update when it repeats its first value, to float32
+rounding, at every point (``course.stall_from_start``'s ``frozen``: a Keras ``CSVLogger`` of epoch means over the
+same data, a fixed batch): not one parameter that reaches the output moved. Dead, vanishing or saturated hidden
+units leave the output layer its gradient, so the loss first falls to the trivial predictor's; an output ReLU
+dead for every input from the start (Lu et al. 2019, "Dying ReLU and Initialization": a dead network is a
+constant function and no gradient flows) moves nothing: 0.55, with nothing measured. A saturated output rounded to exactly +-1 in float32 (tanh beyond
+|x| ~ 9) or a step that rounds away at a tiny learning rate stay candidates beside it. A loss stuck from the start
+as a constant output leaves it (quiet, or scattering only by its batches: ``course.constant_output_like``) with
+nothing measured makes each a candidate (0.4).
 """
 from __future__ import annotations
 
@@ -94,6 +101,11 @@ def dead_relu(view: RunView) -> Cause | None:
     if view.stall is not None and len(norms) >= 3 and float(np.median(norms)) == 0.0:
         message = "the loss is stuck from the start and the gradient norm is exactly 0: every unit is dead"
         return make_cause(view, "dead_relu", 0.55, {"stall": view.stall, "median_grad_norm": 0.0}, message)
+    if view.stall is not None and view.stall["frozen"] and not view.sampled and not activations_sampled(view):
+        message = (f"the loss never left its first value ({view.stall['first_loss']:.7g}, the same to float rounding "
+                   f"at every point): no update reached the output, as when its ReLU units are dead for every "
+                   f"input (or no update is applied at all)")
+        return make_cause(view, "dead_relu", 0.55, {"stall": view.stall}, message)
     return _stall_candidate(view, "dead_relu", "dead ReLU units")
 
 

@@ -32,8 +32,9 @@ import math
 import numpy as np
 
 from trainguard.core.diagnosis.cause import Cause
-from trainguard.core.diagnosis.rules._make import make_cause
+from trainguard.core.diagnosis.rules._make import CANDIDATE, make_cause
 from trainguard.core.diagnosis.run_view import RunView
+from trainguard.core.diagnosis.signals import blow_up_after_calm
 
 __all__ = ["adam_epsilon", "calm_return", "underflowed_second_moment"]
 
@@ -82,21 +83,30 @@ def adam_epsilon(view: RunView, follow_steps: int = 100) -> Cause | None:
 def _from_loss_alone(view: RunView) -> Cause | None:
     """From a log without per-layer statistics, the doctor's clues on a divergence or a NaN: a long calm phase
     whose gradient norms shrank >= 5x, then the blow-up (0.6: an LR too high or an explosion shows no such calm
-    shrink first); with no gradient norm logged, a long calm then an abrupt blow-up (0.55)."""
-    for f in view.findings:
-        if f.code not in ("divergence", "non_finite") or not f.evidence.get("calm"):
-            continue
-        evidence = dict(f.evidence)
-        if evidence.get("shrinking"):
-            evidence["separated_by"] = "a long calm phase whose gradient norms shrank, then the blow-up"
-            message = (f"the loss blew up at step {f.step} after a long calm phase whose gradient norms shrank to "
-                       f"{evidence.get('grad_norm_shrink', 0):.2g}x: with Adam, its second moment lags")
-            return make_cause(view, "adam_epsilon", 0.6, evidence, message)
-        if "shrinking" not in evidence and (f.code == "non_finite" or evidence.get("abrupt")):
-            message = (f"the loss blew up abruptly at step {f.step} after a long calm phase (no gradient norm "
-                       f"logged): with Adam, a second moment shrunk by the calm lags the returning gradients")
-            return make_cause(view, "adam_epsilon", 0.55, evidence, message)
-    return None
+    shrink first); with no gradient norm logged, a long calm then an abrupt blow-up (0.55), provided the calm
+    came after progress. The second moment shrinks with gradients that shrink as the loss converges (seed 002,
+    Stack Overflow 42327543: "haywire after 200k batches" of a loss learned down); a loss stuck from the start
+    (``course.stall_from_start``) was calm without converging, and a recurrent network's gradient explodes at a
+    cliff of the loss surface whatever came before (Pascanu, Mikolov & Bengio 2013, sec. 3; bittensor#229: an
+    LM stuck near ln V, then NaN under SGD): there Adam's epsilon is one candidate (0.4)."""
+    shrunk = next((f for f in view.findings if f.code in ("divergence", "non_finite") and f.evidence.get("calm")
+                   and f.evidence.get("shrinking")), None)
+    if shrunk is not None:
+        evidence = {**shrunk.evidence, "separated_by": "a long calm phase whose gradient norms shrank, then the blow-up"}
+        message = (f"the loss blew up at step {shrunk.step} after a long calm phase whose gradient norms shrank to "
+                   f"{evidence.get('grad_norm_shrink', 0):.2g}x: with Adam, its second moment lags")
+        return make_cause(view, "adam_epsilon", 0.6, evidence, message)
+    blow_up = blow_up_after_calm(view)
+    if blow_up is None:
+        return None
+    if view.stall is not None:
+        message = (f"the loss blew up abruptly at step {blow_up.step} after being stuck from the start (no gradient "
+                   f"norm logged); a calm that never converged does not shrink Adam's second moment, so Adam's "
+                   f"epsilon is one candidate among the causes of a blow-up")
+        return make_cause(view, "adam_epsilon", CANDIDATE, {**blow_up.evidence, "stall": view.stall}, message)
+    message = (f"the loss blew up abruptly at step {blow_up.step} after a long calm phase (no gradient norm "
+               f"logged): with Adam, a second moment shrunk by the calm lags the returning gradients")
+    return make_cause(view, "adam_epsilon", 0.55, dict(blow_up.evidence), message)
 
 
 def calm_return(view: RunView, calm: int = 50, follow_steps: int = 100) -> dict | None:

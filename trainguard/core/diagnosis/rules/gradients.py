@@ -36,11 +36,15 @@ What separates them from their look-alikes:
 - a run-up to non-finite (``signals.run_up_to_non_finite``): the gradient norm rose at each of the last >= 3
   points before the gradients went non-finite, >= 10x over them (keras#5127's RNN: 58 -> 124 -> 1701 -> inf).
   An explosion, but one an LR too high produces alike: 0.55 at most unless other evidence separates it.
+- a loss stuck from the start that then blew up abruptly, in a log with no gradient norm at all: a cliff is one
+  candidate (0.4), beside Adam's epsilon; nothing in such a log tells them apart.
 - vanishing vs ``dead_relu`` and ``saturated_activation``: activations were sampled and show neither dead nor
   saturated units, and no weight tensor gets exactly-zero gradients (dead units' incoming weights do). Without
   activation statistics vanishing gradients stay below 0.6: a network of dead ReLUs has a tiny first/last
   gradient ratio and a constant output too. A loss stuck from the start with no gradient statistics at all is a
-  candidate (0.4), or 0.5 when the logged gradient norm is tiny (<= 1e-4) but not zero.
+  candidate (0.4), or 0.5 when the logged gradient norm is tiny (<= 1e-4) but not zero; none when the norm is
+  exactly 0 or the loss is frozen (its first value to float rounding at every point: vanishing gradients leave
+  the output layer learning, so the loss moves at least to the trivial predictor's).
 """
 from __future__ import annotations
 
@@ -55,7 +59,7 @@ from trainguard.core.diagnosis.run_view import RunView
 from trainguard.core.diagnosis.signals import (activations_sampled, data_off_scale, first_last_gradient_ratio,
                                                first_loss_on_unit_data, gradient_cliff, gradient_growth,
                                                run_up_to_non_finite, saturation_in_a_deep_stack, update_ratio_spread,
-                                               zero_gradient_layers)
+                                               zero_gradient_layers, blow_up_after_calm)
 from trainguard.core.findings import Severity
 
 __all__ = ["exploding_gradient", "vanishing_gradient"]
@@ -87,7 +91,7 @@ def exploding_gradient(view: RunView) -> Cause | None:
     cliff = gradient_cliff(view)
     run_up = run_up_to_non_finite(view)
     if not found and not grew and at_init is None and cliff is None and run_up is None:
-        return None
+        return _blown_up_after_a_stall(view)
     if at_init is not None and not found and not grew and cliff is None:
         confidence = 0.65 + (0.1 if view.nonfinite_steps else 0.0)
         message = (f"the first loss, before any update, is {at_init['first_over_trivial']:.3g}x a trivial "
@@ -155,6 +159,17 @@ def exploding_gradient(view: RunView) -> Cause | None:
     if nonfinite_after:
         message += f", then non-finite at step {nonfinite_after[0]}"
     return make_cause(view, "exploding_gradient", confidence, evidence, message)
+
+
+def _blown_up_after_a_stall(view: RunView) -> Cause | None:
+    """A loss stuck from the start that then blew up abruptly, with no gradient norm logged: a cliff of the loss
+    surface (Pascanu, Mikolov & Bengio 2013, sec. 3) is one candidate, beside a lagging Adam second moment."""
+    blow_up = blow_up_after_calm(view)
+    if blow_up is None or view.stall is None:
+        return None
+    message = (f"the loss blew up abruptly at step {blow_up.step} after being stuck from the start (no gradient norm "
+               f"logged); an exploding gradient is one candidate")
+    return make_cause(view, "exploding_gradient", CANDIDATE, {**blow_up.evidence, "stall": view.stall}, message)
 
 
 def _exploding_at_init(view: RunView) -> dict | None:
@@ -262,8 +277,8 @@ def _from_loss_alone(view: RunView) -> Cause | None:
         return None
     norms = view.grad_norms[np.isfinite(view.grad_norms)]
     median = float(np.median(norms)) if len(norms) else None
-    if median == 0.0:
-        return None  # exactly no gradient: dead units or a cut graph, not a vanishing one
+    if median == 0.0 or view.stall["frozen"]:
+        return None  # exactly no gradient or no update: dead units or a cut graph, not a vanishing one
     tiny = median is not None and median <= TINY_GRAD_NORM
     evidence = {"stall": view.stall, "median_grad_norm": median}
     message = ("the loss is stuck from the start" + (f" and the gradient norm is tiny ({median:.2g})" if tiny else "")
