@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import torch
 
+from trainguard.adapters.torch.hooks import SIGMOID_SATURATION, TANH_SATURATION, activation_kind
 from trainguard.adapters.torch.snapshot import SnapshotStore, restore_snapshot, take_snapshot
 from trainguard.core.actions import Action
 from trainguard.core.findings import Finding
@@ -34,10 +35,11 @@ from trainguard.core.policies import Plan, Refusal, step_decision
 from trainguard.core.session import NOTHING, Carried, standing
 from trainguard.core.stats import StepStats
 
-__all__ = ["TorchEffector", "unitwise_clip_", "recycle_dormant_units"]
+__all__ = ["TorchEffector", "unitwise_clip_", "recycle_dormant_units", "shrink_saturated_units"]
 
 _EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s
 _NO_DORMANT_UNIT = "no unit before the ReLU had an all-zero gradient row on this step's batch"
+_NO_SATURATED_UNIT = "no unit before the activation can reach beyond its saturation bound"
 
 
 def _quiet(plan: Plan, host: list[float]) -> bool:
@@ -139,6 +141,48 @@ def recycle_dormant_units(model: torch.nn.Module, optimizer: torch.optim.Optimiz
                 _zero_state(optimizer, after.weight, units, dim=1)
             done["units"] += int(units.numel())
             done["layers"].append(relu)
+    if not done["not_applied"]:
+        del done["not_applied"]
+    return done
+
+
+def shrink_saturated_units(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                           activations: tuple[str, ...]) -> dict[str, Any]:
+    """LeCun et al. 1998 (``trainguard/core/policies/desaturate.py``): each unit of the Linear/Conv right before the
+    tanh/sigmoid module named whose pre-activation can reach beyond the probe's saturation bound on inputs in
+    [-1, 1] (``sum |w| + |b| > bound``; the layer's inputs come from a tanh or sigmoid, so they are in that range)
+    gets its incoming weights and bias multiplied by ``bound / (sum |w| + |b|)``, and the optimizer's state of those
+    rows set to 0 (momentum built up toward saturation)."""
+    done: dict[str, Any] = {"units": 0, "layers": [], "not_applied": []}
+    with torch.no_grad():
+        for name in activations:
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            names = [n for n, _ in parent.named_children()]
+            modules = list(parent.children())
+            i = names.index(child) if child in names else -1
+            kind = activation_kind(modules[i]) if i >= 0 else None
+            layer = modules[i - 1] if i >= 1 and isinstance(modules[i - 1], _LAYERS) else None
+            bounded = i >= 2 and activation_kind(modules[i - 2]) in ("tanh", "sigmoid")
+            if kind not in ("tanh", "sigmoid") or layer is None or not bounded:
+                done["not_applied"].append(f"{name}: no Linear/Conv between two tanh/sigmoid modules before it "
+                                           "(its inputs must be bounded to bound its pre-activations)")
+                continue
+            bound = TANH_SATURATION if kind == "tanh" else SIGMOID_SATURATION
+            reach = layer.weight.abs().reshape(layer.weight.shape[0], -1).sum(dim=1)
+            if layer.bias is not None:
+                reach = reach + layer.bias.abs()
+            units = torch.nonzero(reach > bound).flatten()
+            if units.numel() == 0:
+                continue
+            factor = (bound / reach[units]).to(layer.weight.dtype)
+            layer.weight[units] *= factor.reshape((-1,) + (1,) * (layer.weight.dim() - 1))
+            _zero_state(optimizer, layer.weight, units, dim=0)
+            if layer.bias is not None:
+                layer.bias[units] *= factor
+                _zero_state(optimizer, layer.bias, units, dim=0)
+            done["units"] += int(units.numel())
+            done["layers"].append(name)
     if not done["not_applied"]:
         del done["not_applied"]
     return done
@@ -363,6 +407,11 @@ class TorchEffector:
                                                                           plan.recycle_units, seed=stats.step)
             if not recycled["units"]:
                 refused.append(Refusal("recycle_units", "; ".join(recycled.get("not_applied", [_NO_DORMANT_UNIT]))))
+        if plan.desaturate:
+            effects["shrink_saturated_output"] = shrunk = shrink_saturated_units(self.model, self.optimizer,
+                                                                                 plan.desaturate)
+            if not shrunk["units"]:
+                refused.append(Refusal("desaturate", "; ".join(shrunk.get("not_applied", [_NO_SATURATED_UNIT]))))
         if plan.update_scale and any(a.kind == "scale_output_steps" for a in plan.actions):
             found, why = self._scalable(plan.update_scale)
             if found:

@@ -8,9 +8,9 @@
   update capping for Adam when its update RMS runs far above 1, the trials of :mod:`.trial` (a larger Adam
   epsilon, a restart from the initial weights at a lower LR when Adam's first update was as large as them, or with
   the gradient clipped when a plain SGD first update was 10x the weights (an exploded gradient), a
-  lower LR, ReDo, layer-wise update equalization when the gradient vanishes toward the input, a higher LR when
-  every update is tiny, partial batches reweighed, the output layer's steps brought to the scale of off-scale
-  regression targets: each kept only if the loss then beats its trend), and
+  lower LR, ReDo, a saturated output's weights scaled back, layer-wise update equalization when the gradient
+  vanishes toward the input, a higher LR when every update is tiny, partial batches reweighed, the output layer's
+  steps brought to the scale of off-scale regression targets: each kept only if the loss then beats its trend), and
   BatchNorm/Dropout put back in train mode.
 
 A healthy run is untouched by both ``safe`` and ``auto``: its final weights are bitwise those of an unguarded
@@ -23,6 +23,7 @@ from trainguard.core.policies.adam_guard import adam_guard
 from trainguard.core.policies.batch_weight import reweigh_partial_batches
 from trainguard.core.policies.clip import clip_outliers
 from trainguard.core.policies.clip_from_start import clip_from_start
+from trainguard.core.policies.desaturate import shrink_saturated_output
 from trainguard.core.policies.escalate import escalate
 from trainguard.core.policies.layer_trust import equalize_layer_updates
 from trainguard.core.policies.lower_lr import lower_lr, lower_lr_from_before
@@ -54,7 +55,8 @@ def auto(**escalation) -> Policy:
 def trial_repairs() -> tuple[Repair, ...]:
     """The repairs ``auto`` tries (:mod:`.trial`), in order of preference when several apply at one step."""
     return (raise_adam_epsilon(), lower_lr_from_start(), clip_from_start(), lower_lr(), lower_lr_from_before(),
-            recycle_dormant(), equalize_layer_updates(), raise_lr(), reweigh_partial_batches(), scale_output_steps())
+            recycle_dormant(), shrink_saturated_output(), equalize_layer_updates(), raise_lr(), reweigh_partial_batches(),
+            scale_output_steps())
 
 
 def get_policy(policy: str | Policy) -> Policy | None:

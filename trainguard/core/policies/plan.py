@@ -89,6 +89,7 @@ class Plan(NamedTuple):
     reset_moments: bool = False
     restore_modules: tuple[str, ...] = ()
     recycle_units: tuple[str, ...] = ()  # ReLU modules whose dormant units are re-initialized (ReDo)
+    desaturate: tuple[str, ...] = ()  # tanh/sigmoid modules whose saturated units' incoming weights are scaled back
     stop: str | None = None
     # Decisions taken on this step, for the run log; the adapter fills their ``effect``.
     actions: tuple[Action, ...] = ()

@@ -16,7 +16,9 @@ epsilon, a lower learning rate). :func:`trials` runs the proposals one at a time
    repair does not veto it (``Repair.veto``: its own evidence says the loss fell for another reason, e.g. a clip
    that engaged on every step acted as an LR cut). Otherwise roll back to the snapshot (bit-exact) and record the
    failed attempt; a non-finite step in the window fails the trial at once. A repair whose trial failed is not
-   proposed again.
+   proposed again. A proposal whose harm is carried by a few samples (``Proposal.by_mean``: an output unit stuck
+   on one pattern in ten, which the median ignores by design) is judged instead on the mean loss over the
+   window's second half, kept if it is ``margin`` below the mean of the losses before.
 
 A change the adapter could not carry out at all (it reports each order it refused, with the reason: no Linear
 layer right before the ReLU, an optimizer without an epsilon) ends its trial right after the step that ordered it,
@@ -62,6 +64,9 @@ class Proposal(NamedTuple):
     # without the change the run is non-finite at every step (the same update divides by zero again): any finite
     # loss beats that, so the change is kept unless the window goes non-finite or its loss rises above the trend
     breaks_without: bool = False
+    # the harm is carried by a few samples (a unit stuck on one pattern in ten), which the median residual ignores:
+    # kept when the mean loss over the window's second half is measurably below the mean of the losses before
+    by_mean: bool = False
 
 
 class Repair(NamedTuple):
@@ -93,6 +98,7 @@ class RunningTrial(NamedTuple):
     residuals: tuple[float, ...]  # log loss minus the trend, over the window so far
     losses: tuple[float, ...]
     orders: frozenset[str]  # the Plan fields its change sets: refused all, it was not applied
+    mean_before: float = math.nan  # the mean of the losses the trend was drawn through
 
 
 class TrialsState(NamedTuple):
@@ -230,7 +236,7 @@ def trials(*repairs: Repair, history: int = 32, window: int = 20, margin: float 
         first = step + 2  # the loss of the next step comes from weights the change has not touched yet
         start_loss = math.exp(intercept + slope * first)
         run = RunningTrial(index, proposal, step, label, first, slope, intercept, noise, start_loss, (), (),
-                           changed_orders(index, proposal.params))
+                           changed_orders(index, proposal.params), float(np.mean(np.exp(st.logs))))
         action = Action(repairs[index].name, step, proposal.reason,
                         {**proposal.params, "trial_window": _window(index, proposal),
                          "snapshot": label}, {})
@@ -273,6 +279,11 @@ def trials(*repairs: Repair, history: int = 32, window: int = 20, margin: float 
                         kept = no_worse(judged, run.noise, margin, noise_z)
                         why = ("the run trained on, finite and not above its trend (without the change: non-finite)"
                                if kept else "the loss rose measurably above its trend")
+                    elif run.proposal.by_mean:
+                        mean = float(np.mean(run.losses[len(run.losses) // 2:]))
+                        kept = mean < run.mean_before / (1.0 + margin)
+                        why = (f"the mean loss {'fell' if kept else 'did not fall'} measurably below its mean "
+                               f"before ({run.mean_before:.3g} -> {mean:.3g})")
                     else:
                         kept = improvement(judged, run.noise, margin, noise_z)
                         why = ("the loss fell below its trend" if kept
