@@ -157,9 +157,9 @@ def check_guard_arguments(*, policy: Any, log: Any, detectors: Any, exporters: A
 def standing(plan: Plan) -> Plan:
     """The plan without its one-shot orders and actions."""
     if plan.snapshot or plan.rollback is not None or plan.reset_moments or plan.restore_modules \
-            or plan.recycle_units or plan.desaturate or plan.stop is not None or plan.actions:
+            or plan.recycle_units or plan.desaturate or plan.renormalize or plan.stop is not None or plan.actions:
         return plan._replace(snapshot=0, rollback=None, reset_moments=False, restore_modules=(), recycle_units=(),
-                             desaturate=(), stop=None, actions=())
+                             desaturate=(), renormalize=(), stop=None, actions=())
     return plan
 
 

@@ -50,6 +50,7 @@ _UNSUPPORTED = {
     "batch_weight": "weighing a batch's gradient by its size is carried out on torch only",
     "layer_trust": "layer-wise update normalization (LARS-style) is carried out on torch only",
     "desaturate": "a saturated output layer's weights scaled back is carried out on torch only",
+    "renormalize": "renormalizing a sigmoid/tanh stack's layers on a batch is carried out on torch only",
 }
 _PLAN_FIELD = {"agc": "agc_clipping"}  # the others are named as in the Plan
 
@@ -147,7 +148,8 @@ class KerasEffector:
                               ("adam_update_cap", plan.adam_update_cap is not None),
                               ("batch_weight", plan.batch_weight is not None),
                               ("layer_trust", plan.layer_trust is not None),
-                              ("desaturate", bool(plan.desaturate))):
+                              ("desaturate", bool(plan.desaturate)),
+                              ("renormalize", bool(plan.renormalize))):
             if active:
                 effects[order] = {"applied": False, "why": _UNSUPPORTED[order]}
                 refused.append(Refusal(_PLAN_FIELD.get(order, order), _UNSUPPORTED[order]))

@@ -35,7 +35,8 @@ from trainguard.core.policies import Plan, Refusal, step_decision
 from trainguard.core.session import NOTHING, Carried, standing
 from trainguard.core.stats import StepStats
 
-__all__ = ["TorchEffector", "unitwise_clip_", "recycle_dormant_units", "shrink_saturated_units"]
+__all__ = ["TorchEffector", "unitwise_clip_", "recycle_dormant_units", "shrink_saturated_units",
+           "renormalize_next_batch"]
 
 _EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s
 _NO_DORMANT_UNIT = "no unit before the ReLU had an all-zero gradient row on this step's batch"
@@ -188,6 +189,57 @@ def shrink_saturated_units(model: torch.nn.Module, optimizer: torch.optim.Optimi
     return done
 
 
+def renormalize_next_batch(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                           activations: tuple[str, ...]) -> tuple[dict[str, Any], list[Any]]:
+    """Weight normalization's data-dependent initialization (Salimans & Kingma 2016, sec. 3; LSUV, Mishkin & Matas
+    2016), once, on the Linear right before each tanh/sigmoid module named (``trainguard/core/policies/
+    renormalize.py``): on the next forward pass, a hook on each layer reads its output over the batch, divides
+    each unit's incoming weights by the standard deviation of its pre-activations and shifts its bias by their
+    mean (mean 0, variance 1), sets the optimizer's state of the layer to 0, and hands the layer above the output
+    recomputed with the new weights, so the layers are normalized in forward order, each on what the ones below
+    now give. A batch of one sample, a unit constant over the batch or a non-finite output leave it as it is.
+    Returns the effect and the hooks' handles (each removes itself once it has run)."""
+    done: dict[str, Any] = {"units": 0, "layers": [], "not_applied": []}
+    handles: list[Any] = []
+    for name in activations:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        names = [n for n, _ in parent.named_children()]
+        modules = list(parent.children())
+        i = names.index(child) if child in names else -1
+        layer = modules[i - 1] if i >= 1 and isinstance(modules[i - 1], torch.nn.Linear) else None
+        if layer is None or activation_kind(modules[i]) not in ("tanh", "sigmoid"):
+            done["not_applied"].append(f"{name}: no Linear right before this tanh/sigmoid module")
+            continue
+        own: list[Any] = []
+        own.append(layer.register_forward_hook(_normalize_once(optimizer, own)))
+        handles += own
+        done["units"] += layer.out_features
+        done["layers"].append(name)
+    if not done["not_applied"]:
+        del done["not_applied"]
+    return done, handles
+
+
+def _normalize_once(optimizer: torch.optim.Optimizer, own: list[Any]) -> Callable[..., Any]:
+    def hook(layer: torch.nn.Linear, inputs: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor | None:
+        own[0].remove()
+        z = output.detach().float().reshape(-1, layer.out_features)
+        if z.shape[0] < 2 or not bool(torch.isfinite(z).all()):
+            return None
+        mean, std = z.mean(dim=0), z.std(dim=0)
+        moved = std > 0
+        scale = torch.where(moved, 1.0 / std.clamp_min(1e-30), torch.ones_like(std)).to(layer.weight.dtype)
+        with torch.no_grad():
+            layer.weight.mul_(scale[:, None])
+            _zero_state(optimizer, layer.weight, torch.arange(layer.out_features), dim=0)
+            if layer.bias is not None:
+                layer.bias.sub_(torch.where(moved, mean, torch.zeros_like(mean)).to(layer.bias.dtype)).mul_(scale)
+                _zero_state(optimizer, layer.bias, torch.arange(layer.out_features), dim=0)
+        return torch.nn.functional.linear(inputs[0], layer.weight, layer.bias)
+    return hook
+
+
 def _redraw_sign(model: torch.nn.Module, relu_name: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """``abs`` for a ReLU after which no Linear/Conv is registered (the model's output unit), else the draw as it
     is."""
@@ -221,6 +273,7 @@ class TorchEffector:
         self._saved_lrs: list[Any] | None = None
         self._adam_cap: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._scaled: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # (tensor, before the step, factor)
+        self._renormalizing: list[Any] = []  # the hooks of a renormalization still to run (renormalize_next_batch)
         # An optimizer without step hooks (not a torch.optim.Optimizer) gets its LRs back at the next call instead.
         register = getattr(optimizer, "register_step_post_hook", None)
         self._hook = register(self._after_optimizer_step) if callable(register) else None
@@ -412,6 +465,11 @@ class TorchEffector:
                                                                                  plan.desaturate)
             if not shrunk["units"]:
                 refused.append(Refusal("desaturate", "; ".join(shrunk.get("not_applied", [_NO_SATURATED_UNIT]))))
+        if plan.renormalize:
+            done, self._renormalizing = renormalize_next_batch(self.model, self.optimizer, plan.renormalize)
+            effects["renormalize_saturating_layers"] = done
+            if not done["units"]:
+                refused.append(Refusal("renormalize", "; ".join(done["not_applied"])))
         if plan.update_scale and any(a.kind == "scale_output_steps" for a in plan.actions):
             found, why = self._scalable(plan.update_scale)
             if found:
@@ -482,8 +540,11 @@ class TorchEffector:
 
     # ----------------------------------------------------------------------- close
     def release(self) -> None:
-        """Leaves the optimizer as it found it: the LRs back, its step hook removed."""
+        """Leaves the optimizer and the model as it found them: the LRs back, its step hook and any
+        renormalization hook still to run removed."""
         self._restore_lrs()
+        for handle in self._renormalizing:
+            handle.remove()
         if self._hook is not None:
             self._hook.remove()
             self._hook = None

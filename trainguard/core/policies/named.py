@@ -10,7 +10,8 @@
   the gradient clipped when a plain SGD first update was 10x the weights (an exploded gradient), a
   lower LR, ReDo, a saturated output's weights scaled back, layer-wise update equalization when the gradient
   vanishes toward the input, a higher LR when every update is tiny, partial batches reweighed, the output layer's
-  steps brought to the scale of off-scale regression targets: each kept only if the loss then beats its trend), and
+  steps brought to the scale of off-scale regression targets, a sigmoid/tanh stack whose output collapsed
+  renormalized on a batch: each kept only if the loss then beats its trend), and
   BatchNorm/Dropout put back in train mode.
 
 A healthy run is untouched by both ``safe`` and ``auto``: its final weights are bitwise those of an unguarded
@@ -32,6 +33,7 @@ from trainguard.core.policies.output_scale import scale_output_steps
 from trainguard.core.policies.plan import Policy, chain
 from trainguard.core.policies.raise_lr import raise_lr
 from trainguard.core.policies.redo import recycle_dormant
+from trainguard.core.policies.renormalize import renormalize_saturating_layers
 from trainguard.core.policies.restore_mode import restore_mode
 from trainguard.core.policies.skip import skip_if_non_finite, skip_outliers
 from trainguard.core.policies.trial import Repair, trials
@@ -56,7 +58,7 @@ def trial_repairs() -> tuple[Repair, ...]:
     """The repairs ``auto`` tries (:mod:`.trial`), in order of preference when several apply at one step."""
     return (raise_adam_epsilon(), lower_lr_from_start(), clip_from_start(), lower_lr(), lower_lr_from_before(),
             recycle_dormant(), shrink_saturated_output(), equalize_layer_updates(), raise_lr(), reweigh_partial_batches(),
-            scale_output_steps())
+            scale_output_steps(), renormalize_saturating_layers())
 
 
 def get_policy(policy: str | Policy) -> Policy | None:

@@ -90,6 +90,8 @@ class Plan(NamedTuple):
     restore_modules: tuple[str, ...] = ()
     recycle_units: tuple[str, ...] = ()  # ReLU modules whose dormant units are re-initialized (ReDo)
     desaturate: tuple[str, ...] = ()  # tanh/sigmoid modules whose saturated units' incoming weights are scaled back
+    # hidden tanh/sigmoid modules whose layers' pre-activations are brought to mean 0, variance 1 on the next batch
+    renormalize: tuple[str, ...] = ()
     stop: str | None = None
     # Decisions taken on this step, for the run log; the adapter fills their ``effect``.
     actions: tuple[Action, ...] = ()
