@@ -25,7 +25,8 @@ dead for every input from the start (Lu et al. 2019, "Dying ReLU and Initializat
 constant function and no gradient flows) moves nothing: 0.55, with nothing measured. A saturated output rounded to exactly +-1 in float32 (tanh beyond
 |x| ~ 9) or a step that rounds away at a tiny learning rate stay candidates beside it. A loss stuck from the start
 as a constant output leaves it (quiet, or scattering only by its batches: ``course.constant_output_like``) with
-nothing measured makes each a candidate (0.4).
+nothing measured makes each a candidate (0.4), unless the loss then went non-finite: dead or saturated units
+pass back no gradient to blow up with.
 """
 from __future__ import annotations
 
@@ -77,8 +78,10 @@ def _final_activation(view: RunView) -> str | None:
 
 
 def _stall_candidate(view: RunView, code: str, what: str) -> Cause | None:
-    """A loss stuck from the start in a run that recorded neither activations nor per-layer gradients."""
-    if view.stall is None or not constant_output_like(view.stall) or view.sampled or activations_sampled(view):
+    """A loss stuck from the start in a run that recorded neither activations nor per-layer gradients, and that
+    did not then go non-finite: dead or saturated units pass back no gradient to blow up with."""
+    if (view.stall is None or not constant_output_like(view.stall) or view.sampled or activations_sampled(view)
+            or view.nonfinite_steps):
         return None
     return make_cause(view, code, CANDIDATE, {"stall": view.stall},
                       f"the loss is stuck from the start; {what} are one candidate")

@@ -272,8 +272,9 @@ def _collapsed_at_end(view: RunView, ratio: float = 0.1) -> bool:
 
 
 def _from_loss_alone(view: RunView) -> Cause | None:
-    """A loss stuck from the start, with at most the global gradient norm logged: a candidate."""
-    if view.stall is None or not constant_output_like(view.stall) or view.sampled:
+    """A loss stuck from the start, with at most the global gradient norm logged: a candidate, unless the loss
+    then went non-finite (vanishing gradients do not blow up)."""
+    if view.stall is None or not constant_output_like(view.stall) or view.sampled or view.nonfinite_steps:
         return None
     norms = view.grad_norms[np.isfinite(view.grad_norms)]
     median = float(np.median(norms)) if len(norms) else None
