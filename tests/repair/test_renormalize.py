@@ -84,3 +84,11 @@ def test_seed001_deep_sigmoid_stack_is_rid_of_its_near_constant_predictions_unde
     guarded = scenario.run(healthy=False, guard_policy="auto")
     assert not guarded.failed, guarded.outcome
     assert any(a.kind == "renormalize_saturating_layers" for a in guarded.actions)
+
+
+def test_an_activation_called_as_a_function_is_no_module_and_is_refused_with_the_reason():
+    # the probe names a functional activation by the module it takes ("fc->tanh"), or a dotted path's last part
+    model = _stack()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    done, handles = renormalize_next_batch(model, optimizer, ("0->sigmoid", "encoder.fc->tanh"))
+    assert done["units"] == 0 and handles == [] and len(done["not_applied"]) == 2

@@ -85,16 +85,24 @@ def equalize_layer_ratios_(params: list[torch.Tensor], max_boost: float) -> None
 _LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
 
 
+def _siblings(model: torch.nn.Module, name: str) -> tuple[list[torch.nn.Module], int]:
+    """The children of the container that holds the module ``name``, and its index among them; ``([], -1)`` when
+    ``name`` is no module (the probe's record of an activation called as a function: ``"fc->tanh"``)."""
+    parent_name, _, child = name.rpartition(".")
+    try:
+        parent = model.get_submodule(parent_name) if parent_name else model
+    except AttributeError:
+        return [], -1
+    names = [n for n, _ in parent.named_children()]
+    return (list(parent.children()), names.index(child)) if child in names else ([], -1)
+
+
 def _around(model: torch.nn.Module, relu_name: str) -> tuple[torch.nn.Module | None, torch.nn.Module | None]:
     """The Linear/Conv layer feeding the ReLU module ``relu_name`` and the first one after it, siblings in the
     same container (an ``nn.Sequential``); None where there is none."""
-    parent_name, _, child = relu_name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    names = [name for name, _ in parent.named_children()]
-    if child not in names:
+    modules, i = _siblings(model, relu_name)
+    if i < 0:
         return None, None
-    modules = list(parent.children())
-    i = names.index(child)
     before = modules[i - 1] if i > 0 and isinstance(modules[i - 1], _LAYERS) else None
     after = next((m for m in modules[i + 1:] if isinstance(m, _LAYERS)), None)
     return before, after
@@ -157,11 +165,7 @@ def shrink_saturated_units(model: torch.nn.Module, optimizer: torch.optim.Optimi
     done: dict[str, Any] = {"units": 0, "layers": [], "not_applied": []}
     with torch.no_grad():
         for name in activations:
-            parent_name, _, child = name.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            names = [n for n, _ in parent.named_children()]
-            modules = list(parent.children())
-            i = names.index(child) if child in names else -1
+            modules, i = _siblings(model, name)
             kind = activation_kind(modules[i]) if i >= 0 else None
             layer = modules[i - 1] if i >= 1 and isinstance(modules[i - 1], _LAYERS) else None
             bounded = i >= 2 and activation_kind(modules[i - 2]) in ("tanh", "sigmoid")
@@ -202,11 +206,7 @@ def renormalize_next_batch(model: torch.nn.Module, optimizer: torch.optim.Optimi
     done: dict[str, Any] = {"units": 0, "layers": [], "not_applied": []}
     handles: list[Any] = []
     for name in activations:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        names = [n for n, _ in parent.named_children()]
-        modules = list(parent.children())
-        i = names.index(child) if child in names else -1
+        modules, i = _siblings(model, name)
         layer = modules[i - 1] if i >= 1 and isinstance(modules[i - 1], torch.nn.Linear) else None
         if layer is None or activation_kind(modules[i]) not in ("tanh", "sigmoid"):
             done["not_applied"].append(f"{name}: no Linear right before this tanh/sigmoid module")
