@@ -4,8 +4,9 @@ Named: ``"observe"`` (detect and log only), ``"safe"`` (the default: skip non-fi
 clip gradient-norm outliers only), ``"auto"`` (``safe`` plus the escalating chain skip -> clip -> LR back-off ->
 rollback -> stop, and trials of the repairs that change the training: a larger Adam epsilon, an LR cut, a restart
 at a lower LR after an Adam first step as large as the weights, an LR raise when every update is tiny, ReDo,
-partial-batch reweighing; each kept only if the loss beats its trend, else rolled back). Or compose your own, as
-with optax's ``chain``::
+a saturated output's weights scaled back, a collapsed sigmoid/tanh stack renormalized on a batch, partial-batch
+reweighing; each kept only if the loss beats its trend, else rolled back). Or compose your own, as with optax's
+``chain``::
 
     from trainguard import policies
     policy = policies.chain(policies.skip_if_non_finite(max_consecutive=10), policies.clip_global_norm(1.0))
