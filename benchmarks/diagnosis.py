@@ -75,7 +75,8 @@ NOT_A_CAUSE = {"none", "uncertain"}
 # - lr_too_low: a slow smooth decline or a plateau under a tiny LR (the lr column says how small).
 # - bad_batch: isolated spikes that the loss returns from.
 # - batch_size_dependent_loss: spikes once per epoch, at the epoch's last (partial) batch.
-# - adam_epsilon: an abrupt blow-up after a long calm phase under a steady LR.
+# - adam_epsilon: an abrupt blow-up after a long calm phase under a steady LR (a log whose loss is non-finite within
+#   its first CALM_ROWS rows has no calm phase to show: an fp16 run whose eps rounded to 0 is NaN from step 1).
 # - unscaled_data: a first loss orders of magnitude above what a trivial predictor reaches (issue 11, section 4).
 # - overfitting: the evaluation loss rising while the training loss falls.
 # Not in the set: bn_inference_mode, dead_relu, saturated_activation (their evidence is layer modes and activation
@@ -88,6 +89,7 @@ GRADIENT_CAUSES = frozenset({"exploding_gradient", "vanishing_gradient"})
 # signal needs a log with about one row per optimizer step (at least half as many rows as steps).
 PER_STEP_CAUSES = frozenset({"bad_batch", "batch_size_dependent_loss"})
 PER_STEP_ROWS = 0.5
+CALM_ROWS = 8  # the doctor's own reading of a blow-up within its first 8 finite rows: too early to have a course
 
 
 def signal_in_log(cause: str, doctor: dict[str, Any], steps: Any) -> bool:
@@ -96,6 +98,8 @@ def signal_in_log(cause: str, doctor: dict[str, Any], steps: Any) -> bool:
         return doctor["grad_norm"]
     if cause in PER_STEP_CAUSES:
         return isinstance(steps, int) and steps > 0 and doctor["rows"] >= PER_STEP_ROWS * steps
+    if cause == "adam_epsilon" and doctor.get("finite_rows_first") is not None:
+        return doctor["finite_rows_first"] >= CALM_ROWS
     return cause in LOG_VISIBLE_CAUSES
 
 
@@ -274,7 +278,7 @@ def doctor_view(record: dict[str, Any] | None) -> dict[str, Any]:
         top, confidence = "none", 0.0
     return {"ran": True, "detected": bool(serious), "worst": worst and f"{worst['code']} ({worst['severity']})",
             "top": top, "confidence": confidence, "grad_norm": "grad_norm" in doctor.get("columns", {}),
-            "rows": int(doctor.get("steps") or 0)}
+            "rows": int(doctor.get("steps") or 0), "finite_rows_first": doctor.get("finite_rows_first")}
 
 
 def _right(view: dict[str, Any], cause: str) -> bool:

@@ -122,12 +122,18 @@ def analyse_runlogs(outdir: Path) -> dict[str, Any]:
 
 
 def analyse_native(outdir: Path) -> dict[str, Any]:
+    import numpy as np
+
     from trainguard.doctor import diagnose_file
 
     path = native_log(outdir)
     if path is None:
         return {"path": None, "error": "no native log in the run's folder", "findings": []}
-    result = diagnose_file(path).to_dict()
+    diagnosis = diagnose_file(path)
+    result = diagnosis.to_dict()
+    if diagnosis.series is not None:  # how many rows the loss stayed finite: a calm phase a blow-up can follow
+        finite = np.isfinite(diagnosis.series.loss)
+        result["finite_rows_first"] = int(finite.size if finite.all() else np.argmin(finite))
     findings: list[dict[str, Any]] = []
     for f in result.get("findings", []):
         key = {"code": f["code"], "severity": f["severity"], "cause": f.get("cause", "none")}

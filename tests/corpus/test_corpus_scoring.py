@@ -80,6 +80,14 @@ def test_a_batch_cause_carries_its_signal_only_in_a_log_of_about_one_row_a_step(
     assert lr_high["signal_in_log"]  # a divergence shows in epoch means too
 
 
+def test_adam_epsilon_carries_its_signal_only_after_a_calm_phase_in_the_log():
+    meta = {"cause": "adam_epsilon", "framework": "keras"}
+    nan_from_start = score_case(FAULTY, {"observe": _record(meta, _live(), {**_doctor(rows=4), "finite_rows_first": 0})})
+    calm_first = score_case(FAULTY, {"observe": _record(meta, _live(), {**_doctor(), "finite_rows_first": 60})})
+    unknown = score_case(FAULTY, {"observe": _record(meta, _live(), _doctor())})  # a record from before the field
+    assert not nan_from_start["signal_in_log"] and calm_first["signal_in_log"] and unknown["signal_in_log"]
+
+
 def test_a_failed_observe_run_counts_as_not_detected():
     row = score_case(FAULTY, {"observe": {"status": "timeout", "error": "no result after 120 s", "wall_s": 120}})
     assert row["failed"] == ["observe"] and not row["live"]["detected"] and not row["doctor"]["detected"]
