@@ -16,6 +16,13 @@
   observe logs the largest norm over the largest applied before it, after the first 25 steps, is 1.78 on every
   healthy run but the permuted-task switch (4.56 at the switch); the explosions this skip is for are at 30x
   and 5,800x (torch_facerec_lr01_nan, lightning_bittensor229_lm_no_clip).
+
+A zero gradient norm is not pushed into the statistics: the z-score rule (ZClip, Kumar et al. 2025: ``z = (g -
+mean) / std`` over the EMA of the norms) needs a level to measure against, and a run whose gradient is exactly
+zero (a layer wholly dead before a repair revives it, a frozen or unused network) has none; its all-zero history
+would give a threshold of 0, and every step of the revived run would be an "outlier". So there is no outlier
+threshold until nonzero norms have been applied (the warm-up counts them), as ``clip_outliers`` has none over a
+window whose median is 0.
 """
 from __future__ import annotations
 
@@ -66,7 +73,8 @@ class SkipOutliersState(NamedTuple):
 
 def skip_outliers(z: float = 20.0, ratio: float = 10.0, alpha: float = 0.97, warmup: int = 25) -> Policy:
     """Skips a step whose gradient norm exceeds ``max(mean + z*std, ratio*mean)`` of the EMA statistics and
-    ``ratio`` times the largest norm of the run's applied non-outlier steps (the module docstring says why)."""
+    ``ratio`` times the largest norm of the run's applied non-outlier steps; zero norms are left out of the
+    statistics (the module docstring says why)."""
 
     def init() -> SkipOutliersState:
         return SkipOutliersState(ema_stats(), 0.0)
@@ -76,7 +84,8 @@ def skip_outliers(z: float = 20.0, ratio: float = 10.0, alpha: float = 0.97, war
 
     def update(stats: StepStats, findings: Findings, plan: Plan, state: SkipOutliersState):
         norm = stats.grad_norm
-        if norm is not None and math.isfinite(norm) and stats.applied and norm <= outlier_bound(state.norms):
+        if norm is not None and math.isfinite(norm) and norm > 0 and stats.applied \
+                and norm <= outlier_bound(state.norms):
             state = SkipOutliersState(ema_push(state.norms, norm, alpha, warmup), max(state.largest, norm))
         threshold = max(outlier_bound(state.norms), ratio * state.largest)
         return plan._replace(skip_above=min(plan.skip_above, threshold)), state
