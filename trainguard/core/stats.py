@@ -30,6 +30,10 @@ class LayerStats:
     adam_update_rms: float | None = None
     adam_sqrt_v_min: float | None = None
     adam_sqrt_v_median: float | None = None
+    # The same RMS over the entries whose v its dtype holds at full precision (v at least the dtype's smallest normal
+    # number, or no gradient): Wortsman et al.'s lag. In float16, v = 0.001 g^2 is subnormal or 0 for |g| < 0.25, and
+    # g / max(sqrt(v), eps) there reads the dtype, not a lag; 0.0 when no entry is held. Equal to the RMS in float32.
+    adam_lag_rms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
