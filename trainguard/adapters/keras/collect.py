@@ -57,13 +57,13 @@ def _norm(a: np.ndarray) -> float:
 
 def layer_stats(names: Sequence[str], grad_norms: np.ndarray, weights: Sequence[np.ndarray],
                 before: Sequence[np.ndarray] | None, grads: Sequence[Any] | None,
-                second_moments: dict[int, tuple[np.ndarray, float]] | None,
+                second_moments: dict[int, tuple[np.ndarray, float, np.ndarray]] | None,
                 measured: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> tuple[LayerStats, ...]:
     """Per-variable statistics of one sampled step, in the optimizer's (forward) order.
 
     ``before``: the weights before this step's update (update ratio ||W_t - W_{t-1}|| / ||W_{t-1}||).
     ``grads``: this step's raw gradients (mean |g|, fraction of exact zeros, Adam update RMS), when kept.
-    ``second_moments``: index -> (Adam's bias-corrected v, epsilon).
+    ``second_moments``: index -> (Adam's bias-corrected v, epsilon, where the stored v is held at full precision).
     ``measured``: from a compiled step, which keeps no raw gradients, those three per-tensor statistics measured
     in the graph (NaN where not measured).
     """
@@ -80,15 +80,19 @@ def layer_stats(names: Sequence[str], grad_norms: np.ndarray, weights: Sequence[
         if g is not None and g.size:
             grad_abs_mean = float(np.mean(np.abs(g)))
             zero_fraction = float(np.mean(g == 0))
-        adam_rms = sqrt_v_min = sqrt_v_median = None
+        adam_rms = sqrt_v_min = sqrt_v_median = lag_rms = None
         if second_moments is not None and i in second_moments:
-            v_hat, eps = second_moments[i]
+            v_hat, eps, held = second_moments[i]
             sqrt_v = np.sqrt(np.maximum(v_hat, 0.0))
             sample = sqrt_v.reshape(-1)[::max(1, sqrt_v.size // MEDIAN_SAMPLE)]
             sqrt_v_min, sqrt_v_median = float(np.min(sqrt_v)), float(np.median(sample))
             if g is not None:
                 # Wortsman et al. 2023 (StableAdamW): RMS of g / max(sqrt(v), eps).
-                adam_rms = float(np.sqrt(np.mean(np.square(g / np.maximum(sqrt_v, eps)))))
+                squares = np.square(g / np.maximum(sqrt_v, eps))
+                adam_rms = float(np.sqrt(np.mean(squares)))
+                # over the entries whose v the dtype holds, or without a gradient (LayerStats.adam_lag_rms)
+                held = held | (g == 0)
+                lag_rms = adam_rms if held.all() else float(np.sqrt(np.sum(squares[held]) / max(np.sum(held), 1)))
         if measured is not None:
             grad_abs_mean, zero_fraction, adam_rms = (_finite_or_none(a[i]) for a in measured)
         out.append(LayerStats(
@@ -101,6 +105,7 @@ def layer_stats(names: Sequence[str], grad_norms: np.ndarray, weights: Sequence[
             adam_update_rms=adam_rms,
             adam_sqrt_v_min=sqrt_v_min,
             adam_sqrt_v_median=sqrt_v_median,
+            adam_lag_rms=lag_rms,
         ))
     return tuple(out)
 
@@ -110,8 +115,10 @@ def _finite_or_none(value: Any) -> float | None:
 
 
 def adam_second_moments(optimizer: Any, read: Callable[[Any], np.ndarray] = to_numpy
-                        ) -> dict[int, tuple[np.ndarray, float]] | None:
-    """Adam-family second moments, bias-corrected, per trainable-variable index; None for other optimizers."""
+                        ) -> dict[int, tuple[np.ndarray, float, np.ndarray]] | None:
+    """Adam-family second moments, bias-corrected, per trainable-variable index, with where the stored moment is at
+    least its dtype's smallest normal number (held at full precision: not so in float16 below 6.1e-5); None for
+    other optimizers."""
     velocities = private.velocities(optimizer)
     beta_2 = getattr(optimizer, "beta_2", None)
     if not velocities or beta_2 is None:
@@ -119,7 +126,8 @@ def adam_second_moments(optimizer: Any, read: Callable[[Any], np.ndarray] = to_n
     steps = float(read(private.iterations_variable(optimizer)))
     correction = 1.0 - float(beta_2) ** max(steps, 1.0)
     eps = float(getattr(optimizer, "epsilon", 1e-7) or 1e-7)
-    return {i: (read(v) / np.float32(correction), eps) for i, v in enumerate(velocities) if v is not None}
+    stored = {i: read(v) for i, v in enumerate(velocities) if v is not None}
+    return {i: (v / np.float32(correction), eps, v >= np.finfo(v.dtype).tiny) for i, v in stored.items()}
 
 
 def learning_rate(optimizer: Any, read: Callable[[Any], np.ndarray] = to_numpy) -> float:

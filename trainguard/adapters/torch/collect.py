@@ -100,13 +100,16 @@ def grad_sparsity(grads: Sequence[torch.Tensor]) -> torch.Tensor:
 
 def adam_moments(grad: torch.Tensor, exp_avg_sq: torch.Tensor, step: torch.Tensor | float, beta2: float | None,
                  eps: float) -> torch.Tensor:
-    """``[update RMS, min sqrt(v_hat), median sqrt(v_hat)]`` for one Adam-family tensor.
+    """``[update RMS, min sqrt(v_hat), median sqrt(v_hat), lag RMS]`` for one Adam-family tensor.
 
     update RMS = sqrt(mean(g^2 / max(v_hat, eps^2))), v_hat = v / (1 - beta2^t) bias-corrected: the quantity
     StableAdamW clips (Wortsman et al. 2023, "Stable and low-precision training for large-scale vision-language
     models"); far above 1, the second-moment estimate lags behind the gradients and a loss spike follows.
-    Read after ``optimizer.step()``, so v includes this step's gradient, as in the paper.
+    Read after ``optimizer.step()``, so v includes this step's gradient, as in the paper. The lag RMS is the same
+    mean over the entries whose stored v its dtype holds at full precision (at least the smallest normal number) or
+    that had no gradient: a subnormal or zero v in float16 lost the gradients' small increments, it does not lag.
     """
+    held = (exp_avg_sq.detach() >= torch.finfo(exp_avg_sq.dtype).tiny) | (grad.detach() == 0)
     v = exp_avg_sq.detach().float()
     if beta2 is not None:
         if isinstance(step, torch.Tensor) and step.device == v.device and v.device.type != "cpu":
@@ -115,11 +118,14 @@ def adam_moments(grad: torch.Tensor, exp_avg_sq: torch.Tensor, step: torch.Tenso
             correction = max(1.0 - beta2 ** float(step), 1e-30)  # a CPU step count: read free of any GPU sync
         v = v / correction
     g = grad.detach().float()
-    rms = (g.square() / v.clamp_min(eps * eps)).mean().sqrt()
+    ratio = g.square() / v.clamp_min(eps * eps)
+    rms = ratio.mean().sqrt()
+    # every entry held (float32, bfloat16: no branch on the device's answer, no sync): the lag RMS is the RMS itself
+    lag = torch.where(held.all(), rms, (ratio * held).sum().div(held.sum().clamp_min(1)).sqrt())
     flat = v.reshape(-1)
     stride = max(1, flat.numel() // MEDIAN_SAMPLE)
     # sqrt is monotonic, so the min and the (lower) median of sqrt(v) are the square roots of v's: no pass for sqrt(v)
-    return torch.stack([rms, flat.min().sqrt(), flat[::stride].median().sqrt()])
+    return torch.stack([rms, flat.min().sqrt(), flat[::stride].median().sqrt(), lag])
 
 
 def data_summary(x: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ Pieces (float32 vectors):
 
 - ``step``: ``[loss, ||g_1||, ..., ||g_n||]`` for the parameters that had a gradient (``names``), every step.
 - ``weight_norm``, ``update_norm``, ``grad_sparsity`` (sum |g| then non-zero counts): per tensor, sampled steps.
-- ``adam``: ``[update RMS, min sqrt(v_hat), median sqrt(v_hat)]`` per Adam-family tensor (``adam_names``).
+- ``adam``: ``[update RMS, min sqrt(v_hat), median sqrt(v_hat), lag RMS]`` per Adam-family tensor (``adam_names``).
 - ``activations``: two values per probed module (see ``hooks.ActivationProbe``).
 - ``inputs`` / ``targets``: ``[mean, std, abs max]``. ``lrs``: tensor learning rates. ``applied``: a device flag.
 - ``scaler``: ``[found_inf, scale]`` of an AMP GradScaler (:mod:`~trainguard.adapters.torch.amp`).
@@ -175,7 +175,7 @@ class PendingStep:
         update = values.get("update_norm")
         sparsity = values.get("grad_sparsity")
         adam = values.get("adam")
-        adam_at = {name: 3 * i for i, name in enumerate(self.adam_names)}
+        adam_at = {name: 4 * i for i, name in enumerate(self.adam_names)}
         layers = []
         for i, name in enumerate(self.names):
             numel = self.numels[i]
@@ -190,6 +190,7 @@ class PendingStep:
                 adam_update_rms=adam[a] if a is not None and adam is not None else None,
                 adam_sqrt_v_min=adam[a + 1] if a is not None and adam is not None else None,
                 adam_sqrt_v_median=adam[a + 2] if a is not None and adam is not None else None,
+                adam_lag_rms=adam[a + 3] if a is not None and adam is not None else None,
             ))
         return tuple(layers)
 

@@ -101,11 +101,6 @@ def raise_adam_epsilon(collapse: float = 10.0, rise: float = 2.0, recent: int = 
 
     def apply(plan: Plan, params: dict) -> Plan:
         plan = plan._replace(adam_eps=max(plan.adam_eps or 0.0, params["eps"]))
-        if params.get("underflow"):
-            # the update RMS that engaged adam_guard's cap was a second moment the dtype cannot hold, not one lagging
-            # behind growing gradients (Wortsman et al.'s premise): eps now bounds the step, a cap on top of it would
-            # shrink every step of the run (a float16 LoRA: 3x the loss of its eps=1e-4 twin after 150 steps)
-            plan = plan._replace(adam_update_cap=None)
         return plan
 
     return Repair("adam_epsilon", init, propose, apply)

@@ -9,6 +9,11 @@ and keeps it for ``duration`` steps after the last such step. Options: raise Ada
 and reset the moments of the optimizer on the trigger (SPAM, Huang et al. ICLR 2025, resets moments to
 let spiky gradients leave them).
 
+The RMS read is over the entries whose ``v`` the parameters' dtype holds at full precision (``adam_lag_rms``): in
+float16, ``0.001 g^2`` is subnormal or 0 for ``|g| < 0.25`` and such a ``v`` does not lag, it lost the increments
+the dtype cannot add (a float16 LoRA at eps 1e-4, the reports' fix, read an RMS of 18 at its first step and was
+capped for 1000 steps: 4x the unguarded run's loss).
+
 A step whose global gradient norm is within ``range_ratio`` times the largest norm of the run's earlier steps that
 did not trigger it does not trigger it: when the data change (a new task, a harder curriculum stage) the gradients
 outgrow ``v`` too (the permuted-task switch of the dev corpus: an update RMS of 16 at a norm 4.6x the run's
@@ -33,8 +38,12 @@ class AdamGuardState(NamedTuple):
 
 
 def max_update_rms(stats: StepStats) -> tuple[float, str] | None:
-    """The largest per-tensor Adam update RMS of a sampled step, with the tensor's name."""
-    rms = [(layer.adam_update_rms, layer.name) for layer in stats.layers if layer.adam_update_rms is not None]
+    """The largest per-tensor Adam update RMS of a sampled step, with the tensor's name: the lag RMS, over the
+    entries whose second moment the dtype holds, where the adapter measured it (a float16 v that underflowed
+    divides g by eps alone from the first step of a healthy run, which is no v lagging behind growing gradients);
+    else the RMS over every entry (a Keras step compiled into a graph, a log written before the lag RMS)."""
+    rms = [(layer.adam_lag_rms if layer.adam_lag_rms is not None else layer.adam_update_rms, layer.name)
+           for layer in stats.layers if layer.adam_update_rms is not None]
     return max(rms) if rms else None
 
 
