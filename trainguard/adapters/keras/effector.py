@@ -9,7 +9,10 @@ chain); this module only executes the plan after each step:
 - one-shot orders run on the host between steps: in-memory snapshots and rollback-and-skip (model weights,
   optimizer state and its epsilon, so a trial that raised it is undone too), resetting the optimizer's moments,
   raising Adam's epsilon (at least to what the weights' dtype represents), recycling dormant units (ReDo,
-  :func:`recycle_dead_layer`) where a whole ReLU layer is dead.
+  :func:`recycle_dead_layer`) where a whole ReLU layer is dead, a saturated tanh/sigmoid output's units scaled
+  back (:func:`shrink_saturated_layers`), and a collapsed sigmoid/tanh stack's Dense layers renormalized on a
+  training batch (:func:`renormalize_on_batch`: the batch the host holds, or under a compiled TensorFlow step the
+  inputs the next step keeps on request).
 
 BatchNormalization layers that ran in inference mode in a training step (the loop called ``model(x)`` without
 ``training=True``) are put in training mode for the rest of the run through the mode check's wrapper
@@ -30,11 +33,12 @@ import math
 import warnings
 from typing import Any, Callable
 
+import keras
 import numpy as np
 
 from trainguard.adapters.keras import collect, private
-from trainguard.adapters.keras.activations import activation_kind
-from trainguard.adapters.keras.modes import ModeRecorder, all_layers
+from trainguard.adapters.keras.activations import SIGMOID_SATURATION, TANH_SATURATION, activation_kind
+from trainguard.adapters.keras.modes import ModeRecorder, all_layers, wrap_call
 from trainguard.adapters.keras.records import standing_orders
 from trainguard.core.actions import Action
 from trainguard.core.findings import Finding
@@ -42,27 +46,32 @@ from trainguard.core.policies import Plan, Refusal, step_decision
 from trainguard.core.session import NOTHING, Carried
 from trainguard.core.stats import StepStats
 
-__all__ = ["KerasEffector", "recycle_dead_layer"]
+__all__ = ["KerasEffector", "recycle_dead_layer", "shrink_saturated_layers", "renormalize_on_batch"]
 
 _UNSUPPORTED = {
     "agc": "unit-wise clipping is not carried out on Keras; global-norm clipping is",
     "adam_update_cap": "Keras optimizers have no per-tensor learning rate to cap the Adam update with",
     "batch_weight": "weighing a batch's gradient by its size is carried out on torch only",
     "layer_trust": "layer-wise update normalization (LARS-style) is carried out on torch only",
-    "desaturate": "a saturated output layer's weights scaled back is carried out on torch only",
-    "renormalize": "renormalizing a sigmoid/tanh stack's layers on a batch is carried out on torch only",
 }
 _PLAN_FIELD = {"agc": "agc_clipping"}  # the others are named as in the Plan
+_NO_SATURATED_UNIT = "no unit before the activation can reach beyond its saturation bound"
 
 
 class KerasEffector:
     """``optimizer`` is the :class:`GuardedOptimizer`; ``read`` reads a variable's value and ``before_write``
     runs before the host writes one (both differ under the JAX trainer, see the callback); ``modes`` is the
-    session's mode check (None without a model)."""
+    session's mode check (None without a model); ``inputs`` gives the last training batch's inputs as the host
+    holds them (None where it does not: a compiled TensorFlow fit step, whose ``graph_batch`` can keep the next
+    step's inputs on request)."""
 
     def __init__(self, optimizer: Any, model: Any, variables: list[Any], read: Callable[[Any], np.ndarray],
-                 before_write: Callable[[], None], snapshots: bool, modes: ModeRecorder | None = None):
+                 before_write: Callable[[], None], snapshots: bool, modes: ModeRecorder | None = None,
+                 inputs: Callable[[], Any] = lambda: None, graph_batch: Any = None):
         self.optimizer = optimizer
+        self.inputs = inputs
+        self.graph_batch = graph_batch
+        self._renormalize_next: tuple[str, ...] = ()  # layers to renormalize on the batch the next step keeps
         self.model = model
         self.modes = modes
         self.variables = variables
@@ -133,6 +142,28 @@ class KerasEffector:
                 if not recycled["units"]:
                     why = "; ".join(recycled.get("not_applied", ["no ReLU layer named"]))
                     refused.append(Refusal("recycle_units", why))
+        if plan.desaturate:
+            effects["shrink_saturated_output"] = shrunk = self._on_model(
+                lambda: shrink_saturated_layers(self.model, self.optimizer.inner_optimizer, plan.desaturate))
+            if not shrunk["units"]:
+                refused.append(Refusal("desaturate", "; ".join(shrunk.get("not_applied", [_NO_SATURATED_UNIT]))))
+        if plan.renormalize and self.inputs() is None and self.graph_batch is not None \
+                and self.graph_batch.arm_capture():
+            # a compiled TensorFlow step: its batch is in the graph; the next step keeps its inputs for the host
+            self._renormalize_next = plan.renormalize
+            effects["renormalize_saturating_layers"] = {"on": "the inputs of the next training batch"}
+        elif plan.renormalize or self._renormalize_next:
+            names = plan.renormalize or self._renormalize_next
+            inputs = self.inputs() if plan.renormalize else self.graph_batch.take_capture()
+            self._renormalize_next = ()
+            renormalized = self._on_model(
+                lambda: renormalize_on_batch(self.model, self.optimizer.inner_optimizer, names, inputs))
+            if plan.renormalize:
+                effects["renormalize_saturating_layers"] = renormalized
+            else:
+                events.append(("renormalize_saturating_layers", renormalized))
+            if not renormalized["units"]:
+                refused.append(Refusal("renormalize", "; ".join(renormalized["not_applied"])))
         if plan.restore_modules:
             done, not_done = (self.modes.train(plan.restore_modules) if self.modes is not None
                               else ([], dict.fromkeys(plan.restore_modules, "the guard was given no model")))
@@ -147,9 +178,7 @@ class KerasEffector:
         for order, active in (("agc", plan.agc_clipping is not None),
                               ("adam_update_cap", plan.adam_update_cap is not None),
                               ("batch_weight", plan.batch_weight is not None),
-                              ("layer_trust", plan.layer_trust is not None),
-                              ("desaturate", bool(plan.desaturate)),
-                              ("renormalize", bool(plan.renormalize))):
+                              ("layer_trust", plan.layer_trust is not None)):
             if active:
                 effects[order] = {"applied": False, "why": _UNSUPPORTED[order]}
                 refused.append(Refusal(_PLAN_FIELD.get(order, order), _UNSUPPORTED[order]))
@@ -183,6 +212,13 @@ class KerasEffector:
         return Carried(actions=actions)
 
     # ----------------------------------------------------------------- one-shot orders
+    def _on_model(self, change: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """A change of the model's weights, made writable first; refused without a model."""
+        if self.model is None:
+            return {"units": 0, "layers": [], "not_applied": ["the guard was given no model to change"]}
+        self.before_write()
+        return change()
+
     def _state_variables(self) -> list[Any]:
         model_vars = list(self.model.variables) if self.model is not None else list(self.variables)
         seen = {id(v) for v in model_vars}
@@ -323,6 +359,150 @@ def recycle_dead_layer(model: Any, optimizer: Any, names: tuple[str, ...], dead:
                 _zero(variable)
         done["units"] += units
         done["layers"].append(name)
+    if not done["not_applied"]:
+        del done["not_applied"]
+    return done
+
+
+_SATURATING = ("tanh", "sigmoid")
+_SATURATION = {"tanh": TANH_SATURATION, "sigmoid": SIGMOID_SATURATION}
+
+
+def _feeding(layers: list[Any], name: str) -> tuple[Any, int, str | None, str]:
+    """For the sigmoid/tanh layer ``name``: the layer holding the kernel that computes its pre-activations (itself,
+    a ``Dense``/``Conv`` with ``activation="tanh"``, or the linear layer right before an ``Activation``), that
+    layer's index, the activation's kind, and why not where there is none."""
+    index = next((i for i, layer in enumerate(layers) if layer.name == name), None)
+    kind = activation_kind(layers[index]) if index is not None else None
+    if kind not in _SATURATING:
+        return None, -1, None, f"{name}: no tanh/sigmoid layer of that name"
+    if getattr(layers[index], "kernel", None) is not None:
+        return layers[index], index, kind, ""
+    before = layers[index - 1] if index >= 1 else None
+    if before is None or getattr(before, "kernel", None) is None or activation_kind(before) is not None \
+            or getattr(getattr(before, "activation", None), "__name__", "linear") != "linear":
+        return None, -1, kind, f"{name}: no linear Dense/Conv layer right before this activation"
+    return before, index - 1, kind, ""
+
+
+def _zero_units(optimizer: Any, variable: Any, units: np.ndarray) -> None:
+    """The optimizer's slots of ``variable`` (momentum, Adam's moments) set to 0 for the units (last axis)."""
+    for slot in _slots(optimizer, variable):
+        value = collect.to_numpy(slot).copy()
+        value[..., units] = 0
+        slot.assign(value)
+
+
+def shrink_saturated_layers(model: Any, optimizer: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """LeCun et al. 1998 on Keras (``trainguard/core/policies/desaturate.py``, as the torch effector's
+    ``shrink_saturated_units``): for each tanh/sigmoid layer named, each unit of the kernel that computes its
+    pre-activations whose pre-activation can reach beyond the probe's saturation bound on inputs in [-1, 1]
+    (``sum |w| + |b| > bound`` over its kernel column; the layer before it must itself be a tanh/sigmoid, so
+    those inputs are bounded) gets its kernel column and bias multiplied by ``bound / (sum |w| + |b|)``, and the
+    optimizer's slots of those units set to 0. The caller has made the variables writable (``before_write``)."""
+    layers = [layer for layer in all_layers(model) if not hasattr(layer, "layers")]
+    done: dict[str, Any] = {"units": 0, "layers": [], "not_applied": []}
+    for name in names:
+        feeding, at, kind, why = _feeding(layers, name)
+        if feeding is None:
+            done["not_applied"].append(why)
+            continue
+        if at < 1 or activation_kind(layers[at - 1]) not in _SATURATING:
+            done["not_applied"].append(f"{name}: no Dense/Conv between two tanh/sigmoid layers before it (its "
+                                       "inputs must be bounded to bound its pre-activations)")
+            continue
+        bound = _SATURATION[kind]
+        kernel = collect.to_numpy(feeding.kernel)
+        bias = collect.to_numpy(feeding.bias) if getattr(feeding, "bias", None) is not None else None
+        reach = np.abs(kernel.reshape(-1, kernel.shape[-1])).sum(axis=0, dtype=np.float64)
+        if bias is not None:
+            reach = reach + np.abs(bias.astype(np.float64))
+        units = np.flatnonzero(reach > bound)
+        if units.size == 0:
+            continue
+        factor = bound / reach[units]
+        kernel = kernel.copy()
+        kernel[..., units] = kernel[..., units] * factor.astype(kernel.dtype)
+        feeding.kernel.assign(kernel)
+        _zero_units(optimizer, feeding.kernel, units)
+        if bias is not None:
+            bias = bias.copy()
+            bias[units] = bias[units] * factor.astype(bias.dtype)
+            feeding.bias.assign(bias)
+            _zero_units(optimizer, feeding.bias, units)
+        done["units"] += int(units.size)
+        done["layers"].append(name)
+    if not done["not_applied"]:
+        del done["not_applied"]
+    return done
+
+
+def renormalize_on_batch(model: Any, optimizer: Any, names: tuple[str, ...], inputs: Any) -> dict[str, Any]:
+    """Weight normalization's data-dependent initialization (Salimans & Kingma 2016, sec. 3; LSUV, Mishkin & Matas
+    2016) on Keras (``trainguard/core/policies/renormalize.py``, as the torch effector's
+    ``renormalize_next_batch``), once, on the ``Dense`` layer that computes each hidden sigmoid/tanh layer's
+    pre-activations: one inference pass over ``inputs`` (the last training batch) in which each such layer, when
+    called, divides each unit's kernel column by the standard deviation of its pre-activations over the batch,
+    shifts its bias by their mean (mean 0, variance 1), sets the optimizer's slots of the layer to 0, and hands the
+    layer above its output recomputed with the new weights: the layers are normalized in forward order, each on
+    what the ones below now give. A batch of one sample, a unit constant over the batch or a non-finite
+    pre-activation leave that layer as it is. The caller has made the variables writable (``before_write``)."""
+    layers = [layer for layer in all_layers(model) if not hasattr(layer, "layers")]
+    done: dict[str, Any] = {"units": 0, "layers": [], "not_applied": []}
+    targets: dict[int, tuple[str, Any]] = {}
+    for name in names:
+        feeding, _, _, why = _feeding(layers, name)
+        if feeding is not None and not isinstance(feeding, keras.layers.Dense):
+            feeding, why = None, f"{name}: its pre-activations come from a {type(feeding).__name__}, not a Dense layer"
+        if feeding is None:
+            done["not_applied"].append(why)
+        else:
+            targets[id(feeding)] = (name, feeding)
+    if inputs is None and targets:
+        done["not_applied"].append("no training batch is held on the host (a custom loop hands it over with "
+                                   "inputs=; a TensorFlow step under XLA, or with several input tensors, keeps it "
+                                   "in the graph)")
+        targets = {}
+    normalized: list[str] = []
+
+    def make(name: str, layer: Any) -> Callable[[Callable], Callable]:
+        def wrap(original: Callable) -> Callable:
+            def call(x, *args, **kwargs):
+                z = collect.to_numpy(x).astype(np.float64) @ collect.to_numpy(layer.kernel).astype(np.float64)
+                if layer.bias is not None:
+                    z = z + collect.to_numpy(layer.bias)
+                z = z.reshape(-1, z.shape[-1])
+                if z.shape[0] >= 2 and np.all(np.isfinite(z)) and name not in normalized:
+                    mean, std = z.mean(axis=0), z.std(axis=0, ddof=1)
+                    moved = std > 0
+                    scale = np.where(moved, 1.0 / np.maximum(std, 1e-30), 1.0)
+                    kernel = collect.to_numpy(layer.kernel)
+                    layer.kernel.assign((kernel * scale).astype(kernel.dtype))
+                    for slot in _slots(optimizer, layer.kernel):
+                        _zero(slot)
+                    if layer.bias is not None:
+                        bias = collect.to_numpy(layer.bias)
+                        layer.bias.assign(((bias - np.where(moved, mean, 0.0)) * scale).astype(bias.dtype))
+                        for slot in _slots(optimizer, layer.bias):
+                            _zero(slot)
+                    normalized.append(name)
+                return original(x, *args, **kwargs)
+            return call
+        return wrap
+
+    restore = [wrap_call(layer, make(name, layer)) for name, layer in targets.values()]
+    try:
+        if restore:
+            model(inputs, training=False)
+    finally:
+        for undo in reversed(restore):
+            undo()
+    for name, layer in targets.values():
+        if name in normalized:
+            done["units"] += int(layer.kernel.shape[-1])
+            done["layers"].append(name)
+        else:
+            done["not_applied"].append(f"{name}: its pre-activations were not finite, or the batch had one sample")
     if not done["not_applied"]:
         del done["not_applied"]
     return done

@@ -16,7 +16,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from trainguard.adapters.keras import collect
+from trainguard.adapters.keras import collect, private
 from trainguard.core.stats import TensorSummary
 
 __all__ = ["in_graph", "GraphFlag", "GraphBatch", "GraphActivations", "summary"]
@@ -61,13 +61,21 @@ def summary(x: Any) -> Any:
 
 class GraphBatch:
     """The batch size and the inputs' and targets' summaries of the last traced step:
-    ``[batch size, 3 x inputs, 3 x targets]`` in one variable."""
+    ``[batch size, 3 x inputs, 3 x targets]`` in one variable; and, on the one step the host asks for it
+    (:meth:`arm_capture`: a repair that needs a training batch on the host), the step's inputs themselves."""
 
     def __init__(self):
+        import tensorflow as tf
+
         self.values = keras.Variable(np.full(7, np.nan, "float32"), trainable=False, name="trainguard_batch")
         self.due = GraphFlag("trainguard_data_due")
         self.floating = (False, False)  # whether the inputs, the targets are floating-point (seen when traced)
         self.traced = False  # a graph step recorded into it
+        # The inputs of the step run while ``capture`` was set: a variable of any shape (not under XLA)
+        self.capture = GraphFlag("trainguard_capture_due")
+        self.held = tf.Variable(tf.zeros([0], tf.float32), shape=tf.TensorShape(None), trainable=False,
+                                name="trainguard_held_inputs")
+        self.held_dtype: str | None = None  # the inputs' dtype when the step was traced with a capture; else None
 
     def record(self, inputs: Any, targets: Any) -> None:
         """Called inside the traced step with its symbolic batch."""
@@ -80,6 +88,30 @@ class GraphBatch:
                         lambda: tf.fill([6], math.nan))
         self.values.assign(tf.concat([tf.reshape(size, [1]), parts], 0))
         self.traced = True
+        self.held_dtype = None
+        if x is not None and x is inputs and x.dtype.is_floating and not private.in_xla_context():
+            def keep():
+                with tf.control_dependencies([self.held.assign(tf.cast(x, tf.float32))]):
+                    return tf.constant(True)
+
+            tf.cond(self.capture.on(), keep, lambda: tf.constant(False))
+            self.held_dtype = x.dtype.name
+
+    def arm_capture(self) -> bool:
+        """Asks the next step to keep its inputs; False where the traced step cannot (several input tensors,
+        integer inputs, XLA)."""
+        if self.held_dtype is None:
+            return False
+        self.capture.set(True)
+        return True
+
+    def take_capture(self) -> np.ndarray | None:
+        """The inputs the step after :meth:`arm_capture` kept (None if it kept none); disarms."""
+        self.capture.set(False)
+        value = self.held.numpy()
+        self.held.assign(np.zeros([0], "float32"))
+        return value.astype(self.held_dtype) if self.held_dtype is not None and value.ndim >= 1 and value.size \
+            else None
 
     def read(self) -> tuple[int | None, TensorSummary | None, TensorSummary | None]:
         """``(batch size, inputs summary, targets summary)`` of the last step: the summaries only when the host

@@ -90,7 +90,8 @@ class KerasSession(SessionView):
         if built is not None:
             effector = KerasEffector(optimizer, model, self.variables, lambda v: self.read(v),
                                      lambda: self.before_host_write(), snapshots="snapshots" in built.needs,
-                                     modes=self.modes)
+                                     modes=self.modes, inputs=lambda: self.last_inputs,
+                                     graph_batch=self.graph_batch)
             self.session.start(lambda: PolicyRepair(built, effector))
         self._prepare_next_step()
 
