@@ -203,9 +203,11 @@ def _dead(stats, fraction):
                                          for a in s.activations)) for s in stats]
 
 
-def test_dead_relu_is_the_cause_of_a_stall_and_a_note_in_a_run_that_trains():
-    # Units off for a whole batch in a run whose loss falls: a finding, not what went wrong (Glorot et al. 2011).
-    assert diagnose(_dead(healthy(), 1.0), []) == []
+def test_dead_relu_is_the_cause_of_a_stall_and_a_sparse_layer_a_note_in_a_run_that_trains():
+    # Most units off for a whole batch in a run whose loss falls: a finding, not what went wrong (Glorot et al. 2011).
+    assert diagnose(_dead(healthy(), 0.8), []) == []
+    # A layer wholly dead on every sample is capacity lost even while the loss falls (test_persistent_units.py).
+    assert by_code(diagnose(_dead(healthy(), 1.0), []))["dead_relu"].confidence == 0.6
     stalled = [replace(s, loss=1.0) for s in _dead(healthy(), 1.0)]
     causes = diagnose(stalled, [])
     assert codes(causes)[0] == "dead_relu" and causes[0].confidence == 0.75
@@ -218,7 +220,8 @@ def _with_sigmoid(stats, saturated):
 
 
 def test_saturated_activation():
-    assert diagnose(_with_sigmoid(healthy(), 0.9), []) == []
+    assert diagnose(_with_sigmoid(healthy(), 0.4), []) == []
+    assert by_code(diagnose(_with_sigmoid(healthy(), 0.9), []))["saturated_activation"].confidence == 0.6
     causes = diagnose(_with_sigmoid([replace(s, loss=1.0) for s in healthy()], 0.9), [])
     assert codes(causes)[0] == "saturated_activation" and causes[0].evidence["layers"] == {"sig": 0.9}
 

@@ -4,10 +4,21 @@ SageMaker Debugger's ``DeadRelu`` and ``SaturatedActivation`` rules flag a layer
 saturated units. What separates them from each other and from vanishing gradients is measured, not inferred:
 the activation statistics themselves (a unit that never fires; an input in the flat part of a sigmoid/tanh).
 With such a finding: 0.6 when training went unstable, 0.75 when the loss stalled (the dead or saturated layer
-then explains it); in a run whose loss neither stalled nor went unstable, no cause: a ReLU layer whose units are
-off for a whole batch is common in healthy networks (Glorot, Bordes & Bengio 2011 measured 50-80% of a rectifier
-network's activations at zero in networks that trained well; the healthy corpus' policy network keeps ~75% of a
-layer off every batch), and a cause is what went wrong. The model's output sigmoid/tanh counts as saturated only
+then explains it). In a run whose loss neither stalled nor went unstable, a hidden layer's WARNING counts only when
+it persists: the layer was at or past the finding's threshold (95% of its ReLU units dead, more than half of its
+sigmoid/tanh inputs saturated) on at least ``PERSISTS`` (half) of its finite samples. Such units are capacity the
+run lost and learn slowly if at all, though the loss still falls through the rest (Glorot & Bengio 2010 on
+saturated top hidden units that slow learning; LeCun et al. 1998, "Efficient BackProp", sec. 4.4: initialize the
+weights so the sigmoid/tanh works in its linear region; Karpathy's makemore part 3, a tanh layer saturated by a
+unit-variance initialization that trains to a worse loss than its scaled twin): 0.6, separated by the activation
+statistics, unless a look-alike's evidence is there too (modules in eval mode, data off unit scale or a first loss
+orders of magnitude too high, a vanishing-gradient or collapsed-output finding, saturation in a minority of a deep
+stack): those then keep the diagnosis as before, and this rule proposes nothing. A merely sparse ReLU layer (the
+INFO level, > 50% dead) is no cause: Glorot, Bordes & Bengio 2011 measured 50-80% of a rectifier network's
+activations at zero in networks that trained well, the healthy corpus' policy network keeps ~75% of a layer off
+every batch; and no healthy run or fixed twin of the dev corpus has a hidden-layer WARNING at all (the makemore
+twin's tanh layer: 9-34% saturated on every sample, the faulty one 59-68% on all of them). The model's output
+sigmoid/tanh counts as saturated only
 when the loss stalled, or when the error stopped reaching the weights (``_error_without_gradient``): a
 classifier whose predictions became confident saturates it by fitting well. Saturation in fewer than half the
 layers of a deep (>= 3) sigmoid/tanh stack is not separated from vanishing gradients (the gradient fades through
@@ -30,14 +41,17 @@ pass back no gradient to blow up with.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from trainguard.core.detectors.activation_health import output_activation
 from trainguard.core.diagnosis.cause import Cause
 from trainguard.core.diagnosis.course import constant_output_like
 from trainguard.core.diagnosis.rules._make import CANDIDATE, make_cause
+from trainguard.core.diagnosis.rules.data import LARGE_INPUTS_RMS, QUIET_FACTOR
 from trainguard.core.diagnosis.run_view import RunView
-from trainguard.core.diagnosis.signals import (activations_sampled, saturation_in_a_deep_stack,
+from trainguard.core.diagnosis.signals import (activations_sampled, data_scale_factors, saturation_in_a_deep_stack,
                                                zero_gradient_layers)
 from trainguard.core.findings import Severity
 
@@ -45,12 +59,13 @@ __all__ = ["dead_relu", "saturated_activation"]
 
 STUCK_ERROR = 100.0
 GRADIENT_FOLLOWS = 10.0
+PERSISTS = 0.5
 
 
 def _from_findings(view: RunView, code: str, value_key: str, what: str) -> Cause | None:
     stalled = view.stalled
     if not (stalled or view.unstable):
-        return None  # units off or flat in a run that trains: a finding to note, not what went wrong
+        return _persistent(view, code, value_key, what)
     # A saturated final activation is a confident classifier unless the loss stalled.
     final = _final_activation(view) if code == "saturated_activation" else None
     found = [f for f in view.of(code)
@@ -67,6 +82,53 @@ def _from_findings(view: RunView, code: str, value_key: str, what: str) -> Cause
     worst = max(layers, key=lambda name: layers[name] or 0.0)
     message = f"{layers[worst]:.0%} of the units of {worst} are {what}" + (", and the loss stalled" if stalled else "")
     return make_cause(view, code, 0.75 if stalled else 0.6, evidence, message)
+
+
+def _persistent(view: RunView, code: str, value_key: str, what: str) -> Cause | None:
+    """Hidden layers with a WARNING finding that held on at least ``PERSISTS`` of their finite samples, in a run
+    that learns, when no look-alike's evidence is there (module docstring)."""
+    if _look_alike(view, code):
+        return None
+    final = _final_activation(view)
+    thresholds = {f.where: f.evidence["threshold"] for f in view.of(code, Severity.WARNING)
+                  if f.where != final and "threshold" in f.evidence}
+    held = {name: _share_held(view, name, value_key, threshold) for name, threshold in thresholds.items()}
+    layers = {name: share for name, share in held.items() if share is not None and share[0] >= PERSISTS}
+    if not layers:
+        return None
+    worst = max(layers, key=lambda name: layers[name])
+    share, samples, median = layers[worst]
+    evidence = {"layers": {name: round(layers[name][2], 4) for name in layers},
+                "held_on_share_of_samples": {name: round(layers[name][0], 3) for name in layers},
+                "samples": samples, "stalled": False,
+                "separated_by": f"activation statistics: units {what} on most samples, with no eval-mode module, "
+                                "data on unit scale, no vanishing gradient or collapsed output"}
+    message = (f"{median:.0%} of the units of {worst} are {what} (median), on {share:.0%} of its {samples} samples: "
+               f"capacity the run lost, though its loss still falls")
+    return make_cause(view, code, 0.6, evidence, message)
+
+
+def _share_held(view: RunView, layer: str, value_key: str, threshold: float) -> tuple[float, int, float] | None:
+    """(share of the layer's finite samples at or past ``threshold``, their number, their median value)."""
+    values = [getattr(a, value_key) for s in view.stats if s.finite for a in s.activations
+              if a.name == layer and getattr(a, value_key) is not None and np.isfinite(getattr(a, value_key))]
+    if not values:
+        return None
+    return float(np.mean(np.asarray(values) >= threshold)), len(values), float(np.median(values))
+
+
+def _look_alike(view: RunView, code: str) -> bool:
+    """Evidence that a look-alike explains the units: BatchNorm left in eval mode (unnormalized pre-activations),
+    data off unit scale (LeCun et al. 1998: inputs far from unit scale saturate the first layer) or a first loss
+    orders of magnitude too high, vanishing gradients (a finding, a collapsed output, or saturation in a minority
+    of a deep sigmoid/tanh stack)."""
+    factors = data_scale_factors(view)
+    inputs = factors.get("inputs")
+    return bool(view.has("eval_mode_modules") or view.first_loss_scale
+                or any(info["scale_factor"] >= QUIET_FACTOR for info in factors.values())
+                or (inputs is not None and math.hypot(inputs["mean"], inputs["std"]) >= LARGE_INPUTS_RMS)
+                or view.has("vanishing_gradient", Severity.WARNING) or view.has("output_collapse", Severity.WARNING)
+                or (code == "saturated_activation" and saturation_in_a_deep_stack(view)))
 
 
 def _final_activation(view: RunView) -> str | None:
