@@ -18,10 +18,11 @@ Evidence: the ``saturated_activation`` WARNING on the model's final activation (
 ``error_without_gradient`` rule: the worst steps' loss >= 100x the window's median with a gradient norm < 10x its
 median, on consecutive samples). Replayed on every dev ``observe`` log of the corpus (29 healthy programs, 34
 fixed twins, 34 faulty): it is raised in ``torch_so13632976`` only (at step 450), so no healthy run gets the repair.
-Tried as every trial is (:mod:`.trial`), over ``window`` (200) steps (the detector's own window; a per-sample SGD
-loss is noisy), kept only if the loss then falls below its trend. The adapter carries it out on a Linear/Conv
-right before the activation whose inputs come from a tanh or sigmoid (bounded), and says so otherwise (the trial
-ends, not applied). Torch only.
+Tried as every trial is (:mod:`.trial`), over ``window`` (500) steps (a per-sample SGD
+loss is noisy), kept only if the loss then falls below its trend. The adapter carries it out on the layer that
+computes the activation's pre-activations (torch: a Linear/Conv right before it; Keras: the Dense/Conv with that
+activation, or the linear one before an ``Activation`` layer, on every backend) when its inputs come from a tanh or
+sigmoid (bounded), and says so otherwise (the trial ends, not applied).
 """
 from __future__ import annotations
 
