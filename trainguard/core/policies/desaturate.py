@@ -19,7 +19,8 @@ Evidence: the ``saturated_activation`` WARNING on the model's final activation (
 median, on consecutive samples). Replayed on every dev ``observe`` log of the corpus (29 healthy programs, 34
 fixed twins, 34 faulty): it is raised in ``torch_so13632976`` only (at step 450), so no healthy run gets the repair.
 Tried as every trial is (:mod:`.trial`), over ``window`` (500) steps (a per-sample SGD
-loss is noisy), kept only if the loss then falls below its trend. The adapter carries it out on the layer that
+loss is noisy), kept only if the mean loss of the window's second half falls measurably below the mean before
+(``Proposal.by_mean``: the stuck samples are a few, which the median ignores). The adapter carries it out on the layer that
 computes the activation's pre-activations (torch: a Linear/Conv right before it; Keras: the Dense/Conv with that
 activation, or the linear one before an ``Activation`` layer, on every backend) when its inputs come from a tanh or
 sigmoid (bounded), and says so otherwise (the trial ends, not applied).
