@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -68,3 +69,24 @@ def test_the_lag_rms_leaves_out_the_second_moments_float16_cannot_hold():
     grad32 = torch.tensor([1e-3, 0.5, 0.0, 2.0])
     values = adam_moments(grad32, 0.001 * grad32 ** 2, 1.0, 0.999, 1e-8)
     assert values[3].item() == values[0].item()
+
+
+def test_keras_reads_the_lag_rms_from_the_variables_dtype(tmp_path):
+    # Keras hands the host float32 copies of float16 variables (torch backend): the dtype is the variable's
+    keras = pytest.importorskip("keras")
+
+    from trainguard.io.runlog import read_runlog
+    from trainguard.keras import Guard
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(256, 16)).astype("float16")
+    y = (0.1 * x[:, :1]).astype("float16")
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, activation="tanh", dtype="float16"),
+                              keras.layers.Dense(1, dtype="float16")])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3, epsilon=1e-4), loss="mse")
+    guard = Guard(policy="auto", log=tmp_path / "run.jsonl", preset="full")
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[guard])
+    first = read_runlog(tmp_path / "run.jsonl").steps[0]
+    worst = max(first.layers, key=lambda layer: layer.adam_update_rms)
+    assert worst.adam_update_rms > 5 and worst.adam_lag_rms <= 1.5  # Adam's first step over the v float16 holds
+    assert [a.kind for a in guard.actions] == []

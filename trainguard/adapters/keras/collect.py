@@ -57,7 +57,7 @@ def _norm(a: np.ndarray) -> float:
 
 def layer_stats(names: Sequence[str], grad_norms: np.ndarray, weights: Sequence[np.ndarray],
                 before: Sequence[np.ndarray] | None, grads: Sequence[Any] | None,
-                second_moments: dict[int, tuple[np.ndarray, float, np.ndarray]] | None,
+                second_moments: dict[int, tuple[np.ndarray, float, np.ndarray | None]] | None,
                 measured: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> tuple[LayerStats, ...]:
     """Per-variable statistics of one sampled step, in the optimizer's (forward) order.
 
@@ -91,8 +91,9 @@ def layer_stats(names: Sequence[str], grad_norms: np.ndarray, weights: Sequence[
                 squares = np.square(g / np.maximum(sqrt_v, eps))
                 adam_rms = float(np.sqrt(np.mean(squares)))
                 # over the entries whose v the dtype holds, or without a gradient (LayerStats.adam_lag_rms)
-                held = held | (g == 0)
-                lag_rms = adam_rms if held.all() else float(np.sqrt(np.sum(squares[held]) / max(np.sum(held), 1)))
+                held = None if held is None else held | (g == 0)
+                lag_rms = adam_rms if held is None or held.all() else float(
+                    np.sqrt(np.sum(squares[held]) / max(np.sum(held), 1)))
         if measured is not None:
             grad_abs_mean, zero_fraction, adam_rms = (_finite_or_none(a[i]) for a in measured)
         out.append(LayerStats(
@@ -115,10 +116,10 @@ def _finite_or_none(value: Any) -> float | None:
 
 
 def adam_second_moments(optimizer: Any, read: Callable[[Any], np.ndarray] = to_numpy
-                        ) -> dict[int, tuple[np.ndarray, float, np.ndarray]] | None:
+                        ) -> dict[int, tuple[np.ndarray, float, np.ndarray | None]] | None:
     """Adam-family second moments, bias-corrected, per trainable-variable index, with where the stored moment is at
-    least its dtype's smallest normal number (held at full precision: not so in float16 below 6.1e-5); None for
-    other optimizers."""
+    least its dtype's smallest normal number (held at full precision: not so in float16 below 6.1e-5; None, every
+    entry, for the dtypes with float32's range: a v below it there needs |g| < 1e-17); None for other optimizers."""
     velocities = private.velocities(optimizer)
     beta_2 = getattr(optimizer, "beta_2", None)
     if not velocities or beta_2 is None:
@@ -126,8 +127,13 @@ def adam_second_moments(optimizer: Any, read: Callable[[Any], np.ndarray] = to_n
     steps = float(read(private.iterations_variable(optimizer)))
     correction = 1.0 - float(beta_2) ** max(steps, 1.0)
     eps = float(getattr(optimizer, "epsilon", 1e-7) or 1e-7)
-    stored = {i: read(v) for i, v in enumerate(velocities) if v is not None}
-    return {i: (v / np.float32(correction), eps, v >= np.finfo(v.dtype).tiny) for i, v in stored.items()}
+    out = {}
+    for i, variable in enumerate(velocities):
+        if variable is not None:
+            v = read(variable)  # float32 on the host whatever the variable's dtype: the dtype is the variable's
+            half = keras.backend.standardize_dtype(variable.dtype) == "float16"
+            out[i] = (v / np.float32(correction), eps, v >= np.finfo(np.float16).tiny if half else None)
+    return out
 
 
 def learning_rate(optimizer: Any, read: Callable[[Any], np.ndarray] = to_numpy) -> float:

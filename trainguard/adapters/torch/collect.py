@@ -109,7 +109,6 @@ def adam_moments(grad: torch.Tensor, exp_avg_sq: torch.Tensor, step: torch.Tenso
     mean over the entries whose stored v its dtype holds at full precision (at least the smallest normal number) or
     that had no gradient: a subnormal or zero v in float16 lost the gradients' small increments, it does not lag.
     """
-    held = (exp_avg_sq.detach() >= torch.finfo(exp_avg_sq.dtype).tiny) | (grad.detach() == 0)
     v = exp_avg_sq.detach().float()
     if beta2 is not None:
         if isinstance(step, torch.Tensor) and step.device == v.device and v.device.type != "cpu":
@@ -120,8 +119,14 @@ def adam_moments(grad: torch.Tensor, exp_avg_sq: torch.Tensor, step: torch.Tenso
     g = grad.detach().float()
     ratio = g.square() / v.clamp_min(eps * eps)
     rms = ratio.mean().sqrt()
-    # every entry held (float32, bfloat16: no branch on the device's answer, no sync): the lag RMS is the RMS itself
-    lag = torch.where(held.all(), rms, (ratio * held).sum().div(held.sum().clamp_min(1)).sqrt())
+    tiny = torch.finfo(exp_avg_sq.dtype).tiny
+    if tiny <= torch.finfo(torch.float32).tiny:
+        # float32, bfloat16: a v below the smallest normal number needs |g| < 1e-17, whose g / eps adds nothing
+        # to the RMS: the lag RMS is the RMS, and no pass for the mask
+        lag = rms
+    else:
+        held = (exp_avg_sq.detach() >= tiny) | (grad.detach() == 0)
+        lag = (ratio * held).sum().div(held.sum().clamp_min(1)).sqrt()
     flat = v.reshape(-1)
     stride = max(1, flat.numel() // MEDIAN_SAMPLE)
     # sqrt is monotonic, so the min and the (lower) median of sqrt(v) are the square roots of v's: no pass for sqrt(v)
