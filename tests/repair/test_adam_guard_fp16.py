@@ -90,3 +90,27 @@ def test_keras_reads_the_lag_rms_from_the_variables_dtype(tmp_path):
     worst = max(first.layers, key=lambda layer: layer.adam_update_rms)
     assert worst.adam_update_rms > 5 and worst.adam_lag_rms <= 1.5  # Adam's first step over the v float16 holds
     assert [a.kind for a in guard.actions] == []
+
+
+
+def test_a_float16_classifier_at_the_reports_epsilon_gets_no_adam_finding_and_no_cause():
+    # the adam_update detector reads the lag RMS too: an underflowed v is the dtype, not Adam's epsilon at fault
+    torch.manual_seed(0)
+    centres = torch.randn(24, 32)  # 3 clusters a class, overlapping
+    clusters = torch.randint(0, 24, (4096,))
+    x, labels = (centres[clusters] + 1.1 * torch.randn(4096, 32)).half(), clusters % 8
+    model = nn.Sequential(nn.Linear(32, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 8)).half()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4)
+    guard = trainguard.Guard(model, optimizer, policy="observe")
+    losses = []
+    for step in range(300):
+        batch = slice(step * 64 % 4096, step * 64 % 4096 + 64)
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(x[batch]).float(), labels[batch])
+        loss.backward()
+        guard.step(loss)
+        losses.append(loss.item())
+    guard.close()
+    assert sum(losses[-30:]) < 0.1 * sum(losses[:30])  # it trains
+    assert [f for f in guard.findings if f.code == "adam_update_rms"] == []
+    assert "adam_epsilon" not in [c.code for c in guard.diagnose()]

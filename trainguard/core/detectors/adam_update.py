@@ -7,7 +7,8 @@ squared gradients; when gradients that were tiny for a long time grow again, ``v
 the update by ``max(1, RMS)``; raising epsilon bounds the division (seed case 002).
 
 The detector fires (INFO: evidence for ``adam_epsilon``, docs/severity.md; the harm, a loss spike or a
-divergence, is reported by the symptom detectors) when the largest per-tensor ``adam_update_rms`` reaches ``max_rms`` (5, a margin
+divergence, is reported by the symptom detectors) when the largest per-tensor update RMS (``adam_lag_rms``: over
+the entries whose v the parameters' dtype holds, so a float16 v that underflowed to 0 is not read as a lag) reaches ``max_rms`` (5, a margin
 over the steady-state ~1) and the global gradient norm is *ordinary*: at most ``ordinary_factor`` (10) times the
 largest norm seen in the first ``reference_steps`` (100) steps. A gradient far above that is an exploding
 gradient, which the ``exploding_gradient`` detector reports. Steps before ``skip_first`` (50) are ignored: the
@@ -21,7 +22,7 @@ from typing import NamedTuple
 
 from trainguard.core.detector import Detector
 from trainguard.core.findings import Finding, Severity
-from trainguard.core.stats import StepStats
+from trainguard.core.stats import LayerStats, StepStats
 
 __all__ = ["adam_update", "AdamUpdateState"]
 
@@ -44,8 +45,8 @@ def adam_update(max_rms: float = 5.0, ordinary_factor: float = 10.0, reference_s
         if state.seen < reference_steps and norm is not None and math.isfinite(norm):
             reference = max(reference, norm)
         new_state = AdamUpdateState(state.seen + 1, reference, state.in_episode, state.last_high_step)
-        rms_by_layer = [(layer.adam_update_rms, layer.name) for layer in stats.layers
-                        if layer.adam_update_rms is not None and math.isfinite(layer.adam_update_rms)]
+        rms_by_layer = [(rms, layer.name) for layer in stats.layers
+                        if (rms := _lag_rms(layer)) is not None and math.isfinite(rms)]
         if not rms_by_layer or state.seen < skip_first:
             return (), new_state
         rms, where = max(rms_by_layer)
@@ -67,3 +68,9 @@ def adam_update(max_rms: float = 5.0, ordinary_factor: float = 10.0, reference_s
             new_state._replace(in_episode=True)
 
     return Detector("adam_update", init, update)
+
+
+def _lag_rms(layer: LayerStats) -> float | None:
+    """The RMS over the entries whose second moment the dtype holds (``adam_lag_rms``): in float16 an underflowed
+    v reads g / eps, the dtype and not a lag; the plain RMS where the adapter did not measure it (equal in float32)."""
+    return layer.adam_lag_rms if layer.adam_lag_rms is not None else layer.adam_update_rms
