@@ -7,8 +7,10 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
-__all__ = ["tail_mean", "minibatches", "pattern_images", "sine_sequences", "token_corpus"]
+__all__ = ["tail_mean", "minibatches", "pattern_images", "sine_sequences", "token_corpus", "HalfConv2d",
+           "HalfLinear"]
 
 
 def tail_mean(losses: Sequence[float], fraction: float = 0.1) -> float:
@@ -78,3 +80,18 @@ def token_corpus(n_tokens: int, vocab: int, seed: int, order: int = 2) -> np.nda
         p = table[tuple(out[-order:])]
         out.append(int(rng.choice(vocab, p=p)))
     return np.asarray(out, dtype=np.int64)
+
+
+class HalfConv2d(nn.Conv2d):
+    """A float16 convolution computed in float32 from its float16 weights (a CPU float16 convolution is ~100x
+    slower); parameters, gradients and the optimizer's state stay float16."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.conv2d(x.float(), self.weight.float(), self.bias.float(), padding=self.padding).half()
+
+
+class HalfLinear(nn.Linear):
+    """A float16 linear layer computed in float32, as :class:`HalfConv2d`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x.float(), self.weight.float(), self.bias.float()).half()

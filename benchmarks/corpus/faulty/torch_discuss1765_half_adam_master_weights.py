@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from benchmarks.corpus.case import Case, Outcome, RunContext, seeded
-from benchmarks.corpus.faulty._torch_common import minibatches, pattern_images, tail_mean
+from benchmarks.corpus.faulty._torch_common import HalfConv2d, HalfLinear, minibatches, pattern_images, tail_mean
 
 CASE = Case(name="torch_discuss1765_half_adam_master_weights", kind="faulty", cause="adam_epsilon", framework="torch",
             source="https://discuss.pytorch.org/t/adam-half-precision-nans/1765 (Adam+Half Precision = NaNs?)",
@@ -37,20 +37,10 @@ CASE = Case(name="torch_discuss1765_half_adam_master_weights", kind="faulty", ca
 CLASSES, EPOCHS = 10, 4
 
 
-class _HalfConv(nn.Conv2d):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.conv2d(x.float(), self.weight.float(), self.bias.float(), padding=1).half()
-
-
-class _HalfLinear(nn.Linear):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(x.float(), self.weight.float(), self.bias.float()).half()
-
-
 def _net() -> nn.Module:
     def block(cin: int, cout: int) -> list[nn.Module]:
-        return [_HalfConv(cin, cout, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
-    return nn.Sequential(*block(1, 16), *block(16, 32), *block(32, 32), nn.Flatten(), _HalfLinear(32 * 2 * 2, CLASSES))
+        return [HalfConv2d(cin, cout, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+    return nn.Sequential(*block(1, 16), *block(16, 32), *block(32, 32), nn.Flatten(), HalfLinear(32 * 2 * 2, CLASSES))
 
 
 def run(ctx: RunContext) -> Outcome:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from benchmarks.corpus.case import Case, Outcome, RunContext, seeded
-from benchmarks.corpus.faulty._torch_common import minibatches, pattern_images, tail_mean
+from benchmarks.corpus.faulty._torch_common import HalfConv2d, HalfLinear, minibatches, pattern_images, tail_mean
 
 CASE = Case(name="torch_pt8860_fp16_conv_adam_eps", kind="faulty", cause="adam_epsilon", framework="torch",
             source="https://github.com/pytorch/pytorch/issues/8860 (NaN loss when using half precision: HappyNet, "
@@ -37,22 +37,12 @@ CASE = Case(name="torch_pt8860_fp16_conv_adam_eps", kind="faulty", cause="adam_e
 CLASSES, EPOCHS = 7, 5
 
 
-class _HalfConv(nn.Conv2d):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.conv2d(x.float(), self.weight.float(), self.bias.float(), padding=1).half()
-
-
-class _HalfLinear(nn.Linear):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(x.float(), self.weight.float(), self.bias.float()).half()
-
-
 def _happynet() -> nn.Module:
     def block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
-        return [_HalfConv(cin, cout, 3, padding=1), nn.ReLU()] + ([nn.MaxPool2d(2)] if pool else [])
+        return [HalfConv2d(cin, cout, 3, padding=1), nn.ReLU()] + ([nn.MaxPool2d(2)] if pool else [])
     return nn.Sequential(*block(1, 16, False), *block(16, 16, True), *block(16, 32, False), *block(32, 32, True),
-                         *block(32, 64, True), nn.Flatten(), _HalfLinear(64 * 4 * 4, 64), nn.ReLU(),
-                         _HalfLinear(64, CLASSES))
+                         *block(32, 64, True), nn.Flatten(), HalfLinear(64 * 4 * 4, 64), nn.ReLU(),
+                         HalfLinear(64, CLASSES))
 
 
 def run(ctx: RunContext) -> Outcome:
