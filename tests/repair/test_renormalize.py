@@ -84,6 +84,9 @@ def test_seed001_deep_sigmoid_stack_is_rid_of_its_near_constant_predictions_unde
     guarded = scenario.run(healthy=False, guard_policy="auto")
     assert not guarded.failed, guarded.outcome
     assert any(a.kind == "renormalize_saturating_layers" for a in guarded.actions)
+    # the 100-step run ends inside the trial's window: the log says the change stands unjudged
+    verdicts = [a for a in guarded.actions if a.kind == "trial"]
+    assert len(verdicts) == 1 and verdicts[0].effect["open"] and verdicts[0].effect["kept"] is None
 
 
 def test_an_activation_called_as_a_function_is_no_module_and_is_refused_with_the_reason():

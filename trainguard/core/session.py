@@ -223,7 +223,8 @@ class PolicyRepair:
 
     def close(self) -> Carried:
         carried = self.effector.close()
-        return carried._replace(actions=tuple(self.effects.flush()) + carried.actions)
+        still_open = self.policy.closing(self.state) if self.policy.closing is not None else ()
+        return carried._replace(actions=tuple(self.effects.flush()) + carried.actions + still_open)
 
     def stand_down(self) -> list[Action]:
         self.plan = None

@@ -127,6 +127,9 @@ class Policy(NamedTuple):
     # ``refused(refusals, state) -> (actions, state)``: told, right after the step, which of the plan's orders the
     # adapter could not carry out (a trial of such a change ends unapplied); the actions go to the run log.
     refused: Callable[[tuple[Refusal, ...], Any], tuple[tuple[Action, ...], Any]] | None = None
+    # ``closing(state) -> actions``: at the end of the run, what is still open (a trial the run ended inside the
+    # window of), for the run log.
+    closing: Callable[[Any], tuple[Action, ...]] | None = None
 
 
 def chain(*policies: Policy) -> Policy:
@@ -153,10 +156,15 @@ def chain(*policies: Policy) -> Policy:
             new_states.append(sub_state)
         return told, tuple(new_states)
 
+    def closing(state: tuple[Any, ...]) -> tuple[Action, ...]:
+        return tuple(a for policy, sub_state in zip(policies, state) if policy.closing is not None
+                     for a in policy.closing(sub_state))
+
     needs = frozenset().union(*(p.needs for p in policies))
     listens = any(p.refused is not None for p in policies)
+    open_at_end = any(p.closing is not None for p in policies)
     return Policy("chain(" + ",".join(p.name for p in policies) + ")", init, update, needs,
-                  refused if listens else None)
+                  refused if listens else None, closing if open_at_end else None)
 
 
 class StepDecision(NamedTuple):

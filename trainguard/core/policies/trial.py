@@ -196,7 +196,7 @@ def trials(*repairs: Repair, history: int = 32, window: int = 20, margin: float 
         return {"repair": repairs[run.repair].name, **run.proposal.params, "snapshot": run.label,
                 "from_step": from_step, "to_step": to_step, "fix": run.proposal.fix}
 
-    def record(run: RunningTrial, step: int, kept: bool, why: str) -> Action:
+    def record(run: RunningTrial, step: int, kept: bool | None, why: str) -> Action:
         window_loss = float(np.median(run.losses[len(run.losses) // 2:])) if run.losses else None
         middle = run.first + (max(step, run.first) - run.first) * 3 / 4  # of the judged second half
         predicted = math.exp(run.intercept + run.slope * middle)
@@ -313,5 +313,16 @@ def trials(*repairs: Repair, history: int = 32, window: int = 20, margin: float 
         verdict = Action("trial", run.step, run.proposal.reason, params, effect)
         return (verdict,), st._replace(running=None, unapplied=st.unapplied | {run.repair})
 
+    def closing(st: TrialsState) -> tuple[Action, ...]:
+        """The run ended inside a trial's window: the change stands as it is, unjudged, and the log says so."""
+        run = st.running
+        if run is None:
+            return ()
+        window = _window(run.repair, run.proposal)
+        why = (f"open at the end of the run: {len(run.residuals)} of its {window} steps measured; the change "
+               f"stands as it is, not judged")
+        action = record(run, run.first + max(len(run.losses) - 1, 0), None, why)
+        return (action._replace(effect={**action.effect, "open": True}),)
+
     return Policy("trials(" + ",".join(r.name for r in repairs) + ")", init, update, frozenset({"snapshots"}),
-                  refused)
+                  refused, closing)
