@@ -155,3 +155,22 @@ def full_batch_run(steps: int, policy, seed: int = 0, momentum: float = 0.0):
     if guard is not None:
         guard.close()
     return model, guard
+
+
+def train_float16_regression(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                             policy=None, steps: int = 150, batch: int = 32):
+    """A float16 model fitted to ``(x, y)`` in batches of ``batch`` (cycling), its MSE taken in float32, under
+    ``Guard(policy=policy)`` (unguarded when None). Returns (losses, guard)."""
+    x, y = x.half(), y.half()
+    guard = trainguard.Guard(model, optimizer, policy=policy) if policy else None
+    losses = []
+    for step in range(steps):
+        rows = slice(step * batch % len(x), step * batch % len(x) + batch)
+        optimizer.zero_grad()
+        loss = nn.functional.mse_loss(model(x[rows]).float(), y[rows].float())
+        loss.backward()
+        guard.step(loss) if guard else optimizer.step()
+        losses.append(loss.item())
+    if guard:
+        guard.close()
+    return losses, guard

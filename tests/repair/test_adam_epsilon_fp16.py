@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-import trainguard
+from _repair_runs import train_float16_regression
 from trainguard.core.policies import Plan
 from trainguard.core.policies.adam_epsilon import raise_adam_epsilon
 from trainguard.core.policies.trial import Proposal, Repair, trials
@@ -40,19 +40,8 @@ def _fp16_lora_run(policy: str | None, eps: float = 1e-8, steps: int = 150):
     model[2].requires_grad_(False)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, eps=eps)
     x = torch.randn(256, 16)
-    y = 0.1 * torch.tanh(x @ (torch.randn(16, 1) / 4))
-    x, y = x.half(), y.half()
-    guard = trainguard.Guard(model, optimizer, policy=policy) if policy else None
-    losses = []
-    for step in range(steps):
-        batch = slice(step * 32 % 256, step * 32 % 256 + 32)
-        optimizer.zero_grad()
-        loss = nn.functional.mse_loss(model(x[batch]).float(), y[batch].float())
-        loss.backward()
-        guard.step(loss) if guard else optimizer.step()
-        losses.append(loss.item())
-    if guard:
-        guard.close()
+    losses, guard = train_float16_regression(model, optimizer, x, 0.1 * torch.tanh(x @ (torch.randn(16, 1) / 4)),
+                                             policy, steps)
     return losses, optimizer, guard
 
 

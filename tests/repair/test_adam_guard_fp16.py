@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 import trainguard
+from _repair_runs import train_float16_regression
 from trainguard.adapters.torch.collect import adam_moments
 
 torch.set_num_threads(1)
@@ -26,19 +27,8 @@ def _fp16_run(policy: str | None, steps: int = 200):
     model = nn.Sequential(nn.Linear(16, 64), nn.Tanh(), nn.Linear(64, 1)).half()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4)
     x = torch.randn(512, 16)
-    y = 0.5 * torch.tanh(x @ (torch.randn(16, 1) / 4))
-    x, y = x.half(), y.half()
-    guard = trainguard.Guard(model, optimizer, policy=policy) if policy else None
-    losses = []
-    for step in range(steps):
-        batch = slice(step * 32 % 512, step * 32 % 512 + 32)
-        optimizer.zero_grad()
-        loss = nn.functional.mse_loss(model(x[batch]).float(), y[batch].float())
-        loss.backward()
-        guard.step(loss) if guard else optimizer.step()
-        losses.append(loss.item())
-    if guard:
-        guard.close()
+    losses, guard = train_float16_regression(model, optimizer, x, 0.5 * torch.tanh(x @ (torch.randn(16, 1) / 4)),
+                                             policy, steps)
     return losses, [p.detach().clone() for p in model.parameters()], guard
 
 
