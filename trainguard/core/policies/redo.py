@@ -7,9 +7,12 @@ jump), and the optimizer's moments of those weights reset. Here a unit is dorman
 positive output on the step's batch (``tau = 0`` in the paper), which the adapter reads as an all-zero gradient
 row of the layer before the ReLU.
 
-Proposed on a ``dead_relu`` finding (its ``where`` names the ReLU module) when the loss has stalled: the median
-of the last ``recent`` (10) losses is at least ``1 - min_progress`` (98%) of the median of the ``recent`` before
-(a network training well with a share of dead units is left alone). Tried as every trial is (:mod:`.trial`):
+Proposed on a ``dead_relu`` WARNING (its ``where`` names the ReLU module: >= 95% of the layer's units dead, where
+almost no gradient flows; docs/severity.md) when the loss has stalled: the median of the last ``recent`` (10)
+losses is at least ``1 - min_progress`` (98%) of the median of the ``recent`` before (a network training well with a
+share of dead units is left alone). An INFO finding (> 50% dead) is a sparse layer, which healthy ReLU networks
+have: the pytorch/examples VAE in the corpus keeps 67% of its first layer dead and its summed loss levels off at
+its floor, which the stall test alone would read as stalled. Tried as every trial is (:mod:`.trial`):
 kept only if the loss then falls measurably below its trend over the second half of a ``window`` of 500 steps:
 a recycled unit starts with zero outgoing weights, which Adam grows by about the LR per step, so its effect on
 the loss builds up over hundreds of steps (a one-unit network revived at Adam lr 0.01: 0.69 -> 0.67 in 250
@@ -30,6 +33,7 @@ from __future__ import annotations
 import math
 
 from trainguard.core.diagnosis.fixes import FIXES
+from trainguard.core.findings import Severity
 from trainguard.core.policies.plan import Findings, Plan
 from trainguard.core.policies.stall import StallState, follow, stalled
 from trainguard.core.policies.trial import Proposal, Repair
@@ -45,7 +49,7 @@ def recycle_dormant(recent: int = 10, min_progress: float = 0.02, window: int = 
 
     def propose(stats: StepStats, findings: Findings, plan: Plan, st: StallState):
         st = follow(st, stats, recent)
-        dead = [f for f in findings if f.code == "dead_relu" and f.where]
+        dead = [f for f in findings if f.code == "dead_relu" and f.where and f.severity >= Severity.WARNING]
         if not dead or not stalled(st, recent, min_progress):
             return None, st
         params = {"cause": "dead_relu", "modules": [f.where for f in dead],
