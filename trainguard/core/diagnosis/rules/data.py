@@ -15,7 +15,11 @@ What separates it from its look-alikes:
   cause (0.5 to 0.65) next to the exploding gradient, which is the one to act on first.
 - From logs without the data: a first loss orders of magnitude (>= 1e3x) above a trivial predictor's loss of
   standardized targets (``course.first_loss_scale``): 0.6, 0.65 with instability from the start; it explains the
-  instability. An exploding gradient or a too-high learning rate starts from an ordinary loss.
+  instability. An exploding gradient or a too-high learning rate starts from an ordinary loss. Where the guard
+  measured the data on unit scale, the first loss separates nothing: a loss summed over the batch and the outputs
+  (``reduction="sum"``: the pytorch/examples VAE starts at 7e4 on pixels in [0, 1]) is as far above a mean loss's
+  trivial level. Inputs and targets both measured on scale: no evidence; inputs on scale, targets not measured:
+  a candidate (0.4), not a confident cause.
 - from ``bad_batch``: a scale problem is there from step 0; a bad batch is an isolated spike the loss recovers
   from.
 - Without instability: a factor >= 10 and a loss that barely declines (the weights must grow by the targets'
@@ -29,7 +33,7 @@ from __future__ import annotations
 import math
 
 from trainguard.core.diagnosis.cause import Cause
-from trainguard.core.diagnosis.rules._make import make_cause, strength
+from trainguard.core.diagnosis.rules._make import CANDIDATE, make_cause, strength
 from trainguard.core.diagnosis.run_view import RunView
 from trainguard.core.diagnosis.signals import data_scale_factors
 
@@ -49,6 +53,9 @@ def unscaled_data(view: RunView, early_steps: int = 500) -> Cause | None:
     if view.unstable and large_inputs:
         off["inputs"] = factors["inputs"]
     first_scale = view.first_loss_scale
+    on_scale = {which for which in factors if which not in off}
+    if first_scale and not off and on_scale == {"inputs", "targets"}:
+        first_scale = None  # the data measured on scale: the loss's own reduction, not the data
     if not off and first_scale is None:
         return None
     evidence: dict = {"off_scale": sorted(off) + (["first_loss"] if first_scale else []), **factors}
@@ -62,6 +69,9 @@ def unscaled_data(view: RunView, early_steps: int = 500) -> Cause | None:
     elif first_scale:
         evidence["separated_by"] = "a first loss orders of magnitude above a trivial predictor's"
         confidence = 0.65 if view.unstable else 0.6
+        if not off and "inputs" in on_scale:
+            evidence["separated_by"] += "; the inputs measured on scale: off-scale targets or a summed loss"
+            confidence = CANDIDATE
     elif view.unstable and "targets" in off:
         evidence["separated_by"] = "targets of a large scale from the first batch"
         confidence = 0.5 + 0.15 * strength(off["targets"]["scale_factor"], QUIET_FACTOR, 100.0)
