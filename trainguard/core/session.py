@@ -305,15 +305,16 @@ class Session:
                         sink.finding(finding)
                 except Exception as e:  # noqa: BLE001 - containment
                     containment.contain(part, e, stats.step)
-        if not self.repairing:
+        repair = self.repair
+        if repair is None or REPAIRER in containment.disabled:  # ``repairing``, inline on the per-step path
             return StepResult(found, (), None, None)
         try:
-            carried = self.repair.after(stats, found)
+            carried = repair.after(stats, found)
         except Exception as e:  # noqa: BLE001 - containment
             containment.contain(REPAIRER, e, stats.step)
             return StepResult(found, (), None, None)
         if carried is NOTHING:
-            return StepResult(found, (), self.repair.plan, None)
+            return StepResult(found, (), repair.plan, None)
         self._record(carried.actions, carried.events, stats.step)
         if carried.stop is not None and self.stop_reason is None:
             self.stop_reason = carried.stop

@@ -157,6 +157,7 @@ class Guard(SessionView):
         self.params, self.names = _named_parameters(self._named_model, optimizer)
         self._groups = _groups_shape(optimizer)
         self.device = self.params[0].device if self.params else torch.device("cpu")
+        self._on_cpu = self.device.type == "cpu"  # the step vector lives on ``device`` (PendingStep.add puts it there)
         if fetch_every is None:
             fetch_every = 1 if self.device.type == "cpu" else self.preset.fetch_every
         if not isinstance(fetch_every, int) or isinstance(fetch_every, bool) or fetch_every < 1:
@@ -284,7 +285,12 @@ class Guard(SessionView):
             self._follow_param_groups()
         params = self.params
         grads = [p.grad for p in params]
-        if any(g is None for g in grads):
+        every_grad = True
+        for g in grads:  # a plain loop: no generator per step
+            if g is None:
+                every_grad = False
+                break
+        if not every_grad:
             with_grad = [i for i, g in enumerate(grads) if g is not None]
             params = [params[i] for i in with_grad]
             grads = [grads[i] for i in with_grad]
@@ -309,7 +315,7 @@ class Guard(SessionView):
             measure.probe.remove()
         if entry is not None:
             self._measure_context(entry, step, inputs, targets, micro)
-        clip_factor = self._run_clip(entry, params, grads, grad_norm)
+        clip_factor = None if self.clip is None else self._run_clip(entry, params, grads, grad_norm)
 
         apply: bool | torch.Tensor = True
         if self._repairer is not None and REPAIRER not in disabled:
@@ -504,7 +510,10 @@ class Guard(SessionView):
         if (inputs is not None and self._read_free and self._previous_finite and not entry.located
                 and "non-finite localisation" not in self._containment.disabled):
             # CPU: reading the step's values is free, so a NaN is located now, with the weights that made it.
-            self._try("non-finite localisation", self._locate_now, entry, inputs)
+            try:  # contained as by _try (the part is on, checked above), one call less on every step
+                self._locate_now(entry, inputs)
+            except Exception as e:  # noqa: BLE001 - containment
+                self._containment.contain("non-finite localisation", e)
 
     def _locate_now(self, entry: PendingStep, inputs: Any) -> None:
         if not entry.step_finite() and not entry.routine_overflow():
@@ -531,9 +540,9 @@ class Guard(SessionView):
                 vector = collect.step_vector(loss, grads, self.device, self._measure.plain)
         if clip_factor is not None:
             vector = torch.cat([vector[:1], vector[1:] * clip_factor])
-            if vector.device.type == "cpu":
+            if self._on_cpu:
                 host = vector.tolist()
-        elif entry is not None and vector.device.type == "cpu":  # a free read, spares the repairer two kernels
+        elif entry is not None and self._on_cpu:  # a free read, spares the repairer two kernels
             host = entry.prefetch("step")
         return StepContext(step=step, loss=loss.detach(), vector=vector, params=list(params), names=list(names),
                            host=host)

@@ -40,14 +40,21 @@ class Measurer:
         """The every-step statistics. ``grad_norm``: the global norm the user computed (``clip_grad_norm_``'s
         return value), taken instead of a norm pass of our own."""
         lrs = [group["lr"] for group in self.optimizer.param_groups]
-        tensor_lrs = any(isinstance(lr, torch.Tensor) for lr in lrs)
-        entry = PendingStep(step, epoch, batch_size, () if tensor_lrs else tuple(float(lr) for lr in lrs), names)
+        tensor_lrs = False
+        for lr in lrs:  # a plain loop: no generator per step
+            if isinstance(lr, torch.Tensor):
+                tensor_lrs = True
+                break
+        entry = PendingStep(step, epoch, batch_size, () if tensor_lrs else tuple(map(float, lrs)), names)
         if grad_norm is None:
             vector = collect.step_vector(loss, grads, self.device, self.plain)
         else:
             entry.given_norm = True
             vector = collect.given_norm_vector(loss, grad_norm, self.device)
-        entry.add("step", vector if self.reduce is None else self.reduce(vector), self.device)
+        if self.reduce is None:  # both vectors are float32, 1-dim, on ``device``: add()'s checks are not needed
+            entry.pieces["step"] = vector
+        else:
+            entry.add("step", self.reduce(vector), self.device)
         if tensor_lrs:
             entry.add("lrs", torch.stack([torch.as_tensor(lr, dtype=torch.float32, device=self.device)
                                           for lr in lrs]), self.device)
