@@ -285,6 +285,11 @@ def _right(view: dict[str, Any], cause: str) -> bool:
     return view["top"] == cause
 
 
+def _confident_cause(view: dict[str, Any]) -> bool:
+    """A cause named at confidence >= CONFIDENT: on a healthy run, a wrong diagnosis even without a warning."""
+    return view["top"] not in NOT_A_CAUSE and view["confidence"] >= CONFIDENT
+
+
 def _confident_wrong(view: dict[str, Any], cause: str) -> bool:
     return view["top"] != cause and view["top"] not in NOT_A_CAUSE and view["confidence"] >= CONFIDENT
 
@@ -369,6 +374,10 @@ MEASURES: list[tuple[str, str, str, Callable[[dict[str, Any]], bool], Callable[[
      lambda r: r["doctor"]["detected"]),
     ("healthy_acted_on", "healthy acted on (auto)", "healthy", lambda r: r["acted_on"] is not None,
      lambda r: r["acted_on"]),
+    ("healthy_confident_cause_live", "healthy with a confident cause (live)", "healthy", lambda r: r["live"]["ran"],
+     lambda r: _confident_cause(r["live"])),
+    ("healthy_confident_cause_doctor", "healthy with a confident cause (doctor)", "healthy",
+     lambda r: r["doctor"]["ran"], lambda r: _confident_cause(r["doctor"])),
     ("cases_with_failed_runs", "cases with a failed run", "any", lambda r: True, lambda r: bool(r["failed"])),
 ]
 

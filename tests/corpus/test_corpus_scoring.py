@@ -107,6 +107,15 @@ def test_healthy_acted_on_by_an_action_or_by_different_parameters():
     assert totals([same, differ, acted, failed])["healthy_acted_on"] == {"n": 2, "of": 3}
 
 
+def test_a_healthy_run_with_a_confident_cause_counts_without_a_warning():
+    meta = {"cause": None, "framework": "torch"}
+    named = score_case(HEALTHY, {"observe": _record(meta, _live(causes=[("unscaled_data", 0.6)]), _doctor())})
+    candidate = score_case(HEALTHY, {"observe": _record(meta, _live(causes=[("unscaled_data", 0.4)]), _doctor())})
+    uncertain = score_case(HEALTHY, {"observe": _record(meta, _live(causes=[("uncertain", 0.9)]), _doctor())})
+    assert not named["live"]["detected"]
+    assert totals([named, candidate, uncertain])["healthy_confident_cause_live"] == {"n": 1, "of": 3}
+
+
 @pytest.mark.parametrize("auto, fixed, expected", [(0.3, 0.2, True), (0.5, 0.2, False), (None, 0.2, False),
                                                    (-1.0, -2.0, True), (0.1, None, None)])
 def test_within_2x_of_the_fixed_twin(auto, fixed, expected):
