@@ -125,6 +125,13 @@ def test_a_lagging_adam_second_moment_explains_the_spike_after_a_calm_phase():
     assert "exploding_gradient" not in codes(causes)
 
 
+def test_a_lagging_adam_second_moment_that_did_no_harm_is_only_a_candidate():
+    # the RMS peak of a lag, but no spike, divergence or non-finite value after it (a new task learned down)
+    stats = [replace(s, loss=t.loss) for s, t in zip(_adam_calm_then_spike(), healthy(400))]
+    causes = {c.code: c.confidence for c in diagnose(stats, [])}
+    assert causes.get("adam_epsilon") == 0.4
+
+
 def test_partial_batch_spikes_are_a_batch_size_dependent_loss_not_bad_batches():
     stats = healthy(400, steps_per_epoch=37, last_batch=4)
     stats = [replace(s, loss=s.loss * 8.0) if s.batch_size == 4 else s for s in stats]

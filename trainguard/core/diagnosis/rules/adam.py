@@ -1,9 +1,11 @@
 """``adam_epsilon``: Adam's second-moment estimate lags gradients that grew back after a long calm.
 
 Evidence: the ``adam_update_rms`` findings (Wortsman et al. 2023: the per-tensor RMS of g/sqrt(v) far above 1
-while the gradient norm is ordinary), strengthened when a loss spike, divergence or non-finite value follows
+while the gradient norm is ordinary), a cause (0.9) when a loss spike, divergence or non-finite value follows
 within ``follow_steps`` (Wortsman et al. saw spikes 1-8 steps after; the layer statistics are sampled, so the
-window is wider). Seed case 002: a calm phase near the optimum, then the loss grows; a larger epsilon fixes it.
+window is wider). Without that trouble only a candidate (0.4): the lag did the run no harm (the healthy corpus'
+permuted-task switch: RMS 16 at the switch, and the run learns the new task), as an underflow without trouble is
+no cause (below). Seed case 002: a calm phase near the optimum, then the loss grows; a larger epsilon fixes it.
 
 The RMS peak lasts only as long as v needs to catch up (~10-20 steps) and can fall between two sampled steps.
 The every-step statistics then show its mechanism instead (``calm_return``): with an Adam-family optimizer,
@@ -70,13 +72,14 @@ def adam_epsilon(view: RunView, follow_steps: int = 100) -> Cause | None:
                 "separated_by": "Adam's update RMS far above 1 while the gradient norm was ordinary",
                 **{k: first.evidence[k] for k in ("adam_update_rms", "grad_norm", "reference_grad_norm",
                                                   "adam_sqrt_v_median") if k in first.evidence}}
-    confidence = 0.7
+    confidence = CANDIDATE
     if followed or followed_nonfinite:
         confidence = 0.9
         evidence["followed_by"] = sorted({f.code for f in followed} | ({"non_finite"} if followed_nonfinite else set()))
     message = (f"Adam's update RMS reached {first.evidence.get('adam_update_rms', float('nan')):.3g} in "
                f"{first.where} at step {first.step} while the gradient norm was ordinary: the second-moment "
-               f"estimate was too small for the gradients that came back")
+               f"estimate was too small for the gradients that came back"
+               + ("" if confidence > CANDIDATE else "; no instability followed, so it did the run no visible harm"))
     return make_cause(view, "adam_epsilon", confidence, evidence, message)
 
 
