@@ -35,6 +35,11 @@ class LayerStats:
     # g / max(sqrt(v), eps) there reads the dtype, not a lag; 0.0 when no entry is held. Equal to the RMS in float32.
     adam_lag_rms: float | None = None
 
+    def lag_rms(self) -> float | None:
+        """The lag RMS where the adapter measured it, else the RMS over every entry (a Keras step compiled into a
+        graph, a log written before the lag RMS; equal in float32)."""
+        return self.adam_lag_rms if self.adam_lag_rms is not None else self.adam_update_rms
+
 
 @dataclass(frozen=True, slots=True)
 class ActivationStats:

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from trainguard.core.detector import Detector
 from trainguard.core.findings import Finding, Severity
-from trainguard.core.stats import LayerStats, StepStats
+from trainguard.core.stats import StepStats
 
 __all__ = ["adam_update", "AdamUpdateState"]
 
@@ -46,7 +46,7 @@ def adam_update(max_rms: float = 5.0, ordinary_factor: float = 10.0, reference_s
             reference = max(reference, norm)
         new_state = AdamUpdateState(state.seen + 1, reference, state.in_episode, state.last_high_step)
         rms_by_layer = [(rms, layer.name) for layer in stats.layers
-                        if (rms := _lag_rms(layer)) is not None and math.isfinite(rms)]
+                        if (rms := layer.lag_rms()) is not None and math.isfinite(rms)]
         if not rms_by_layer or state.seen < skip_first:
             return (), new_state
         rms, where = max(rms_by_layer)
@@ -69,8 +69,3 @@ def adam_update(max_rms: float = 5.0, ordinary_factor: float = 10.0, reference_s
 
     return Detector("adam_update", init, update)
 
-
-def _lag_rms(layer: LayerStats) -> float | None:
-    """The RMS over the entries whose second moment the dtype holds (``adam_lag_rms``): in float16 an underflowed
-    v reads g / eps, the dtype and not a lag; the plain RMS where the adapter did not measure it (equal in float32)."""
-    return layer.adam_lag_rms if layer.adam_lag_rms is not None else layer.adam_update_rms

@@ -42,8 +42,7 @@ def max_update_rms(stats: StepStats) -> tuple[float, str] | None:
     entries whose second moment the dtype holds, where the adapter measured it (a float16 v that underflowed
     divides g by eps alone from the first step of a healthy run, which is no v lagging behind growing gradients);
     else the RMS over every entry (a Keras step compiled into a graph, a log written before the lag RMS)."""
-    rms = [(layer.adam_lag_rms if layer.adam_lag_rms is not None else layer.adam_update_rms, layer.name)
-           for layer in stats.layers if layer.adam_update_rms is not None]
+    rms = [(layer.lag_rms(), layer.name) for layer in stats.layers if layer.adam_update_rms is not None]
     return max(rms) if rms else None
 
 
