@@ -127,6 +127,9 @@ class StepStats:
     micro_batches: int | None = None
     # The first micro-batch (0-based) whose loss was non-finite, when the step accumulated several.
     first_nonfinite_micro_batch: int | None = None
+    # Backward passes whose gradients this update applied (since the gradients were last zeroed), counted by the
+    # torch guard on one parameter whether or not the loop told it of micro-batches (adapters/torch/backward_count.py).
+    backward_passes: int | None = None
     extra: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -171,7 +174,7 @@ class StepStats:
         known = _field_names(cls)
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["step"] = _whole(data["step"], "step")
-        for key in ("epoch", "batch_size", "micro_batches", "first_nonfinite_micro_batch"):
+        for key in ("epoch", "batch_size", "micro_batches", "first_nonfinite_micro_batch", "backward_passes"):
             if kwargs.get(key) is not None:
                 kwargs[key] = _whole(kwargs[key], key)
         for key in ("loss_finite", "grads_finite", "weights_finite", "applied", "scaler_skipped"):
