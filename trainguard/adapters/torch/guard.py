@@ -52,6 +52,7 @@ from torch import nn
 
 from trainguard.adapters.torch import amp, collect, distributed, hooks
 from trainguard.adapters.torch.accumulate import MicroBatches
+from trainguard.adapters.torch.backward_count import BackwardCounter
 from trainguard.adapters.torch.effector import TorchEffector
 from trainguard.adapters.torch.measure import Measurer
 from trainguard.adapters.torch.modes import eval_mode_modules
@@ -188,6 +189,7 @@ class Guard(SessionView):
                                framework="torch", step=lambda: self.step_count)
         self._containment = self.session.containment
         self._containment.on_disabled(self._on_part_disabled)
+        self._backward: BackwardCounter | None = self._try("backward count", BackwardCounter, self.params)
         if hasattr(model, "_orig_mod"):  # torch.compile'd: adding and removing hooks would force recompilations
             self._containment.switch_off("activation hooks")
         if reduce is not None and distributed.is_sharded(model):
@@ -437,6 +439,8 @@ class Guard(SessionView):
     def _end(self, status: str) -> None:
         self._closed = True
         self._measure.probe.remove()
+        if self._backward is not None:
+            self._backward.remove()
         self.session.close(status, self.step_count)
         if self._effector is not None:
             self._effector.release()
@@ -463,6 +467,8 @@ class Guard(SessionView):
     def _measure_run(self, entry: PendingStep, micro: MicroBatches | None, micro_losses: torch.Tensor | None) -> None:
         """What the loop told the guard of its step: the clip cap, the AMP scaler, the micro-batches."""
         entry.clip_max_norm = self.clip
+        if self._backward is not None:  # the loop's own accumulation, told or not
+            entry.backward_passes = self._backward.take()
         if self.scaler is not None:
             scaler = amp.overflow_and_scale(self.scaler, self.optimizer, self.device)
             if scaler is not None:

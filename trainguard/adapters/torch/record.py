@@ -42,7 +42,8 @@ class PendingStep:
 
     __slots__ = ("step", "epoch", "batch_size", "lrs", "names", "numels", "adam_names", "activation_meta",
                  "eval_mode_modules", "first_nonfinite_module", "located", "applied", "batch_fingerprint", "buffers",
-                 "given_norm", "clip_max_norm", "micro_batches", "first_nonfinite_micro_batch", "pieces", "values")
+                 "given_norm", "clip_max_norm", "micro_batches", "first_nonfinite_micro_batch", "pieces", "values",
+                 "backward_passes")
 
     def __init__(self, step: int, epoch: int | None, batch_size: int | None, lrs: tuple[float, ...],
                  names: Sequence[str]):
@@ -64,6 +65,7 @@ class PendingStep:
         self.clip_max_norm: float | None = None  # the run's own clipping cap
         self.micro_batches: int | None = None
         self.first_nonfinite_micro_batch: int | None = None  # found on the host already (CPU)
+        self.backward_passes: int | None = None  # see backward_count.py
         self.pieces: dict[str, torch.Tensor] = {}
         self.values: dict[str, list[float]] = {}
 
@@ -156,6 +158,7 @@ class PendingStep:
             scaler_skipped=scaler_skipped,
             micro_batches=self.micro_batches,
             first_nonfinite_micro_batch=first_bad_micro,
+            backward_passes=self.backward_passes,
         )
 
     def _given_layer_norms(self, grad_norm: float | None) -> list[float]:
