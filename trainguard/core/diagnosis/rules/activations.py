@@ -46,7 +46,7 @@ import math
 import numpy as np
 
 from trainguard.core.detectors.activation_health import output_activation
-from trainguard.core.diagnosis.cause import Cause
+from trainguard.core.diagnosis.cause import Cause, Fix
 from trainguard.core.diagnosis.course import constant_output_like
 from trainguard.core.diagnosis.rules._make import CANDIDATE, make_cause
 from trainguard.core.diagnosis.rules.data import LARGE_INPUTS_RMS, QUIET_FACTOR
@@ -175,6 +175,9 @@ def dead_relu(view: RunView) -> Cause | None:
 
 
 def saturated_activation(view: RunView) -> Cause | None:
+    unreachable = _targets_out_of_range(view)
+    if unreachable is not None:
+        return unreachable
     measured = _from_findings(view, "saturated_activation", "saturated_fraction", "saturated")
     if measured is not None:
         return measured
@@ -214,3 +217,38 @@ def _error_without_gradient(view: RunView) -> Cause | None:
                f"median loss with only {norm_ratio:.2g}x its gradient: units saturated on the wrong side, whose "
                f"error the flat activation does not pass back")
     return make_cause(view, "saturated_activation", 0.6, evidence, message)
+
+
+# The fix when the output sigmoid/tanh cannot reach the targets: the output layer, or the targets into its range.
+OUT_OF_RANGE_FIX = (
+    "The model's output sigmoid/tanh cannot reach the targets: remove it (a linear output for regression), or "
+    "scale the targets into its range ([0, 1] for a sigmoid, [-1, 1] for a tanh; invert the scaling on "
+    "predictions).",
+    """\
+model[-1] = nn.Identity()                       # the output sigmoid/tanh removed: a linear output
+# or: y_min, y_max = y_train.min(), y_train.max(); y_train = (y_train - y_min) / (y_max - y_min)""",
+    """\
+keras.layers.Dense(1, activation=None)          # a linear output instead of activation="sigmoid"/"tanh"
+# or: y_min, y_max = y_train.min(), y_train.max(); y_train = (y_train - y_min) / (y_max - y_min)""",
+)
+
+
+def _targets_out_of_range(view: RunView) -> Cause | None:
+    """The ``output_out_of_range`` WARNING (``detectors.output_range``): the targets measured outside the range of
+    the model's output sigmoid/tanh, out of reach for any weights (LeCun et al. 1998, "Efficient BackProp", sec.
+    4.5). 0.85: the evidence is two measurements, the output's kind and the targets', not a pattern of the loss
+    that look-alikes share; the large targets' scale is then this cause's evidence, not ``unscaled_data``'s."""
+    found = view.of("output_out_of_range", Severity.WARNING)
+    if not found:
+        return None
+    first = found[0].evidence
+    evidence = {key: first[key] for key in ("final_activation", "activation", "range", "targets_mean",
+                                            "targets_abs_max", "outside", "mse_floor") if key in first}
+    evidence["step"] = found[0].step
+    evidence["separated_by"] = ("the targets measured outside the range of the model's output sigmoid/tanh: out of "
+                                "reach for any weights, whatever the data's scale or the gradients")
+    message = (f"the model's output {first.get('activation')} ({first.get('final_activation')}) cannot reach the "
+               f"targets: they lie {first.get('outside', float('nan')):.3g} outside its range {first.get('range')}")
+    cause = make_cause(view, "saturated_activation", 0.85, evidence, message)
+    summary, torch_snippet, keras_snippet = OUT_OF_RANGE_FIX
+    return cause._replace(fix=Fix(summary, torch_snippet, keras_snippet, cause.fix.link, cause.fix.framework))

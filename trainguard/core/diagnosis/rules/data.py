@@ -27,6 +27,10 @@ What separates it from its look-alikes:
   scale then explains the saturated units, the collapsed output (vanishing gradients) and a lagging Adam it
   causes. With a loss that declines, no cause: nothing went wrong (the INFO ``data_scale`` finding notes it).
 - Trouble that starts late is weighted 0.6x: the data's scale is there from the first step.
+- from ``saturated_activation`` (the ``output_out_of_range`` finding): targets outside the range of the model's
+  output sigmoid/tanh are out of reach whatever their scale; standardizing them would still leave half of them
+  outside. Their scale, and the first loss they make, are then that cause's evidence, not this one's (the inputs'
+  still count).
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ from trainguard.core.diagnosis.cause import Cause
 from trainguard.core.diagnosis.rules._make import CANDIDATE, make_cause, strength
 from trainguard.core.diagnosis.run_view import RunView
 from trainguard.core.diagnosis.signals import data_scale_factors
+from trainguard.core.findings import Severity
 
 __all__ = ["unscaled_data"]
 
@@ -45,6 +50,11 @@ QUIET_FACTOR = 10.0  # also the targets' threshold
 
 def unscaled_data(view: RunView, early_steps: int = 500) -> Cause | None:
     factors = data_scale_factors(view)
+    unreachable = view.has("output_out_of_range", Severity.WARNING)
+    if unreachable:
+        # The targets lie outside the model's output sigmoid/tanh: their scale is saturated_activation's evidence
+        # (a linear output, or the targets scaled into the range), and so is the first loss they make.
+        factors = {which: info for which, info in factors.items() if which != "targets"}
     onset = view.first_unstable_step
     first_step = view.stats[0].step if view.stats else 0
     early = onset is not None and (onset - first_step <= early_steps or view.point_of(onset) <= len(view.stats) // 10)
@@ -54,8 +64,8 @@ def unscaled_data(view: RunView, early_steps: int = 500) -> Cause | None:
         off["inputs"] = factors["inputs"]
     first_scale = view.first_loss_scale
     on_scale = {which for which in factors if which not in off}
-    if first_scale and not off and on_scale == {"inputs", "targets"}:
-        first_scale = None  # the data measured on scale: the loss's own reduction, not the data
+    if first_scale and not off and (on_scale == {"inputs", "targets"} or (unreachable and "inputs" in on_scale)):
+        first_scale = None  # the data measured on scale: the loss's own reduction, or the out-of-range targets
     if not off and first_scale is None:
         return None
     evidence: dict = {"off_scale": sorted(off) + (["first_loss"] if first_scale else []), **factors}
