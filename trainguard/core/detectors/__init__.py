@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from trainguard.core.detector import Detector, chain
+from trainguard.core.detectors.accumulation_spill import accumulation_spill
 from trainguard.core.detectors.activation_health import activation_health
 from trainguard.core.detectors.adam_update import adam_update
 from trainguard.core.detectors.batch_size_loss import batch_size_loss
@@ -19,7 +20,7 @@ from trainguard.core.detectors.vanishing_gradient import vanishing_gradient
 
 __all__ = ["non_finite", "exploding_gradient", "vanishing_gradient", "loss_spike", "divergence", "plateau",
            "data_scale", "module_mode", "adam_update", "activation_health", "batch_size_loss", "first_update",
-           "grad_scaler", "output_range", "default_detectors"]
+           "grad_scaler", "accumulation_spill", "output_range", "default_detectors"]
 
 
 def default_detectors() -> Detector:
@@ -29,4 +30,4 @@ def default_detectors() -> Detector:
     the targets)."""
     return chain(non_finite(), exploding_gradient(), vanishing_gradient(), loss_spike(), divergence(), plateau(),
                  grad_scaler(), data_scale(), module_mode(), adam_update(), activation_health(), batch_size_loss(),
-                 first_update(), output_range())
+                 accumulation_spill(), first_update(), output_range())

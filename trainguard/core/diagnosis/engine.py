@@ -36,6 +36,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 from trainguard.core.actions import Action
 from trainguard.core.causes import CAUSES
 from trainguard.core.detector import Detector, chain, replay
+from trainguard.core.detectors.accumulation_spill import accumulation_spill
 from trainguard.core.detectors.activation_health import activation_health
 from trainguard.core.detectors.adam_update import adam_update
 from trainguard.core.detectors.batch_size_loss import batch_size_loss
@@ -59,7 +60,8 @@ KEPT_TRIAL = 0.9
 
 def signal_detectors() -> Detector:
     """The detectors whose findings the rules read beyond the foundation's, with their default thresholds."""
-    return chain(data_scale(), module_mode(), adam_update(), activation_health(), batch_size_loss(), first_update())
+    return chain(data_scale(), module_mode(), adam_update(), activation_health(), batch_size_loss(), first_update(),
+                 accumulation_spill())
 
 
 class Explains(NamedTuple):

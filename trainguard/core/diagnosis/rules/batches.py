@@ -2,7 +2,12 @@
 
 ``batch_size_dependent_loss``: the ``batch_size_loss`` finding (the loss moves by >= 1.5x at every
 smaller-than-usual batch, all in one direction; seed case 004), strengthened when loss spikes fall on those
-small batches (the spike period equals the steps per epoch).
+small batches (the spike period equals the steps per epoch). Or the ``accumulation_spill`` finding (0.85): updates
+that applied more backward passes than the run's usual count, repeatedly (JoeyNMT PR 81: the batches left over at
+an epoch's end join the next epoch's first group, each divided by the usual count). The same fault in another
+form: the update's scale depends on how many batches it holds, at the epoch boundary. Counted, not inferred from
+the loss, so it is separated from ``exploding_gradient``, ``lr_too_high`` and ``bad_batch``, whose larger steps
+hold the usual number of batches.
 
 ``bad_batch``: at most ``MAX_BAD_BATCHES`` (3) isolated loss spikes or non-finite steps (a spike of warning, or
 one of information at least ``BIG_SPIKE`` (10x) the loss before it and back above the run's first loss: an
@@ -44,7 +49,7 @@ _NOT_A_BATCH = ("batch_size_dependent_loss", "lr_too_high")
 def batch_size_dependent_loss(view: RunView) -> Cause | None:
     found = view.of("batch_size_loss", Severity.WARNING)
     if not found:
-        return _from_periodic_spikes(view)
+        return _from_accumulation_spill(view) or _from_periodic_spikes(view)
     evidence = {**found[0].evidence, "separated_by": "the loss moves at every smaller-than-usual batch"}
     usual = evidence.get("usual_batch_size") or max((s.batch_size or 0) for s in view.stats)
     small_steps = {s.step for s in view.stats if s.batch_size and s.batch_size < usual}
@@ -53,6 +58,15 @@ def batch_size_dependent_loss(view: RunView) -> Cause | None:
     evidence["spikes_on_small_batches"] = on_small[:8]
     confidence = 0.95 if on_small else 0.85
     return make_cause(view, "batch_size_dependent_loss", confidence, evidence, found[0].message)
+
+
+def _from_accumulation_spill(view: RunView) -> Cause | None:
+    found = view.of("accumulation_spill", Severity.WARNING)
+    if not found:
+        return None
+    evidence = {**found[0].evidence,
+                "separated_by": "updates counted to hold more backward passes than the usual accumulation group"}
+    return make_cause(view, "batch_size_dependent_loss", 0.85, evidence, found[0].message)
 
 
 def _from_periodic_spikes(view: RunView) -> Cause | None:
@@ -79,7 +93,7 @@ def bad_batch(view: RunView) -> Cause | None:
             and periodic[0].evidence.get("direction") != "dip":  # a bad batch raises the loss
         return make_cause(view, "bad_batch", 0.5, dict(periodic[0].evidence),
                           periodic[0].message + ": the same batch in every epoch?")
-    if view.has("batch_size_loss", Severity.WARNING) or periodic:
+    if view.has("batch_size_loss", Severity.WARNING) or view.has("accumulation_spill", Severity.WARNING) or periodic:
         return None
     if not events or len(_episodes(events)) > MAX_BAD_BATCHES:
         return _once_per_epoch(view) or _abrupt_non_finite(view)
