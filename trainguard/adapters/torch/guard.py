@@ -44,6 +44,7 @@ itself are the user's and propagate unchanged.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from typing import Any
 
@@ -58,9 +59,10 @@ from trainguard.adapters.torch.measure import Measurer
 from trainguard.adapters.torch.modes import eval_mode_modules
 from trainguard.adapters.torch.record import PendingStep, all_finite, fetch
 from trainguard.adapters.torch.update import Repairer, StepContext, UserRepair, apply_update, is_repairer
+from trainguard.core.budget import WARMUP_STEPS, BudgetState, budget_init, budget_update, layers_due, light_steps
 from trainguard.core.detector import Detector
 from trainguard.core.diagnosis import Cause
-from trainguard.core.findings import Finding
+from trainguard.core.findings import Finding, Severity
 from trainguard.core.policies import TrainingStopped, get_policy
 from trainguard.core.presets import Preset, get_preset
 from trainguard.core.schedule import schedule
@@ -131,6 +133,13 @@ class Guard(SessionView):
         clip: the ``max_norm`` of the run's own gradient clipping. With ``step(loss, grad_norm=norm)`` (``norm``
             as ``clip_grad_norm_`` returned it) the guard records that pre-clip norm; with ``step(loss)`` the guard
             clips at this cap itself, as ``clip_grad_norm_`` would. Routine clipping is then no alarm.
+        budget: the guard's overhead budget, a share of the training step (e.g. ``0.02``), or None (the default:
+            every step measured in full). The guard then measures in full only on some steps, so that its mean
+            self-time stays within that share of the step it times, and at least every 8th step
+            (:mod:`trainguard.core.budget`); the steps in between only check the loss's finiteness (see
+            :meth:`_budgeted_step`). Applies to ``guard.step`` with the ``observe`` and ``safe`` policies on CPU,
+            without ``scaler=``/``clip=``/``accumulate``/``grad_norm=`` or torch.distributed; elsewhere every step
+            is full and the run log says why (event ``overhead_budget_off``).
 
     The optimizer's param groups are followed as they change (``optimizer.add_param_group``).
     """
@@ -138,7 +147,7 @@ class Guard(SessionView):
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, policy: Any = "safe",
                  log: str | Any | None = None, preset: str | Preset = "standard", *, scheduler: Any = None,
                  detectors: Detector | None = None, fetch_every: int | None = None, exporters: Any = (),
-                 scaler: Any = None, clip: float | None = None):
+                 scaler: Any = None, clip: float | None = None, budget: float | None = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"Guard needs the torch.nn.Module being trained, got {type(model).__name__}")
         if not hasattr(optimizer, "param_groups") or not callable(getattr(optimizer, "step", None)):
@@ -151,6 +160,9 @@ class Guard(SessionView):
         self.scheduler = scheduler
         self.preset = get_preset(preset)
         self.schedule = schedule(self.preset)
+        budget_state = None if budget is None else budget_init(
+            budget, layer_every=self.preset.layer_every,
+            warmup=max(WARMUP_STEPS, self.preset.data_batches, self.preset.forensic_steps))
         self.policy = policy
         built_policy = None if is_repairer(policy) else get_policy(policy)  # an unknown name: a one-line error
         # a torch.compile'd model is named by its original module ("0.weight", not "_orig_mod.0.weight")
@@ -174,6 +186,7 @@ class Guard(SessionView):
         self._previous_finite = True  # the last fetched step was finite (a non-finite episode starts after it)
         self._closed = False
         self._layers_due = self.schedule.layers.due(0)  # the coming step samples per-layer statistics
+        self._modes_missed = False  # the module modes fell due on a light step (overhead budget)
         reduce = distributed.step_reducer(model)  # None outside a process group
         self._measure = Measurer(model, optimizer, self.device, reduce)
         self._measure.plain = all(p.dtype == torch.float32 and p.device == self.device for p in self.params)
@@ -205,6 +218,9 @@ class Guard(SessionView):
             self._effector = self._repairer = TorchEffector(model, optimizer, scheduler, lambda: self.step_count,
                                                             snapshots="snapshots" in built_policy.needs)
             self.session.start(lambda: PolicyRepair(built_policy, self._effector))
+        self._budget: BudgetState | None = None
+        if budget_state is not None:
+            self._start_budget(budget_state, policy, reduce)
         if self._layers_due:
             self._try("activation hooks", self._measure.probe.install)
 
@@ -216,6 +232,8 @@ class Guard(SessionView):
         ``scaler.update()`` under AMP, unless a repair policy skips it) and returns the findings raised by the
         statistics fetched during this call. After :meth:`accumulate`, call it without a loss.
         ``grad_norm``: the global gradient norm the loop computed (``clip_grad_norm_``'s return value)."""
+        if self._budget is not None:
+            return self._budgeted_step(loss, batch_size, inputs, targets, epoch, grad_norm)
         apply = self.begin_update(loss, batch_size, inputs=inputs, targets=targets, epoch=epoch, grad_norm=grad_norm)
         if self.scaler is None:
             applied = apply_update(self.optimizer, apply)
@@ -438,6 +456,8 @@ class Guard(SessionView):
 
     def _end(self, status: str) -> None:
         self._closed = True
+        if self._budget is not None:
+            self._write_light_losses()
         self._measure.probe.remove()
         if self._backward is not None:
             self._backward.remove()
@@ -453,6 +473,116 @@ class Guard(SessionView):
             self.close("ok")
         else:
             self.close("interrupted" if issubclass(exc_type, KeyboardInterrupt) else "error")
+
+    # ------------------------------------------------------------------ budget
+    def _start_budget(self, state: BudgetState, policy: Any, reduce: Any) -> None:
+        """``Guard(budget=...)`` (checked by ``budget_init``): where it cannot apply, every step is full and the run
+        log says why."""
+        off = None
+        if not (isinstance(policy, str) and policy in ("observe", "safe")):
+            off = f"policy {policy_name(policy)!r} acts on every step's statistics"
+        elif not self._on_cpu:
+            off = "on an accelerator the every-step statistics stay on the device and are read every fetch_every steps"
+        elif self.fetch_every != 1:
+            off = "fetch_every > 1 batches the host's work already"
+        elif self.scaler is not None or self.clip is not None or reduce is not None:
+            off = "scaler=, clip= and torch.distributed need every step's gradients"
+        if off is not None:
+            self.session.event("overhead_budget_off", 0, budget=state.share, reason=off)
+            return
+        self._budget = state
+        self._light_left = 0  # light steps before the next full one
+        self._light_losses: list[float] = []  # the losses of the light steps since the last full one
+        self._light_from = 0  # the first of those steps
+        self._light_self = 0.0  # their self-time, in seconds
+        self._layers_next = False  # the next full step takes the per-layer statistics
+        self._last_full: tuple[float, float] | None = None  # the last full step's (start, self-time)
+
+    def _budgeted_step(self, loss: Any, batch_size: int | None, inputs: Any, targets: Any, epoch: int | None,
+                       grad_norm: Any) -> tuple[Finding, ...]:
+        """:meth:`step` under an overhead budget (:mod:`trainguard.core.budget`).
+
+        A light step checks that the loss is finite, steps the optimizer and counts the step: no gradient norm,
+        detector, policy or step record. Its loss is kept and written to the run log at the next full step as
+        one ``light_steps`` event (``step``: the first light step, ``losses``: one per step), so the log's step
+        records are those of the full steps. A non-finite loss makes the step a full one at once (the ``safe``
+        policy skips it, the NaN search runs), and every step for ``cap`` steps after any sign of trouble (a
+        finding at warning or above, a skipped step, an action). What a light step cannot see: a non-finite
+        gradient behind a finite loss, and a gradient-norm outlier to clip; both are seen at the next full step."""
+        start = time.perf_counter()
+        nonfinite = False
+        if (self._light_left and grad_norm is None and self._micro is None and isinstance(loss, torch.Tensor)
+                and loss.numel() == 1 and not self._closed):
+            value = loss.item()
+            nonfinite = not math.isfinite(value)
+            if not nonfinite and not _groups_changed(self.optimizer, self._groups):
+                if not self._light_losses:
+                    self._light_from = self.step_count
+                self._light_losses.append(value)
+                if self.schedule.modes.due(self.step_count):
+                    self._modes_missed = True  # checked at the next full step
+                before = time.perf_counter()
+                self.optimizer.step()
+                after = time.perf_counter()
+                self.step_count += 1
+                self._light_left -= 1
+                if not self._light_left:
+                    self._sample_next(self._layers_next)
+                self._light_self += (before - start) + (time.perf_counter() - after)
+                return ()
+        kind = "layers" if self._layers_due else "full"
+        lights = len(self._light_losses)
+        self._write_light_losses()
+        actions = len(self.session.actions)
+        apply = self.begin_update(loss, batch_size, inputs=inputs, targets=targets, epoch=epoch, grad_norm=grad_norm)
+        before = time.perf_counter()
+        applied = apply_update(self.optimizer, apply)
+        optimizer_s = time.perf_counter() - before
+        found = self.end_update(applied)
+        trouble = (nonfinite or applied is not True or len(self.session.actions) != actions
+                   or any(f.severity >= Severity.WARNING for f in found))
+        try:
+            self._plan_after_full(kind, time.perf_counter() - start - optimizer_s, start, lights, trouble)
+        except Exception as e:  # noqa: BLE001 - containment: every step full from now on
+            self._budget = None
+            self._layers_due = self.schedule.layers.due(self.step_count)
+            self._containment.contain("overhead budget", e, self.step_count)
+        return found
+
+    def _plan_after_full(self, kind: str, self_s: float, start: float, lights: int, trouble: bool) -> None:
+        """The budget's update with the times of the ``lights`` light steps before and of this full step; how
+        many light steps follow."""
+        state = before = self._budget
+        step_s = None
+        if self._last_full is not None:  # the bare time of the last full step and the light ones since
+            last_start, last_self = self._last_full
+            step_s = (start - last_start - last_self - self._light_self) / (lights + 1)
+        if lights:
+            state = budget_update(state, "light", self._light_self / lights, step_s, count=lights)
+        state = budget_update(state, kind, self_s, step_s, trouble)
+        self._budget, self._last_full, self._light_self = state, (start, self_s), 0.0
+        if state.stride != before.stride:
+            self.session.event("overhead_budget", self.step_count, stride=state.stride,
+                               step_ms=1e3 * (state.step_s or 0.0), full_us=1e6 * (state.full_s or 0.0),
+                               light_us=1e6 * state.light_s, layers_extra_us=1e6 * state.layers_extra_s)
+        self._light_left = light_steps(state)
+        self._layers_next = (self.schedule.layers.due(self.step_count + self._light_left)
+                             if self.step_count + self._light_left < self.preset.forensic_steps else layers_due(state))
+        self._sample_next(not self._light_left and self._layers_next)
+
+    def _sample_next(self, layers: bool) -> None:
+        """Whether the next step takes the per-layer statistics (their probe must be in its forward); decided
+        here, in place of the preset's cadence that ``end_update`` read."""
+        self._layers_due = layers
+        if layers and "statistics" not in self._containment.disabled:
+            self._try("activation hooks", self._measure.probe.install)
+        elif not layers and self._measure.probe.installed:
+            self._measure.probe.remove()
+
+    def _write_light_losses(self) -> None:
+        if self._light_losses:
+            losses, self._light_losses = self._light_losses, []
+            self.session.event("light_steps", self._light_from, losses=losses)
 
     # --------------------------------------------------------------- measuring
     def _follow_param_groups(self) -> None:
@@ -511,7 +641,8 @@ class Guard(SessionView):
             self._try("data summary", self._measure.data, entry, inputs, targets, micro)
         if plan.forensic.due(step):
             self._try("forensic recording", self._measure.forensics, entry, inputs, targets)
-        if plan.modes.due(step):
+        if plan.modes.due(step) or self._modes_missed:
+            self._modes_missed = False
             entry.eval_mode_modules = eval_mode_modules(self._measure.mode_modules)
         if (inputs is not None and self._read_free and self._previous_finite and not entry.located
                 and "non-finite localisation" not in self._containment.disabled):

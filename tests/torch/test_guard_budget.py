@@ -1,0 +1,118 @@
+"""Guard(budget=...): full measurement on some steps only (trainguard.core.budget), on small real runs.
+
+The small MLP's step (~0.1 ms) is cheap relative to the guard, so the budget stretches to its cap at once: the
+decisions asserted here do not depend on the machine's speed."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import trainguard
+from trainguard.core.budget import DEFAULT_CAP
+
+
+def model_and_data(seed: int = 0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+    x, y = torch.randn(256, 8), torch.randn(256, 1)
+    return model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), x, y
+
+
+def train(guard, model, optimizer, x, y, steps: int, poison=lambda i: False, before_step=None):
+    """Returns the weights after each step; ``poison(i)``: a NaN in step i's inputs."""
+    weights = []
+    for i in range(steps):
+        xb, yb = x[(i * 32) % 256:(i * 32) % 256 + 32], y[(i * 32) % 256:(i * 32) % 256 + 32]
+        if poison(i):
+            xb = xb.clone()
+            xb[0, 0] = float("nan")
+        optimizer.zero_grad()
+        loss = nn.functional.mse_loss(model(xb), yb)
+        loss.backward()
+        if before_step is not None:
+            before_step(i)
+        if guard is None:
+            optimizer.step()
+        else:
+            guard.step(loss, batch_size=32, inputs=xb, targets=yb)
+        weights.append(model[0].weight.detach().clone())
+    return weights
+
+
+def records(path):
+    return [json.loads(line) for line in open(path, encoding="utf-8")]
+
+
+def test_light_steps_keep_their_losses_and_a_full_step_comes_at_least_every_cap_steps(tmp_path):
+    model, optimizer, x, y = model_and_data()
+    guard = trainguard.Guard(model, optimizer, policy="observe", log=str(tmp_path / "run.jsonl"), budget=0.02)
+    train(guard, model, optimizer, x, y, 200)
+    guard.close()
+    log = records(tmp_path / "run.jsonl")
+    measured = [r["step"] for r in log if r["type"] == "step"]
+    light = {}
+    for r in log:
+        if r["type"] == "event" and r["kind"] == "light_steps":
+            light.update({r["step"] + i: loss for i, loss in enumerate(r["losses"])})
+    assert len(measured) < 100 and light  # most steps were light
+    assert sorted(measured + list(light)) == list(range(200))  # every step is in the log, once
+    assert max(b - a for a, b in zip(measured, measured[1:])) <= DEFAULT_CAP
+    assert measured[:10] == list(range(10))  # the warm-up
+    # the light steps' losses are the run's own
+    model2, optimizer2, _, _ = model_and_data()
+    losses = []
+    train(None, model2, optimizer2, x, y, 200,
+          before_step=lambda i: losses.append(nn.functional.mse_loss(
+              model2(x[(i * 32) % 256:(i * 32) % 256 + 32]), y[(i * 32) % 256:(i * 32) % 256 + 32]).item()))
+    assert all(light[step] == pytest.approx(losses[step], rel=1e-6) for step in light)
+
+
+def test_a_nan_on_a_light_step_is_skipped_by_safe_and_located_at_once(tmp_path):
+    model, optimizer, x, y = model_and_data()
+    guard = trainguard.Guard(model, optimizer, policy="safe", log=str(tmp_path / "run.jsonl"), budget=0.02)
+    poisoned = []
+
+    def poison(i: int) -> bool:  # the first step from 40 on that the budget has planned as light
+        if not poisoned and i >= 40 and guard._light_left > 0:
+            poisoned.append(i)
+            return True
+        return False
+
+    weights = train(guard, model, optimizer, x, y, 80, poison=poison)
+    guard.close()
+    (step,) = poisoned
+    assert torch.equal(weights[step], weights[step - 1])  # skipped
+    assert all(torch.isfinite(w).all() for w in weights)
+    record = next(r for r in records(tmp_path / "run.jsonl") if r["type"] == "step" and r["step"] == step)
+    assert record["loss_finite"] is False and record["first_nonfinite_module"] == "(inputs)"  # the search ran
+    assert any(f.code == "non_finite" and f.step == step for f in guard.findings)
+    assert [a.kind for a in guard.actions if a.step == step] == ["skip_step"]
+
+
+def test_without_a_budget_no_step_is_light(tmp_path):
+    model, optimizer, x, y = model_and_data()
+    guard = trainguard.Guard(model, optimizer, policy="observe", log=str(tmp_path / "run.jsonl"))
+    train(guard, model, optimizer, x, y, 60)
+    guard.close()
+    log = records(tmp_path / "run.jsonl")
+    assert [r["step"] for r in log if r["type"] == "step"] == list(range(60))
+    assert not [r for r in log if r["type"] == "event" and "budget" in r["kind"] or r.get("kind") == "light_steps"]
+
+
+def test_where_the_budget_cannot_apply_every_step_is_full_and_the_log_says_why(tmp_path):
+    model, optimizer, x, y = model_and_data()
+    guard = trainguard.Guard(model, optimizer, policy="auto", log=str(tmp_path / "run.jsonl"), budget=0.02)
+    train(guard, model, optimizer, x, y, 40)
+    guard.close()
+    log = records(tmp_path / "run.jsonl")
+    assert [r["step"] for r in log if r["type"] == "step"] == list(range(40))
+    assert [r["kind"] for r in log if r["type"] == "event"][:1] == ["overhead_budget_off"]
+
+
+def test_a_bad_budget_is_a_one_line_error():
+    model, optimizer, _, _ = model_and_data()
+    with pytest.raises(ValueError, match="budget must be a share"):
+        trainguard.Guard(model, optimizer, budget=2)
