@@ -22,7 +22,9 @@ sigmoid/tanh counts as saturated only
 when the loss stalled, or when the error stopped reaching the weights (``_error_without_gradient``): a
 classifier whose predictions became confident saturates it by fitting well. Saturation in fewer than half the
 layers of a deep (>= 3) sigmoid/tanh stack is not separated from vanishing gradients (the gradient fades through
-the whole stack).
+the whole stack). Targets outside the range of the model's output sigmoid/tanh (the ``output_out_of_range``
+WARNING, ``detectors.output_range``) are out of reach for any weights: 0.85 (``_targets_out_of_range``), with its
+own fix (a linear output, or the targets scaled into the range).
 
 Without activation statistics, exactly-zero gradients separate dead units from vanishing ones: a dead ReLU
 unit's incoming weights get a gradient of exactly 0, a vanishing one a tiny non-zero one. Weight tensors with
