@@ -1,0 +1,99 @@
+"""What the overhead budget (``Guard(..., budget=...)``, :mod:`trainguard.core.budget`) costs in detection: the
+dev corpus's plain PyTorch cases (those that build a ``trainguard.Guard``) run under ``observe`` with the budget
+and without, scored as :mod:`benchmarks.diagnosis` scores them (faulty detected, live top cause right, healthy
+flagged, confidently wrong).
+
+    python -m benchmarks.budget_corpus [--budget 0.02] [--cache-dir runs/corpus_budget] [--jobs 1] [--case NAME ...]
+
+The corpus cases are the measuring instrument and stay as they are: the budget reaches their guards through a
+``sitecustomize`` module put on the runs' ``PYTHONPATH``, which gives every ``trainguard.Guard`` built without a
+``budget=`` this one (the Lightning and Hugging Face guards take their steps through ``begin_update``/
+``end_update``: the budget does not reach them, so their cases are left out). Runs are cached under
+``CACHE_DIR/on`` and ``CACHE_DIR/off`` as the diagnosis benchmark caches them. Never the held-out part.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from benchmarks.corpus.registry import discover
+from benchmarks.diagnosis import REPO, live_view, run_cases
+
+SITE = '''import os
+import trainguard.adapters.torch.guard as _guard
+
+_share = float(os.environ["TRAINGUARD_CORPUS_BUDGET"])
+_init = _guard.Guard.__init__
+
+
+def _with_budget(self, *args, budget=None, **kwargs):
+    if budget is None and type(self) is _guard.Guard:
+        budget = _share
+    _init(self, *args, budget=budget, **kwargs)
+
+
+_guard.Guard.__init__ = _with_budget
+'''
+
+
+def plain_torch_cases(names: list[str]) -> list:
+    cases = [c for c in discover() if not c.held_out and "torch_guard(" in c.path.read_text(encoding="utf-8")]
+    return [c for c in cases if not names or c.name in names]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=0.02)
+    parser.add_argument("--cache-dir", type=Path, default=REPO / "runs" / "corpus_budget")
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--case", nargs="*", default=[])
+    args = parser.parse_args(argv)
+    cases = plain_torch_cases(args.case)
+    site = args.cache_dir / "site"
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "sitecustomize.py").write_text(SITE, encoding="utf-8")
+    only_observe = lambda case: ("observe",)  # noqa: E731
+    saved = dict(os.environ)
+    results = {}
+    try:
+        os.environ["TRAINGUARD_CORPUS_BUDGET"] = str(args.budget)
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site.resolve()), saved.get("PYTHONPATH")]))
+        results["on"] = run_cases(cases, args.cache_dir / "on", args.jobs, variants_of=only_observe,
+                                  progress=lambda line: print("on ", line, flush=True))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    results["off"] = run_cases(cases, args.cache_dir / "off", args.jobs, variants_of=only_observe,
+                               progress=lambda line: print("off", line, flush=True))
+    causes = {c.name: next((r["meta"].get("cause") for side in results for r in results[side][c.name].values()
+                            if r.get("meta")), "?") for c in cases}
+    totals = {side: {"faulty": 0, "detected": 0, "right": 0, "confident_wrong": 0, "healthy": 0, "flagged": 0}
+              for side in results}
+    print(f"{'case':52} {'off: worst / top':44} {'on: worst / top':44}")
+    for case in cases:
+        cells = []
+        for side in ("off", "on"):
+            view = live_view(results[side][case.name].get("observe"))
+            t = totals[side]
+            if case.kind == "faulty":
+                t["faulty"] += 1
+                t["detected"] += view["detected"]
+                t["right"] += view["top"] == causes[case.name]
+                t["confident_wrong"] += (view["top"] not in ("none", "uncertain", causes[case.name])
+                                         and view["confidence"] >= 0.6)
+            else:
+                t["healthy"] += 1
+                t["flagged"] += view["detected"]
+            cells.append(f"{view['worst'] or '-'} / {view['top']} {view['confidence']:.2f}"
+                         + ("" if view["ran"] else " (did not run)"))
+        print(f"{case.name:52} {cells[0]:44} {cells[1]:44}")
+    for side, t in totals.items():
+        print(f"{side}: faulty detected {t['detected']}/{t['faulty']}, top cause right {t['right']}/{t['faulty']}, "
+              f"confident-wrong {t['confident_wrong']}/{t['faulty']}, healthy flagged {t['flagged']}/{t['healthy']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
