@@ -70,9 +70,15 @@ class BackwardCounter:
 
 
 def _counting(counter_ref: weakref.ref) -> Any:
-    """The hook: holds the counter weakly, so a guard dropped without ``close()`` leaves no live counter behind."""
+    """The hook: holds the counter weakly, so a guard dropped without ``close()`` leaves no live counter behind.
+    It runs inside the user's ``backward()``: a failure of its own removes it (no count from then on) instead of
+    raising there."""
     def hook(param: torch.Tensor) -> None:
         counter = counter_ref()
         if counter is not None:
-            counter.seen(param.grad)
+            try:
+                counter.seen(param.grad)
+            except Exception:  # noqa: BLE001 - containment: never break the user's backward
+                counter.remove()
+                counter.fresh = False
     return hook
