@@ -3,13 +3,15 @@ dev corpus's plain PyTorch cases (those that build a ``trainguard.Guard``) run u
 and without, scored as :mod:`benchmarks.diagnosis` scores them (faulty detected, live top cause right, healthy
 flagged, confidently wrong).
 
-    python -m benchmarks.budget_corpus [--budget 0.02] [--cache-dir runs/corpus_budget] [--jobs 1] [--case NAME ...]
+    python -m benchmarks.budget_corpus [--budget 0.02] [--cap N] [--cache-dir runs/corpus_budget] [--jobs 1]
+                                       [--case NAME ...]
 
 The corpus cases are the measuring instrument and stay as they are: the budget reaches their guards through a
 ``sitecustomize`` module put on the runs' ``PYTHONPATH``, which gives every ``trainguard.Guard`` built without a
 ``budget=`` this one (the Lightning and Hugging Face guards take their steps through ``begin_update``/
 ``end_update``: the budget does not reach them, so their cases are left out). Runs are cached under
-``CACHE_DIR/on`` and ``CACHE_DIR/off`` as the diagnosis benchmark caches them. Never the held-out part.
+``CACHE_DIR/on`` (``on_capN`` with ``--cap N``: the budget's cap in place of ``DEFAULT_CAP``) and ``CACHE_DIR/off``
+as the diagnosis benchmark caches them. Never the held-out part.
 """
 from __future__ import annotations
 
@@ -21,11 +23,14 @@ from pathlib import Path
 from benchmarks.corpus.registry import discover
 from benchmarks.diagnosis import REPO, live_view, run_cases
 
-SITE = '''import os
+SITE = '''import functools
+import os
 import trainguard.adapters.torch.guard as _guard
 
 _share = float(os.environ["TRAINGUARD_CORPUS_BUDGET"])
 _init = _guard.Guard.__init__
+if os.environ.get("TRAINGUARD_CORPUS_BUDGET_CAP"):
+    _guard.budget_init = functools.partial(_guard.budget_init, cap=int(os.environ["TRAINGUARD_CORPUS_BUDGET_CAP"]))
 
 
 def _with_budget(self, *args, budget=None, **kwargs):
@@ -46,6 +51,7 @@ def plain_torch_cases(names: list[str]) -> list:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=0.02)
+    parser.add_argument("--cap", type=int, help="the budget's cap (default: trainguard.core.budget.DEFAULT_CAP)")
     parser.add_argument("--cache-dir", type=Path, default=REPO / "runs" / "corpus_budget")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--case", nargs="*", default=[])
@@ -59,8 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     try:
         os.environ["TRAINGUARD_CORPUS_BUDGET"] = str(args.budget)
+        if args.cap:
+            os.environ["TRAINGUARD_CORPUS_BUDGET_CAP"] = str(args.cap)
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site.resolve()), saved.get("PYTHONPATH")]))
-        results["on"] = run_cases(cases, args.cache_dir / "on", args.jobs, variants_of=only_observe,
+        on = "on" if not args.cap else f"on_cap{args.cap}"
+        results["on"] = run_cases(cases, args.cache_dir / on, args.jobs, variants_of=only_observe,
                                   progress=lambda line: print("on ", line, flush=True))
     finally:
         os.environ.clear()

@@ -116,3 +116,26 @@ def test_a_bad_budget_is_a_one_line_error():
     model, optimizer, _, _ = model_and_data()
     with pytest.raises(ValueError, match="budget must be a share"):
         trainguard.Guard(model, optimizer, budget=2)
+
+
+def test_steps_long_relative_to_the_guard_are_all_full_and_the_run_bitwise_the_unbudgeted_one(tmp_path):
+    """A step of ~10 ms of CPU time (a matrix product in the loop) and a budget of half of it: the guard's ~1 ms
+    fits with a wide margin (whatever the machine's speed, it scales both), so every step is measured in full, as
+    without a budget: the same step records, the same weights."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the budget's clock is the thread's CPU time
+    try:
+        heavy = torch.randn(700, 700)
+        runs = []
+        for budget in (None, 0.5):
+            model, optimizer, x, y = model_and_data()
+            log = tmp_path / f"{budget}.jsonl"
+            guard = trainguard.Guard(model, optimizer, policy="safe", log=str(log), budget=budget)
+            weights = train(guard, model, optimizer, x, y, 30, before_step=lambda i: heavy @ heavy)
+            guard.close()
+            steps = [r for r in records(log) if r["type"] == "step"]
+            runs.append((weights[-1], steps))
+        assert torch.equal(runs[0][0], runs[1][0])
+        assert runs[0][1] == runs[1][1] and len(runs[0][1]) == 30
+    finally:
+        torch.set_num_threads(threads)
