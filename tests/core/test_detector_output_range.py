@@ -77,3 +77,22 @@ def test_a_last_activation_that_feeds_another_layer_is_no_bounded_output():
             ActivationStats("(output)", "output", output_std=4.0))  # a linear layer after the sigmoid
     stats = [StepStats(step=s, loss=1.0, targets=TensorSummary(9.0, 4.0, 15.0), activations=acts) for s in range(5)]
     assert _found(stats) == []
+
+
+def test_min_and_max_where_measured_find_targets_the_mean_and_abs_max_cannot():
+    # sin targets in [-1, 1] under a sigmoid (Stack Overflow 5105718: "won't predict negative values"): the mean
+    # is inside [0, 1] and |max| is 1; only the minimum shows the half of the targets out of reach.
+    without = TensorSummary(0.05, 0.7, 1.0)
+    measured = TensorSummary(0.05, 0.7, 1.0, min=-1.0, max=1.0)
+    assert _found(_run("sigmoid", without)) == []
+    found = _found(_run("sigmoid", measured))
+    assert [f.code for f in found] == ["output_out_of_range"]
+    assert found[0].evidence["beyond_bound"] == pytest.approx(1.0) and found[0].evidence["targets_min"] == -1.0
+    assert _found(_run("tanh", measured)) == []  # the same targets are in a tanh's range
+
+
+def test_min_and_max_round_trip_through_the_run_log_and_older_logs_have_none():
+    stats = StepStats(step=0, targets=TensorSummary(0.5, 0.2, 1.5, min=-1.5, max=0.9))
+    assert StepStats.from_dict(stats.to_dict()).targets == stats.targets
+    old = StepStats.from_dict({"step": 0, "targets": {"mean": 0.5, "std": 0.2, "abs_max": 1.5}})
+    assert (old.targets.min, old.targets.max) == (None, None)

@@ -96,7 +96,7 @@ def test_data_summaries_are_taken_alike(values):
         assert ours is None
         return
     theirs = torch_summary(torch.from_numpy(array.astype("float32"))).tolist()
-    ours = [ours.mean, ours.std, ours.abs_max]
+    ours = [ours.mean, ours.std, ours.abs_max, ours.min, ours.max]
     # A NaN or Inf shows on both sides (torch's fused std_mean turns an Inf mean into NaN; numpy keeps Inf).
     assert list(np.isfinite(ours)) == list(np.isfinite(theirs))
     finite = np.isfinite(theirs)

@@ -74,11 +74,14 @@ class BufferStats:
 
 @dataclass(frozen=True, slots=True)
 class TensorSummary:
-    """Scale of a data tensor (inputs or targets of one of the first batches)."""
+    """Scale of a data tensor (inputs or targets of one of the first batches). ``min``/``max``: its smallest and
+    largest value, where the adapter measured them (None in older logs and compiled Keras steps)."""
 
     mean: float
     std: float
     abs_max: float
+    min: float | None = None
+    max: float | None = None
 
 
 @dataclass(slots=True)

@@ -171,8 +171,8 @@ def moving_statistics(model: Any) -> tuple[BufferStats, ...]:
 
 
 def data_summary(x: Any) -> TensorSummary | None:
-    """``[mean, std, abs max]`` of a floating-point batch (population std), as the torch adapter takes it: a NaN
-    or Inf in the batch shows in the summary (it is not dropped), and integer data (class labels) has none."""
+    """``[mean, std, abs max, min, max]`` of a floating-point batch (population std), as the torch adapter takes it:
+    a NaN or Inf in the batch shows in the summary (it is not dropped), and integer data (class labels) has none."""
     if x is None:
         return None
     a = to_numpy(x)
@@ -180,4 +180,4 @@ def data_summary(x: Any) -> TensorSummary | None:
         return None
     a = a.astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
-        return TensorSummary(float(a.mean()), float(a.std()), float(np.abs(a).max()))
+        return TensorSummary(float(a.mean()), float(a.std()), float(np.abs(a).max()), float(a.min()), float(a.max()))

@@ -75,7 +75,7 @@ class MicroBatches:
         return losses.mean()
 
     def summary(self, key: str) -> torch.Tensor | None:
-        """``[mean, std, abs max]`` over every micro-batch's data, pooled from their summaries."""
+        """``[mean, std, abs max, min, max]`` over every micro-batch's data, pooled from their summaries."""
         parts = self.summaries[key]
         if not parts:
             return None
@@ -87,7 +87,7 @@ class MicroBatches:
         mean = (stacked[:, 0] * weights).sum()
         second = ((stacked[:, 1].square() + stacked[:, 0].square()) * weights).sum()
         std = (second - mean.square()).clamp_min(0.0).sqrt()
-        return torch.stack([mean, std, stacked[:, 2].max()])
+        return torch.stack([mean, std, stacked[:, 2].max(), stacked[:, 3].min(), stacked[:, 4].max()])
 
 
 def _scalar_divisor(loss: torch.Tensor) -> float | None:

@@ -134,7 +134,8 @@ def adam_moments(grad: torch.Tensor, exp_avg_sq: torch.Tensor, step: torch.Tenso
 
 
 def data_summary(x: torch.Tensor) -> torch.Tensor:
-    """``[mean, std, abs max]`` of a data tensor (population std), float32."""
+    """``[mean, std, abs max, min, max]`` of a data tensor (population std), float32."""
     x = x.detach().float()
     std, mean = torch.std_mean(x, correction=0)
-    return torch.stack([mean, std, x.abs().max()])
+    low, high = torch.aminmax(x)
+    return torch.stack([mean, std, x.abs().max(), low, high])
