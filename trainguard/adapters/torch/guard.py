@@ -135,7 +135,7 @@ class Guard(SessionView):
             clips at this cap itself, as ``clip_grad_norm_`` would. Routine clipping is then no alarm.
         budget: the guard's overhead budget, a share of the training step (e.g. ``0.02``), or None (the default:
             every step measured in full). The guard then measures in full only on some steps, so that its mean
-            self-time stays within that share of the step it times, and at least every 8th step
+            self-time stays within that share of the step it times, and at least every 16th step
             (:mod:`trainguard.core.budget`); the steps in between only check the loss's finiteness (see
             :meth:`_budgeted_step`). Applies to ``guard.step`` with the ``observe`` and ``safe`` policies on CPU,
             without ``scaler=``/``clip=``/``accumulate``/``grad_norm=`` or torch.distributed; elsewhere every step
