@@ -53,8 +53,10 @@ def _structure(path) -> dict:
     records = [json.loads(line) for line in path.read_text().splitlines()]
     fields: dict[str, set[str]] = {}
     for record in records:
-        # Only the torch guard re-runs a NaN batch to name the first module whose output is non-finite.
-        fields.setdefault(record["type"], set()).update(set(record) - {"first_nonfinite_module"})
+        # Only the torch guard re-runs a NaN batch to name the first module whose output is non-finite, and counts
+        # the backward passes an update applied (a hook on the autograd graph; a Keras step computes one gradient per
+        # apply, and a custom loop's tape accumulation never reaches the optimizer as separate gradients).
+        fields.setdefault(record["type"], set()).update(set(record) - {"first_nonfinite_module", "backward_passes"})
     actions = [r for r in records if r["type"] == "action"]
     header = records[0]
     return {
