@@ -29,6 +29,19 @@ def mlp() -> nn.Module:
     return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
 
 
+class MeanLoss(nn.Module):
+    """An HF-style model: a dict with the micro-batch's mean loss. No ``**kwargs`` in forward: the Trainer's
+    ``model_accepts_loss_kwargs`` is False, no num_items_in_batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = mlp()
+
+    def forward(self, x, labels=None):
+        out = self.net(x)
+        return {"loss": nn.functional.mse_loss(out, labels), "logits": out}
+
+
 def record_keys(path: Path) -> dict[str, set[str]]:
     """The keys each record type uses in a run log (what "the same run log format" compares)."""
     keys: dict[str, set[str]] = {}

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from _integration_runs import data, mlp
+from _integration_runs import MeanLoss, data, mlp
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing leaves this machine
 EPOCHS, ACCUMULATE = 4, 4
@@ -56,15 +56,6 @@ def test_the_hf_trainer_closes_the_partial_group_and_no_spill_is_found(tmp_path)
                                        reason="Transformers is not installed (pip install 'trainguard[hf]')")
     pytest.importorskip("accelerate", reason="accelerate is not installed (pip install 'trainguard[hf]')")
     import trainguard.hf
-
-    class MeanLoss(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = mlp()
-
-        def forward(self, x, labels=None):
-            out = self.net(x)
-            return {"loss": nn.functional.mse_loss(out, labels), "logits": out}
 
     x, y = data()
     dataset = [{"x": x[i], "labels": y[i]} for i in range(48)]

@@ -17,19 +17,7 @@ from torch import nn  # noqa: E402
 
 import trainguard.hf  # noqa: E402
 
-from _integration_runs import data, mlp  # noqa: E402
-
-
-class MeanLoss(nn.Module):
-    """No ``**kwargs`` in forward: the Trainer's ``model_accepts_loss_kwargs`` is False, no num_items_in_batch."""
-
-    def __init__(self):
-        super().__init__()
-        self.net = mlp()
-
-    def forward(self, x, labels=None):
-        out = self.net(x)
-        return {"loss": nn.functional.mse_loss(out, labels), "logits": out}
+from _integration_runs import MeanLoss, data  # noqa: E402
 
 
 class ItemsLoss(MeanLoss):
