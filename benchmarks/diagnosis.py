@@ -529,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.diagnosis", description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=PARTS, default="dev",
                         help="dev (default: what rules may be tuned on), holdout, or all")
-    parser.add_argument("--case", nargs="+", default=[], metavar="NAME", help="only these cases")
+    parser.add_argument("--case", nargs="+", action="extend", default=[], metavar="NAME", help="only these cases")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (default 2)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write every figure here")
     parser.add_argument("--peers", nargs="*", metavar="PEER",

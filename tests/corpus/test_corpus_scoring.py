@@ -150,3 +150,12 @@ def test_dev_part_never_runs_nor_prints_a_held_out_case(split_corpus, monkeypatc
     assert sorted(ran) == sorted(held) and not any(name in out for name in held + dev) and "totals" in out
     assert main(["--corpus", str(corpus), "--case", "no_such_case"]) == 2
     assert "no case named" in capsys.readouterr().err
+
+
+def test_case_repeated_selects_every_case_named(split_corpus, monkeypatch):
+    corpus, _held, dev = split_corpus
+    ran = []
+    monkeypatch.setattr("benchmarks.diagnosis.run_cases",
+                        lambda cases, *a, **k: ran.extend(c.name for c in cases) or {c.name: {} for c in cases})
+    assert main(["--corpus", str(corpus), "--case", dev[0], "--case", dev[1]]) == 0
+    assert sorted(ran) == sorted(dev)  # was: the last --case only
