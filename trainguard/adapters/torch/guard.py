@@ -365,14 +365,12 @@ class Guard(SessionView):
                 self._try("layer statistics", self._measure.after_update, entry, params, names, before)
             self._pending.append(entry)
         self.step_count += 1
-        self._layers_due = self.schedule.layers.due(self.step_count)
         found: tuple[Finding, ...] = ()
         if len(self._pending) >= self.fetch_every or (
                 entry is not None and self.fetch_every > 1 and self._read_free
                 and (entry.applied is False or self._try("statistics", entry.step_finite) is False)):
             found = self.flush()  # every fetch_every steps; at once, where reading is free, after an incident
-        if self._layers_due and "statistics" not in self._containment.disabled:
-            self._try("activation hooks", self._measure.probe.install)
+        self._sample_next(self.schedule.layers.due(self.step_count))
         return found
 
     def flush(self) -> tuple[Finding, ...]:
@@ -570,21 +568,22 @@ class Guard(SessionView):
                              if self.step_count + self._light_left < self.preset.forensic_steps else layers_due(state))
         self._sample_next(not self._light_left and self._layers_next)
 
-    def _sample_next(self, layers: bool) -> None:
-        """Whether the next step takes the per-layer statistics (their probe must be in its forward); decided
-        here, in place of the preset's cadence that ``end_update`` read."""
-        self._layers_due = layers
-        if layers and "statistics" not in self._containment.disabled:
-            self._try("activation hooks", self._measure.probe.install)
-        elif not layers and self._measure.probe.installed:
-            self._measure.probe.remove()
-
     def _write_light_losses(self) -> None:
         if self._light_losses:
             losses, self._light_losses = self._light_losses, []
             self.session.event("light_steps", self._light_from, losses=losses)
 
     # --------------------------------------------------------------- measuring
+    def _sample_next(self, layers: bool) -> None:
+        """Whether the next step takes the per-layer statistics: their probe is in its forward, or out of it (a
+        sampled step's probe is not left recording the next, unsampled forward). ``end_update`` decides by the
+        preset's cadence, an overhead budget by its own."""
+        self._layers_due = layers
+        if layers and "statistics" not in self._containment.disabled:
+            self._try("activation hooks", self._measure.probe.install)
+        elif not layers and self._measure.probe.installed:
+            self._measure.probe.remove()
+
     def _follow_param_groups(self) -> None:
         """``optimizer.add_param_group`` since the last step: watch (and repair) the new parameters too."""
         self.params, self.names = _named_parameters(self._named_model, self.optimizer)
