@@ -8,7 +8,7 @@ flagged, confidently wrong).
 
 The corpus cases are the measuring instrument and stay as they are: the budget reaches their guards through a
 ``sitecustomize`` module put on the runs' ``PYTHONPATH``, which gives every ``trainguard.Guard`` built without a
-``budget=`` this one (the Lightning and Hugging Face guards take their steps through ``begin_update``/
+``budget=`` this one ("on"; the default budget is 0.02) or None ("off": every step in full; the Lightning and Hugging Face guards take their steps through ``begin_update``/
 ``end_update``: the budget does not reach them, so their cases are left out). Runs are cached under
 ``CACHE_DIR/on`` (``on_capN`` with ``--cap N``: the budget's cap in place of ``DEFAULT_CAP``) and ``CACHE_DIR/off``
 as the diagnosis benchmark caches them. Never the held-out part.
@@ -27,15 +27,17 @@ SITE = '''import functools
 import os
 import trainguard.adapters.torch.guard as _guard
 
-_share = float(os.environ["TRAINGUARD_CORPUS_BUDGET"])
+_setting = os.environ["TRAINGUARD_CORPUS_BUDGET"]
+_share = None if _setting == "none" else float(_setting)
 _init = _guard.Guard.__init__
+_UNSET = object()
 if os.environ.get("TRAINGUARD_CORPUS_BUDGET_CAP"):
     _guard.budget_init = functools.partial(_guard.budget_init, cap=int(os.environ["TRAINGUARD_CORPUS_BUDGET_CAP"]))
 
 
-def _with_budget(self, *args, budget=None, **kwargs):
-    if budget is None and type(self) is _guard.Guard:
-        budget = _share
+def _with_budget(self, *args, budget=_UNSET, **kwargs):
+    if budget is _UNSET:
+        budget = _share if type(self) is _guard.Guard else _guard.DEFAULT_SHARE
     _init(self, *args, budget=budget, **kwargs)
 
 
@@ -46,6 +48,23 @@ _guard.Guard.__init__ = _with_budget
 def plain_torch_cases(names: list[str]) -> list:
     cases = [c for c in discover() if not c.held_out and "torch_guard(" in c.path.read_text(encoding="utf-8")]
     return [c for c in cases if not names or c.name in names]
+
+
+def run_side(cases: list, cache_dir: Path, budget: str, cap: int | None, site: Path, jobs: int) -> dict:
+    """The cases' observe runs with every plain ``Guard`` given ``budget`` ("none": every step full) where the
+    case does not set one, and the budget's ``cap``."""
+    saved = dict(os.environ)
+    try:
+        os.environ["TRAINGUARD_CORPUS_BUDGET"] = budget
+        if cap:
+            os.environ["TRAINGUARD_CORPUS_BUDGET_CAP"] = str(cap)
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site.resolve()), saved.get("PYTHONPATH")]))
+        label = "off" if budget == "none" else "on "
+        return run_cases(cases, cache_dir, jobs, variants_of=lambda case: ("observe",),
+                         progress=lambda line: print(label, line, flush=True))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,22 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     site = args.cache_dir / "site"
     site.mkdir(parents=True, exist_ok=True)
     (site / "sitecustomize.py").write_text(SITE, encoding="utf-8")
-    only_observe = lambda case: ("observe",)  # noqa: E731
-    saved = dict(os.environ)
-    results = {}
-    try:
-        os.environ["TRAINGUARD_CORPUS_BUDGET"] = str(args.budget)
-        if args.cap:
-            os.environ["TRAINGUARD_CORPUS_BUDGET_CAP"] = str(args.cap)
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site.resolve()), saved.get("PYTHONPATH")]))
-        on = "on" if not args.cap else f"on_cap{args.cap}"
-        results["on"] = run_cases(cases, args.cache_dir / on, args.jobs, variants_of=only_observe,
-                                  progress=lambda line: print("on ", line, flush=True))
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    results["off"] = run_cases(cases, args.cache_dir / "off", args.jobs, variants_of=only_observe,
-                               progress=lambda line: print("off", line, flush=True))
+    on = "on" if not args.cap else f"on_cap{args.cap}"
+    results = {"on": run_side(cases, args.cache_dir / on, str(args.budget), args.cap, site, args.jobs),
+               "off": run_side(cases, args.cache_dir / "off", "none", None, site, args.jobs)}
     causes = {c.name: next((r["meta"].get("cause") for side in results for r in results[side][c.name].values()
                             if r.get("meta")), "?") for c in cases}
     totals = {side: {"faulty": 0, "detected": 0, "right": 0, "confident_wrong": 0, "healthy": 0, "flagged": 0}

@@ -148,6 +148,7 @@ def measure(build: Callable, make_optimizer: Callable, preset: str, policy: str,
     optimizer_clock = OptimizerClock(guarded_opt)
     probe_clock = PartClocks({"probe": (guard._measure.probe, "_record")})  # the sampled forwards' hook
     timed_parts = {"norm pass": (collect, "step_vector"), "session.observe": (guard.session, "observe"),
+                   "session.observe_light": (guard.session, "observe_light"),
                    "StepStats": (record.PendingStep, "build")}
     if guard._repairer is not None:  # the policy's decision before the update (safe: skip or clip)
         timed_parts["repair decision"] = (guard._repairer, "before_update")
@@ -241,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="steps per turn of each copy (default 1: bare and guarded alternate step by step; "
                              "Guard(budget=) times the interval between its steps, which then holds the bare step too)")
     parser.add_argument("--budget-only", action="store_true", help="only the configurations with Guard(budget=...)")
+    parser.add_argument("--model", choices=("mlp", "cnn"), help="only this model (default: both)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     results = []
@@ -250,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{'self share':>10} {'A/B':>7}")
     with tempfile.TemporaryDirectory() as tmp:
         for model_name, (build, make_optimizer, share) in MODELS.items():
+            if args.model and not model_name.startswith(args.model):
+                continue
             for preset, policy, with_log, fetch_every, budget in CONFIGS:
                 if args.default_only and (preset != "standard" or with_log or fetch_every):
                     continue

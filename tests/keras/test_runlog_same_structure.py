@@ -56,7 +56,11 @@ def _structure(path) -> dict:
         # Only the torch guard re-runs a NaN batch to name the first module whose output is non-finite, and counts
         # the backward passes an update applied (a hook on the autograd graph; a Keras step computes one gradient per
         # apply, and a custom loop's tape accumulation never reaches the optimizer as separate gradients).
-        fields.setdefault(record["type"], set()).update(set(record) - {"first_nonfinite_module", "backward_passes"})
+        # The overhead budget (its events, its light steps) is the torch guard's alone (docs/runlog.md).
+        if record["type"] == "event" and record["kind"].startswith("overhead_budget"):
+            continue
+        fields.setdefault(record["type"], set()).update(
+            set(record) - {"first_nonfinite_module", "backward_passes", "light"})
     actions = [r for r in records if r["type"] == "action"]
     header = records[0]
     return {

@@ -32,8 +32,9 @@ def _run(fetch_every: int, epochs: int = 3, poison_at: int | None = None, as_on_
     def poison(step: int, xb: torch.Tensor) -> torch.Tensor:
         return xb.masked_fill(torch.ones_like(xb, dtype=torch.bool), float("nan")) if step == poison_at else xb
 
+    # budget=None: the reference run fetches and measures every step (the budget applies at fetch_every=1 only)
     guard = trainguard.Guard(model, optimizer, policy="observe", detectors=chain(recorder(), default_detectors()),
-                             fetch_every=fetch_every)
+                             fetch_every=fetch_every, budget=None)
     guard._read_free = not as_on_gpu  # on an accelerator nothing is read between two fetches
     returned = []
     original_step = guard.step
@@ -108,7 +109,7 @@ def _run_cpu(fetch_every: int, poison_at: int):
     def poison(step: int, xb: torch.Tensor) -> torch.Tensor:
         return torch.full_like(xb, float("nan")) if step == poison_at else xb
 
-    guard = trainguard.Guard(model, optimizer, policy="observe", fetch_every=fetch_every)
+    guard = trainguard.Guard(model, optimizer, policy="observe", fetch_every=fetch_every, budget=None)
     returned = {}
     original_step = guard.step
 

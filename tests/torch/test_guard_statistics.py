@@ -26,7 +26,8 @@ def _step(model, optimizer, guard, x, y, **kwargs):
 def test_every_step_fields_and_the_sampling_cadence():
     model, optimizer = seed003_model()
     x, y = seed003_data(standardized=True)
-    with trainguard.Guard(model, optimizer, policy="observe", preset=EVERY_3) as guard:
+    # budget=None: the preset's own cadence, every step measured
+    with trainguard.Guard(model, optimizer, policy="observe", preset=EVERY_3, budget=None) as guard:
         train(model, optimizer, x, y, epochs=1, guard=guard)
     history = list(guard.history)
     assert [s.step for s in history] == list(range(16))

@@ -31,6 +31,9 @@ class Detector(NamedTuple):
     # The detectors a chain is made of, nested chains flattened (empty for a single detector): the monitor runs
     # each on its own, so that one that raises is switched off alone.
     parts: tuple[Detector, ...] = ()
+    # Reads only what a light step of an overhead budget measures (``trainguard.core.budget``: the loss, the LRs,
+    # the batch size, the backward passes, the module modes; not the gradients): it sees the light steps too.
+    light: bool = False
 
 
 def parts(detector: Detector) -> tuple[Detector, ...]:

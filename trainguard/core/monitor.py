@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import traceback
 import warnings
-from typing import Any
+from typing import Any, Sequence
 
 from trainguard.core.detector import Detector, parts
 from trainguard.core.detectors import default_detectors
@@ -28,25 +28,61 @@ class Monitor:
         self.state: tuple[Any, ...] = tuple(d.init() for d in self.detectors)  # one state per detector, in order
         self.disabled: list[str] = []  # names of the detectors switched off after raising, in order
         self._off: set[int] = set()  # their positions in ``self.detectors``
+        self._every = tuple(range(len(self.detectors)))
+        self._light = tuple(i for i, d in enumerate(self.detectors) if d.light)  # those that read the loss alone
         self.findings: list[Finding] = []
 
     def observe(self, stats: StepStats) -> tuple[Finding, ...]:
         """Feeds one step; returns the findings it raised (also appended to ``self.findings``)."""
+        return self._run(stats, self._every)
+
+    def observe_light(self, steps: Sequence[StepStats]) -> list[tuple[Finding, ...]]:
+        """Feeds light steps (the loss measured, not the gradients), in order, to the detectors that read the loss
+        alone; returns each step's findings."""
+        states = list(self.state)
+        detectors, off = self.detectors, self._off
+        out: list[tuple[Finding, ...]] = []
+        for stats in steps:
+            found: list[Finding] = []
+            for i in self._light:
+                if i in off:
+                    continue
+                try:
+                    new, states[i] = detectors[i].update(stats, states[i])
+                except Exception as error:  # noqa: BLE001 - containment: this detector goes, the others stay
+                    off.add(i)
+                    self.disabled.append(detectors[i].name)
+                    found.append(_internal_error(detectors[i].name, error, stats.step))
+                    continue
+                if new:
+                    found.extend(new)
+            if found:
+                self.findings.extend(found)
+            out.append(tuple(found))
+        self.state = tuple(states)
+        return out
+
+    def _run(self, stats: StepStats, which: Any) -> tuple[Finding, ...]:
         found: list[Finding] = []
         states = list(self.state)
-        for i, det in enumerate(self.detectors):
-            if i in self._off:
+        detectors = self.detectors
+        off = self._off
+        for i in which:
+            if i in off:
                 continue
+            det = detectors[i]
             try:
                 new, states[i] = det.update(stats, states[i])
             except Exception as error:  # noqa: BLE001 - containment: this detector goes, the others stay
-                self._off.add(i)
+                off.add(i)
                 self.disabled.append(det.name)
                 found.append(_internal_error(det.name, error, stats.step))
                 continue
             if new:
                 found.extend(new)
         self.state = tuple(states)
+        if not found:
+            return ()
         self.findings.extend(found)
         return tuple(found)
 
@@ -58,7 +94,7 @@ def _internal_error(name: str, error: Exception, step: int) -> Finding:
     message = (f"trainguard: internal error in its detectors at step {step}: {name} raised "
                f"{type(error).__name__}: {detail}" + (f" ({raised_at})" if raised_at else "") +
                f"; {name} switched off, the other detectors keep running")
-    warnings.warn(message, RuntimeWarning, stacklevel=3)
+    warnings.warn(message, RuntimeWarning, stacklevel=4)  # the caller of observe()
     evidence = {"part": "detectors", "detector": name, "error": type(error).__name__, "detail": detail,
                 "raised_at": raised_at}
     return Finding(INTERNAL_ERROR, Severity.WARNING, step, "detectors", evidence, message)

@@ -320,6 +320,38 @@ class Session:
             self.stop_reason = carried.stop
         return StepResult(found, carried.actions, self.plan, carried.stop)
 
+    def observe_light(self, steps: Sequence[StepStats]) -> tuple[Finding, ...]:
+        """Light steps of an overhead budget (:mod:`trainguard.core.budget`: the loss measured, the gradients not),
+        in order, through the detectors that read the loss alone and the sinks (the run log keeps every step).
+        Not the history, but for a step with a finding: it keeps the measured steps, all the diagnosis reads
+        (``RunView``), so that its bounded tail is not filled with light ones. No repair: the steps were taken as they came, and the budget makes
+        the steps after a finding full. Returns their findings."""
+        if not steps:
+            return ()
+        self._last_step = steps[-1].step
+        containment = self.containment
+        per_step: list[tuple[Finding, ...]] = [()] * len(steps)
+        if "detectors" not in containment.disabled:
+            try:
+                per_step = self.monitor.observe_light(steps)
+            except Exception as e:  # noqa: BLE001 - containment
+                containment.contain("detectors", e, steps[-1].step)
+        found = tuple(f for step_found in per_step for f in step_found)
+        self.findings.extend(found)
+        for stats, step_found in zip(steps, per_step):
+            if step_found:  # its loss is a symptom the diagnosis reads (``RunView.build``)
+                self.history.append(stats)
+        for part, sink in self._sinks:
+            if part not in containment.disabled:
+                try:
+                    for stats, step_found in zip(steps, per_step):
+                        sink.step(stats)
+                        for finding in step_found:
+                            sink.finding(finding)
+                except Exception as e:  # noqa: BLE001 - containment
+                    containment.contain(part, e, steps[-1].step)
+        return found
+
     def _record(self, actions: Iterable[Action], events: Iterable[tuple[str, dict[str, Any]]], step: int) -> None:
         actions = list(actions)
         self.actions.extend(actions)

@@ -133,6 +133,9 @@ class StepStats:
     # Backward passes whose gradients this update applied (since the gradients were last zeroed), counted by the
     # torch guard on one parameter whether or not the loop told it of micro-batches (adapters/torch/backward_count.py).
     backward_passes: int | None = None
+    # A light step of an overhead budget (``trainguard.core.budget``): the loss (LRs, batch size, backward passes,
+    # module modes) measured, not the gradients; the diagnosis reads the measured steps of such a run.
+    light: bool = False
     extra: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -165,6 +168,8 @@ class StepStats:
             del out["applied"]
         if out.get("scaler_skipped") is False:
             del out["scaler_skipped"]
+        if out.get("light") is False:
+            del out["light"]
         for flag in ("loss_finite", "grads_finite", "weights_finite"):
             if out.get(flag) is True:
                 del out[flag]

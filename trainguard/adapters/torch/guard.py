@@ -55,14 +55,14 @@ from trainguard.adapters.torch import amp, collect, distributed, hooks
 from trainguard.adapters.torch.accumulate import MicroBatches
 from trainguard.adapters.torch.backward_count import BackwardCounter
 from trainguard.adapters.torch.effector import TorchEffector
-from trainguard.adapters.torch.measure import Measurer
+from trainguard.adapters.torch.measure import Measurer, host_lrs
 from trainguard.adapters.torch.modes import eval_mode_modules
 from trainguard.adapters.torch.record import PendingStep, all_finite, fetch
 from trainguard.adapters.torch.update import Repairer, StepContext, UserRepair, apply_update, is_repairer
-from trainguard.core.budget import WARMUP_STEPS, BudgetState, budget_init, budget_update, layers_due, light_steps
+from trainguard.core.budget import DEFAULT_SHARE, WARMUP_STEPS, BudgetState, budget_init, budget_update, layers_due, light_steps
 from trainguard.core.detector import Detector
 from trainguard.core.diagnosis import Cause
-from trainguard.core.findings import Finding, Severity
+from trainguard.core.findings import Finding
 from trainguard.core.policies import TrainingStopped, get_policy
 from trainguard.core.presets import Preset, get_preset
 from trainguard.core.schedule import schedule
@@ -133,13 +133,15 @@ class Guard(SessionView):
         clip: the ``max_norm`` of the run's own gradient clipping. With ``step(loss, grad_norm=norm)`` (``norm``
             as ``clip_grad_norm_`` returned it) the guard records that pre-clip norm; with ``step(loss)`` the guard
             clips at this cap itself, as ``clip_grad_norm_`` would. Routine clipping is then no alarm.
-        budget: the guard's overhead budget, a share of the training step (e.g. ``0.02``), or None (the default:
-            every step measured in full). The guard then measures in full only on some steps, so that its mean
-            self-time stays within that share of the step it times, and at least every 16th step
-            (:mod:`trainguard.core.budget`); the steps in between only check the loss's finiteness (see
-            :meth:`_budgeted_step`). Applies to ``guard.step`` with the ``observe`` and ``safe`` policies on CPU,
-            without ``scaler=``/``clip=``/``accumulate``/``grad_norm=`` or torch.distributed; elsewhere every step
-            is full and the run log says why (event ``overhead_budget_off``).
+        budget: the guard's overhead budget, a share of the training step: ``0.02`` (the default), any share in
+            (0, 1), or None (every step measured in full). Where the guard's work costs more than that share of
+            the step it times (a small model's step on CPU), it measures in full only on some steps, and at least
+            every 16th (:mod:`trainguard.core.budget`); the steps in between read the loss alone, which the loss's
+            detectors (spikes, divergence, plateaus) and the run log still get (see :meth:`_budgeted_step`). Where
+            it costs less (a step long enough), every step is full, as with None. Applies to ``guard.step`` with
+            the ``observe`` and ``safe`` policies on CPU, without ``scaler=``/``clip=``/``accumulate``/
+            ``grad_norm=`` or torch.distributed; elsewhere every step is full and the run log says why (event
+            ``overhead_budget_off``).
 
     The optimizer's param groups are followed as they change (``optimizer.add_param_group``).
     """
@@ -147,7 +149,7 @@ class Guard(SessionView):
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, policy: Any = "safe",
                  log: str | Any | None = None, preset: str | Preset = "standard", *, scheduler: Any = None,
                  detectors: Detector | None = None, fetch_every: int | None = None, exporters: Any = (),
-                 scaler: Any = None, clip: float | None = None, budget: float | None = None):
+                 scaler: Any = None, clip: float | None = None, budget: float | None = DEFAULT_SHARE):
         if not isinstance(model, nn.Module):
             raise TypeError(f"Guard needs the torch.nn.Module being trained, got {type(model).__name__}")
         if not hasattr(optimizer, "param_groups") or not callable(getattr(optimizer, "step", None)):
@@ -186,7 +188,6 @@ class Guard(SessionView):
         self._previous_finite = True  # the last fetched step was finite (a non-finite episode starts after it)
         self._closed = False
         self._layers_due = self.schedule.layers.due(0)  # the coming step samples per-layer statistics
-        self._modes_missed = False  # the module modes fell due on a light step (overhead budget)
         reduce = distributed.step_reducer(model)  # None outside a process group
         self._measure = Measurer(model, optimizer, self.device, reduce)
         self._measure.plain = all(p.dtype == torch.float32 and p.device == self.device for p in self.params)
@@ -219,6 +220,9 @@ class Guard(SessionView):
                                                             snapshots="snapshots" in built_policy.needs)
             self.session.start(lambda: PolicyRepair(built_policy, self._effector))
         self._budget: BudgetState | None = None
+        # an overhead budget's light steps since the last full one, (step, loss, epoch, batch size, LRs, backward
+        # passes, modules in eval mode): the session gets them at the next full step
+        self._light: list[tuple[Any, ...]] = []
         if budget_state is not None:
             self._start_budget(budget_state, policy, reduce)
         if self._layers_due:
@@ -233,7 +237,7 @@ class Guard(SessionView):
         statistics fetched during this call. After :meth:`accumulate`, call it without a loss.
         ``grad_norm``: the global gradient norm the loop computed (``clip_grad_norm_``'s return value)."""
         if self._budget is not None:
-            return self._budgeted_step(loss, batch_size, inputs, targets, epoch, grad_norm)
+            return self._budgeted_step(_clock(), loss, batch_size, inputs, targets, epoch, grad_norm)
         apply = self.begin_update(loss, batch_size, inputs=inputs, targets=targets, epoch=epoch, grad_norm=grad_norm)
         if self.scaler is None:
             applied = apply_update(self.optimizer, apply)
@@ -378,9 +382,10 @@ class Guard(SessionView):
         run log, repair); returns the findings they raised."""
         if self._open is not None:  # between begin_update and end_update: the update is not measured yet
             return ()
+        light = self._feed_light() if self._light else ()
         entries, self._pending = self._pending, []
         if not entries:
-            return ()
+            return light
         try:
             fetch(entries)
             # The weights are still those of step i's forward when no update was applied from step i on.
@@ -391,7 +396,7 @@ class Guard(SessionView):
         except Exception as e:  # noqa: BLE001 - containment
             self._containment.contain("statistics", e)
             return ()
-        found: list[Finding] = []
+        found: list[Finding] = list(light)
         for entry, weights_unchanged in zip(entries, unchanged):
             try:
                 stats = self._finish(entry, weights_unchanged)
@@ -454,8 +459,6 @@ class Guard(SessionView):
 
     def _end(self, status: str) -> None:
         self._closed = True
-        if self._budget is not None:
-            self._write_light_losses()
         self._measure.probe.remove()
         if self._backward is not None:
             self._backward.remove()
@@ -490,35 +493,38 @@ class Guard(SessionView):
             return
         self._budget = state
         self._light_left = 0  # light steps before the next full one
-        self._light_losses: list[float] = []  # the losses of the light steps since the last full one
-        self._light_from = 0  # the first of those steps
         self._light_self = 0.0  # their self-time, in seconds
+        self._plan_s = 0.0  # the time the budget's plan after the last full step took
         self._layers_next = False  # the next full step takes the per-layer statistics
         self._last_full: tuple[float, float] | None = None  # the last full step's (start, self-time)
 
-    def _budgeted_step(self, loss: Any, batch_size: int | None, inputs: Any, targets: Any, epoch: int | None,
-                       grad_norm: Any) -> tuple[Finding, ...]:
+    def _budgeted_step(self, start: float, loss: Any, batch_size: int | None, inputs: Any, targets: Any,
+                       epoch: int | None, grad_norm: Any) -> tuple[Finding, ...]:
         """:meth:`step` under an overhead budget (:mod:`trainguard.core.budget`), timed in this thread's CPU time.
 
-        A light step checks that the loss is finite, steps the optimizer and counts the step: no gradient norm,
-        detector, policy or step record. Its loss is kept and written to the run log at the next full step as
-        one ``light_steps`` event (``step``: the first light step, ``losses``: one per step), so the log's step
-        records are those of the full steps. A non-finite loss makes the step a full one at once (the ``safe``
-        policy skips it, the NaN search runs), and every step for ``cap`` steps after any sign of trouble (a
-        finding at warning or above, a skipped step, an action). What a light step cannot see: a non-finite
+        A light step reads the loss, steps the optimizer and counts the step: no gradient norm, per-layer
+        statistics, detector or policy. Its loss (with the LRs, the batch size, the epoch and the backward passes
+        counted, and the modules' train/eval modes when due) is handed to the session's light path at the next full
+        step, or at ``flush``: the history, the run log and the detectors that read those alone (spikes,
+        divergence, plateaus, a loss against its batch size, an accumulation group spilling into the next, a
+        BatchNorm left in eval mode), so those judge
+        every step, at most ``cap - 1`` steps late, in one batch whose interpreter caches are warm (a light step
+        costs a few microseconds). A non-finite loss makes the step a full one at once (the ``safe`` policy
+        skips it, the NaN search runs), and so is every step for ``cap`` steps after any sign of trouble (a
+        finding of any severity, a skipped step, an action), the first of them with the per-layer statistics. What a light step cannot see: a non-finite
         gradient behind a finite loss, and a gradient-norm outlier to clip; both are seen at the next full step."""
-        start = _clock()
         nonfinite = False
         if (self._light_left and grad_norm is None and self._micro is None and isinstance(loss, torch.Tensor)
                 and loss.numel() == 1 and not self._closed):
             value = loss.item()
             nonfinite = not math.isfinite(value)
             if not nonfinite and not _groups_changed(self.optimizer, self._groups):
-                if not self._light_losses:
-                    self._light_from = self.step_count
-                self._light_losses.append(value)
-                if self.schedule.modes.due(self.step_count):
-                    self._modes_missed = True  # checked at the next full step
+                step = self.step_count
+                # a plain tuple now, the StepStats in the warm batch of ``_feed_light``
+                self._light.append((step, value, epoch, batch_size, host_lrs(self.optimizer),
+                                    self._backward.take() if self._backward is not None else None,
+                                    eval_mode_modules(self._measure.mode_modules)
+                                    if self.schedule.modes.due(step) else None))
                 before = _clock()
                 self.optimizer.step()
                 after = _clock()
@@ -529,18 +535,20 @@ class Guard(SessionView):
                 self._light_self += (before - start) + (_clock() - after)
                 return ()
         kind = "layers" if self._layers_due else "full"
-        lights = len(self._light_losses)
-        self._write_light_losses()
+        lights = len(self._light)
         actions = len(self.session.actions)
         apply = self.begin_update(loss, batch_size, inputs=inputs, targets=targets, epoch=epoch, grad_norm=grad_norm)
         before = _clock()
         applied = apply_update(self.optimizer, apply)
         optimizer_s = _clock() - before
         found = self.end_update(applied)
-        trouble = (nonfinite or applied is not True or len(self.session.actions) != actions
-                   or any(f.severity >= Severity.WARNING for f in found))
+        # any finding (the light steps' among them), a skip or an action: every step full for ``cap`` steps, and
+        # the per-layer statistics at the next one, so the diagnosis has its evidence from when the symptom showed
+        trouble = nonfinite or applied is not True or len(self.session.actions) != actions or bool(found)
         try:
-            self._plan_after_full(kind, _clock() - start - optimizer_s, start, lights, trouble)
+            planned = _clock()
+            self._plan_after_full(kind, planned - start - optimizer_s + self._plan_s, start, lights, trouble)
+            self._plan_s = _clock() - planned  # the plan's own time, counted with the next full step
         except Exception as e:  # noqa: BLE001 - containment: every step full from now on
             self._budget = None
             self._layers_due = self.schedule.layers.due(self.step_count)
@@ -565,13 +573,17 @@ class Guard(SessionView):
                                light_us=1e6 * state.light_s, layers_extra_us=1e6 * state.layers_extra_s)
         self._light_left = light_steps(state)
         self._layers_next = (self.schedule.layers.due(self.step_count + self._light_left)
-                             if self.step_count + self._light_left < self.preset.forensic_steps else layers_due(state))
+                             if self.step_count + self._light_left < self.preset.forensic_steps
+                             else (trouble and kind != "layers") or layers_due(state))
         self._sample_next(not self._light_left and self._layers_next)
 
-    def _write_light_losses(self) -> None:
-        if self._light_losses:
-            losses, self._light_losses = self._light_losses, []
-            self.session.event("light_steps", self._light_from, losses=losses)
+    def _feed_light(self) -> tuple[Finding, ...]:
+        """The light steps' losses to the session (see :meth:`_budgeted_step`); returns their findings."""
+        light, self._light = self._light, []
+        return self.session.observe_light([
+            StepStats(step=step, loss=loss, epoch=epoch, batch_size=batch_size, lrs=lrs or (),
+                      backward_passes=passes, eval_mode_modules=modes, light=True)
+            for step, loss, epoch, batch_size, lrs, passes, modes in light])
 
     # --------------------------------------------------------------- measuring
     def _sample_next(self, layers: bool) -> None:
@@ -640,8 +652,7 @@ class Guard(SessionView):
             self._try("data summary", self._measure.data, entry, inputs, targets, micro)
         if plan.forensic.due(step):
             self._try("forensic recording", self._measure.forensics, entry, inputs, targets)
-        if plan.modes.due(step) or self._modes_missed:
-            self._modes_missed = False
+        if plan.modes.due(step):
             entry.eval_mode_modules = eval_mode_modules(self._measure.mode_modules)
         if (inputs is not None and self._read_free and self._previous_finite and not entry.located
                 and "non-finite localisation" not in self._containment.disabled):

@@ -18,7 +18,17 @@ from trainguard.adapters.torch.accumulate import MicroBatches
 from trainguard.adapters.torch.modes import mode_sensitive_modules
 from trainguard.adapters.torch.record import PendingStep
 
-__all__ = ["Measurer"]
+__all__ = ["Measurer", "host_lrs"]
+
+
+def host_lrs(optimizer: torch.optim.Optimizer) -> tuple[float, ...] | None:
+    """The param groups' learning rates as floats; None when one is a tensor (it may live on a device: read it
+    with the step's other values, not here)."""
+    lrs = [group["lr"] for group in optimizer.param_groups]
+    for lr in lrs:  # a plain loop: no generator per step
+        if isinstance(lr, torch.Tensor):
+            return None
+    return tuple(map(float, lrs))
 
 
 class Measurer:
@@ -39,13 +49,9 @@ class Measurer:
              batch_size: int | None, grad_norm: torch.Tensor | float | None = None) -> PendingStep:
         """The every-step statistics. ``grad_norm``: the global norm the user computed (``clip_grad_norm_``'s
         return value), taken instead of a norm pass of our own."""
-        lrs = [group["lr"] for group in self.optimizer.param_groups]
-        tensor_lrs = False
-        for lr in lrs:  # a plain loop: no generator per step
-            if isinstance(lr, torch.Tensor):
-                tensor_lrs = True
-                break
-        entry = PendingStep(step, epoch, batch_size, () if tensor_lrs else tuple(map(float, lrs)), names)
+        lrs = host_lrs(self.optimizer)
+        tensor_lrs = lrs is None
+        entry = PendingStep(step, epoch, batch_size, () if tensor_lrs else lrs, names)
         if grad_norm is None:
             vector = collect.step_vector(loss, grads, self.device, self.plain)
         else:
@@ -56,8 +62,8 @@ class Measurer:
         else:
             entry.add("step", self.reduce(vector), self.device)
         if tensor_lrs:
-            entry.add("lrs", torch.stack([torch.as_tensor(lr, dtype=torch.float32, device=self.device)
-                                          for lr in lrs]), self.device)
+            entry.add("lrs", torch.stack([torch.as_tensor(group["lr"], dtype=torch.float32, device=self.device)
+                                          for group in self.optimizer.param_groups]), self.device)
         return entry
 
     def layers(self, entry: PendingStep, params: list[nn.Parameter],

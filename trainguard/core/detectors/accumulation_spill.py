@@ -71,7 +71,7 @@ def accumulation_spill(min_events: int = 2, min_usual: int = 8, reference: int =
             return (), new_state
         return (_finding(stats.step, usual, spills, usual_norms),), new_state._replace(reported=True)
 
-    return Detector("accumulation_spill", init, update)
+    return Detector("accumulation_spill", init, update, light=True)
 
 
 def _finding(step: int, usual: int, spills, usual_norms: tuple[float, ...]) -> Finding:

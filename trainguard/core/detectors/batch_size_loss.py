@@ -71,7 +71,7 @@ def batch_size_loss(min_ratio: float = 1.5, min_events: int = 3, reference: int 
             return (), new_state
         return (finding,), new_state._replace(reported=True)
 
-    return Detector("batch_size_loss", init, update)
+    return Detector("batch_size_loss", init, update, light=True)
 
 
 def _median(xs: tuple[float, ...]) -> float:

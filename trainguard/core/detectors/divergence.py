@@ -152,7 +152,7 @@ def divergence(factor: float = 10.0, patience: int = 3, sustain: int = 100, rise
                 message += f", giving back {given_back:.0%} of the progress since the start"
         return (Finding("divergence", severity, stats.step, None, evidence, message),), new_state
 
-    return Detector("divergence", init, update)
+    return Detector("divergence", init, update, light=True)
 
 
 def _climbing(recent: tuple[float, ...], steps: int, big: float) -> bool:

@@ -232,7 +232,7 @@ def loss_spike(z: float = 6.0, window: int = 128, min_history: int = 20, min_ris
                                    state.lr, lr_rose_at)
         return tuple(found), new_state
 
-    return Detector("loss_spike", init, update)
+    return Detector("loss_spike", init, update, light=True)
 
 
 def _judge(episode: SpikeEpisode, loss: float, step: int, min_rise: float, recovered_steps: int,

@@ -62,4 +62,4 @@ def module_mode() -> Detector:
         return (Finding("eval_mode_modules", severity, stats.step, modules[0], evidence, message),), \
             ModuleModeState(True, episodes)
 
-    return Detector("module_mode", init, update)
+    return Detector("module_mode", init, update, light=True)

@@ -133,7 +133,7 @@ def plateau(window: int = 200, min_improvement: float = 0.01, halflife: float = 
                    f"{min_improvement:.0%} in {step - ref_step} steps, {text}")
         return (Finding("plateau", severity, step, None, evidence, message),), new_state
 
-    return Detector("plateau", init, update)
+    return Detector("plateau", init, update, light=True)
 
 
 def _median_update_ratio(stats: StepStats) -> float:

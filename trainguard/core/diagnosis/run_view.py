@@ -29,7 +29,14 @@ class RunView:
 
     @classmethod
     def build(cls, stats: Sequence[StepStats], findings: Sequence[Finding], framework: str = "torch") -> RunView:
-        return cls(tuple(sorted(stats, key=lambda s: s.step)), tuple(findings), framework)
+        """The rules read the steps measured in full: an overhead budget's light steps (``StepStats.light``: the
+        loss alone) are left out where the run has others, so that every series the rules index together (losses,
+        gradient norms, LRs) has each of its points; their losses were judged live by the loss detectors, whose
+        findings the rules read. A light step with a finding stays: its loss is the symptom the rules read (a
+        bad batch's spike), its missing gradient norm a gap as in a loss-only log."""
+        symptoms = {f.step for f in findings}
+        measured = [s for s in stats if not s.light or s.step in symptoms]
+        return cls(tuple(sorted(measured or stats, key=lambda s: s.step)), tuple(findings), framework)
 
     def of(self, code: str, min_severity: Severity = Severity.INFO) -> list[Finding]:
         return [f for f in self.findings if f.code == code and f.severity >= min_severity]

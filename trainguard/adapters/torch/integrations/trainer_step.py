@@ -35,7 +35,8 @@ class TrainerStepGuard(SessionView):
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, options: GuardOptions,
                  scheduler: Any = None):
-        self.guard = Guard(model, optimizer, scheduler=scheduler, **options.as_kwargs())
+        # budget=None: the overhead budget decides inside ``Guard.step``, and a trainer takes its own step
+        self.guard = Guard(model, optimizer, scheduler=scheduler, budget=None, **options.as_kwargs())
         self.session = self.guard.session  # the guard's, for SessionView
         self._in_update = False  # between before_update and after_update
         self.last_applied = True
