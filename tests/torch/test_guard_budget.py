@@ -49,13 +49,14 @@ def records(path):
 def test_light_steps_are_logged_with_their_losses_and_a_full_step_comes_at_least_every_cap_steps(tmp_path):
     model, optimizer, x, y = model_and_data()
     guard = trainguard.Guard(model, optimizer, policy="observe", log=str(tmp_path / "run.jsonl"), budget=0.02)
-    train(guard, model, optimizer, x, y, 3000)
+    run = RAMP_STEPS * DEFAULT_CAP + 500  # past the ramp
+    train(guard, model, optimizer, x, y, run)
     guard.close()
     steps = [r for r in records(tmp_path / "run.jsonl") if r["type"] == "step"]
-    assert [r["step"] for r in steps] == list(range(3000))  # every step is in the log, once, in order
+    assert [r["step"] for r in steps] == list(range(run))  # every step is in the log, once, in order
     light = {r["step"]: r for r in steps if r.get("light")}
     measured = [r["step"] for r in steps if not r.get("light")]
-    assert len(light) > 2000  # most steps were light
+    assert len(light) > 0.8 * run  # most steps were light (the ramp measures its first ~450 in full)
     assert all("grad_norm" not in r and r["lrs"] == [0.01] and r["batch_size"] == 32 for r in light.values())
     assert all("grad_norm" in r for r in steps if not r.get("light"))
     assert measured[:2 * RAMP_STEPS] == list(range(2 * RAMP_STEPS))  # the warm-up and the ramp's start
@@ -65,7 +66,7 @@ def test_light_steps_are_logged_with_their_losses_and_a_full_step_comes_at_least
     # the light steps' losses are the run's own
     model2, optimizer2, _, _ = model_and_data()
     losses = []
-    train(None, model2, optimizer2, x, y, 3000,
+    train(None, model2, optimizer2, x, y, run,
           before_step=lambda i: losses.append(nn.functional.mse_loss(
               model2(x[(i * 32) % 256:(i * 32) % 256 + 32]), y[(i * 32) % 256:(i * 32) % 256 + 32]).item()))
     assert all(r["loss"] == pytest.approx(losses[step], rel=1e-6) for step, r in light.items())

@@ -27,13 +27,14 @@ With ``light``, ``full`` and ``layers`` the mean self-times of each kind and
 
 so the smallest stride within ``HEADROOM * share * step`` is ``((full - light) + (layers - full) / layer_every) /
 (HEADROOM * share * step - light)``, rounded up and capped at ``cap``: a gradient-norm or per-layer signal is seen
-at most ``cap - 1`` steps late whatever the cost. Hysteresis: the stride grows as soon as the budget is exceeded, and shrinks only when a
-smaller one would still fit within ``SHRINK_MARGIN`` of the budget, so it does not flap on timing noise; each time
-enters the running means capped at twice the mean, so a pause between two steps (an evaluation, a checkpoint) or
-of the interpreter does not swing the stride. The warm-up steps, and the ``cap`` steps after any sign of trouble
-(any finding, a non-finite or skipped step, a repair), are full whatever the budget, the first of them with the
-per-layer statistics; so is,
-in the adapter, a step whose loss is not finite.
+at most ``cap - 1`` steps late whatever the cost. (``full`` holds the batch of light losses the full step hands to
+the detectors, so it grows with the stride; the times are measured again at each full step, and the stride follows.)
+Hysteresis: the stride grows as soon as the budget is exceeded, and shrinks only when a smaller one would still fit
+within ``SHRINK_MARGIN`` of the budget, so it does not flap on timing noise; each time enters the running means
+capped at twice the mean, so a pause between two steps (an evaluation, a checkpoint) or of the interpreter does not
+swing the stride. The warm-up steps, and the ``cap`` steps after any sign of trouble (any finding, a non-finite or
+skipped step, a repair), are full whatever the budget, the first of them with the per-layer statistics; so is, in
+the adapter, a step whose loss is not finite.
 
 The adapter calls :func:`budget_update` after each full step (and once for the light steps before it, with their
 mean times), then takes :func:`light_steps` light steps and a full one, with the per-layer statistics when
@@ -48,14 +49,15 @@ __all__ = ["BudgetState", "budget_init", "budget_update", "light_steps", "layers
            "DEFAULT_SHARE", "DEFAULT_CAP", "WARMUP_STEPS", "RAMP_STEPS", "HEADROOM"]
 
 DEFAULT_SHARE = 0.02  # the guard's default budget: 2% of the training step
-DEFAULT_CAP = 32  # a full measurement at least every 32 steps: a gradient's signal is seen <= 31 steps late
+DEFAULT_CAP = 48  # a full measurement at least every 48 steps: a gradient's signal is seen <= 47 steps late
 WARMUP_STEPS = 10  # full steps before the budget lets any step be light
 RAMP_STEPS = 64  # the stride at step t is at most t // 64: each doubling of the run holds >= 44 full steps
 COLD_STEPS = 2  # the first steps' times (imports, allocations, cold caches) enter no mean
 # The stride is chosen for this share of the budget: the guard's clock, read inside ``step``, misses what only an
 # outside clock sees (the call into ``step`` and back, the interpreter caches its work cools for the loop):
-# benchmarks/guard_overhead's outside clock reads 8-25% above the guard's own on the 784-512-512-10 MLP.
-HEADROOM = 0.8
+# benchmarks/guard_overhead's outside clock reads 8-25% above the guard's own on the 784-512-512-10 MLP; the rest
+# is a margin for timing noise.
+HEADROOM = 0.7
 SHRINK_MARGIN = 0.8  # a smaller stride is taken only when it fits within 80% of the budget
 SMOOTHING = 0.1  # weight of a new time in the running means (about the last 10 of a kind)
 OUTLIER = 2.0  # a time enters a running mean capped at this multiple of the mean

@@ -324,8 +324,8 @@ class Session:
         """Light steps of an overhead budget (:mod:`trainguard.core.budget`: the loss measured, the gradients not),
         in order, through the detectors that read the loss alone and the sinks (the run log keeps every step).
         Not the history, but for a step with a finding: it keeps the measured steps, all the diagnosis reads
-        (``RunView``), so that its bounded tail is not filled with light ones. No repair: the steps were taken as they came, and the budget makes
-        the steps after a finding full. Returns their findings."""
+        (``RunView``), so that its bounded tail is not filled with light ones. No repair: the steps were taken as
+        they came, and the budget makes the steps after a finding full. Returns their findings."""
         if not steps:
             return ()
         self._last_step = steps[-1].step

@@ -136,7 +136,7 @@ class Guard(SessionView):
         budget: the guard's overhead budget, a share of the training step: ``0.02`` (the default), any share in
             (0, 1), or None (every step measured in full). Where the guard's work costs more than that share of
             the step it times (a small model's step on CPU), it measures in full only on some steps, and at least
-            every 16th (:mod:`trainguard.core.budget`); the steps in between read the loss alone, which the loss's
+            every 48th (:mod:`trainguard.core.budget`); the steps in between read the loss alone, which the loss's
             detectors (spikes, divergence, plateaus) and the run log still get (see :meth:`_budgeted_step`). Where
             it costs less (a step long enough), every step is full, as with None. Applies to ``guard.step`` with
             the ``observe`` and ``safe`` policies on CPU, without ``scaler=``/``clip=``/``accumulate``/
@@ -500,19 +500,19 @@ class Guard(SessionView):
 
     def _budgeted_step(self, start: float, loss: Any, batch_size: int | None, inputs: Any, targets: Any,
                        epoch: int | None, grad_norm: Any) -> tuple[Finding, ...]:
-        """:meth:`step` under an overhead budget (:mod:`trainguard.core.budget`), timed in this thread's CPU time.
+        """:meth:`step` under an overhead budget (:mod:`trainguard.core.budget`), timed in this thread's CPU time
+        from ``start`` (read first thing in :meth:`step`).
 
         A light step reads the loss, steps the optimizer and counts the step: no gradient norm, per-layer
-        statistics, detector or policy. Its loss (with the LRs, the batch size, the epoch and the backward passes
-        counted, and the modules' train/eval modes when due) is handed to the session's light path at the next full
-        step, or at ``flush``: the history, the run log and the detectors that read those alone (spikes,
-        divergence, plateaus, a loss against its batch size, an accumulation group spilling into the next, a
-        BatchNorm left in eval mode), so those judge
-        every step, at most ``cap - 1`` steps late, in one batch whose interpreter caches are warm (a light step
-        costs a few microseconds). A non-finite loss makes the step a full one at once (the ``safe`` policy
-        skips it, the NaN search runs), and so is every step for ``cap`` steps after any sign of trouble (a
-        finding of any severity, a skipped step, an action), the first of them with the per-layer statistics. What a light step cannot see: a non-finite
-        gradient behind a finite loss, and a gradient-norm outlier to clip; both are seen at the next full step."""
+        statistics, detector or policy. Its loss (with the LRs, the batch size, the epoch, the backward passes
+        counted and, when due, the modules' train/eval modes) is handed to the session's light path at the next
+        full step, or at ``flush``: the run log and the detectors that read those alone (spikes, divergence,
+        plateaus, a loss against its batch size, an accumulation group spilling into the next, a BatchNorm left in
+        eval mode), so those judge every step, at most ``cap - 1`` steps late, in one batch. A non-finite loss
+        makes the step a full one at once (the ``safe`` policy skips it, the NaN search runs), and so is every
+        step for ``cap`` steps after any sign of trouble (a finding of any severity, a skipped step, an action),
+        the first of them with the per-layer statistics. What a light step cannot see: a non-finite gradient
+        behind a finite loss, and a gradient-norm outlier to clip; both are seen at the next full step."""
         nonfinite = False
         if (self._light_left and grad_norm is None and self._micro is None and isinstance(loss, torch.Tensor)
                 and loss.numel() == 1 and not self._closed):
