@@ -64,3 +64,25 @@ def test_the_default_chain_gives_the_same_findings_run_alone_or_through_the_moni
         monitor.observe(stats)
     assert monitor.findings == expected and expected
     assert [d.name for d in parts(non_finite())] == ["non_finite"]
+
+
+def test_light_steps_reach_only_the_detectors_that_read_the_loss_alone_and_a_failing_one_is_switched_off_alone():
+    seen = []
+
+    def recorder(name: str, light: bool) -> Detector:
+        return Detector(name, lambda: 0, lambda stats, n: (seen.append((name, stats.step)) or (), n + 1), light=light)
+
+    monitor = Monitor(chain(recorder("gradients", False), recorder("loss", True), Detector(
+        "light_failing", lambda: 0, failing_at(1).update, light=True)))
+    with pytest.warns(RuntimeWarning, match="light_failing raised ZeroDivisionError"):
+        found = monitor.observe_light([StepStats(step=i, loss=1.0, light=True) for i in range(3)])
+    assert seen == [("loss", 0), ("loss", 1), ("loss", 2)]  # in order; never the gradients' detector
+    assert [[f.code for f in step] for step in found] == [[], [INTERNAL_ERROR], []]
+    assert monitor.disabled == ["light_failing"] and monitor.state[1] == 3
+    monitor.observe(StepStats(step=3, loss=1.0, grad_norm=1.0))
+    assert seen[-2:] == [("gradients", 3), ("loss", 3)]  # a full step reaches every detector
+
+
+def test_the_default_light_detectors_are_those_that_read_the_loss_alone():
+    light = [d.name for d in parts(default_detectors()) if d.light]
+    assert light == ["loss_spike", "divergence", "plateau", "module_mode", "batch_size_loss", "accumulation_spill"]

@@ -153,3 +153,26 @@ def test_the_schedule_is_plain_data():
     forensic = schedule(get_preset("forensic"))
     assert all(forensic.layers.due(s) for s in range(200)) and not forensic.layers.due(201)
     assert not Cadence().due(0)
+
+
+def test_the_diagnosis_reads_the_measured_steps_and_the_light_ones_with_a_finding():
+    from trainguard.core.diagnosis.run_view import RunView
+    from trainguard.core.findings import Finding, Severity
+
+    stats = [StepStats(step=i, loss=1.0, grad_norm=0.5, light=i % 4 != 0) for i in range(12)]
+    spike = Finding("loss_spike", Severity.INFO, 6, None, {}, "a spike")
+    view = RunView.build(stats, [spike])
+    assert view.steps.tolist() == [0, 4, 6, 8]  # the light step 6 holds the symptom
+    only_light = RunView.build([s for s in stats if s.light], [])
+    assert len(only_light.steps) == 9  # a log of light steps alone is read whole
+
+
+def test_light_steps_go_to_the_sinks_and_the_detectors_and_to_the_history_only_when_a_finding_names_them():
+    sink = Recorder()
+    session = Session(log=sink)
+    steps = [StepStats(step=i, loss=1.0 + 0.01 * (i % 3) if i != 30 else 1e4, light=True) for i in range(40)]
+    found = session.observe_light(steps)
+    assert [r.step for kind, r in sink.records if kind == "step"] == list(range(40))
+    assert [f.code for f in found] == ["loss_spike"] and found[0].step == 30
+    assert [(kind, r.code) for kind, r in sink.records if kind == "finding"] == [("finding", "loss_spike")]
+    assert [s.step for s in session.history] == [30]

@@ -36,6 +36,7 @@ __all__ = ["Session", "StepResult", "Sink", "Repair", "PolicyRepair", "Effector"
            "REPAIRER", "standing", "policy_name", "check_exporters", "check_guard_arguments"]
 
 REPAIRER = "repairer"  # the part that runs the policy and its effector
+RECENT_LIGHT = 512  # light steps kept for a finding that names one later (a spike is judged up to ~200 steps on)
 
 
 class StepResult(NamedTuple):
@@ -251,6 +252,7 @@ class Session:
         self.findings: list[Finding] = []
         self.actions: list[Action] = []
         self.history = StatsHistory()
+        self._recent_light: dict[int, StepStats] = {}  # the last RECENT_LIGHT light steps, by step
         self.framework = framework
         self._last_step = -1
         self.containment = Containment(self.findings, step if step is not None else lambda: self._last_step + 1)
@@ -297,6 +299,8 @@ class Session:
             except Exception as e:  # noqa: BLE001 - containment
                 containment.contain("detectors", e, stats.step)
         self.findings.extend(found)
+        if found and self._recent_light:
+            self._keep_symptoms(found)
         for part, sink in self._sinks:
             if part not in containment.disabled:
                 try:
@@ -323,8 +327,9 @@ class Session:
     def observe_light(self, steps: Sequence[StepStats]) -> tuple[Finding, ...]:
         """Light steps of an overhead budget (:mod:`trainguard.core.budget`: the loss measured, the gradients not),
         in order, through the detectors that read the loss alone and the sinks (the run log keeps every step).
-        Not the history, but for a step with a finding: it keeps the measured steps, all the diagnosis reads
-        (``RunView``), so that its bounded tail is not filled with light ones. No repair: the steps were taken as
+        Not the history, but for a step a finding names (now or within ``RECENT_LIGHT`` steps, as a spike is
+        judged some steps after it): it keeps the measured steps, all the diagnosis reads (``RunView``), so that its
+        bounded tail is not filled with light ones. No repair: the steps were taken as
         they came, and the budget makes the steps after a finding full. Returns their findings."""
         if not steps:
             return ()
@@ -338,9 +343,13 @@ class Session:
                 containment.contain("detectors", e, steps[-1].step)
         found = tuple(f for step_found in per_step for f in step_found)
         self.findings.extend(found)
-        for stats, step_found in zip(steps, per_step):
-            if step_found:  # its loss is a symptom the diagnosis reads (``RunView.build``)
-                self.history.append(stats)
+        recent = self._recent_light
+        for stats in steps:
+            recent[stats.step] = stats
+        while len(recent) > RECENT_LIGHT:
+            del recent[next(iter(recent))]
+        if found:
+            self._keep_symptoms(found)
         for part, sink in self._sinks:
             if part not in containment.disabled:
                 try:
@@ -351,6 +360,14 @@ class Session:
                 except Exception as e:  # noqa: BLE001 - containment
                     containment.contain(part, e, steps[-1].step)
         return found
+
+    def _keep_symptoms(self, found: Iterable[Finding]) -> None:
+        """The recent light steps these findings name go to the history: their loss is a symptom the diagnosis
+        reads (``RunView.build``)."""
+        for finding in found:
+            stats = self._recent_light.pop(finding.step, None)
+            if stats is not None:
+                self.history.append(stats)
 
     def _record(self, actions: Iterable[Action], events: Iterable[tuple[str, dict[str, Any]]], step: int) -> None:
         actions = list(actions)
