@@ -5,6 +5,7 @@ ramp lets it: the decisions asserted here do not depend on the machine's speed."
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -172,3 +173,39 @@ def test_steps_long_relative_to_the_guard_are_all_full_and_the_run_bitwise_the_u
         assert runs[0][1] == runs[1][1] and len(runs[0][1]) == 30
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_nan_gradient_behind_a_finite_loss_on_a_light_step_is_skipped_by_safe():
+    # sqrt at 0 inside the network: its forward is 0, its backward 0 * inf = NaN into every gradient before it
+    model, optimizer, x, y = model_and_data()
+    guard = trainguard.Guard(model, optimizer, policy="safe")  # the default budget
+    poisoned, weights = [], []
+    for i in range(450):
+        xb, yb = x[(i * 32) % 256:(i * 32) % 256 + 32], y[(i * 32) % 256:(i * 32) % 256 + 32]
+        hidden = model[0](xb)
+        loss = nn.functional.mse_loss(model[2](model[1](hidden)), yb)
+        if not poisoned and i >= 400 and guard._light_left > 0:
+            poisoned.append(i)
+            loss = loss + 0.0 * torch.sqrt(hidden * 0.0).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        assert math.isfinite(loss.item())
+        guard.step(loss, batch_size=32)
+        weights.append(model[0].weight.detach().clone())
+    guard.close()
+    (step,) = poisoned
+    assert torch.equal(weights[step], weights[step - 1])  # skipped, not applied
+    assert all(torch.isfinite(w).all() for w in weights)
+    assert any(f.code == "non_finite" and f.step == step for f in guard.findings)
+    assert [a.kind for a in guard.actions if a.step == step] == ["skip_step"]
+
+
+def test_the_gradient_sentinel_is_safes_alone_and_its_hook_goes_at_close():
+    model, optimizer, x, y = model_and_data()
+    safe = trainguard.Guard(model, optimizer, policy="safe")
+    assert safe._sentinel is not None and safe._sentinel.watching  # a hook on 0.bias (16 entries)
+    safe.close()
+    assert not safe._sentinel.watching
+    observe = trainguard.Guard(model, optimizer, policy="observe")
+    assert observe._sentinel is None
+    observe.close()

@@ -58,6 +58,7 @@ from trainguard.adapters.torch.effector import TorchEffector
 from trainguard.adapters.torch.measure import Measurer, host_lrs
 from trainguard.adapters.torch.modes import eval_mode_modules
 from trainguard.adapters.torch.record import PendingStep, all_finite, fetch
+from trainguard.adapters.torch.sentinel import GradientSentinel
 from trainguard.adapters.torch.update import Repairer, StepContext, UserRepair, apply_update, is_repairer
 from trainguard.core.budget import DEFAULT_SHARE, WARMUP_STEPS, BudgetState, budget_init, budget_update, layers_due, light_steps
 from trainguard.core.detector import Detector
@@ -223,6 +224,7 @@ class Guard(SessionView):
         # an overhead budget's light steps since the last full one, (step, loss, epoch, batch size, LRs, backward
         # passes, modules in eval mode): the session gets them at the next full step
         self._light: list[tuple[Any, ...]] = []
+        self._sentinel: GradientSentinel | None = None  # under the budget with ``safe``: one gradient's hook
         if budget_state is not None:
             self._start_budget(budget_state, policy, reduce)
         if self._layers_due:
@@ -462,6 +464,8 @@ class Guard(SessionView):
         self._measure.probe.remove()
         if self._backward is not None:
             self._backward.remove()
+        if self._sentinel is not None:
+            self._sentinel.remove()
         self.session.close(status, self.step_count)
         if self._effector is not None:
             self._effector.release()
@@ -494,6 +498,9 @@ class Guard(SessionView):
         self._budget = state
         self._light_left = 0  # light steps before the next full one
         self._light_self = 0.0  # their self-time, in seconds
+        # ``safe`` skips a non-finite step: a light step asks one gradient's hook (``observe`` never acts, and sees
+        # a NaN gradient in the next step's loss)
+        self._sentinel = self._try("gradient sentinel", GradientSentinel, self.params) if policy == "safe" else None
         self._plan_s = 0.0  # the time the budget's plan after the last full step took
         self._layers_next = False  # the next full step takes the per-layer statistics
         self._last_full: tuple[float, float] | None = None  # the last full step's (start, self-time)
@@ -511,13 +518,15 @@ class Guard(SessionView):
         eval mode), so those judge every step, at most ``cap - 1`` steps late, in one batch. A non-finite loss
         makes the step a full one at once (the ``safe`` policy skips it, the NaN search runs), and so is every
         step for ``cap`` steps after any sign of trouble (a finding of any severity, a skipped step, an action),
-        the first of them with the per-layer statistics. What a light step cannot see: a non-finite gradient
-        behind a finite loss, and a gradient-norm outlier to clip; both are seen at the next full step."""
+        the first of them with the per-layer statistics. Under ``safe``, a non-finite gradient behind a finite
+        loss is caught through one hook (``sentinel.py``) on the first small parameter in forward order, which
+        every backward path of a sequential network reaches; one that does not reach it (a branch), and a
+        gradient-norm outlier to clip, are seen at the next full step."""
         nonfinite = False
         if (self._light_left and grad_norm is None and self._micro is None and isinstance(loss, torch.Tensor)
                 and loss.numel() == 1 and not self._closed):
             value = loss.item()
-            nonfinite = not math.isfinite(value)
+            nonfinite = not math.isfinite(value) or (self._sentinel is not None and self._sentinel.take())
             if not nonfinite and not _groups_changed(self.optimizer, self._groups):
                 step = self.step_count
                 # a plain tuple now, the StepStats in the warm batch of ``_feed_light``
@@ -536,6 +545,8 @@ class Guard(SessionView):
                 return ()
         kind = "layers" if self._layers_due else "full"
         lights = len(self._light)
+        if self._sentinel is not None:
+            self._sentinel.take()  # this step's gradients are measured in full
         actions = len(self.session.actions)
         apply = self.begin_update(loss, batch_size, inputs=inputs, targets=targets, epoch=epoch, grad_norm=grad_norm)
         before = _clock()
@@ -600,6 +611,9 @@ class Guard(SessionView):
         """``optimizer.add_param_group`` since the last step: watch (and repair) the new parameters too."""
         self.params, self.names = _named_parameters(self._named_model, self.optimizer)
         self._groups = _groups_shape(self.optimizer)
+        if self._sentinel is not None:
+            self._sentinel.remove()
+            self._sentinel = self._try("gradient sentinel", GradientSentinel, self.params)
         self._measure.plain = all(p.dtype == torch.float32 and p.device == self.device for p in self.params)
         if self._effector is not None:
             self._effector.forget_snapshots()
