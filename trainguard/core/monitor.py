@@ -39,28 +39,7 @@ class Monitor:
     def observe_light(self, steps: Sequence[StepStats]) -> list[tuple[Finding, ...]]:
         """Feeds light steps (the loss measured, not the gradients), in order, to the detectors that read the loss
         alone; returns each step's findings."""
-        states = list(self.state)
-        detectors, off = self.detectors, self._off
-        out: list[tuple[Finding, ...]] = []
-        for stats in steps:
-            found: list[Finding] = []
-            for i in self._light:
-                if i in off:
-                    continue
-                try:
-                    new, states[i] = detectors[i].update(stats, states[i])
-                except Exception as error:  # noqa: BLE001 - containment: this detector goes, the others stay
-                    off.add(i)
-                    self.disabled.append(detectors[i].name)
-                    found.append(_internal_error(detectors[i].name, error, stats.step))
-                    continue
-                if new:
-                    found.extend(new)
-            if found:
-                self.findings.extend(found)
-            out.append(tuple(found))
-        self.state = tuple(states)
-        return out
+        return [self._run(stats, self._light) for stats in steps]
 
     def _run(self, stats: StepStats, which: Any) -> tuple[Finding, ...]:
         found: list[Finding] = []
