@@ -25,23 +25,22 @@ from typing import Any
 
 import torch
 
+from trainguard.adapters.torch.grad_hook import GradientHook
+
 __all__ = ["BackwardCounter"]
 
 
-class BackwardCounter:
+class BackwardCounter(GradientHook):
     """Backward passes summed in the watched parameter's ``.grad`` (see the module docstring)."""
 
-    __slots__ = ("count", "fresh", "_grad", "_version", "_handle", "__weakref__")
+    __slots__ = ("count", "fresh", "_grad", "_version")
 
     def __init__(self, params: Iterable[torch.Tensor]):
         self.count = 0  # backward passes since the watched gradient was last reset
         self.fresh = False  # a pass ran since the last take()
         self._grad: Any = None  # a weak reference to the watched .grad tensor (a strong one would keep it alive)
         self._version = -1
-        self._handle = None
-        watched = next((p for p in params if p.requires_grad), None)
-        if watched is not None and hasattr(watched, "register_post_accumulate_grad_hook"):
-            self._handle = watched.register_post_accumulate_grad_hook(_counting(weakref.ref(self)))
+        super().__init__(next((p for p in params if p.requires_grad), None))
 
     def seen(self, grad: torch.Tensor | None) -> None:
         if grad is None:
@@ -55,6 +54,9 @@ class BackwardCounter:
         self._version = version
         self.fresh = True
 
+    def failed(self) -> None:
+        self.fresh = False  # no count from then on
+
     def take(self) -> int | None:
         """The count for the optimizer step being taken; None when no backward pass reached the watched
         parameter since the last step (nothing to tell)."""
@@ -62,23 +64,3 @@ class BackwardCounter:
             return None
         self.fresh = False
         return self.count
-
-    def remove(self) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
-
-
-def _counting(counter_ref: weakref.ref) -> Any:
-    """The hook: holds the counter weakly, so a guard dropped without ``close()`` leaves no live counter behind.
-    It runs inside the user's ``backward()``: a failure of its own removes it (no count from then on) instead of
-    raising there."""
-    def hook(param: torch.Tensor) -> None:
-        counter = counter_ref()
-        if counter is not None:
-            try:
-                counter.seen(param.grad)
-            except Exception:  # noqa: BLE001 - containment: never break the user's backward
-                counter.remove()
-                counter.fresh = False
-    return hook

@@ -11,54 +11,30 @@ full step.
 from __future__ import annotations
 
 import math
-import weakref
-from typing import Any
 
 import torch
+
+from trainguard.adapters.torch.grad_hook import GradientHook
 
 __all__ = ["GradientSentinel", "SENTINEL_SIZE"]
 
 SENTINEL_SIZE = 4096  # the largest parameter whose gradient the hook sums
 
 
-class GradientSentinel:
+class GradientSentinel(GradientHook):
     """``tripped``: a non-finite gradient reached the watched parameter since the last :meth:`take`."""
 
-    __slots__ = ("tripped", "_handle", "__weakref__")
+    __slots__ = ("tripped",)
 
     def __init__(self, params: list[torch.nn.Parameter]):
         self.tripped = False
-        self._handle = None
-        watched = next((p for p in params if p.requires_grad and p.numel() <= SENTINEL_SIZE), None)
-        if watched is not None and hasattr(watched, "register_post_accumulate_grad_hook"):
-            self._handle = watched.register_post_accumulate_grad_hook(_checking(weakref.ref(self)))
+        super().__init__(next((p for p in params if p.requires_grad and p.numel() <= SENTINEL_SIZE), None))
 
-    @property
-    def watching(self) -> bool:
-        return self._handle is not None
+    def seen(self, grad: torch.Tensor | None) -> None:
+        if grad is not None and not math.isfinite(grad.sum().item()):
+            self.tripped = True
 
     def take(self) -> bool:
         """Whether a non-finite gradient came since the last call."""
         tripped, self.tripped = self.tripped, False
         return tripped
-
-    def remove(self) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
-
-
-def _checking(sentinel_ref: weakref.ref) -> Any:
-    """The hook: holds the sentinel weakly; a failure of its own removes it instead of raising in ``backward()``."""
-
-    def hook(param: torch.Tensor) -> None:
-        sentinel = sentinel_ref()
-        if sentinel is None or param.grad is None:
-            return
-        try:
-            if not math.isfinite(param.grad.sum().item()):
-                sentinel.tripped = True
-        except Exception:  # noqa: BLE001 - containment: never break the user's backward
-            sentinel.remove()
-
-    return hook
