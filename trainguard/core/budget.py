@@ -143,8 +143,8 @@ def budget_update(state: BudgetState, kind: str, self_s: float | None, step_s: f
     else:
         full_s = _mean(full_s, self_s)
     full_until = max(state.full_until, steps + state.cap) if trouble else state.full_until
-    state = state._replace(steps=steps, since_layers=since_layers, full_until=full_until,
-                           step_s=step_mean, full_s=full_s, light_s=light_s, layers_extra_s=layers_extra)
+    state = state._replace(steps=steps, since_layers=since_layers, full_until=full_until, step_s=step_mean,
+                           full_s=full_s, light_s=light_s, layers_extra_s=layers_extra)
     if kind == "light":
         return state
     grow = required_stride(state, state.share)

@@ -60,7 +60,8 @@ from trainguard.adapters.torch.modes import eval_mode_modules
 from trainguard.adapters.torch.record import PendingStep, all_finite, fetch
 from trainguard.adapters.torch.sentinel import GradientSentinel
 from trainguard.adapters.torch.update import Repairer, StepContext, UserRepair, apply_update, is_repairer
-from trainguard.core.budget import DEFAULT_SHARE, WARMUP_STEPS, BudgetState, budget_init, budget_update, layers_due, light_steps
+from trainguard.core.budget import (DEFAULT_SHARE, WARMUP_STEPS, BudgetState, budget_init, budget_update, layers_due,
+                                    light_steps)
 from trainguard.core.detector import Detector
 from trainguard.core.diagnosis import Cause
 from trainguard.core.findings import Finding

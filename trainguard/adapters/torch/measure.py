@@ -50,8 +50,7 @@ class Measurer:
         """The every-step statistics. ``grad_norm``: the global norm the user computed (``clip_grad_norm_``'s
         return value), taken instead of a norm pass of our own."""
         lrs = host_lrs(self.optimizer)
-        tensor_lrs = lrs is None
-        entry = PendingStep(step, epoch, batch_size, () if tensor_lrs else lrs, names)
+        entry = PendingStep(step, epoch, batch_size, lrs or (), names)
         if grad_norm is None:
             vector = collect.step_vector(loss, grads, self.device, self.plain)
         else:
@@ -61,7 +60,7 @@ class Measurer:
             entry.pieces["step"] = vector
         else:
             entry.add("step", self.reduce(vector), self.device)
-        if tensor_lrs:
+        if lrs is None:  # a tensor LR: read with the step's other values
             entry.add("lrs", torch.stack([torch.as_tensor(group["lr"], dtype=torch.float32, device=self.device)
                                           for group in self.optimizer.param_groups]), self.device)
         return entry
